@@ -1,0 +1,220 @@
+"""Per-session configuration: defaults from settings, changed by ``session.update``.
+
+Pure data and functions; the session applies updates and reports the result in
+``session.created`` / ``session.updated``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from openai.types.realtime import RealtimeSessionCreateRequest
+
+from pipelines.realtime.protocol import ProtocolError
+
+AudioFormat = Literal["audio/pcm", "audio/pcmu", "audio/pcma"]
+
+FORMAT_RATES: dict[str, int] = {"audio/pcm": 24000, "audio/pcmu": 8000, "audio/pcma": 8000}
+"""Sample rate (Hz) each protocol audio format is carried at."""
+
+
+@dataclass(frozen=True)
+class TurnDetection:
+    """Server VAD parameters (the protocol's ``server_vad``); times in ms."""
+
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+    create_response: bool = True
+    interrupt_response: bool = True
+
+    def to_protocol(self) -> dict[str, Any]:
+        return {
+            "type": "server_vad",
+            "threshold": self.threshold,
+            "prefix_padding_ms": self.prefix_padding_ms,
+            "silence_duration_ms": self.silence_duration_ms,
+            "create_response": self.create_response,
+            "interrupt_response": self.interrupt_response,
+            "idle_timeout_ms": None,
+        }
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """What a realtime session does; every field has a protocol counterpart."""
+
+    instructions: str
+    model: str = "voice-agent"
+    voice: str = "joe"
+    speed: float = 1.0
+    input_format: AudioFormat = "audio/pcm"
+    output_format: AudioFormat = "audio/pcm"
+    output_modalities: tuple[str, ...] = ("audio",)
+    turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
+    transcription_language: str | None = "en"
+    transcription_prompt: str | None = None
+    tools: tuple[dict[str, Any], ...] = ()
+    """Client-side function tools declared by the client (protocol shape)."""
+    tool_choice: str | dict[str, Any] = "auto"
+    temperature: float | None = None
+    max_output_tokens: int | None = None
+
+    @property
+    def input_rate(self) -> int:
+        return FORMAT_RATES[self.input_format]
+
+    @property
+    def output_rate(self) -> int:
+        return FORMAT_RATES[self.output_format]
+
+    def to_protocol(self, session_id: str, server_tools: list[dict[str, Any]]) -> dict[str, Any]:
+        """The ``session`` object of ``session.created`` / ``session.updated``."""
+        return {
+            "type": "realtime",
+            "object": "realtime.session",
+            "id": session_id,
+            "model": self.model,
+            "output_modalities": list(self.output_modalities),
+            "instructions": self.instructions,
+            "audio": {
+                "input": {
+                    "format": _format_protocol(self.input_format),
+                    "transcription": {
+                        "model": "whisper",
+                        "language": self.transcription_language,
+                        "prompt": self.transcription_prompt,
+                    },
+                    "noise_reduction": None,
+                    "turn_detection": self.turn_detection.to_protocol()
+                    if self.turn_detection
+                    else None,
+                },
+                "output": {
+                    "format": _format_protocol(self.output_format),
+                    "voice": self.voice,
+                    "speed": self.speed,
+                },
+            },
+            "tools": [*server_tools, *self.tools],
+            "tool_choice": self.tool_choice,
+            "max_output_tokens": self.max_output_tokens
+            if self.max_output_tokens is not None
+            else "inf",
+            "temperature": self.temperature,
+        }
+
+
+def _format_protocol(fmt: str) -> dict[str, Any]:
+    return {"type": fmt, "rate": FORMAT_RATES[fmt]} if fmt == "audio/pcm" else {"type": fmt}
+
+
+def apply_session_update(
+    config: SessionConfig, session: RealtimeSessionCreateRequest | Any
+) -> SessionConfig:
+    """Return ``config`` with the fields present in a ``session.update`` applied.
+
+    Raises :class:`ProtocolError` naming the field for values the server cannot honour.
+    """
+    if getattr(session, "type", "realtime") != "realtime":
+        raise ProtocolError(
+            "only realtime sessions are supported (session.type must be 'realtime')",
+            param="session.type",
+        )
+    changes: dict[str, Any] = {}
+    set_fields = session.model_fields_set
+    if "instructions" in set_fields and session.instructions is not None:
+        changes["instructions"] = session.instructions
+    if "output_modalities" in set_fields and session.output_modalities:
+        changes["output_modalities"] = tuple(session.output_modalities)
+    if "tool_choice" in set_fields and session.tool_choice is not None:
+        choice = session.tool_choice
+        changes["tool_choice"] = choice if isinstance(choice, str) else choice.model_dump()
+    if "tools" in set_fields and session.tools is not None:
+        changes["tools"] = tuple(_client_tool(t, i) for i, t in enumerate(session.tools))
+    if "max_output_tokens" in set_fields:
+        mot = session.max_output_tokens
+        changes["max_output_tokens"] = None if mot in (None, "inf") else int(mot)
+    extra = session.model_extra or {}
+    if "temperature" in extra:
+        temp = extra["temperature"]
+        if not isinstance(temp, int | float) or not 0.0 <= temp <= 2.0:
+            raise ProtocolError("temperature must be a number in [0, 2]", param="session.temperature")
+        changes["temperature"] = float(temp)
+    if session.audio is not None:
+        changes.update(_audio_changes(config, session.audio))
+    return replace(config, **changes)
+
+
+def _client_tool(tool: Any, index: int) -> dict[str, Any]:
+    data = tool.model_dump(exclude_none=True) if hasattr(tool, "model_dump") else dict(tool)
+    if data.get("type", "function") != "function" or not data.get("name"):
+        raise ProtocolError(
+            "only function tools with a name are supported", param=f"session.tools[{index}]"
+        )
+    data.setdefault("type", "function")
+    data.setdefault("parameters", {"type": "object", "properties": {}})
+    return data
+
+
+def _audio_changes(config: SessionConfig, audio: Any) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if audio.input is not None:
+        inp = audio.input
+        if inp.format is not None and inp.format.type is not None:
+            changes["input_format"] = inp.format.type
+        if "turn_detection" in inp.model_fields_set:
+            changes["turn_detection"] = _turn_detection(config.turn_detection, inp.turn_detection)
+        if inp.transcription is not None:
+            if inp.transcription.language is not None:
+                changes["transcription_language"] = inp.transcription.language
+            if inp.transcription.prompt is not None:
+                changes["transcription_prompt"] = inp.transcription.prompt
+    if audio.output is not None:
+        out = audio.output
+        if out.format is not None and out.format.type is not None:
+            changes["output_format"] = out.format.type
+        if out.voice is not None:
+            changes["voice"] = out.voice if isinstance(out.voice, str) else out.voice.id
+        if out.speed is not None:
+            if not 0.25 <= out.speed <= 4.0:
+                raise ProtocolError("speed must be in [0.25, 4.0]", param="session.audio.output.speed")
+            changes["speed"] = float(out.speed)
+    return changes
+
+
+def _turn_detection(current: TurnDetection | None, td: Any) -> TurnDetection | None:
+    if td is None:
+        return None
+    base = current or TurnDetection()
+    if td.type == "semantic_vad":
+        # Accepted and served by the server VAD: there is no semantic turn model offline.
+        return replace(
+            base,
+            create_response=td.create_response if td.create_response is not None else True,
+            interrupt_response=td.interrupt_response
+            if td.interrupt_response is not None
+            else True,
+        )
+    values: dict[str, Any] = {}
+    for name in (
+        "threshold",
+        "prefix_padding_ms",
+        "silence_duration_ms",
+        "create_response",
+        "interrupt_response",
+    ):
+        value = getattr(td, name)
+        if value is not None:
+            values[name] = value
+    if "threshold" in values and not 0.0 <= values["threshold"] <= 1.0:
+        raise ProtocolError(
+            "threshold must be in [0, 1]", param="session.audio.input.turn_detection.threshold"
+        )
+    if "silence_duration_ms" in values and not 50 <= values["silence_duration_ms"] <= 10000:
+        raise ProtocolError(
+            "silence_duration_ms must be in [50, 10000]",
+            param="session.audio.input.turn_detection.silence_duration_ms",
+        )
+    return replace(base, **values)

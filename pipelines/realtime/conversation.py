@@ -1,0 +1,232 @@
+"""Conversation state of a realtime session: protocol items, history cut at what was heard.
+
+Pure data; no I/O. Sizes are bounded: at most ``max_items`` items are kept, and
+the LLM sees the newest items that fit in ``max_context_chars``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ItemType = Literal["message", "function_call", "function_call_output"]
+Role = Literal["user", "assistant", "system"]
+
+
+@dataclass
+class SpokenSpan:
+    """A piece of assistant text and where its audio sits in the item's audio (ms)."""
+
+    text: str
+    start_ms: float
+    end_ms: float
+    index: int = 0
+    """Sentence number within the item."""
+
+
+@dataclass
+class Item:
+    """One conversation item, mutable while its response is in progress."""
+
+    id: str
+    type: ItemType
+    role: Role | None = None
+    status: Literal["in_progress", "completed", "incomplete"] = "completed"
+    text: str = ""
+    """User text or transcript; assistant transcript/text."""
+    audio: bool = False
+    """Whether the content part is audio (``input_audio`` / ``output_audio``)."""
+    audio_ms: float = 0.0
+    """Assistant audio produced for this item (ms)."""
+    spans: list[SpokenSpan] = field(default_factory=list)
+    call_id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+    output: str = ""
+    speaker: str | None = None
+    """Extension: speaker label of a user turn, when known."""
+
+    def to_protocol(self) -> dict[str, Any]:
+        """The item as the protocol's ``ConversationItem``."""
+        base: dict[str, Any] = {
+            "id": self.id,
+            "object": "realtime.item",
+            "type": self.type,
+            "status": self.status,
+        }
+        if self.type == "function_call":
+            return {**base, "call_id": self.call_id, "name": self.name, "arguments": self.arguments}
+        if self.type == "function_call_output":
+            return {**base, "call_id": self.call_id, "output": self.output}
+        base["role"] = self.role
+        if self.role == "assistant":
+            part = (
+                {"type": "output_audio", "transcript": self.text}
+                if self.audio
+                else {"type": "output_text", "text": self.text}
+            )
+        elif self.audio:
+            part = {"type": "input_audio", "transcript": self.text or None}
+        else:
+            part = {"type": "input_text", "text": self.text}
+        base["content"] = [part]
+        if self.speaker is not None:
+            base["speaker"] = self.speaker
+        return base
+
+
+def text_heard(spans: Iterable[SpokenSpan], audio_end_ms: float) -> str:
+    """The part of the spoken text the listener heard before ``audio_end_ms``.
+
+    Whole spans that finished playing are kept; the span playing at the cut keeps
+    the share of its words proportional to the share of its audio played.
+    """
+    kept: list[str] = []
+    for span in spans:
+        if span.end_ms <= audio_end_ms:
+            kept.append(span.text.strip())
+            continue
+        if span.start_ms < audio_end_ms:
+            words = span.text.split()
+            share = (audio_end_ms - span.start_ms) / max(span.end_ms - span.start_ms, 1e-6)
+            count = int(len(words) * share)
+            if count:
+                kept.append(" ".join(words[:count]))
+        break
+    return " ".join(k for k in kept if k)
+
+
+class Conversation:
+    """Ordered items of one session."""
+
+    def __init__(self, *, max_items: int = 200, max_context_chars: int = 6000) -> None:
+        self._items: list[Item] = []
+        self.max_items = max_items
+        self.max_context_chars = max_context_chars
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._items)
+
+    @property
+    def last_id(self) -> str | None:
+        return self._items[-1].id if self._items else None
+
+    def get(self, item_id: str) -> Item | None:
+        return next((i for i in self._items if i.id == item_id), None)
+
+    def add(self, item: Item, previous_item_id: str | None = None) -> str | None:
+        """Insert ``item`` after ``previous_item_id`` (``None`` = append; ``"root"`` = first).
+
+        Returns the id of the item now before it. Raises ``KeyError`` for an
+        unknown ``previous_item_id``. The oldest items go when over ``max_items``.
+        """
+        if previous_item_id is None:
+            position = len(self._items)
+        elif previous_item_id == "root":
+            position = 0
+        else:
+            position = next(
+                (n + 1 for n, i in enumerate(self._items) if i.id == previous_item_id), -1
+            )
+            if position < 0:
+                raise KeyError(previous_item_id)
+        self._items.insert(position, item)
+        while len(self._items) > self.max_items:
+            self._items.pop(0)
+        index = self._items.index(item)
+        return self._items[index - 1].id if index > 0 else None
+
+    def delete(self, item_id: str) -> bool:
+        item = self.get(item_id)
+        if item is None:
+            return False
+        self._items.remove(item)
+        return True
+
+    def truncate(self, item_id: str, audio_end_ms: float) -> Item:
+        """Cut an assistant audio item to the audio heard before ``audio_end_ms``.
+
+        Raises ``KeyError`` (unknown item) or ``ValueError`` (not assistant audio,
+        or ``audio_end_ms`` beyond the audio produced).
+        """
+        item = self.get(item_id)
+        if item is None:
+            raise KeyError(item_id)
+        if item.role != "assistant" or not item.audio:
+            raise ValueError("only assistant audio items can be truncated")
+        if audio_end_ms > item.audio_ms + 1.0:
+            raise ValueError(
+                f"audio_end_ms {audio_end_ms:.0f} is beyond the item's audio ({item.audio_ms:.0f} ms)"
+            )
+        item.text = text_heard(item.spans, audio_end_ms)
+        item.spans = [s for s in item.spans if s.start_ms < audio_end_ms]
+        if item.spans:
+            item.spans[-1].end_ms = min(item.spans[-1].end_ms, audio_end_ms)
+        item.audio_ms = audio_end_ms
+        return item
+
+    def chat_messages(self, instructions: str) -> list[dict[str, Any]]:
+        """The newest history that fits ``max_context_chars``, as chat-completion messages.
+
+        Tool calls and their outputs are kept or dropped together so the LLM never
+        sees an orphaned tool result.
+        """
+        messages: list[dict[str, Any]] = []
+        budget = self.max_context_chars
+        for item in reversed(self._items):
+            message = _to_chat(item)
+            if message is None:
+                continue
+            size = len(str(message.get("content") or "")) + len(item.arguments)
+            if budget - size < 0 and messages:
+                break
+            budget -= size
+            messages.append(message)
+        messages.reverse()
+        while messages and messages[0]["role"] == "tool":
+            messages.pop(0)
+        return [{"role": "system", "content": instructions}, *_merge_tool_calls(messages)]
+
+
+def _to_chat(item: Item) -> dict[str, Any] | None:
+    if item.type == "function_call":
+        return {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": item.call_id,
+                    "type": "function",
+                    "function": {"name": item.name, "arguments": item.arguments or "{}"},
+                }
+            ],
+        }
+    if item.type == "function_call_output":
+        return {"role": "tool", "tool_call_id": item.call_id, "content": item.output}
+    if not item.text.strip():
+        return None
+    text = item.text
+    if item.role == "user" and item.speaker:
+        text = f"[{item.speaker}] {text}"
+    return {"role": item.role or "user", "content": text}
+
+
+def _merge_tool_calls(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge consecutive assistant tool-call messages (parallel calls) into one."""
+    merged: list[dict[str, Any]] = []
+    for message in messages:
+        prev = merged[-1] if merged else None
+        if (
+            prev is not None
+            and message.get("tool_calls")
+            and prev.get("tool_calls")
+            and prev["role"] == "assistant"
+        ):
+            prev["tool_calls"].extend(message["tool_calls"])
+            continue
+        merged.append(message)
+    return merged

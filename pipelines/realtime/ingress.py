@@ -1,0 +1,316 @@
+"""Input side of a realtime session: client audio → 16 kHz → VAD → streaming STT → user items.
+
+Runs as one task per session consuming a queue, so audio, commits and clears are
+handled in the order the client sent them. Model work (VAD frames, Whisper)
+runs in worker threads. The session is told about voice activity at once (for
+barge-in) and about each finished user turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from pipelines.realtime.config import SessionConfig, TurnDetection
+from pipelines.realtime.context import SessionContext
+from pipelines.realtime.conversation import Item
+from pipelines.realtime.latency import TurnLatency
+from pipelines.realtime.partials import StablePrefix
+from pipelines.realtime.protocol import ProtocolError
+from voice.audio.resample import StreamResampler
+from voice.stt import StreamingRecognizer, Transcriber
+from voice.vad import SpeechStarted, SpeechStopped, StreamingVad, VadOptions, make_classifier
+
+log = logging.getLogger(__name__)
+
+RATE = 16000
+"""Rate (Hz) of the VAD and STT side."""
+
+
+@dataclass(frozen=True)
+class Commit:
+    """Client asked to commit the input buffer (``input_audio_buffer.commit``)."""
+
+    event_id: str | None
+
+
+@dataclass(frozen=True)
+class Clear:
+    """Client asked to drop the input buffer (``input_audio_buffer.clear``)."""
+
+
+class TurnListener(Protocol):
+    """What the session hears from the input side."""
+
+    def voice_activity(self, voiced: bool) -> None:
+        """Called for every chunk processed: was its last VAD frame voiced?"""
+
+    def speech_started(self) -> None:
+        """The VAD confirmed the start of speech (longer than the minimum)."""
+
+    async def partial_transcript(self, text: str) -> None:
+        """A new partial hypothesis of the current user turn."""
+
+    async def user_turn(self, item: Item, latency: TurnLatency | None) -> None:
+        """A user turn was committed and transcribed (``item.text`` may be empty)."""
+
+
+class InputAudio:
+    """Owns the input buffer, VAD and streaming recognizer of one session."""
+
+    def __init__(
+        self,
+        ctx: SessionContext,
+        transcriber: Transcriber,
+        listener: TurnListener,
+        config: Callable[[], SessionConfig],
+    ) -> None:
+        self.ctx = ctx
+        self._listener = listener
+        self._config = config
+        self._queue: asyncio.Queue[np.ndarray | Commit | Clear] = asyncio.Queue(maxsize=256)
+        self._recognizer = StreamingRecognizer(
+            transcriber, partial_interval_ms=ctx.options.partial_interval_ms
+        )
+        self._resampler: StreamResampler | None = None
+        self._resampler_rate = 0
+        self._vad: StreamingVad | None = None
+        self._vad_turns: TurnDetection | None = None
+        self._vad_offset_ms = 0.0
+        """Stream position (ms) at which the current VAD was created."""
+        self._buffer = np.zeros(0, dtype=np.int16)
+        """Recent 16 kHz audio: the prefix window while idle, the whole utterance in speech."""
+        self._buffer_start_ms = 0.0
+        self._position_ms = 0.0
+        self._item_id: str | None = None
+        self._utterance_start_ms = 0.0
+        self._speculated_at: float | None = None
+        self._partial_task: asyncio.Task[None] | None = None
+        self._turn_tasks: set[asyncio.Task[None]] = set()
+        self._prefix = StablePrefix()
+
+    # --- called by the session (event loop, non-blocking) ------------------
+    async def put(self, entry: np.ndarray | Commit | Clear) -> None:
+        """Queue audio (int16 at the session's input rate) or a command; waits when full."""
+        await self._queue.put(entry)
+
+    async def run(self) -> None:
+        """Consume the queue forever; cancel to stop (safe: in-flight work is dropped)."""
+        try:
+            while True:
+                entry = await self._queue.get()
+                try:
+                    if isinstance(entry, Commit):
+                        await self._commit(entry)
+                    elif isinstance(entry, Clear):
+                        await self._clear()
+                    else:
+                        await self._audio(entry)
+                except ProtocolError as err:
+                    await self.ctx.emitter.error(err)
+        finally:
+            await self._cancel_work()
+
+    async def _cancel_work(self) -> None:
+        tasks = [t for t in (self._partial_task, *self._turn_tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # --- audio -----------------------------------------------------------------
+    async def _audio(self, samples: np.ndarray) -> None:
+        config = self._config()
+        pcm = await asyncio.to_thread(self._to_16k, samples, config.input_rate)
+        if len(pcm) == 0:
+            return
+        self._position_ms += 1000.0 * len(pcm) / RATE
+        self._append_buffer(pcm)
+        td = config.turn_detection
+        if td is None:
+            self._trim_buffer(self.ctx.options.max_input_buffer_ms)
+            return
+        vad = self._ensure_vad(td)
+        events = await asyncio.to_thread(vad.push, pcm)
+        self._listener.voice_activity(vad.last_probability >= td.threshold)
+        in_turn = self._item_id is not None
+        for event in events:
+            if isinstance(event, SpeechStarted):
+                await self._speech_started(event.start_ms + self._vad_offset_ms, td)
+            elif isinstance(event, SpeechStopped):
+                await self._speech_stopped(event.end_ms + self._vad_offset_ms)
+        if self._item_id is not None:
+            if in_turn:  # a turn that started in this chunk already holds it
+                self._recognizer.append(pcm)
+            await self._maybe_speculate(vad)
+            self._schedule_partial()
+        else:
+            self._trim_buffer(td.prefix_padding_ms + self.ctx.options.vad_min_speech_ms + 500)
+
+    def _to_16k(self, samples: np.ndarray, rate: int) -> np.ndarray:
+        if rate == RATE:
+            return samples
+        if self._resampler is None or self._resampler_rate != rate:
+            self._resampler = StreamResampler(rate, RATE, np.int16)
+            self._resampler_rate = rate
+        return self._resampler.process(samples)
+
+    def _ensure_vad(self, td: TurnDetection) -> StreamingVad:
+        if self._vad is None or self._vad_turns != td:
+            options = VadOptions(
+                threshold=td.threshold,
+                min_speech_ms=self.ctx.options.vad_min_speech_ms,
+                silence_ms=td.silence_duration_ms,
+                prefix_padding_ms=td.prefix_padding_ms,
+            )
+            self._vad = StreamingVad(make_classifier(self.ctx.options.vad_backend), options)
+            self._vad_offset_ms = self._position_ms
+            self._vad_turns = td
+        return self._vad
+
+    def _append_buffer(self, pcm: np.ndarray) -> None:
+        self._buffer = np.concatenate([self._buffer, pcm])
+
+    def _trim_buffer(self, keep_ms: float) -> None:
+        excess = len(self._buffer) - int(keep_ms * RATE / 1000)
+        if excess > 0:
+            self._buffer = self._buffer[excess:]
+            self._buffer_start_ms += 1000.0 * excess / RATE
+
+    def _slice(self, start_ms: float, end_ms: float | None = None) -> np.ndarray:
+        first = max(0, int((start_ms - self._buffer_start_ms) * RATE / 1000))
+        last = None if end_ms is None else max(first, int((end_ms - self._buffer_start_ms) * RATE / 1000))
+        return self._buffer[first:last]
+
+    # --- turns -------------------------------------------------------------------
+    async def _speech_started(self, start_ms: float, td: TurnDetection) -> None:
+        self._item_id = self.ctx.emitter.ids.new("item")
+        self._utterance_start_ms = max(self._buffer_start_ms, start_ms - td.prefix_padding_ms)
+        self._speculated_at = None
+        self._prefix = StablePrefix()
+        self._recognizer.reset()
+        self._recognizer.append(self._slice(self._utterance_start_ms))
+        self._buffer = self._slice(self._utterance_start_ms)
+        self._buffer_start_ms = self._utterance_start_ms
+        await self.ctx.emitter.emit(
+            "input_audio_buffer.speech_started", audio_start_ms=int(start_ms), item_id=self._item_id
+        )
+        self._listener.speech_started()
+
+    async def _maybe_speculate(self, vad: StreamingVad) -> None:
+        pending = vad.pending_end_ms
+        if pending is not None and pending != self._speculated_at:
+            self._speculated_at = pending
+            self._recognizer.speculate(pending + self._vad_offset_ms - self._utterance_start_ms)
+
+    def _schedule_partial(self) -> None:
+        if self._partial_task is None or self._partial_task.done():
+            self._partial_task = asyncio.create_task(self._partial(self._item_id))
+
+    async def _partial(self, item_id: str | None) -> None:
+        text = await self._recognizer.maybe_partial()
+        if text is None or item_id != self._item_id:
+            return
+        delta = self._prefix.update(text)
+        if delta:
+            await self.ctx.emitter.emit(
+                "conversation.item.input_audio_transcription.delta",
+                item_id=item_id,
+                content_index=0,
+                delta=delta,
+                partial=text,
+            )
+        await self._listener.partial_transcript(text)
+
+    async def _speech_stopped(self, end_ms: float) -> None:
+        item_id = self._item_id
+        if item_id is None:
+            return
+        now = self.ctx.clock.now()
+        latency = TurnLatency(speech_end=now - (self._position_ms - end_ms) / 1000.0, item_id=item_id)
+        latency.mark("speech_stopped", now)
+        await self.ctx.emitter.emit(
+            "input_audio_buffer.speech_stopped", audio_end_ms=int(end_ms), item_id=item_id
+        )
+        await self._commit_turn(item_id, upto_ms=end_ms - self._utterance_start_ms, latency=latency)
+
+    async def _commit(self, command: Commit) -> None:
+        if self._item_id is None:
+            # Manual turn mode (or a commit outside speech): the whole buffer is the turn.
+            if len(self._buffer) < RATE // 10:
+                raise ProtocolError(
+                    "buffer too small: at least 100 ms of audio must be appended before commit",
+                    code="input_audio_buffer_commit_empty",
+                    event_id=command.event_id,
+                )
+            self._item_id = self.ctx.emitter.ids.new("item")
+            self._utterance_start_ms = self._buffer_start_ms
+            self._recognizer.reset()
+            self._recognizer.append(self._buffer)
+        await self._commit_turn(self._item_id, upto_ms=None, latency=None)
+
+    async def _commit_turn(self, item_id: str, upto_ms: float | None, latency: TurnLatency | None) -> None:
+        """Commit the current utterance as a user item and transcribe it in a task."""
+        item = Item(id=item_id, type="message", role="user", audio=True, status="completed")
+        previous = self.ctx.conversation.add(item)
+        await self.ctx.emitter.emit(
+            "input_audio_buffer.committed", item_id=item_id, previous_item_id=previous
+        )
+        await self.ctx.emitter.item_added(item, previous)
+        finalize = asyncio.create_task(self._recognizer.finalize(upto_ms))
+        self._item_id = None
+        self._buffer = np.zeros(0, dtype=np.int16)
+        self._buffer_start_ms = self._position_ms
+        if self._partial_task is not None:
+            self._partial_task.cancel()
+        task = asyncio.create_task(self._transcribed(item, previous, finalize, latency))
+        self._turn_tasks.add(task)
+        task.add_done_callback(self._turn_tasks.discard)
+
+    async def _transcribed(
+        self,
+        item: Item,
+        previous: str | None,
+        finalize: Awaitable[object],
+        latency: TurnLatency | None,
+    ) -> None:
+        try:
+            result = await finalize
+        except Exception as exc:
+            log.exception("transcription failed for %s", item.id)
+            await self.ctx.emitter.emit(
+                "conversation.item.input_audio_transcription.failed",
+                item_id=item.id,
+                content_index=0,
+                error={"type": "transcription_error", "code": "stt_failed", "message": str(exc)},
+            )
+            return
+        text = getattr(result, "text", "").strip()
+        duration = float(getattr(result, "duration", 0.0))
+        if latency:
+            latency.mark("stt_final", self.ctx.clock.now())
+        item.text = text
+        await self.ctx.emitter.emit(
+            "conversation.item.input_audio_transcription.completed",
+            item_id=item.id,
+            content_index=0,
+            transcript=text,
+            usage={"type": "duration", "seconds": round(duration, 3)},
+        )
+        await self.ctx.emitter.item_done(item, previous)
+        await self._listener.user_turn(item, latency)
+
+    async def _clear(self) -> None:
+        self._buffer = np.zeros(0, dtype=np.int16)
+        self._buffer_start_ms = self._position_ms
+        self._recognizer.reset()
+        self._item_id = None
+        self._vad = None
+        await self.ctx.emitter.emit("input_audio_buffer.cleared")

@@ -1,0 +1,398 @@
+"""One assistant response: agent loop → sentences → TTS → paced audio deltas.
+
+A :class:`ResponseRun` owns every task it starts. The session may
+:meth:`~ResponseRun.hold` its audio (first voiced frame of a possible
+barge-in), :meth:`~ResponseRun.release` it (the sound was not speech) or
+:meth:`~ResponseRun.cancel` it (the user really interrupted); in all cases the
+run ends by emitting the protocol's closing events and ``response.done``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from pipelines.realtime.config import SessionConfig
+from pipelines.realtime.context import SessionContext
+from pipelines.realtime.conversation import Item, SpokenSpan
+from pipelines.realtime.latency import TurnLatency
+from pipelines.realtime.playout import AudioPacer
+from voice.audio.g711 import alaw_encode, ulaw_encode
+from voice.llm import Completion, LlmError, TextDelta, ToolCallArgumentsDelta, ToolCallRequest
+from voice.tts.chunker import SentenceChunker
+from voice.tts.stream import SpeechChunk, speak
+
+log = logging.getLogger(__name__)
+
+Status = Literal["completed", "cancelled", "incomplete", "failed"]
+
+
+@dataclass
+class _Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass
+class _Step:
+    """Output of one LLM call inside the response."""
+
+    message: Item | None = None
+    calls: list[Item] = field(default_factory=list)
+    open_calls: dict[str, Item] = field(default_factory=dict)
+
+
+class ResponseRun:
+    """Runs one response; create with the session's context and await :meth:`run`."""
+
+    def __init__(
+        self,
+        ctx: SessionContext,
+        config: SessionConfig,
+        *,
+        latency: TurnLatency | None = None,
+        instructions: str | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.config = config
+        self.id = ctx.emitter.ids.new("resp")
+        self.latency = latency
+        self.instructions = instructions or config.instructions
+        self.status: Status = "completed"
+        self.reason: str | None = None
+        self.error: dict[str, Any] | None = None
+        self.output: list[Item] = []
+        self.usage = _Usage()
+        self.pacer = AudioPacer(ctx.clock, ctx.options.output_lead_ms)
+        self._audible = asyncio.Event()
+        self._audible.set()
+        self._cancel = asyncio.Event()
+        self._message: Item | None = None
+        self.waiting_for_client_tool = False
+
+    # --- control from the session -----------------------------------------
+    @property
+    def speaking(self) -> bool:
+        """True while assistant audio is being produced for this response."""
+        return self._message is not None and self._message.audio and self._message.status == "in_progress"
+
+    def hold(self) -> None:
+        """Stop sending audio at once (possible barge-in); generation pauses behind it."""
+        self._audible.clear()
+
+    def release(self) -> None:
+        """Resume sending audio after a hold that turned out not to be an interruption."""
+        self._audible.set()
+
+    @property
+    def held(self) -> bool:
+        return not self._audible.is_set()
+
+    def cancel(self, reason: str) -> None:
+        """Ask the run to stop; it emits ``response.done`` with status cancelled."""
+        if not self._cancel.is_set():
+            self.reason = reason
+            self._cancel.set()
+
+    # --- the run ---------------------------------------------------------------
+    async def run(self) -> None:
+        """Emit the whole response. Returns once ``response.done`` was sent.
+
+        Cancel through :meth:`cancel`, not by cancelling this coroutine's task (that
+        skips the closing events).
+        """
+        emitter = self.ctx.emitter
+        await emitter.emit("response.created", response=self._protocol("in_progress"))
+        work = asyncio.create_task(self._work(), name=f"response-{self.id}")
+        stop = asyncio.create_task(self._cancel.wait())
+        try:
+            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not work.done():
+                work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                try:
+                    await work
+                except LlmError as exc:
+                    self.status, self.error = "failed", {"type": "llm_error", "code": exc.kind, "message": exc.message}
+                except Exception as exc:  # a bug must not kill the session
+                    log.exception("response %s failed", self.id)
+                    self.status, self.error = "failed", {"type": "server_error", "message": str(exc)}
+        if self._cancel.is_set() and self.status == "completed":
+            self.status = "cancelled"
+        await self._close_open_items()
+        await emitter.emit("response.done", response=self._protocol(self.status))
+
+    async def _work(self) -> None:
+        for _ in range(self.ctx.options.tool_max_steps):
+            step = await self._llm_step()
+            if not step.calls:
+                return
+            client_calls = [c for c in step.calls if self.ctx.tools.get(c.name or "") is None]
+            for call in step.calls:
+                if call not in client_calls:
+                    await self._run_server_tool(call)
+            if client_calls:
+                # The client runs these and answers with function_call_output + response.create.
+                self.waiting_for_client_tool = True
+                return
+        self.status, self.reason = "incomplete", "max_tool_steps"
+
+    async def _llm_step(self) -> _Step:
+        step = _Step()
+        messages = self.ctx.conversation.chat_messages(self.instructions)
+        tools = self._tool_schemas()
+        stream = self.ctx.llm.stream(
+            messages,
+            tools=tools or None,
+            tool_choice=self.config.tool_choice if tools else "auto",
+            temperature=self.config.temperature,
+            max_tokens=self.config.max_output_tokens or self.ctx.options.max_output_tokens,
+        )
+        async with contextlib.aclosing(stream):
+            if "audio" in self.config.output_modalities:
+                await self._speak(self._sentences(stream, step), step)
+            else:
+                async for text in self._sentences(stream, step, chunk=False):
+                    await self._text(text, step)
+        if step.message is not None:
+            await self._finish_message(step.message, "completed")
+        return step
+
+    def _tool_schemas(self) -> list[dict[str, Any]]:
+        if self.config.tool_choice == "none":
+            return []
+        client = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t["name"],
+                    "description": t.get("description", ""),
+                    "parameters": t.get("parameters") or {"type": "object", "properties": {}},
+                },
+            }
+            for t in self.config.tools
+        ]
+        return [*self.ctx.tools.openai_tools(), *client]
+
+    async def _sentences(
+        self, stream: AsyncIterator[Any], step: _Step, *, chunk: bool = True
+    ) -> AsyncIterator[str]:
+        """Text from the LLM, cut into speakable sentences; tool calls go to ``step``."""
+        chunker = SentenceChunker()
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                if self.latency:
+                    self.latency.mark("llm_first_token", self.ctx.clock.now())
+                if not chunk:
+                    yield event.text
+                    continue
+                for sentence in chunker.push(event.text):
+                    yield sentence
+            elif isinstance(event, ToolCallArgumentsDelta):
+                await self._call_delta(step, event)
+            elif isinstance(event, ToolCallRequest):
+                await self._call_done(step, event)
+            elif isinstance(event, Completion):
+                self.usage.input_tokens += event.input_tokens
+                self.usage.output_tokens += event.output_tokens
+                if event.finish_reason == "length":
+                    self.status, self.reason = "incomplete", "max_output_tokens"
+        for sentence in chunker.flush() if chunk else ():
+            yield sentence
+
+    async def _speak(self, sentences: AsyncIterator[str], step: _Step) -> None:
+        chunks = speak(
+            self.ctx.synthesizer,
+            sentences,
+            sample_rate=self.config.output_rate,
+            chunk_ms=self.ctx.options.chunk_ms,
+        )
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                await self._send_chunk(chunk, step)
+
+    async def _send_chunk(self, chunk: SpeechChunk, step: _Step) -> None:
+        """Pace one TTS chunk out as an audio delta (after its sentence's transcript delta)."""
+        now = self.ctx.clock.now
+        if self.latency:
+            self.latency.mark("tts_first_audio", now())
+        message = step.message or await self._open_message(step, audio=True)
+        await self._audible.wait()
+        duration_ms = 1000.0 * len(chunk.samples) / chunk.sample_rate
+        await self.pacer.wait_to_send(duration_ms)
+        if not message.spans or message.spans[-1].index != chunk.sentence_index:
+            message.spans.append(
+                SpokenSpan(chunk.text, message.audio_ms, message.audio_ms, chunk.sentence_index)
+            )
+            delta = (" " if message.text else "") + chunk.text
+            message.text += delta
+            await self._content_event(
+                "response.output_audio_transcript.delta", message, delta=delta
+            )
+        await self._content_event(
+            "response.output_audio.delta", message, delta=self._encode(chunk.samples)
+        )
+        self.pacer.sent(duration_ms)
+        message.audio_ms += duration_ms
+        message.spans[-1].end_ms = message.audio_ms
+        if self.latency and self.latency.mark("first_audio_sent", now()):
+            await self.ctx.report_latency(self.latency, self.id)
+
+    async def _text(self, text: str, step: _Step) -> None:
+        message = step.message or await self._open_message(step, audio=False)
+        message.text += text
+        await self._content_event("response.output_text.delta", message, delta=text)
+
+    def _encode(self, samples: np.ndarray) -> str:
+        fmt = self.config.output_format
+        if fmt == "audio/pcmu":
+            data = ulaw_encode(samples)
+        elif fmt == "audio/pcma":
+            data = alaw_encode(samples)
+        else:
+            data = samples.astype("<i2").tobytes()
+        return base64.b64encode(data).decode("ascii")
+
+    # --- items -----------------------------------------------------------------
+    async def _add_output(self, item: Item) -> int:
+        emitter = self.ctx.emitter
+        previous = self.ctx.conversation.add(item)
+        self.output.append(item)
+        index = len(self.output) - 1
+        await emitter.emit(
+            "response.output_item.added", response_id=self.id, output_index=index, item=item.to_protocol()
+        )
+        await emitter.item_added(item, previous)
+        return index
+
+    async def _open_message(self, step: _Step, *, audio: bool) -> Item:
+        item = Item(id=self.ctx.emitter.ids.new("item"), type="message", role="assistant", status="in_progress", audio=audio)
+        step.message = self._message = item
+        await self._add_output(item)
+        part = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
+        await self._content_event("response.content_part.added", item, part=part)
+        return item
+
+    async def _content_event(self, event_type: str, item: Item, **fields: Any) -> None:
+        await self.ctx.emitter.emit(
+            event_type,
+            response_id=self.id,
+            item_id=item.id,
+            output_index=self.output.index(item),
+            content_index=0,
+            **fields,
+        )
+
+    async def _finish_message(self, item: Item, status: Literal["completed", "incomplete"]) -> None:
+        item.status = status
+        if item.audio:
+            await self._content_event("response.output_audio.done", item)
+            await self._content_event("response.output_audio_transcript.done", item, transcript=item.text)
+            part = {"type": "audio", "transcript": item.text}
+        else:
+            await self._content_event("response.output_text.done", item, text=item.text)
+            part = {"type": "text", "text": item.text}
+        await self._content_event("response.content_part.done", item, part=part)
+        await self._item_done(item)
+
+    async def _item_done(self, item: Item) -> None:
+        await self.ctx.emitter.emit(
+            "response.output_item.done",
+            response_id=self.id,
+            output_index=self.output.index(item),
+            item=item.to_protocol(),
+        )
+        await self.ctx.emitter.item_done(item)
+
+    async def _call_delta(self, step: _Step, event: ToolCallArgumentsDelta) -> None:
+        item = step.open_calls.get(event.call_id)
+        if item is None:
+            item = Item(
+                id=self.ctx.emitter.ids.new("item"),
+                type="function_call",
+                status="in_progress",
+                call_id=event.call_id,
+                name=event.name,
+            )
+            step.open_calls[event.call_id] = item
+            await self._add_output(item)
+        item.arguments += event.delta
+        await self.ctx.emitter.emit(
+            "response.function_call_arguments.delta",
+            response_id=self.id,
+            item_id=item.id,
+            output_index=self.output.index(item),
+            call_id=event.call_id,
+            delta=event.delta,
+        )
+
+    async def _call_done(self, step: _Step, event: ToolCallRequest) -> None:
+        if event.call_id not in step.open_calls:
+            await self._call_delta(step, ToolCallArgumentsDelta(event.call_id, event.name, ""))
+        item = step.open_calls.pop(event.call_id)
+        item.arguments = event.arguments
+        item.status = "completed"
+        step.calls.append(item)
+        await self.ctx.emitter.emit(
+            "response.function_call_arguments.done",
+            response_id=self.id,
+            item_id=item.id,
+            output_index=self.output.index(item),
+            call_id=item.call_id,
+            name=item.name,
+            arguments=item.arguments,
+        )
+        await self._item_done(item)
+
+    async def _run_server_tool(self, call: Item) -> None:
+        result = await self.ctx.tools.call(
+            call.name or "", call.arguments or "{}", timeout_s=self.ctx.options.tool_timeout_s
+        )
+        output = result.output if not result.is_error else json.dumps({"error": result.output})
+        item = Item(id=self.ctx.emitter.ids.new("item"), type="function_call_output", call_id=call.call_id, output=output)
+        previous = self.ctx.conversation.add(item)
+        await self.ctx.emitter.item_added(item, previous)
+        await self.ctx.emitter.item_done(item, previous)
+
+    async def _close_open_items(self) -> None:
+        """Close items left open by a cancel, cutting the message to what was heard."""
+        message = self._message
+        if message is not None and message.status == "in_progress":
+            if message.audio and self.ctx.conversation.get(message.id) is not None:
+                self.ctx.conversation.truncate(message.id, self.pacer.played_ms())
+            await self._finish_message(message, "incomplete")
+        for item in self.output:
+            if item.type == "function_call" and item.status == "in_progress":
+                item.status = "incomplete"
+                await self._item_done(item)
+
+    def _protocol(self, status: str) -> dict[str, Any]:
+        details: dict[str, Any] | None = None
+        if status != "in_progress" and (self.reason or self.error):
+            details = {"type": status, "reason": self.reason, "error": self.error}
+        return {
+            "id": self.id,
+            "object": "realtime.response",
+            "status": status,
+            "status_details": details,
+            "output": [i.to_protocol() for i in self.output],
+            "output_modalities": list(self.config.output_modalities),
+            "audio": {"output": {"format": {"type": self.config.output_format}, "voice": self.config.voice}},
+            "max_output_tokens": self.config.max_output_tokens or "inf",
+            "conversation_id": self.ctx.conversation_id,
+            "usage": {
+                "total_tokens": self.usage.input_tokens + self.usage.output_tokens,
+                "input_tokens": self.usage.input_tokens,
+                "output_tokens": self.usage.output_tokens,
+            },
+        }

@@ -1,0 +1,347 @@
+"""A realtime conversation session speaking the OpenAI Realtime protocol.
+
+Transports call :meth:`RealtimeSession.handle` with each raw client message and
+send every event the session emits. The session owns two kinds of task: the
+input task (audio → VAD → STT) and at most one response task; :meth:`close`
+cancels both and waits for them.
+
+Barge-in: the first voiced frame while the agent speaks *holds* its audio at
+once; a confirmed interruption (speech with recognised words, not just a
+backchannel) cancels the response and cuts history to what was heard; speech
+that yields no words releases the hold and the agent carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import re
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from pipelines.clock import Clock, MonotonicClock
+from pipelines.realtime.config import SessionConfig, apply_session_update
+from pipelines.realtime.context import RealtimeOptions, SessionContext
+from pipelines.realtime.conversation import Conversation, Item
+from pipelines.realtime.emitter import Emitter, Send
+from pipelines.realtime.ingress import Clear, Commit, InputAudio
+from pipelines.realtime.latency import TurnLatency
+from pipelines.realtime.protocol import Ids, ProtocolError, parse_client_event
+from pipelines.realtime.response import ResponseRun
+from voice.audio.g711 import alaw_decode, ulaw_decode
+from voice.llm import ChatClient, ToolRegistry
+from voice.stt import Transcriber
+from voice.tts.base import Synthesizer
+
+log = logging.getLogger(__name__)
+
+BACKCHANNELS = frozenset(
+    "uh huh uh-huh mm mhm mm-hmm hmm yeah yep yes ok okay right sure i see wow oh ah".split()
+)
+"""Utterances made only of these words do not interrupt the agent."""
+
+_CONTAINER_MAGIC = (b"RIFF", b"OggS", b"fLaC", b"ID3", b"\x1aE\xdf\xa3", b"\xff\xfb", b"\xff\xf3")
+
+
+class RealtimeSession:
+    """One client's conversation. Not thread-safe; use from one event loop."""
+
+    def __init__(
+        self,
+        *,
+        send: Send,
+        llm: ChatClient,
+        tools: ToolRegistry,
+        transcriber: Transcriber,
+        synthesizer: Synthesizer,
+        config: SessionConfig,
+        options: RealtimeOptions | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        ids = Ids()
+        self.id = ids.new("sess")
+        self.options = options or RealtimeOptions()
+        self.config = config
+        self.ctx = SessionContext(
+            emitter=Emitter(send, ids),
+            conversation=Conversation(
+                max_items=self.options.max_items, max_context_chars=self.options.max_context_chars
+            ),
+            conversation_id=ids.new("conv"),
+            clock=clock or MonotonicClock(),
+            options=self.options,
+            llm=llm,
+            tools=tools,
+            synthesizer=synthesizer,
+            report_latency=self._report_latency,
+        )
+        self.input = InputAudio(self.ctx, transcriber, self, lambda: self.config)
+        self.response: ResponseRun | None = None
+        self._response_task: asyncio.Task[None] | None = None
+        self._input_task: asyncio.Task[None] | None = None
+        self._interrupt_pending = False
+        self._hold_since: float | None = None
+        self._queued_turn: tuple[Item, TurnLatency | None] | None = None
+        self.latencies: list[dict[str, Any]] = []
+
+    @property
+    def emitter(self) -> Emitter:
+        return self.ctx.emitter
+
+    # --- lifecycle -------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the input task and greet the client with ``session.created``."""
+        self._input_task = asyncio.create_task(self.input.run(), name=f"input-{self.id}")
+        await self.emitter.emit("session.created", session=self._session_protocol())
+
+    async def close(self) -> None:
+        """Cancel the response and input tasks and wait for them to exit. Safe to call twice."""
+        if self.response is not None:
+            self.response.cancel("client_disconnected")
+        for task in (self._response_task, self._input_task):
+            if task is not None and not task.done():
+                if task is self._input_task:
+                    task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, timeout=5.0)
+
+    # --- client events ---------------------------------------------------------
+    async def handle(self, raw: str | bytes) -> None:
+        """Process one client message; problems become ``error`` events, never exceptions."""
+        try:
+            event = parse_client_event(raw, max_bytes=self.options.max_event_bytes)
+            await self._dispatch(event)
+        except ProtocolError as err:
+            await self.emitter.error(err)
+
+    async def _dispatch(self, event: BaseModel) -> None:
+        kind = getattr(event, "type", "")
+        event_id = getattr(event, "event_id", None)
+        try:
+            handler = getattr(self, "_on_" + kind.replace(".", "_"))
+            await handler(event)
+        except ProtocolError as err:
+            err.event_id = err.event_id or event_id
+            raise
+
+    async def _on_session_update(self, event: Any) -> None:
+        self.config = apply_session_update(self.config, event.session)
+        await self.emitter.emit("session.updated", session=self._session_protocol())
+
+    async def _on_input_audio_buffer_append(self, event: Any) -> None:
+        try:
+            data = base64.b64decode(event.audio, validate=True)
+        except (binascii.Error, ValueError):
+            raise ProtocolError("audio is not valid base64", param="audio") from None
+        await self.input.put(self._decode_audio(data))
+
+    def _decode_audio(self, data: bytes) -> np.ndarray:
+        fmt = self.config.input_format
+        if data.startswith(_CONTAINER_MAGIC):
+            raise ProtocolError(
+                f"audio looks like an encoded file; this session expects raw {fmt} "
+                f"at {self.config.input_rate} Hz (set it with session.update)",
+                code="invalid_audio_format",
+                param="audio",
+            )
+        if fmt == "audio/pcmu":
+            return ulaw_decode(data)
+        if fmt == "audio/pcma":
+            return alaw_decode(data)
+        if len(data) % 2:
+            raise ProtocolError(
+                "audio/pcm must be 16-bit samples: an odd number of bytes was sent",
+                code="invalid_audio_format",
+                param="audio",
+            )
+        return np.frombuffer(data, dtype="<i2").astype(np.int16)
+
+    async def _on_input_audio_buffer_commit(self, event: Any) -> None:
+        await self.input.put(Commit(event.event_id))
+
+    async def _on_input_audio_buffer_clear(self, event: Any) -> None:
+        await self.input.put(Clear())
+
+    async def _on_output_audio_buffer_clear(self, event: Any) -> None:
+        if self.response is not None:
+            self.response.cancel("client_cancelled")
+            await self.emitter.emit("output_audio_buffer.cleared", response_id=self.response.id)
+
+    async def _on_conversation_item_create(self, event: Any) -> None:
+        item = self._item_from_client(event.item)
+        try:
+            previous = self.ctx.conversation.add(item, event.previous_item_id)
+        except KeyError:
+            raise ProtocolError(
+                f"previous_item_id {event.previous_item_id!r} does not exist",
+                code="item_not_found",
+                param="previous_item_id",
+            ) from None
+        await self.emitter.item_added(item, previous)
+        await self.emitter.item_done(item, previous)
+
+    def _item_from_client(self, data: Any) -> Item:
+        item_id = data.id or self.emitter.ids.new("item")
+        if self.ctx.conversation.get(item_id) is not None:
+            raise ProtocolError(f"item {item_id!r} already exists", code="item_exists", param="item.id")
+        if data.type == "function_call_output":
+            return Item(id=item_id, type="function_call_output", call_id=data.call_id, output=data.output)
+        if data.type == "function_call":
+            return Item(id=item_id, type="function_call", call_id=data.call_id or item_id, name=data.name, arguments=data.arguments)
+        if data.type != "message":
+            raise ProtocolError(f"item type {data.type!r} is not supported", param="item.type")
+        texts = []
+        for part in data.content or []:
+            if part.type in ("input_text", "output_text", "text", None) and part.text:
+                texts.append(part.text)
+            elif part.type in ("input_audio", "output_audio") and (part.transcript or part.text):
+                texts.append(part.transcript or part.text or "")
+            elif part.type == "input_image":
+                raise ProtocolError("image input is not supported", param="item.content")
+        return Item(id=item_id, type="message", role=data.role, text=" ".join(texts))
+
+    async def _on_conversation_item_retrieve(self, event: Any) -> None:
+        item = self._require_item(event.item_id)
+        await self.emitter.emit("conversation.item.retrieved", item=item.to_protocol())
+
+    async def _on_conversation_item_truncate(self, event: Any) -> None:
+        self._require_item(event.item_id)
+        try:
+            item = self.ctx.conversation.truncate(event.item_id, float(event.audio_end_ms))
+        except ValueError as exc:
+            raise ProtocolError(str(exc), param="audio_end_ms") from None
+        await self.emitter.emit(
+            "conversation.item.truncated",
+            item_id=item.id,
+            content_index=event.content_index,
+            audio_end_ms=event.audio_end_ms,
+        )
+
+    async def _on_conversation_item_delete(self, event: Any) -> None:
+        self._require_item(event.item_id)
+        self.ctx.conversation.delete(event.item_id)
+        await self.emitter.emit("conversation.item.deleted", item_id=event.item_id)
+
+    def _require_item(self, item_id: str) -> Item:
+        item = self.ctx.conversation.get(item_id)
+        if item is None:
+            raise ProtocolError(f"item {item_id!r} does not exist", code="item_not_found", param="item_id")
+        return item
+
+    async def _on_response_create(self, event: Any) -> None:
+        if self._response_active():
+            raise ProtocolError(
+                "the conversation already has an active response",
+                code="conversation_already_has_active_response",
+            )
+        config, instructions = self.config, None
+        params = event.response
+        if params is not None:
+            if params.output_modalities:
+                config = replace(config, output_modalities=tuple(params.output_modalities))
+            if params.max_output_tokens is not None:
+                mot = params.max_output_tokens
+                config = replace(config, max_output_tokens=None if mot == "inf" else int(mot))
+            if params.tool_choice is not None:
+                choice = params.tool_choice
+                config = replace(config, tool_choice=choice if isinstance(choice, str) else choice.model_dump())
+            instructions = params.instructions
+        self._start_response(config, instructions=instructions)
+
+    async def _on_response_cancel(self, event: Any) -> None:
+        if not self._response_active() or self.response is None:
+            raise ProtocolError("there is no active response to cancel", code="response_cancel_not_active")
+        self.response.cancel("client_cancelled")
+
+    # --- responses -------------------------------------------------------------
+    def _response_active(self) -> bool:
+        return self._response_task is not None and not self._response_task.done()
+
+    def _start_response(
+        self, config: SessionConfig, *, latency: TurnLatency | None = None, instructions: str | None = None
+    ) -> None:
+        run = ResponseRun(self.ctx, config, latency=latency, instructions=instructions)
+        self.response = run
+        self._interrupt_pending = False
+        self._response_task = asyncio.create_task(self._run_response(run), name=f"resp-{run.id}")
+
+    async def _run_response(self, run: ResponseRun) -> None:
+        await run.run()
+        queued, self._queued_turn = self._queued_turn, None
+        if queued is not None and self.response is run:
+            self._start_response(self.config, latency=queued[1])
+
+    async def _report_latency(self, latency: TurnLatency, response_id: str) -> None:
+        fields = latency.event_fields(response_id)
+        self.latencies.append(fields)
+        log.info("turn latency %s", fields["latency_ms"])
+        await self.emitter.emit("voice.latency", **fields)
+
+    # --- barge-in (called by the input side) ------------------------------------
+    def voice_activity(self, voiced: bool) -> None:
+        run = self.response
+        td = self.config.turn_detection
+        if run is None or not self._response_active() or td is None or not td.interrupt_response:
+            return
+        now = self.ctx.clock.now()
+        if voiced and not run.held:
+            run.hold()
+            self._hold_since = now
+        elif (
+            not voiced
+            and run.held
+            and not self._interrupt_pending
+            and self._hold_since is not None
+            and now - self._hold_since > self.options.barge_in_min_ms / 1000.0
+        ):
+            run.release()  # a click or a cough: carry on
+
+    def speech_started(self) -> None:
+        run = self.response
+        td = self.config.turn_detection
+        if run is not None and self._response_active() and td is not None and td.interrupt_response:
+            run.hold()
+            self._interrupt_pending = True
+
+    async def partial_transcript(self, text: str) -> None:
+        if self._interrupt_pending and _is_interruption(text):
+            self._interrupt()
+
+    def _interrupt(self) -> None:
+        run = self.response
+        self._interrupt_pending = False
+        if run is not None and self._response_active():
+            run.cancel("turn_detected")
+
+    async def user_turn(self, item: Item, latency: TurnLatency | None) -> None:
+        td = self.config.turn_detection
+        words = item.text.strip()
+        if self._interrupt_pending:
+            if _is_interruption(words):
+                self._interrupt()
+            else:
+                self._interrupt_pending = False
+                if self.response is not None:
+                    self.response.release()  # false interruption: the agent continues
+                return
+        if td is None or not td.create_response or not words:
+            return
+        if self._response_active():
+            self._queued_turn = (item, latency)  # answered when the current response ends
+            return
+        self._start_response(self.config, latency=latency)
+
+    def _session_protocol(self) -> dict[str, Any]:
+        return self.config.to_protocol(self.id, self.ctx.tools.realtime_tools())
+
+
+def _is_interruption(text: str) -> bool:
+    """True when ``text`` has words beyond backchannels ("uh-huh", "yeah", ...)."""
+    words = re.findall(r"[a-z']+(?:-[a-z']+)?", text.lower())
+    return any(w not in BACKCHANNELS for w in words)

@@ -1,0 +1,132 @@
+"""The models a server shares between sessions and jobs, loaded once.
+
+:meth:`Services.start` loads the realtime STT model, the TTS voice and the tool
+registry, connects to the configured LLM endpoint or starts the embedded
+llama.cpp server, and warms the models up so the first turn is not slow.
+Loading runs in worker threads. :meth:`Services.aclose` stops what it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipelines.realtime.config import SessionConfig, TurnDetection
+from pipelines.realtime.context import RealtimeOptions
+from voice.llm import ChatClient, LlmOptions, ToolRegistry
+from voice.llm.builtin_tools import registry_from_names
+from voice.llm.embedded import EmbeddedLlamaServer, resolve_gguf
+from voice.settings import Settings
+from voice.stt import Transcriber, WhisperTranscriber
+from voice.tts import PiperSynthesizer
+from voice.tts.base import Synthesizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Shared, long-lived model handles. Create with :meth:`start`."""
+
+    settings: Settings
+    transcriber: Transcriber
+    synthesizer: Synthesizer
+    llm: ChatClient
+    tools: ToolRegistry
+    embedded_llm: EmbeddedLlamaServer | None = None
+    _batch_transcriber: Transcriber | None = None
+    _batch_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    async def start(cls, settings: Settings, *, warm_up: bool = True) -> Services:
+        """Load models and connect the LLM. Raises on a model that cannot load."""
+        tools = registry_from_names(list(settings.tools))
+        transcriber_task = asyncio.to_thread(WhisperTranscriber.from_settings, settings, True)
+        synth_task = asyncio.to_thread(PiperSynthesizer.from_settings, settings)
+        embedded: EmbeddedLlamaServer | None = None
+        base_url = settings.llm_base_url
+        if base_url is None:
+            embedded = EmbeddedLlamaServer(
+                resolve_gguf(settings.llm_embedded_model),
+                threads=settings.llm_embedded_threads,
+                context=settings.llm_embedded_context,
+                chat_format=settings.llm_embedded_chat_format,
+            )
+            await embedded.start()
+            base_url = embedded.base_url
+        try:
+            transcriber, synthesizer = await asyncio.gather(transcriber_task, synth_task)
+        except BaseException:
+            if embedded is not None:
+                await embedded.stop()
+            raise
+        llm = ChatClient(LlmOptions.from_settings(settings, base_url=base_url))
+        services = cls(settings, transcriber, synthesizer, llm, tools, embedded)
+        if warm_up:
+            await asyncio.to_thread(services._warm_up)
+        log.info("services ready (LLM at %s)", base_url)
+        return services
+
+    def _warm_up(self) -> None:
+        """One short inference per model, so the first user turn pays no lazy-init cost."""
+        noise = (np.random.default_rng(0).standard_normal(16000) * 0.01).astype(np.float32)
+        self.transcriber.transcribe(noise)
+        for _ in self.synthesizer.synthesize("Ready."):
+            pass
+
+    @property
+    def batch_transcriber(self) -> Transcriber:
+        """The meeting/batch STT model (``stt_model``), loaded on first use. Blocking."""
+        with self._batch_lock:
+            if self._batch_transcriber is None:
+                if self.settings.stt_model == self.settings.realtime_stt_model:
+                    self._batch_transcriber = self.transcriber
+                else:
+                    self._batch_transcriber = WhisperTranscriber.from_settings(self.settings, False)
+            return self._batch_transcriber
+
+    def realtime_options(self) -> RealtimeOptions:
+        s = self.settings
+        return RealtimeOptions(
+            output_lead_ms=s.realtime_output_lead_ms,
+            barge_in_min_ms=s.barge_in_min_ms,
+            max_event_bytes=s.realtime_max_event_bytes,
+            tool_timeout_s=s.tool_timeout_s,
+            tool_max_steps=s.tool_max_steps,
+            max_output_tokens=s.llm_max_tokens,
+            vad_backend=s.vad_backend,
+            vad_min_speech_ms=s.vad_min_speech_ms,
+        )
+
+    def session_config(self) -> SessionConfig:
+        s = self.settings
+        return SessionConfig(
+            instructions=s.instructions,
+            transcription_language=s.stt_language,
+            temperature=s.llm_temperature,
+            turn_detection=TurnDetection(
+                threshold=s.vad_threshold,
+                prefix_padding_ms=s.vad_prefix_padding_ms,
+                silence_duration_ms=s.vad_silence_ms,
+            ),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "llm": "embedded llama.cpp" if self.embedded_llm else self.settings.llm_base_url,
+            "realtime_stt_model": self.settings.realtime_stt_model,
+            "stt_model": self.settings.stt_model,
+            "tts_voice": self.settings.tts_voice,
+            "tools": self.tools.names(),
+        }
+
+    async def aclose(self) -> None:
+        """Close the LLM client and stop the embedded server, if any."""
+        await self.llm.aclose()
+        if self.embedded_llm is not None:
+            await self.embedded_llm.stop()

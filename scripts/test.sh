@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up .venv/ with the test tools (idempotent), then lint, type-check, check the
+# architecture contract and run the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --test
+.venv/bin/ruff check voice pipelines web tests bench
+.venv/bin/mypy voice
+.venv/bin/lint-imports
+exec .venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,271 @@
+"""Chat completions over any OpenAI-compatible endpoint, streamed as events.
+
+Retries live here, not in the SDK (its ``max_retries`` is set to 0): transient
+failures (connection errors, HTTP 408/409/429/5xx, a read timeout) are retried
+with exponential backoff, but only until the first text or tool-call fragment
+has been received, and only within the first-token deadline. Once output has
+been yielded a failure surfaces as :class:`LlmError`, because replaying a
+reply the user has already heard would repeat it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import openai
+from openai import AsyncStream
+from openai.types.chat import ChatCompletionChunk
+
+from voice.llm.assembler import StreamAssembler
+from voice.llm.events import LlmError, LlmEvent
+
+if TYPE_CHECKING:
+    from voice.settings import Settings
+
+MAX_BACKOFF_S = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class LlmOptions:
+    """How to reach the LLM. Times are in seconds.
+
+    ``timeout_s`` bounds connecting and each read (so also a stalled stream);
+    ``first_token_timeout_s`` (default: ``timeout_s``) bounds the wait for the
+    first text or tool-call fragment across all retries. ``retry_backoff_s`` is
+    the first backoff, doubled on each retry (at most 4 s, or a longer
+    ``Retry-After`` up to the deadline).
+    """
+
+    base_url: str
+    api_key: str = "not-needed"
+    model: str = "default"
+    timeout_s: float = 30.0
+    max_retries: int = 2
+    temperature: float = 0.7
+    max_tokens: int = 256
+    first_token_timeout_s: float | None = None
+    retry_backoff_s: float = 0.25
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, base_url: str | None = None, model: str | None = None
+    ) -> LlmOptions:
+        """Options from settings; ``base_url`` (e.g. the embedded server's) wins over
+        ``llm_base_url``. Raises ``ValueError`` when neither is set."""
+        url = base_url or settings.llm_base_url
+        if not url:
+            raise ValueError("no LLM endpoint: set VOICE_LLM_BASE_URL or start the embedded server")
+        return cls(
+            base_url=url,
+            api_key=settings.llm_api_key,
+            model=model or settings.llm_model,
+            timeout_s=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
+            temperature=settings.llm_temperature,
+            max_tokens=settings.llm_max_tokens,
+        )
+
+
+class ChatClient:
+    """Streaming chat completions with retries and typed errors. Use one per endpoint."""
+
+    def __init__(self, options: LlmOptions) -> None:
+        self.options = options
+        self._client = openai.AsyncOpenAI(
+            base_url=options.base_url,
+            api_key=options.api_key,
+            timeout=options.timeout_s,
+            max_retries=0,
+        )
+        self._usage_in_stream = True
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.close()
+
+    async def __aenter__(self) -> ChatClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def stream(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] = "auto",
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> AsyncIterator[LlmEvent]:
+        """Stream one reply: text and argument deltas as they arrive, then the complete
+        tool calls, then :class:`Completion`. Raises :class:`LlmError`.
+
+        Safe to cancel, and to stop iterating early: closing the generator (use
+        ``contextlib.aclosing``) or cancelling its consumer closes the HTTP stream.
+        """
+        loop = asyncio.get_running_loop()
+        limit = self.options.first_token_timeout_s or self.options.timeout_s
+        deadline = loop.time() + limit
+        attempt = 0
+        while True:
+            params = self._params(messages, tools, tool_choice, temperature, max_tokens)
+            try:
+                stream, assembler, first = await self._start(params, deadline, limit)
+                break
+            except (openai.OpenAIError, ValueError) as exc:
+                if self._usage_in_stream and _rejects(exc, "stream_options", "include_usage"):
+                    self._usage_in_stream = False
+                    continue
+                error, transient = self._classify(exc)
+                delay = self._backoff(attempt, exc)
+                if not transient or attempt >= self.options.max_retries:
+                    raise error from exc
+                if loop.time() + delay >= deadline:
+                    raise error from exc
+                attempt += 1
+                await asyncio.sleep(delay)
+        try:
+            for event in first:
+                yield event
+            async for chunk in stream:
+                for event in assembler.feed(chunk):
+                    yield event
+        except (openai.OpenAIError, ValueError) as exc:
+            raise self._classify(exc)[0] from exc
+        finally:
+            await stream.close()
+        for event in assembler.finish():
+            yield event
+
+    async def _start(
+        self, params: dict[str, Any], deadline: float, limit: float
+    ) -> tuple[AsyncStream[ChatCompletionChunk], StreamAssembler, list[LlmEvent]]:
+        """Open the stream and read until the first output (or its end) by ``deadline``."""
+        assembler = StreamAssembler()
+        events: list[LlmEvent] = []
+        stream: AsyncStream[ChatCompletionChunk] | None = None
+        try:
+            async with asyncio.timeout_at(deadline):
+                stream = cast(
+                    AsyncStream[ChatCompletionChunk],
+                    await self._client.chat.completions.create(**params),
+                )
+                while not assembler.has_output:
+                    try:
+                        chunk = await stream.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    events.extend(assembler.feed(chunk))
+        except TimeoutError:
+            if stream is not None:
+                await stream.close()
+            raise LlmError("timeout", f"no reply from the LLM within {limit:g} s") from None
+        except BaseException:
+            if stream is not None:
+                await stream.close()
+            raise
+        assert stream is not None
+        return stream, assembler, events
+
+    async def complete(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        response_format: dict[str, Any] | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        timeout_s: float | None = None,
+    ) -> str:
+        """One non-streamed reply's text. ``response_format`` (e.g. a JSON schema) is
+        dropped and the request repeated if the server rejects it with 400/422.
+
+        ``timeout_s`` (default: the options') bounds each attempt. Raises
+        :class:`LlmError`. Safe to cancel.
+        """
+        params = self._params(messages, None, "auto", temperature, max_tokens, stream=False)
+        if response_format is not None:
+            params["response_format"] = response_format
+        attempt = 0
+        while True:
+            try:
+                response = await self._client.chat.completions.create(
+                    **params, timeout=timeout_s or self.options.timeout_s
+                )
+                break
+            except (openai.OpenAIError, ValueError) as exc:
+                if "response_format" in params and _rejects(exc):
+                    del params["response_format"]
+                    continue
+                error, transient = self._classify(exc)
+                if not transient or attempt >= self.options.max_retries:
+                    raise error from exc
+                await asyncio.sleep(self._backoff(attempt, exc))
+                attempt += 1
+        choices = getattr(response, "choices", None)
+        if not choices:
+            raise LlmError("bad_response", "the LLM server returned no choices")
+        return choices[0].message.content or ""
+
+    def _params(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        tool_choice: str | dict[str, Any],
+        temperature: float | None,
+        max_tokens: int | None,
+        *,
+        stream: bool = True,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": self.options.model,
+            "messages": messages,
+            "temperature": self.options.temperature if temperature is None else temperature,
+            "max_tokens": max_tokens or self.options.max_tokens,
+            "stream": stream,
+        }
+        if tools:
+            params["tools"] = tools
+            params["tool_choice"] = tool_choice
+        if stream and self._usage_in_stream:
+            params["stream_options"] = {"include_usage": True}
+        return params
+
+    def _classify(self, exc: BaseException) -> tuple[LlmError, bool]:
+        """The :class:`LlmError` for ``exc``, and whether retrying may help."""
+        if isinstance(exc, LlmError):
+            return exc, False
+        if isinstance(exc, openai.APITimeoutError):
+            return LlmError("timeout", f"the LLM server did not answer within "
+                            f"{self.options.timeout_s:g} s"), True
+        if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__ or exc
+            return LlmError("unavailable", f"connection to {self.options.base_url} failed: "
+                            f"{type(cause).__name__}: {cause}"), True
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            message = f"HTTP {status} from the LLM server: {exc.message}"
+            if status in (408, 409, 429) or status >= 500:
+                return LlmError("unavailable", message), True
+            return LlmError("bad_request", message), False
+        return LlmError("bad_response", f"unexpected answer from the LLM server: {exc}"), False
+
+    def _backoff(self, attempt: int, exc: BaseException) -> float:
+        delay = min(self.options.retry_backoff_s * 2**attempt, MAX_BACKOFF_S)
+        if isinstance(exc, openai.APIStatusError):
+            try:
+                delay = max(delay, float(exc.response.headers.get("retry-after", "")))
+            except ValueError:
+                pass
+        return delay
+
+
+def _rejects(exc: BaseException, *words: str) -> bool:
+    """Whether ``exc`` is a 400/422 rejection whose message mentions any of ``words``."""
+    if not isinstance(exc, openai.APIStatusError) or exc.status_code not in (400, 422):
+        return False
+    text = str(cast(Any, exc).message).lower()
+    return not words or any(word in text for word in words)

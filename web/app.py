@@ -1,0 +1,63 @@
+"""The Starlette application: routes, static page and the model lifecycle."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from pipelines.services import Services
+from voice.settings import Settings
+from web.realtime_ws import realtime_endpoint
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+async def health(request: Request) -> Response:
+    """Liveness: the process is up and serving."""
+    return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> Response:
+    """Readiness: models loaded (the lifespan only finishes once they are)."""
+    services: Services | None = getattr(request.app.state, "services", None)
+    if services is None:
+        return JSONResponse({"status": "loading"}, status_code=503)
+    return JSONResponse({"status": "ready", **services.describe()})
+
+
+async def index(request: Request) -> Response:
+    return FileResponse(STATIC_DIR / "index.html")
+
+
+def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+    """Build the app. Without ``services`` the lifespan loads (and later closes) them."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        owned = services is None
+        app.state.services = services if services is not None else await Services.start(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.services.aclose()
+
+    routes = [
+        Route("/", index),
+        Route("/health", health),
+        Route("/ready", ready),
+        WebSocketRoute("/v1/realtime", realtime_endpoint),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.settings = settings
+    return app

@@ -1,0 +1,151 @@
+"""The ``voice`` command line: transcribe, say, models, serve.
+
+The CLI is an outer interface like HTTP, so it lives in the outer layer and may
+use every stage and pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from voice.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(help="Self-hosted realtime voice agent server.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def transcribe(
+    file: Annotated[Path, typer.Argument(help="Audio or video file (wav, flac, mp3, m4a, ogg, webm, ...)")],
+    format: Annotated[str, typer.Option("--format", "-f", help="text, json, srt or vtt")] = "text",
+    model: Annotated[str | None, typer.Option(help="tiny.en, base or a model directory")] = None,
+    words: Annotated[bool, typer.Option(help="include word timestamps in json")] = False,
+) -> None:
+    """Transcribe FILE and print the transcript."""
+    from voice.audio.decode import AudioDecodeError, decode_audio
+    from voice.stt import WhisperTranscriber
+    from voice.stt.formats import FORMATS, render
+
+    if format not in FORMATS:
+        console.print(f"[red]--format must be one of {', '.join(FORMATS)}[/red]")
+        raise typer.Exit(2)
+    settings = _settings()
+    if model:
+        settings = load_settings(stt_model=model)
+    try:
+        audio = decode_audio(file)
+    except (AudioDecodeError, OSError) as exc:
+        console.print(f"[red]cannot read {file}: {exc}[/red]")
+        raise typer.Exit(1) from None
+    transcriber = WhisperTranscriber.from_settings(settings, False)
+    result = transcriber.transcribe(
+        audio, word_timestamps=words or format == "json", vad_filter=True, language=settings.stt_language
+    )
+    sys.stdout.write(render(result, format).rstrip("\n") + "\n")
+
+
+@app.command()
+def say(
+    text: Annotated[str, typer.Argument(help="Text to speak")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="WAV file to write")],
+    rate: Annotated[int, typer.Option(help="output sample rate (Hz)")] = 22050,
+) -> None:
+    """Synthesize TEXT with the configured Piper voice into a WAV file."""
+    from voice.audio.wav import write_wav
+    from voice.tts import PiperSynthesizer
+    from voice.tts.stream import synthesize_text
+
+    synth = PiperSynthesizer.from_settings(_settings())
+    audio = asyncio.run(synthesize_text(synth, text, rate))
+    write_wav(output, audio, rate)
+    console.print(f"wrote {output} ({len(audio) / rate:.2f} s at {rate} Hz)")
+
+
+@app.command()
+def models() -> None:
+    """List the installed models: what, where, how large, which is the default."""
+    from voice.stt.models import list_models
+
+    settings = _settings()
+    table = Table("stage", "model", "installed", "default", "size", "path")
+    for info in list_models(settings.cache_dir, settings.stt_model):
+        table.add_row(
+            "stt",
+            info.name,
+            "yes" if info.installed else "no",
+            "yes" if info.default else "",
+            f"{info.size_bytes / 1e6:.0f} MB",
+            str(info.path),
+        )
+    for stage, name, path in _other_models(settings):
+        size = path.stat().st_size if path.exists() else 0
+        table.add_row(stage, name, "yes" if path.exists() else "no", "yes", f"{size / 1e6:.0f} MB", str(path))
+    Console().print(table)
+
+
+def _other_models(settings: Settings) -> list[tuple[str, str, Path]]:
+    from voice.llm.embedded import resolve_gguf
+    from voice.tts.piper import resolve_voice
+    from voice.vad.silero import find_silero_model
+
+    rows = [("tts", settings.tts_voice, resolve_voice(settings.tts_voice)[0])]
+    rows.append(("vad", "silero", find_silero_model()))
+    rows.append(("llm", settings.llm_embedded_model, resolve_gguf(settings.llm_embedded_model)))
+    return rows
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (VOICE_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (VOICE_PORT)")] = None,
+) -> None:
+    """Start the HTTP/WebSocket server on the configured models."""
+    import uvicorn
+
+    from web.app import create_app
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console.print(f"voice agent server on http://{settings.host}:{settings.port}  (settings: {json.dumps(_summary(settings))})")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws_max_size=4 * settings.realtime_max_event_bytes,
+    )
+
+
+def _summary(settings: Settings) -> dict[str, object]:
+    return {
+        "llm": settings.llm_base_url or "embedded",
+        "realtime_stt": settings.realtime_stt_model,
+        "stt": settings.stt_model,
+        "vad": settings.vad_backend,
+    }
+
+
+if __name__ == "__main__":
+    app()
