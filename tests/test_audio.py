@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import tracemalloc
 from pathlib import Path
 
 import av
@@ -121,10 +122,13 @@ def _encode(samples: np.ndarray, rate: int, fmt: str, codec: str, layout: str = 
     buf = io.BytesIO()
     with av.open(buf, "w", format=fmt) as out:
         stream = out.add_stream(codec, rate=rate, layout=layout)
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes), format="fltp", layout=layout)
+        assert isinstance(stream, av.AudioStream)
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(planes), format="fltp", layout=layout
+        )
         frame.sample_rate = rate
         ctx = stream.codec_context
-        fit = av.AudioResampler(ctx.format.name, layout, ctx.sample_rate, ctx.frame_size or None)
+        fit = av.AudioResampler(ctx.format, layout, ctx.sample_rate, ctx.frame_size or None)
         for piece in [*fit.resample(frame), *fit.resample(None)]:
             out.mux(stream.encode(piece))
         out.mux(stream.encode(None))
@@ -297,3 +301,19 @@ def test_broken_inputs_raise_with_the_right_reason(
     assert _reason(notes.read_bytes()) == "unsupported"
     assert _reason(b"\x89PNG\r\n\x1a\n" + bytes(200)) == "unsupported"
     assert _reason(_video_without_audio()) == "no_audio"
+
+
+def test_iter_decode_memory_stays_bounded_on_long_files(tmp_path: Path) -> None:
+    pcm, _ = read_wav(data_path(CLIP))
+    long_file = tmp_path / "long.wav"
+    write_wav(long_file, np.tile(pcm, 22), 16000)  # about 4 minutes
+    tracemalloc.start()
+    try:
+        total = sum(len(chunk) for chunk in iter_decode(long_file, chunk_s=10.0))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    decoded_bytes = 4 * total
+    print(f"decoded {decoded_bytes / 1e6:.1f} MB of float32 with a peak of {peak / 1e6:.1f} MB")
+    assert total == 22 * len(pcm)
+    assert peak < decoded_bytes / 4  # one 10 s chunk is 0.64 MB; the whole file 15.5 MB

@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import enum
 import json
+import os
 import re
 import socket
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -22,6 +24,7 @@ from voice.llm import (
     ChatClient,
     Completion,
     EmbeddedLlamaServer,
+    EmbeddedServerError,
     LlmError,
     LlmEvent,
     LlmOptions,
@@ -37,7 +40,7 @@ from voice.llm import (
     registry_from_names,
     resolve_gguf,
 )
-from voice.settings import Settings
+from voice.settings import load_settings
 
 USER = [{"role": "user", "content": "What is the weather like in Paris today?"}]
 
@@ -113,7 +116,7 @@ def test_schema_async_optional_without_default_and_rename() -> None:
 
 
 def test_schema_rejects_unsupported_signatures() -> None:
-    def untyped(x):  # type: ignore[no-untyped-def]
+    def untyped(x):
         return x
 
     def mapping(x: dict[str, int]) -> None: ...
@@ -279,9 +282,11 @@ def text_of(events: list[LlmEvent]) -> str:
 
 async def test_streamed_text_is_assembled() -> None:
     reply = "Paris is mild today, about twelve degrees, with light rain this evening."
-    async with ScriptedLlmServer([Turn.say(reply)]) as server:
-        async with ChatClient(options(server, temperature=0.2, max_tokens=40)) as client:
-            events = await collect(client)
+    async with (
+        ScriptedLlmServer([Turn.say(reply)]) as server,
+        ChatClient(options(server, temperature=0.2, max_tokens=40)) as client,
+    ):
+        events = await collect(client)
     deltas = [e for e in events if isinstance(e, TextDelta)]
     assert len(deltas) == 12 and text_of(events) == reply
     assert events[-1] == Completion("stop", input_tokens=8, output_tokens=12)
@@ -300,10 +305,12 @@ async def test_tool_calls_are_assembled_from_fragments() -> None:
                          ScriptedToolCall("calculate", {"expression": "2+2"}, "c2")),
              text="Let me check."),
     ]
-    async with ScriptedLlmServer(script, args_chunk_chars=4) as server:
-        async with ChatClient(options(server)) as client:
-            one = await collect(client, tools=registry.openai_tools())
-            two = await collect(client, tools=registry.openai_tools(), tool_choice="required")
+    async with (
+        ScriptedLlmServer(script, args_chunk_chars=4) as server,
+        ChatClient(options(server)) as client,
+    ):
+        one = await collect(client, tools=registry.openai_tools())
+        two = await collect(client, tools=registry.openai_tools(), tool_choice="required")
     (call,) = [e for e in one if isinstance(e, ToolCallRequest)]
     assert call.name == "calculate" and call.arguments == json.dumps(arguments)
     fragments = [e for e in one if isinstance(e, ToolCallArgumentsDelta)]
@@ -344,71 +351,86 @@ async def test_tool_result_round_trip_is_sent_back() -> None:
 
 
 async def test_retries_transient_errors_then_succeeds() -> None:
-    async with ScriptedLlmServer([Turn.say("Back again.")] * 2) as server:
-        async with ChatClient(options(server)) as client:
-            server.fail_next(500)
-            assert text_of(await collect(client)) == "Back again."
-            assert [r.status for r in server.chat_requests] == [500, 200]
-            server.fail_next(429, retry_after_s=0.4)
-            started = time.monotonic()
-            assert text_of(await collect(client)) == "Back again."
-            assert time.monotonic() - started >= 0.4  # Retry-After honoured
-            server.fail_next(503, count=5)
-            with pytest.raises(LlmError) as info:
-                await collect(client)
+    async with (
+        ScriptedLlmServer([Turn.say("Back again.")] * 2) as server,
+        ChatClient(options(server)) as client,
+    ):
+        server.fail_next(500)
+        assert text_of(await collect(client)) == "Back again."
+        assert [r.status for r in server.chat_requests] == [500, 200]
+        server.fail_next(429, retry_after_s=0.4)
+        started = time.monotonic()
+        assert text_of(await collect(client)) == "Back again."
+        assert time.monotonic() - started >= 0.4  # Retry-After honoured
+        server.fail_next(503, count=5)
+        with pytest.raises(LlmError) as info:
+            await collect(client)
     assert info.value.kind == "unavailable" and "HTTP 503" in info.value.message
     assert [r.status for r in server.chat_requests] == [500, 200, 429, 200, 503, 503, 503]
 
 
 async def test_no_retry_after_first_token_then_disconnect() -> None:
     turn = Turn.say("one two three four five six", disconnect_after=3)
-    async with ScriptedLlmServer([turn, Turn.say("never sent")]) as server:
-        async with ChatClient(options(server)) as client:
-            received: list[LlmEvent] = []
-            with pytest.raises(LlmError) as info:
-                async for event in client.stream(USER):
-                    received.append(event)
+    async with (
+        ScriptedLlmServer([turn, Turn.say("never sent")]) as server,
+        ChatClient(options(server)) as client,
+    ):
+        received: list[LlmEvent] = []
+        with pytest.raises(LlmError) as info:
+            async for event in client.stream(USER):
+                received.append(event)
     assert text_of(received) == "one two"  # role chunk + two words before the cut
     assert info.value.kind == "unavailable"
     assert len(server.chat_requests) == 1 and server.remaining_turns == 1
+    # Cut before any token (only the role chunk went out): retried.
+    script = [Turn.say("lost", disconnect_after=1), Turn.say("Recovered.")]
+    async with ScriptedLlmServer(script) as server, ChatClient(options(server)) as client:
+        assert text_of(await collect(client)) == "Recovered."
+    assert [r.chunks_sent for r in server.chat_requests] == [1, 5]
 
 
 async def test_first_token_timeout_and_read_timeout_retry() -> None:
-    async with ScriptedLlmServer([Turn.say("too late", first_chunk_delay_s=5)] * 2) as server:
-        async with ChatClient(options(server, first_token_timeout_s=0.4)) as client:
-            started = time.monotonic()
-            with pytest.raises(LlmError) as info:
-                await collect(client)
-            elapsed = time.monotonic() - started
+    async with (
+        ScriptedLlmServer([Turn.say("too late", first_chunk_delay_s=5)] * 2) as server,
+        ChatClient(options(server, first_token_timeout_s=0.4)) as client,
+    ):
+        started = time.monotonic()
+        with pytest.raises(LlmError) as info:
+            await collect(client)
+        elapsed = time.monotonic() - started
     assert info.value.kind == "timeout" and 0.35 < elapsed < 1.5
     assert len(server.chat_requests) == 1 and server.chat_requests[0].disconnected
     # A per-read timeout before the first token is retried within the overall deadline.
     script = [Turn.say("stalled", first_chunk_delay_s=5), Turn.say("Quick answer.")]
-    async with ScriptedLlmServer(script) as server:
-        async with ChatClient(options(server, timeout_s=0.3, first_token_timeout_s=4)) as client:
-            assert text_of(await collect(client)) == "Quick answer."
+    async with (
+        ScriptedLlmServer(script) as server,
+        ChatClient(options(server, timeout_s=0.3, first_token_timeout_s=4)) as client,
+    ):
+        assert text_of(await collect(client)) == "Quick answer."
     assert len(server.chat_requests) == 2
 
 
 async def test_cancelling_the_consumer_closes_the_stream() -> None:
     words = " ".join(f"word{i}" for i in range(200))
-    async with ScriptedLlmServer([Turn.say(words, chunk_delay_s=0.02)] * 2) as server:
-        async with ChatClient(options(server)) as client:
-            first = asyncio.Event()
+    async with (
+        ScriptedLlmServer([Turn.say(words, chunk_delay_s=0.02)] * 2) as server,
+        ChatClient(options(server)) as client,
+    ):
+        first = asyncio.Event()
 
-            async def consume() -> None:
-                async for _ in client.stream(USER):
-                    first.set()
+        async def consume() -> None:
+            async for _ in client.stream(USER):
+                first.set()
 
-            task = asyncio.create_task(consume())
-            await asyncio.wait_for(first.wait(), 5)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            # Leaving early through aclosing() closes it too.
-            async with contextlib.aclosing(client.stream(USER)) as events:
-                async for _ in events:
-                    break
+        task = asyncio.create_task(consume())
+        await asyncio.wait_for(first.wait(), 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # Leaving early through aclosing() closes it too.
+        async with contextlib.aclosing(client.stream(USER)) as events:
+            async for _ in events:
+                break
         for request in server.chat_requests:
             assert await asyncio.to_thread(request.finished.wait, 3)
             assert request.disconnected and request.chunks_sent < 50
@@ -418,12 +440,14 @@ async def test_fallbacks_when_server_rejects_options() -> None:
     schema = {"type": "json_schema", "json_schema": {"name": "summary", "schema": {
         "type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}}}
     script = [Turn.say("plain"), Turn.say("again"), Turn.say('{"title": "Budget"}')] * 2
-    async with ScriptedLlmServer(script, reject_stream_options=True,
-                                 reject_response_format=True) as server:
-        async with ChatClient(options(server)) as client:
-            first = await collect(client)
-            second = await collect(client)
-            summary = await client.complete(USER, response_format=schema)
+    async with (
+        ScriptedLlmServer(script, reject_stream_options=True,
+                                 reject_response_format=True) as server,
+        ChatClient(options(server)) as client,
+    ):
+        first = await collect(client)
+        second = await collect(client)
+        summary = await client.complete(USER, response_format=schema)
     assert (text_of(first), text_of(second), summary) == ("plain", "again", '{"title": "Budget"}')
     assert first[-1] == Completion("stop", 0, 0)  # no usage without stream_options
     bodies = [r.body for r in server.chat_requests]
@@ -434,10 +458,12 @@ async def test_fallbacks_when_server_rejects_options() -> None:
 
 
 async def test_complete_and_unreachable_server() -> None:
-    async with ScriptedLlmServer([Turn.say('{"title": "Budget"}')]) as server:
-        async with ChatClient(options(server)) as client:
-            schema = {"type": "json_object"}
-            assert await client.complete(USER, response_format=schema) == '{"title": "Budget"}'
+    async with (
+        ScriptedLlmServer([Turn.say('{"title": "Budget"}')]) as server,
+        ChatClient(options(server)) as client,
+    ):
+        schema = {"type": "json_object"}
+        assert await client.complete(USER, response_format=schema) == '{"title": "Budget"}'
     assert server.chat_requests[0].body["response_format"] == schema
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -461,9 +487,77 @@ def test_assembler_rejects_a_stream_cut_without_finish_reason() -> None:
 
 
 def test_options_from_settings() -> None:
-    settings = Settings(llm_model="qwen", llm_timeout_s=12, llm_max_retries=1)
+    settings = load_settings(llm_model="qwen", llm_timeout_s=12, llm_max_retries=1)
     opts = LlmOptions.from_settings(settings, base_url="http://127.0.0.1:9/v1")
     assert (opts.base_url, opts.model, opts.timeout_s, opts.max_retries) == (
         "http://127.0.0.1:9/v1", "qwen", 12, 1)
     with pytest.raises(ValueError, match="VOICE_LLM_BASE_URL"):
         LlmOptions.from_settings(settings)
+
+
+# --- embedded llama.cpp server -------------------------------------------------------
+
+
+def test_resolve_gguf(tmp_path: Path) -> None:
+    shipped = resolve_gguf("smollm2")
+    assert shipped.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and shipped.stat().st_size > 50e6
+    assert shipped.read_bytes()[:4] == b"GGUF"
+    with pytest.raises(FileNotFoundError, match="not found"):
+        resolve_gguf(str(tmp_path / "missing.gguf"))
+
+
+async def test_embedded_server_reports_an_early_exit(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.gguf"
+    bogus.write_bytes(b"not a model at all" * 100)
+    server = EmbeddedLlamaServer(bogus)
+    with pytest.raises(EmbeddedServerError, match="exited with code") as info:
+        await server.start(timeout_s=60)
+    assert "bogus.gguf" in str(info.value)  # the log's tail names the file it failed on
+    assert server.pid is None
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+async def test_embedded_llama_server_streams_a_reply(capsys: pytest.CaptureFixture[str]) -> None:
+    server = EmbeddedLlamaServer(resolve_gguf("smollm2"), threads=2, context=2048)
+    started = time.monotonic()
+    await server.start(timeout_s=120)
+    start_s = time.monotonic() - started
+    pid, port = server.pid, server.port
+    assert pid is not None and not port_is_free(port)
+    try:
+        assert server.model_id == "SmolLM2-135M-Instruct.Q4_1"
+        messages = [{"role": "system", "content": "You are a helpful assistant."},
+                    {"role": "user", "content": "Say hello and name one colour."}]
+        # The server answers any model name with its one model.
+        opts = LlmOptions(base_url=server.base_url, model="whatever", temperature=0.0,
+                          max_tokens=48, timeout_s=60)
+        async with ChatClient(opts) as client:
+            sent = time.monotonic()
+            stamps: list[float] = []
+            events: list[LlmEvent] = []
+            async for event in client.stream(messages):
+                events.append(event)
+                if isinstance(event, TextDelta):
+                    stamps.append(time.monotonic())
+    finally:
+        await server.stop()
+    assert text_of(events).strip(), events
+    completion = events[-1]
+    assert isinstance(completion, Completion) and completion.finish_reason in ("stop", "length")
+    first_token_s = stamps[0] - sent
+    rate = (len(stamps) - 1) / max(stamps[-1] - stamps[0], 1e-6)
+    with capsys.disabled():
+        print(f"\nembedded llama.cpp SmolLM2: started in {start_s:.2f} s, first token "
+              f"{first_token_s * 1000:.0f} ms, {len(stamps)} chunks at {rate:.0f} tokens/s: "
+              f"{text_of(events)!r}")
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert port_is_free(port)

@@ -189,13 +189,13 @@ def test_word_timestamps_and_options(tiny: WhisperTranscriber, jfk: np.ndarray) 
     assert opts["condition_on_previous_text"] is False and opts["batched"] is False
     assert tiny.capabilities == SttCapabilities(streaming=False, word_timestamps=True, batched=False)
     # int16 input gives the same text
-    assert tiny.transcribe(float32_to_pcm16(jfk)).text == tiny.transcribe(jfk).text
+    assert tiny.transcribe(float32_to_pcm16(jfk)).text == result.text
     assert tiny.transcribe(np.zeros(0, dtype=np.float32)).text == ""
 
 
-async def test_transcribe_async_matches_sync(tiny: WhisperTranscriber) -> None:
-    clip = load_clip("lhotse/LJ002-0020.wav")
-    assert (await transcribe_async(tiny, clip)).text == tiny.transcribe(clip).text
+async def test_transcribe_async(tiny: WhisperTranscriber) -> None:
+    result = await transcribe_async(tiny, load_clip("lhotse/LJ002-0020.wav"))
+    assert normalize(result.text) == normalize(reference_text("lhotse/LJ002-0020.wav"))
 
 
 @pytest.mark.slow
@@ -356,7 +356,7 @@ async def test_streaming_partials_grow_and_final_matches_batch(
     tiny: WhisperTranscriber, jfk: np.ndarray
 ) -> None:
     counting = CountingTranscriber(tiny)
-    rec = StreamingRecognizer(counting, partial_interval_ms=1000)
+    rec = StreamingRecognizer(counting, partial_interval_ms=2000)
     pcm = float32_to_pcm16(jfk)
     partials: list[tuple[float, str]] = []
     for start in range(0, len(pcm), 1600):  # 100 ms chunks, int16 as from a socket

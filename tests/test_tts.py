@@ -101,7 +101,6 @@ def whisper() -> WhisperModel:
 
 ROUND_TRIP = [
     "The quick brown fox jumps over the lazy dog.",
-    "Please remember to water the plants before you leave.",
     "Where did you put the keys to the blue car?",
     "It is going to rain tomorrow afternoon, so bring an umbrella.",
 ]
@@ -109,7 +108,7 @@ ROUND_TRIP = [
 
 async def test_round_trip_through_whisper(synth: PiperSynthesizer, whisper: WhisperModel) -> None:
     chunks = await collect(speak(synth, aiter_of(ROUND_TRIP), sample_rate=16000))
-    assert [c.sentence_index for c in chunks if c.is_sentence_end] == [0, 1, 2, 3]
+    assert [c.sentence_index for c in chunks if c.is_sentence_end] == [0, 1, 2]
     assert {c.text for c in chunks} == set(ROUND_TRIP)
     audio = np.concatenate([c.samples for c in chunks]).astype(np.float32) / 32768.0
     segments, _ = whisper.transcribe(
@@ -168,12 +167,13 @@ async def test_cancelling_stops_synthesis(synth: PiperSynthesizer) -> None:
         await task
     cancel_s = time.perf_counter() - started
     received = len(got)
-    deadline = time.perf_counter() + 1.0
-    while worker_threads() and time.perf_counter() < deadline:
-        await asyncio.sleep(0.01)
+    for thread in worker_threads():
+        await asyncio.to_thread(thread.join, 1.0)
     exit_s = time.perf_counter() - started
     await asyncio.sleep(0.2)
-    print(f"\ncancel returned after {cancel_s * 1000:.1f} ms; worker gone after {exit_s * 1000:.0f} ms")
+    print(
+        f"\ncancel returned after {cancel_s * 1000:.1f} ms; worker gone after {exit_s * 1000:.0f} ms"
+    )
     assert len(got) == received
     assert cancel_s < 0.1
     assert worker_threads() == []
@@ -205,8 +205,8 @@ async def test_synthesize_text_strips_markup(synth: PiperSynthesizer) -> None:
 
 async def test_latency_and_real_time_factor(synth: PiperSynthesizer) -> None:
     reply = (
-        "Good question, and the short answer is that the meeting starts at three in the "
-        "afternoon. Let me know if you need anything else. I am happy to help."
+        "Good question, the meeting starts at three in the afternoon. "
+        "Let me know if you need more. Happy to help."
     )
     figures = {}
     for label, chunker in [
@@ -322,10 +322,10 @@ def chunk_by_char(text: str, **kwargs: int) -> list[str]:
         ),
         (
             "## Summary\n- **Bold** move.\n* Use `code` and _care_.\n+ Read [the docs](https://x.io/a_(b)).",
-            ["Summary", "Bold move.", "Use code and care .", "Read the docs."],
+            ["Summary", "Bold move.", "Use code and care.", "Read the docs."],
         ),
         ("> Quoted line.\n-5 degrees outside.", ["Quoted line.", "-5 degrees outside."]),
-        ("Great job 🎉👍🏽! See you ❤️ soon.", ["Great job !", "See you soon."]),
+        ("Great job 🎉👍🏽! See you ❤️ soon.", ["Great job!", "See you soon."]),
         # nothing speakable is never returned
         ("   \n\n 🎉 ... --- ** ", []),
         ("", []),
@@ -372,7 +372,9 @@ def test_chunker_split_invariance_on_samples(text: str, cuts: list[int]) -> None
     chunker = SentenceChunker(max_chars=80)
     bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
     pieces = [p for a, b in zip(bounds, bounds[1:], strict=False) for p in chunker.push(text[a:b])]
-    assert pieces + chunker.flush() == chunk(text, max_chars=80) == chunk_by_char(text, max_chars=80)
+    assert (
+        pieces + chunker.flush() == chunk(text, max_chars=80) == chunk_by_char(text, max_chars=80)
+    )
 
 
 PLAIN = st.text(alphabet="abcXYZ019 .,;:!?-\n'\"()", max_size=300)

@@ -37,7 +37,8 @@ class Turn:
     """One scripted reply.
 
     ``when``: the turn is used only for a request whose last message matches.
-    ``first_chunk_delay_s``: pause after the response headers, before the first chunk.
+    ``first_chunk_delay_s``: pause after the response headers, before the first chunk
+    (for a non-streamed request: before the response).
     ``chunk_delay_s``: pause between chunks (None: the server's default).
     ``disconnect_after``: drop the connection after this many chunks (no ``[DONE]``).
     ``finish_reason``: default ``tool_calls`` when there are tool calls, else ``stop``.
@@ -84,7 +85,7 @@ def _text(message: Message) -> str:
     return str(content or "")
 
 
-# --- rendering ---------------------------------------------------------------
+# --- requests and rendering ---------------------------------------------------------------
 
 
 def split_text(text: str) -> list[str]:
@@ -154,3 +155,26 @@ def render(turn: Turn, *, request_id: str, model: str, messages: list[Message],
                                "finish_reason": turn.finish()}],
                   "usage": usage}
     return Rendered(chunks, completion)
+
+
+def validate_request(body: dict[str, Any]) -> str | None:
+    """The 400 message OpenAI would give for a malformed request, or None."""
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return "you must provide a model parameter"
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "'messages' must be a non-empty array"
+    open_calls: set[str] = set()
+    for index, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in ("system", "developer", "user", "assistant", "tool"):
+            return f"Invalid value for 'messages[{index}].role': {role!r}"
+        if role == "assistant":
+            open_calls |= {call.get("id") for call in message.get("tool_calls") or []}
+        elif role == "tool" and message.get("tool_call_id") not in open_calls:
+            return (f"Invalid parameter: messages with role 'tool' must be a response to a "
+                    f"preceding message with 'tool_calls' (messages[{index}])")
+    for tool in body.get("tools") or []:
+        if tool.get("type") != "function" or not (tool.get("function") or {}).get("name"):
+            return "Invalid 'tools': each tool needs type 'function' and a function name"
+    return None

@@ -21,6 +21,7 @@ with an HTTP error; a turn's ``first_chunk_delay_s``, ``chunk_delay_s`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -35,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from tests.fakes.llm_script import Rendered, Turn, render
+from tests.fakes.llm_script import Rendered, Turn, render, validate_request
 
 
 @dataclass
@@ -181,7 +182,7 @@ class ScriptedLlmServer:
             status, message, retry_after = failure
             headers = {"retry-after": f"{retry_after:g}"} if retry_after is not None else {}
             return _error(record, status, message, "server_error", headers)
-        problem = _validate(body) if isinstance(body, dict) else "request body must be JSON"
+        problem = validate_request(body) if isinstance(body, dict) else "request body must be JSON"
         if problem is None and self.reject_stream_options and "stream_options" in body:
             problem = "Unrecognized request argument supplied: stream_options"
         if problem is None and self.reject_response_format and "response_format" in body:
@@ -226,29 +227,6 @@ def _error(record: RecordedRequest, status: int, message: str, kind: str,
                                    "code": None}}, status_code=status, headers=headers)
 
 
-def _validate(body: dict[str, Any]) -> str | None:
-    """The 400 message OpenAI would give for a malformed request, or None."""
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        return "you must provide a model parameter"
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return "'messages' must be a non-empty array"
-    open_calls: set[str] = set()
-    for index, message in enumerate(messages):
-        role = message.get("role") if isinstance(message, dict) else None
-        if role not in ("system", "developer", "user", "assistant", "tool"):
-            return f"Invalid value for 'messages[{index}].role': {role!r}"
-        if role == "assistant":
-            open_calls |= {call.get("id") for call in message.get("tool_calls") or []}
-        elif role == "tool" and message.get("tool_call_id") not in open_calls:
-            return (f"Invalid parameter: messages with role 'tool' must be a response to a "
-                    f"preceding message with 'tool_calls' (messages[{index}])")
-    for tool in body.get("tools") or []:
-        if tool.get("type") != "function" or not (tool.get("function") or {}).get("name"):
-            return "Invalid 'tools': each tool needs type 'function' and a function name"
-    return None
-
-
 class _SseResponse(Response):
     """Streams rendered chunks as ``data:`` lines, watching for the client leaving."""
 
@@ -274,10 +252,8 @@ class _SseResponse(Response):
             for index, payload in enumerate([*payloads, "data: [DONE]\n\n"]):
                 delay = self.turn.first_chunk_delay_s if index == 0 else self.chunk_delay_s
                 if delay > 0:
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(gone.wait(), delay)
-                    except TimeoutError:
-                        pass
                 if gone.is_set():
                     self.record.disconnected = True
                     return

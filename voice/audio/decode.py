@@ -186,8 +186,10 @@ def iter_decode(
     Every chunk but the last has exactly ``round(chunk_s * sample_rate)`` samples;
     memory stays bounded by about one chunk whatever the file's length. Errors
     (:class:`AudioDecodeError`) are raised from the first ``next()``. A path is
-    opened and closed here; a file object is read from its current position and
-    left open.
+    opened here and closed when the generator finishes or is closed (``close()``
+    it to stop early); a file object is read from its current position and left
+    open. A file that decodes only in part (cut short, damaged packets) yields
+    what decoded and logs a warning.
     """
     if sample_rate <= 0 or chunk_s <= 0:
         raise ValueError("sample_rate and chunk_s must be positive")

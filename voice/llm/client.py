@@ -11,7 +11,7 @@ reply the user has already heard would repeat it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -21,11 +21,10 @@ from openai.types.chat import ChatCompletionChunk
 
 from voice.llm.assembler import StreamAssembler
 from voice.llm.events import LlmError, LlmEvent
+from voice.llm.failures import backoff_s, classify, rejects
 
 if TYPE_CHECKING:
     from voice.settings import Settings
-
-MAX_BACKOFF_S = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +99,7 @@ class ChatClient:
         tool_choice: str | dict[str, Any] = "auto",
         temperature: float | None = None,
         max_tokens: int | None = None,
-    ) -> AsyncIterator[LlmEvent]:
+    ) -> AsyncGenerator[LlmEvent, None]:
         """Stream one reply: text and argument deltas as they arrive, then the complete
         tool calls, then :class:`Completion`. Raises :class:`LlmError`.
 
@@ -117,7 +116,7 @@ class ChatClient:
                 stream, assembler, first = await self._start(params, deadline, limit)
                 break
             except (openai.OpenAIError, ValueError) as exc:
-                if self._usage_in_stream and _rejects(exc, "stream_options", "include_usage"):
+                if self._usage_in_stream and rejects(exc, "stream_options", "include_usage"):
                     self._usage_in_stream = False
                     continue
                 error, transient = self._classify(exc)
@@ -197,7 +196,7 @@ class ChatClient:
                 )
                 break
             except (openai.OpenAIError, ValueError) as exc:
-                if "response_format" in params and _rejects(exc):
+                if "response_format" in params and rejects(exc):
                     del params["response_format"]
                     continue
                 error, transient = self._classify(exc)
@@ -235,37 +234,7 @@ class ChatClient:
         return params
 
     def _classify(self, exc: BaseException) -> tuple[LlmError, bool]:
-        """The :class:`LlmError` for ``exc``, and whether retrying may help."""
-        if isinstance(exc, LlmError):
-            return exc, False
-        if isinstance(exc, openai.APITimeoutError):
-            return LlmError("timeout", f"the LLM server did not answer within "
-                            f"{self.options.timeout_s:g} s"), True
-        if isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__ or exc
-            return LlmError("unavailable", f"connection to {self.options.base_url} failed: "
-                            f"{type(cause).__name__}: {cause}"), True
-        if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            message = f"HTTP {status} from the LLM server: {exc.message}"
-            if status in (408, 409, 429) or status >= 500:
-                return LlmError("unavailable", message), True
-            return LlmError("bad_request", message), False
-        return LlmError("bad_response", f"unexpected answer from the LLM server: {exc}"), False
+        return classify(exc, base_url=self.options.base_url, timeout_s=self.options.timeout_s)
 
     def _backoff(self, attempt: int, exc: BaseException) -> float:
-        delay = min(self.options.retry_backoff_s * 2**attempt, MAX_BACKOFF_S)
-        if isinstance(exc, openai.APIStatusError):
-            try:
-                delay = max(delay, float(exc.response.headers.get("retry-after", "")))
-            except ValueError:
-                pass
-        return delay
-
-
-def _rejects(exc: BaseException, *words: str) -> bool:
-    """Whether ``exc`` is a 400/422 rejection whose message mentions any of ``words``."""
-    if not isinstance(exc, openai.APIStatusError) or exc.status_code not in (400, 422):
-        return False
-    text = str(cast(Any, exc).message).lower()
-    return not words or any(word in text for word in words)
+        return backoff_s(attempt, exc, self.options.retry_backoff_s)

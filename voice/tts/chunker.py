@@ -38,6 +38,7 @@ _END = re.compile(r"([.!?…]+)[" + re.escape(_CLOSERS) + r"]*$")
 _CLAUSE_PUNCT = ",;:"
 _DASHES = "—–"
 _LIST_NUMBER = re.compile(r"\d{1,3}\.")
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+(?=[.,!?;:])")
 
 
 class SentenceChunker:
@@ -148,7 +149,7 @@ class SentenceChunker:
         return space if space > 0 else limit
 
     def _emit(self, cut: int, out: list[str]) -> None:
-        piece = self._buf[:cut].strip()
+        piece = _SPACE_BEFORE_PUNCT.sub("", self._buf[:cut].strip())
         rest = self._buf[cut:].lstrip()
         if self._pending is not None:
             shift = len(self._buf) - len(rest)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from voice.audio.frames import SUPPORTED_RATES
-from voice.tts._resample import StreamResampler
+from voice.audio.resample import StreamResampler
 from voice.tts.base import Synthesizer
 from voice.tts.chunker import SentenceChunker
 from voice.tts.textclean import SpeechTextCleaner
@@ -92,14 +92,14 @@ class _Worker(threading.Thread):
             self._post(exc)
 
     def _sentence(self, index: int, text: str) -> None:
-        resampler = StreamResampler(self.synth.sample_rate, self.sample_rate, "int16")
+        resampler = StreamResampler(self.synth.sample_rate, self.sample_rate, np.int16)
         pending = np.zeros(0, dtype=np.int16)
         audio = iter(self.synth.synthesize(text))
         try:
             for samples in audio:
                 if self.stopped.is_set():
                     return
-                resampled = resampler.process(samples)
+                resampled = resampler.process(samples.astype(np.int16, copy=False))
                 pending = self._slice(np.concatenate([pending, resampled]), index, text)
         finally:
             close = getattr(audio, "close", None)
