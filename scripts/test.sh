@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 .venv/bin/ruff check voice pipelines web tests bench
-.venv/bin/mypy voice
+.venv/bin/mypy voice pipelines web
 .venv/bin/lint-imports
 exec .venv/bin/python -m pytest -q "$@"

@@ -43,7 +43,9 @@ def llm() -> Iterator[ScriptedLlmServer]:
 
 
 @pytest.fixture(scope="module")
-def server(llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+def server(
+    llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerThread]:
     settings = load_settings(
         llm_base_url=llm.base_url,
         cache_dir=tmp_path_factory.mktemp("cache"),
@@ -98,7 +100,9 @@ def wer(reference: str, hypothesis: str) -> float:
     return float(jiwer.wer(normalize(reference), normalize(hypothesis)))
 
 
-async def test_sdk_client_speaks_and_gets_a_spoken_answer(server: ServerThread, llm: ScriptedLlmServer) -> None:
+async def test_sdk_client_speaks_and_gets_a_spoken_answer(
+    server: ServerThread, llm: ScriptedLlmServer
+) -> None:
     clip = "azure-speech-sdk/whatstheweatherlike.wav"
     llm.add(Turn.say("It is sunny and warm today.", when=user_says("weather")))
     async with client(server).realtime.connect(model="voice-agent") as conn:
@@ -125,9 +129,13 @@ async def test_sdk_client_speaks_and_gets_a_spoken_answer(server: ServerThread, 
         "response.output_item.done",
     ):
         assert expected in types, f"missing {expected}"
-    transcript = next(e for e in events if e.type == "conversation.item.input_audio_transcription.completed").transcript
+    transcript = next(
+        e for e in events if e.type == "conversation.item.input_audio_transcription.completed"
+    ).transcript
     assert wer(reference_text(clip), transcript) <= 0.2, transcript
-    audio = b"".join(base64.b64decode(e.delta) for e in events if e.type == "response.output_audio.delta")
+    audio = b"".join(
+        base64.b64decode(e.delta) for e in events if e.type == "response.output_audio.delta"
+    )
     assert len(audio) / 2 / RATE > 1.0  # over a second of speech for "It is sunny and warm today."
     done = events[-1]
     assert done.response.status == "completed"
@@ -157,10 +165,18 @@ async def expect_error(ws: Any, raw: str | bytes) -> dict[str, Any]:
 
 async def text_turn(ws: Any, text: str) -> list[dict[str, Any]]:
     """Add a user text item and ask for a response; events until response.done."""
-    await ws.send(json.dumps({
-        "type": "conversation.item.create",
-        "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
-    }))
+    await ws.send(
+        json.dumps(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": text}],
+                },
+            }
+        )
+    )
     await ws.send(json.dumps({"type": "response.create"}))
     events = []
     while True:
@@ -170,7 +186,9 @@ async def text_turn(ws: Any, text: str) -> list[dict[str, Any]]:
             return events
 
 
-async def test_bad_input_gets_error_events_and_the_connection_survives(server: ServerThread) -> None:
+async def test_bad_input_gets_error_events_and_the_connection_survives(
+    server: ServerThread,
+) -> None:
     other = await raw_connect(server)
     ws = await raw_connect(server)
     try:
@@ -179,13 +197,50 @@ async def test_bad_input_gets_error_events_and_the_connection_survives(server: S
         cases: list[tuple[str | bytes, str]] = [
             ("{this is not json", "invalid_json"),
             (json.dumps({"type": "no.such.event"}), "unknown_event_type"),
-            (json.dumps({"type": "input_audio_buffer.append", "audio": "%%% not base64 %%%"}), "invalid_value"),
-            (json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(b"\x01\x02\x03").decode()}), "invalid_audio_format"),
-            (json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(Path(__file__).parents[2].joinpath("shared/data/openai-whisper/jfk.wav").read_bytes()[:4000]).decode()}), "invalid_audio_format"),
-            (json.dumps({"type": "conversation.item.truncate", "item_id": "nope", "content_index": 0, "audio_end_ms": 10}), "item_not_found"),
+            (
+                json.dumps({"type": "input_audio_buffer.append", "audio": "%%% not base64 %%%"}),
+                "invalid_value",
+            ),
+            (
+                json.dumps(
+                    {
+                        "type": "input_audio_buffer.append",
+                        "audio": base64.b64encode(b"\x01\x02\x03").decode(),
+                    }
+                ),
+                "invalid_audio_format",
+            ),
+            (
+                json.dumps(
+                    {
+                        "type": "input_audio_buffer.append",
+                        "audio": base64.b64encode(
+                            Path(__file__)
+                            .parents[2]
+                            .joinpath("shared/data/openai-whisper/jfk.wav")
+                            .read_bytes()[:4000]
+                        ).decode(),
+                    }
+                ),
+                "invalid_audio_format",
+            ),
+            (
+                json.dumps(
+                    {
+                        "type": "conversation.item.truncate",
+                        "item_id": "nope",
+                        "content_index": 0,
+                        "audio_end_ms": 10,
+                    }
+                ),
+                "item_not_found",
+            ),
             (json.dumps({"type": "response.cancel"}), "response_cancel_not_active"),
             (json.dumps({"type": "input_audio_buffer.commit"}), "input_audio_buffer_commit_empty"),
-            (json.dumps({"type": "input_audio_buffer.append", "audio": "A" * (300 * 1024)}), "message_too_large"),
+            (
+                json.dumps({"type": "input_audio_buffer.append", "audio": "A" * (300 * 1024)}),
+                "message_too_large",
+            ),
         ]
         for raw, code in cases:
             error = await expect_error(ws, raw)
@@ -206,10 +261,18 @@ async def test_client_vanishing_mid_response_leaves_others_unaffected(
     llm.add(Turn.say(LONG_REPLY, when=user_says("vanish")))
     doomed = await raw_connect(server)
     assert (await recv_json(doomed))["type"] == "session.created"
-    await doomed.send(json.dumps({
-        "type": "conversation.item.create",
-        "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "please vanish"}]},
-    }))
+    await doomed.send(
+        json.dumps(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "please vanish"}],
+                },
+            }
+        )
+    )
     await doomed.send(json.dumps({"type": "response.create"}))
     while (await recv_json(doomed))["type"] != "response.output_audio.delta":
         pass
@@ -244,18 +307,28 @@ async def test_server_and_client_tools_feed_the_spoken_answer(
     ws = await raw_connect(server)
     try:
         await recv_json(ws)
-        await ws.send(json.dumps({
-            "type": "session.update",
-            "session": {
-                "type": "realtime",
-                "tools": [{
-                    "type": "function",
-                    "name": "get_weather",
-                    "description": "Weather in a city.",
-                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-                }],
-            },
-        }))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "session.update",
+                    "session": {
+                        "type": "realtime",
+                        "tools": [
+                            {
+                                "type": "function",
+                                "name": "get_weather",
+                                "description": "Weather in a city.",
+                                "parameters": {
+                                    "type": "object",
+                                    "properties": {"city": {"type": "string"}},
+                                    "required": ["city"],
+                                },
+                            }
+                        ],
+                    },
+                }
+            )
+        )
         first = await text_turn(ws, "What is twelve times seven, and the weather in Paris?")
         outputs = [e["item"] for e in first if e["type"] == "conversation.item.done"]
         calc = next(i for i in outputs if i["type"] == "function_call" and i["name"] == "calculate")
@@ -265,13 +338,25 @@ async def test_server_and_client_tools_feed_the_spoken_answer(
         assert done["status"] == "completed"
         weather_call = next(o for o in done["output"] if o.get("name") == "get_weather")
         assert json.loads(weather_call["arguments"]) == {"city": "Paris"}
-        args_done = next(e for e in first if e["type"] == "response.function_call_arguments.done" and e["name"] == "get_weather")
+        args_done = next(
+            e
+            for e in first
+            if e["type"] == "response.function_call_arguments.done" and e["name"] == "get_weather"
+        )
         assert args_done["call_id"] == weather_call["call_id"]
         # The client runs its tool and answers; the agent speaks from both results.
-        await ws.send(json.dumps({
-            "type": "conversation.item.create",
-            "item": {"type": "function_call_output", "call_id": weather_call["call_id"], "output": json.dumps({"sky": "sunny"})},
-        }))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "conversation.item.create",
+                    "item": {
+                        "type": "function_call_output",
+                        "call_id": weather_call["call_id"],
+                        "output": json.dumps({"sky": "sunny"}),
+                    },
+                }
+            )
+        )
         await ws.send(json.dumps({"type": "response.create"}))
         second = []
         while True:
@@ -279,12 +364,17 @@ async def test_server_and_client_tools_feed_the_spoken_answer(
             second.append(event)
             if event["type"] == "response.done":
                 break
-        spoken = next(e for e in second if e["type"] == "response.output_audio_transcript.done")["transcript"]
+        spoken = next(e for e in second if e["type"] == "response.output_audio_transcript.done")[
+            "transcript"
+        ]
         assert "84" in spoken and "sunny" in spoken
         assert any(e["type"] == "response.output_audio.delta" for e in second)
         final_request = llm.chat_requests[-1].messages
         tool_messages = [m for m in final_request if m["role"] == "tool"]
-        assert [json.loads(m["content"]) if m["content"].startswith("{") else m["content"] for m in tool_messages][-1] == {"sky": "sunny"}
+        assert [
+            json.loads(m["content"]) if m["content"].startswith("{") else m["content"]
+            for m in tool_messages
+        ][-1] == {"sky": "sunny"}
         assert any("84" in m["content"] for m in tool_messages)
     finally:
         await ws.close()
@@ -313,7 +403,9 @@ async def test_barge_in_stops_audio_and_cuts_history_to_what_was_heard(
                 await sender
                 await asyncio.sleep(1.0)  # let the agent talk for a second
                 interrupt_sent_at = time.monotonic()
-                interrupter = asyncio.create_task(stream_audio(conn, pcm24k(interrupt_clip, pad_s=1.0)))
+                interrupter = asyncio.create_task(
+                    stream_audio(conn, pcm24k(interrupt_clip, pad_s=1.0))
+                )
             if event.type == "response.done":
                 break
         assert interrupter is not None and interrupt_sent_at is not None

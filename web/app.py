@@ -15,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from pipelines.services import Services
 from voice.settings import Settings
+from web import meetings, transcriptions, webrtc
 from web.realtime_ws import realtime_endpoint
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/health", health),
         Route("/ready", ready),
         WebSocketRoute("/v1/realtime", realtime_endpoint),
+        *webrtc.routes(),
+        *transcriptions.routes(),
+        *meetings.routes(),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -33,7 +33,9 @@ def _settings() -> Settings:
 
 @app.command()
 def transcribe(
-    file: Annotated[Path, typer.Argument(help="Audio or video file (wav, flac, mp3, m4a, ogg, webm, ...)")],
+    file: Annotated[
+        Path, typer.Argument(help="Audio or video file (wav, flac, mp3, m4a, ogg, webm, ...)")
+    ],
     format: Annotated[str, typer.Option("--format", "-f", help="text, json, srt or vtt")] = "text",
     model: Annotated[str | None, typer.Option(help="tiny.en, base or a model directory")] = None,
     words: Annotated[bool, typer.Option(help="include word timestamps in json")] = False,
@@ -56,7 +58,10 @@ def transcribe(
         raise typer.Exit(1) from None
     transcriber = WhisperTranscriber.from_settings(settings, False)
     result = transcriber.transcribe(
-        audio, word_timestamps=words or format == "json", vad_filter=True, language=settings.stt_language
+        audio,
+        word_timestamps=words or format == "json",
+        vad_filter=True,
+        language=settings.stt_language,
     )
     sys.stdout.write(render(result, format).rstrip("\n") + "\n")
 
@@ -96,7 +101,9 @@ def models() -> None:
         )
     for stage, name, path in _other_models(settings):
         size = path.stat().st_size if path.exists() else 0
-        table.add_row(stage, name, "yes" if path.exists() else "no", "yes", f"{size / 1e6:.0f} MB", str(path))
+        table.add_row(
+            stage, name, "yes" if path.exists() else "no", "yes", f"{size / 1e6:.0f} MB", str(path)
+        )
     Console().print(table)
 
 
@@ -127,8 +134,12 @@ def serve(
     except SettingsError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    console.print(f"voice agent server on http://{settings.host}:{settings.port}  (settings: {json.dumps(_summary(settings))})")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    console.print(
+        f"voice agent server on http://{settings.host}:{settings.port}  (settings: {json.dumps(_summary(settings))})"
+    )
     uvicorn.run(
         create_app(settings),
         host=settings.host,

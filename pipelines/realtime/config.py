@@ -140,7 +140,9 @@ def apply_session_update(
     if "temperature" in extra:
         temp = extra["temperature"]
         if not isinstance(temp, int | float) or not 0.0 <= temp <= 2.0:
-            raise ProtocolError("temperature must be a number in [0, 2]", param="session.temperature")
+            raise ProtocolError(
+                "temperature must be a number in [0, 2]", param="session.temperature"
+            )
         changes["temperature"] = float(temp)
     if session.audio is not None:
         changes.update(_audio_changes(config, session.audio))
@@ -179,7 +181,9 @@ def _audio_changes(config: SessionConfig, audio: Any) -> dict[str, Any]:
             changes["voice"] = out.voice if isinstance(out.voice, str) else out.voice.id
         if out.speed is not None:
             if not 0.25 <= out.speed <= 4.0:
-                raise ProtocolError("speed must be in [0.25, 4.0]", param="session.audio.output.speed")
+                raise ProtocolError(
+                    "speed must be in [0.25, 4.0]", param="session.audio.output.speed"
+                )
             changes["speed"] = float(out.speed)
     return changes
 
@@ -193,9 +197,7 @@ def _turn_detection(current: TurnDetection | None, td: Any) -> TurnDetection | N
         return replace(
             base,
             create_response=td.create_response if td.create_response is not None else True,
-            interrupt_response=td.interrupt_response
-            if td.interrupt_response is not None
-            else True,
+            interrupt_response=td.interrupt_response if td.interrupt_response is not None else True,
         )
     values: dict[str, Any] = {}
     for name in (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from pipelines.clock import Clock
 from pipelines.realtime.conversation import Conversation
@@ -33,7 +34,7 @@ class RealtimeOptions:
     max_output_tokens: int = 256
     max_items: int = 200
     max_context_chars: int = 6000
-    vad_backend: str = "silero"
+    vad_backend: Literal["silero", "webrtc"] = "silero"
     vad_min_speech_ms: int = 200
 
 

@@ -6,7 +6,7 @@ the LLM sees the newest items that fit in ``max_context_chars``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -60,6 +60,7 @@ class Item:
         if self.type == "function_call_output":
             return {**base, "call_id": self.call_id, "output": self.output}
         base["role"] = self.role
+        part: dict[str, Any]
         if self.role == "assistant":
             part = (
                 {"type": "output_audio", "transcript": self.text}
@@ -108,7 +109,7 @@ class Conversation:
     def __len__(self) -> int:
         return len(self._items)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Item]:
         return iter(self._items)
 
     @property

@@ -186,7 +186,11 @@ class InputAudio:
 
     def _slice(self, start_ms: float, end_ms: float | None = None) -> np.ndarray:
         first = max(0, int((start_ms - self._buffer_start_ms) * RATE / 1000))
-        last = None if end_ms is None else max(first, int((end_ms - self._buffer_start_ms) * RATE / 1000))
+        last = (
+            None
+            if end_ms is None
+            else max(first, int((end_ms - self._buffer_start_ms) * RATE / 1000))
+        )
         return self._buffer[first:last]
 
     # --- turns -------------------------------------------------------------------
@@ -234,7 +238,9 @@ class InputAudio:
         if item_id is None:
             return
         now = self.ctx.clock.now()
-        latency = TurnLatency(speech_end=now - (self._position_ms - end_ms) / 1000.0, item_id=item_id)
+        latency = TurnLatency(
+            speech_end=now - (self._position_ms - end_ms) / 1000.0, item_id=item_id
+        )
         latency.mark("speech_stopped", now)
         await self.ctx.emitter.emit(
             "input_audio_buffer.speech_stopped", audio_end_ms=int(end_ms), item_id=item_id
@@ -256,7 +262,9 @@ class InputAudio:
             self._recognizer.append(self._buffer)
         await self._commit_turn(self._item_id, upto_ms=None, latency=None)
 
-    async def _commit_turn(self, item_id: str, upto_ms: float | None, latency: TurnLatency | None) -> None:
+    async def _commit_turn(
+        self, item_id: str, upto_ms: float | None, latency: TurnLatency | None
+    ) -> None:
         """Commit the current utterance as a user item and transcribe it in a task."""
         item = Item(id=item_id, type="message", role="user", audio=True, status="completed")
         previous = self.ctx.conversation.add(item)

@@ -36,4 +36,8 @@ class TurnLatency:
 
     def event_fields(self, response_id: str) -> dict[str, Any]:
         """Fields of the ``voice.latency`` extension event."""
-        return {"response_id": response_id, "item_id": self.item_id, "latency_ms": self.waterfall_ms()}
+        return {
+            "response_id": response_id,
+            "item_id": self.item_id,
+            "latency_ms": self.waterfall_ms(),
+        }

@@ -14,9 +14,9 @@ import base64
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -82,7 +82,11 @@ class ResponseRun:
     @property
     def speaking(self) -> bool:
         """True while assistant audio is being produced for this response."""
-        return self._message is not None and self._message.audio and self._message.status == "in_progress"
+        return (
+            self._message is not None
+            and self._message.audio
+            and self._message.status == "in_progress"
+        )
 
     def hold(self) -> None:
         """Stop sending audio at once (possible barge-in); generation pauses behind it."""
@@ -123,10 +127,16 @@ class ResponseRun:
                 try:
                     await work
                 except LlmError as exc:
-                    self.status, self.error = "failed", {"type": "llm_error", "code": exc.kind, "message": exc.message}
+                    self.status, self.error = (
+                        "failed",
+                        {"type": "llm_error", "code": exc.kind, "message": exc.message},
+                    )
                 except Exception as exc:  # a bug must not kill the session
                     log.exception("response %s failed", self.id)
-                    self.status, self.error = "failed", {"type": "server_error", "message": str(exc)}
+                    self.status, self.error = (
+                        "failed",
+                        {"type": "server_error", "message": str(exc)},
+                    )
         if self._cancel.is_set() and self.status == "completed":
             self.status = "cancelled"
         await self._close_open_items()
@@ -211,11 +221,14 @@ class ResponseRun:
             yield sentence
 
     async def _speak(self, sentences: AsyncIterator[str], step: _Step) -> None:
-        chunks = speak(
-            self.ctx.synthesizer,
-            sentences,
-            sample_rate=self.config.output_rate,
-            chunk_ms=self.ctx.options.chunk_ms,
+        chunks = cast(
+            AsyncGenerator[SpeechChunk, None],
+            speak(
+                self.ctx.synthesizer,
+                sentences,
+                sample_rate=self.config.output_rate,
+                chunk_ms=self.ctx.options.chunk_ms,
+            ),
         )
         async with contextlib.aclosing(chunks):
             async for chunk in chunks:
@@ -270,13 +283,22 @@ class ResponseRun:
         self.output.append(item)
         index = len(self.output) - 1
         await emitter.emit(
-            "response.output_item.added", response_id=self.id, output_index=index, item=item.to_protocol()
+            "response.output_item.added",
+            response_id=self.id,
+            output_index=index,
+            item=item.to_protocol(),
         )
         await emitter.item_added(item, previous)
         return index
 
     async def _open_message(self, step: _Step, *, audio: bool) -> Item:
-        item = Item(id=self.ctx.emitter.ids.new("item"), type="message", role="assistant", status="in_progress", audio=audio)
+        item = Item(
+            id=self.ctx.emitter.ids.new("item"),
+            type="message",
+            role="assistant",
+            status="in_progress",
+            audio=audio,
+        )
         step.message = self._message = item
         await self._add_output(item)
         part = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
@@ -297,7 +319,9 @@ class ResponseRun:
         item.status = status
         if item.audio:
             await self._content_event("response.output_audio.done", item)
-            await self._content_event("response.output_audio_transcript.done", item, transcript=item.text)
+            await self._content_event(
+                "response.output_audio_transcript.done", item, transcript=item.text
+            )
             part = {"type": "audio", "transcript": item.text}
         else:
             await self._content_event("response.output_text.done", item, text=item.text)
@@ -359,7 +383,12 @@ class ResponseRun:
             call.name or "", call.arguments or "{}", timeout_s=self.ctx.options.tool_timeout_s
         )
         output = result.output if not result.is_error else json.dumps({"error": result.output})
-        item = Item(id=self.ctx.emitter.ids.new("item"), type="function_call_output", call_id=call.call_id, output=output)
+        item = Item(
+            id=self.ctx.emitter.ids.new("item"),
+            type="function_call_output",
+            call_id=call.call_id,
+            output=output,
+        )
         previous = self.ctx.conversation.add(item)
         await self.ctx.emitter.item_added(item, previous)
         await self.ctx.emitter.item_done(item, previous)
@@ -387,7 +416,12 @@ class ResponseRun:
             "status_details": details,
             "output": [i.to_protocol() for i in self.output],
             "output_modalities": list(self.config.output_modalities),
-            "audio": {"output": {"format": {"type": self.config.output_format}, "voice": self.config.voice}},
+            "audio": {
+                "output": {
+                    "format": {"type": self.config.output_format},
+                    "voice": self.config.voice,
+                }
+            },
             "max_output_tokens": self.config.max_output_tokens or "inf",
             "conversation_id": self.ctx.conversation_id,
             "usage": {

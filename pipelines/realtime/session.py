@@ -42,7 +42,27 @@ from voice.tts.base import Synthesizer
 log = logging.getLogger(__name__)
 
 BACKCHANNELS = frozenset(
-    "uh huh uh-huh mm mhm mm-hmm hmm yeah yep yes ok okay right sure i see wow oh ah".split()
+    [
+        "uh",
+        "huh",
+        "uh-huh",
+        "mm",
+        "mhm",
+        "mm-hmm",
+        "hmm",
+        "yeah",
+        "yep",
+        "yes",
+        "ok",
+        "okay",
+        "right",
+        "sure",
+        "i",
+        "see",
+        "wow",
+        "oh",
+        "ah",
+    ]
 )
 """Utterances made only of these words do not interrupt the agent."""
 
@@ -189,11 +209,21 @@ class RealtimeSession:
     def _item_from_client(self, data: Any) -> Item:
         item_id = data.id or self.emitter.ids.new("item")
         if self.ctx.conversation.get(item_id) is not None:
-            raise ProtocolError(f"item {item_id!r} already exists", code="item_exists", param="item.id")
+            raise ProtocolError(
+                f"item {item_id!r} already exists", code="item_exists", param="item.id"
+            )
         if data.type == "function_call_output":
-            return Item(id=item_id, type="function_call_output", call_id=data.call_id, output=data.output)
+            return Item(
+                id=item_id, type="function_call_output", call_id=data.call_id, output=data.output
+            )
         if data.type == "function_call":
-            return Item(id=item_id, type="function_call", call_id=data.call_id or item_id, name=data.name, arguments=data.arguments)
+            return Item(
+                id=item_id,
+                type="function_call",
+                call_id=data.call_id or item_id,
+                name=data.name,
+                arguments=data.arguments,
+            )
         if data.type != "message":
             raise ProtocolError(f"item type {data.type!r} is not supported", param="item.type")
         texts = []
@@ -231,7 +261,9 @@ class RealtimeSession:
     def _require_item(self, item_id: str) -> Item:
         item = self.ctx.conversation.get(item_id)
         if item is None:
-            raise ProtocolError(f"item {item_id!r} does not exist", code="item_not_found", param="item_id")
+            raise ProtocolError(
+                f"item {item_id!r} does not exist", code="item_not_found", param="item_id"
+            )
         return item
 
     async def _on_response_create(self, event: Any) -> None:
@@ -250,13 +282,17 @@ class RealtimeSession:
                 config = replace(config, max_output_tokens=None if mot == "inf" else int(mot))
             if params.tool_choice is not None:
                 choice = params.tool_choice
-                config = replace(config, tool_choice=choice if isinstance(choice, str) else choice.model_dump())
+                config = replace(
+                    config, tool_choice=choice if isinstance(choice, str) else choice.model_dump()
+                )
             instructions = params.instructions
         self._start_response(config, instructions=instructions)
 
     async def _on_response_cancel(self, event: Any) -> None:
         if not self._response_active() or self.response is None:
-            raise ProtocolError("there is no active response to cancel", code="response_cancel_not_active")
+            raise ProtocolError(
+                "there is no active response to cancel", code="response_cancel_not_active"
+            )
         self.response.cancel("client_cancelled")
 
     # --- responses -------------------------------------------------------------
@@ -264,7 +300,11 @@ class RealtimeSession:
         return self._response_task is not None and not self._response_task.done()
 
     def _start_response(
-        self, config: SessionConfig, *, latency: TurnLatency | None = None, instructions: str | None = None
+        self,
+        config: SessionConfig,
+        *,
+        latency: TurnLatency | None = None,
+        instructions: str | None = None,
     ) -> None:
         run = ResponseRun(self.ctx, config, latency=latency, instructions=instructions)
         self.response = run
