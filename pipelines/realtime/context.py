@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pipelines.clock import Clock
+from pipelines.realtime.audio_out import AudioOutput
 from pipelines.realtime.conversation import Conversation
 from pipelines.realtime.emitter import Emitter
 from pipelines.realtime.latency import TurnLatency
@@ -51,3 +52,5 @@ class SessionContext:
     tools: ToolRegistry
     synthesizer: Synthesizer
     report_latency: Callable[[TurnLatency, str], Awaitable[None]]
+    audio_output: AudioOutput | None = None
+    """Set by media transports (WebRTC): agent audio goes here, not into audio deltas."""

@@ -34,6 +34,14 @@ RATE = 16000
 
 
 @dataclass(frozen=True)
+class Audio:
+    """Client audio: mono int16 ``samples`` at ``sample_rate`` Hz."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+
+@dataclass(frozen=True)
 class Commit:
     """Client asked to commit the input buffer (``input_audio_buffer.commit``)."""
 
@@ -74,7 +82,7 @@ class InputAudio:
         self.ctx = ctx
         self._listener = listener
         self._config = config
-        self._queue: asyncio.Queue[np.ndarray | Commit | Clear] = asyncio.Queue(maxsize=256)
+        self._queue: asyncio.Queue[Audio | Commit | Clear] = asyncio.Queue(maxsize=256)
         self._recognizer = StreamingRecognizer(
             transcriber, partial_interval_ms=ctx.options.partial_interval_ms
         )
@@ -96,8 +104,8 @@ class InputAudio:
         self._prefix = StablePrefix()
 
     # --- called by the session (event loop, non-blocking) ------------------
-    async def put(self, entry: np.ndarray | Commit | Clear) -> None:
-        """Queue audio (int16 at the session's input rate) or a command; waits when full."""
+    async def put(self, entry: Audio | Commit | Clear) -> None:
+        """Queue audio or a command; waits when the queue is full (backpressure)."""
         await self._queue.put(entry)
 
     async def run(self) -> None:
@@ -126,9 +134,9 @@ class InputAudio:
                 await task
 
     # --- audio -----------------------------------------------------------------
-    async def _audio(self, samples: np.ndarray) -> None:
+    async def _audio(self, audio: Audio) -> None:
         config = self._config()
-        pcm = await asyncio.to_thread(self._to_16k, samples, config.input_rate)
+        pcm = await asyncio.to_thread(self._to_16k, audio.samples, audio.sample_rate)
         if len(pcm) == 0:
             return
         self._position_ms += 1000.0 * len(pcm) / RATE

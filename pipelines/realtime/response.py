@@ -77,6 +77,7 @@ class ResponseRun:
         self._cancel = asyncio.Event()
         self._message: Item | None = None
         self.waiting_for_client_tool = False
+        self._output_base = 0
 
     # --- control from the session -----------------------------------------
     @property
@@ -91,10 +92,14 @@ class ResponseRun:
     def hold(self) -> None:
         """Stop sending audio at once (possible barge-in); generation pauses behind it."""
         self._audible.clear()
+        if self.ctx.audio_output is not None:
+            self.ctx.audio_output.pause()
 
     def release(self) -> None:
         """Resume sending audio after a hold that turned out not to be an interruption."""
         self._audible.set()
+        if self.ctx.audio_output is not None:
+            self.ctx.audio_output.resume()
 
     @property
     def held(self) -> bool:
@@ -226,23 +231,29 @@ class ResponseRun:
             speak(
                 self.ctx.synthesizer,
                 sentences,
-                sample_rate=self.config.output_rate,
+                sample_rate=self.ctx.audio_output.sample_rate
+                if self.ctx.audio_output is not None
+                else self.config.output_rate,
                 chunk_ms=self.ctx.options.chunk_ms,
             ),
         )
         async with contextlib.aclosing(chunks):
             async for chunk in chunks:
                 await self._send_chunk(chunk, step)
+        if self.ctx.audio_output is not None:
+            self.ctx.audio_output.flush()
 
     async def _send_chunk(self, chunk: SpeechChunk, step: _Step) -> None:
-        """Pace one TTS chunk out as an audio delta (after its sentence's transcript delta)."""
+        """Play one TTS chunk: into the media output, or paced out as an audio delta."""
         now = self.ctx.clock.now
         if self.latency:
             self.latency.mark("tts_first_audio", now())
         message = step.message or await self._open_message(step, audio=True)
         await self._audible.wait()
         duration_ms = 1000.0 * len(chunk.samples) / chunk.sample_rate
-        await self.pacer.wait_to_send(duration_ms)
+        output = self.ctx.audio_output
+        if output is None:
+            await self.pacer.wait_to_send(duration_ms)
         if not message.spans or message.spans[-1].index != chunk.sentence_index:
             message.spans.append(
                 SpokenSpan(chunk.text, message.audio_ms, message.audio_ms, chunk.sentence_index)
@@ -252,14 +263,25 @@ class ResponseRun:
             await self._content_event(
                 "response.output_audio_transcript.delta", message, delta=delta
             )
-        await self._content_event(
-            "response.output_audio.delta", message, delta=self._encode(chunk.samples)
-        )
-        self.pacer.sent(duration_ms)
+        if output is None:
+            await self._content_event(
+                "response.output_audio.delta", message, delta=self._encode(chunk.samples)
+            )
+            self.pacer.sent(duration_ms)
+        else:
+            await output.write(chunk.samples)
         message.audio_ms += duration_ms
         message.spans[-1].end_ms = message.audio_ms
         if self.latency and self.latency.mark("first_audio_sent", now()):
             await self.ctx.report_latency(self.latency, self.id)
+
+    def played_ms(self) -> float:
+        """Audio of the current message the listener has heard (ms)."""
+        output = self.ctx.audio_output
+        if output is None:
+            return self.pacer.played_ms()
+        played = output.played_samples() - self._output_base
+        return max(0.0, 1000.0 * played / output.sample_rate)
 
     async def _text(self, text: str, step: _Step) -> None:
         message = step.message or await self._open_message(step, audio=False)
@@ -292,6 +314,9 @@ class ResponseRun:
         return index
 
     async def _open_message(self, step: _Step, *, audio: bool) -> Item:
+        output = self.ctx.audio_output
+        if output is not None:  # this item starts playing after what is queued now
+            self._output_base = output.played_samples() + output.queued_samples
         item = Item(
             id=self.ctx.emitter.ids.new("item"),
             type="message",
@@ -397,8 +422,12 @@ class ResponseRun:
         """Close items left open by a cancel, cutting the message to what was heard."""
         message = self._message
         if message is not None and message.status == "in_progress":
+            heard = min(self.played_ms(), message.audio_ms)
+            if self.ctx.audio_output is not None:
+                self.ctx.audio_output.clear()
+                self.ctx.audio_output.resume()
             if message.audio and self.ctx.conversation.get(message.id) is not None:
-                self.ctx.conversation.truncate(message.id, self.pacer.played_ms())
+                self.ctx.conversation.truncate(message.id, heard)
             await self._finish_message(message, "incomplete")
         for item in self.output:
             if item.type == "function_call" and item.status == "in_progress":

@@ -30,7 +30,7 @@ from pipelines.realtime.config import SessionConfig, apply_session_update
 from pipelines.realtime.context import RealtimeOptions, SessionContext
 from pipelines.realtime.conversation import Conversation, Item
 from pipelines.realtime.emitter import Emitter, Send
-from pipelines.realtime.ingress import Clear, Commit, InputAudio
+from pipelines.realtime.ingress import Audio, Clear, Commit, InputAudio
 from pipelines.realtime.latency import TurnLatency
 from pipelines.realtime.protocol import Ids, ProtocolError, parse_client_event
 from pipelines.realtime.response import ResponseRun
@@ -159,7 +159,14 @@ class RealtimeSession:
             data = base64.b64decode(event.audio, validate=True)
         except (binascii.Error, ValueError):
             raise ProtocolError("audio is not valid base64", param="audio") from None
-        await self.input.put(self._decode_audio(data))
+        await self.input.put(Audio(self._decode_audio(data), self.config.input_rate))
+
+    async def feed_audio(self, samples: np.ndarray, sample_rate: int) -> None:
+        """Input audio from a media transport (WebRTC): mono int16 at ``sample_rate`` Hz.
+
+        Waits while the input queue is full; safe to cancel.
+        """
+        await self.input.put(Audio(samples, sample_rate))
 
     def _decode_audio(self, data: bytes) -> np.ndarray:
         fmt = self.config.input_format
