@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     realtime_max_event_bytes: int = Field(2 * 1024 * 1024, ge=1024)
     """Largest client event accepted; larger ones get an ``error`` event."""
 
+    webrtc_ice_servers: list[str] = Field(default_factory=list)
+    """STUN/TURN URLs for WebRTC peers; empty = host candidates only (no external server)."""
+    webrtc_host_addresses: list[str] = Field(default_factory=list)
+    """Addresses to offer as WebRTC host candidates; empty = all interfaces (e.g. 127.0.0.1 for loopback)."""
+
     # --- agent ---------------------------------------------------------------
     instructions: str = (
         "You are a helpful voice assistant. Answer briefly in plain spoken sentences, "

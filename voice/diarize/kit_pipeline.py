@@ -1,0 +1,148 @@
+"""Offline pyannote-style diarization built from the kit's models.
+
+segmentation-3.0 finds up to three local speakers in each sliding 10 s
+window; CAM++ embeds each local speaker's single-speaker frames; the
+embeddings are clustered agglomeratively; each window's local speakers are
+mapped to distinct global clusters; overlapping windows are stitched into
+frame-level activity (overlap-aware) and then into turns.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from voice.diarize.base import (
+    SAMPLE_RATE,
+    Device,
+    DiarizeOptions,
+    SpeakerTurn,
+    check_audio,
+    relabel_in_order,
+)
+from voice.diarize.clustering import (
+    ClusteringOptions,
+    assign_per_window,
+    centroids_of,
+    cluster,
+)
+from voice.diarize.embedding import CamPlusPlusEmbedder
+from voice.diarize.fbank import FRAME_LENGTH, FRAME_SHIFT, frame_time
+from voice.diarize.reconstruct import frame_activity, to_turns
+from voice.diarize.segmentation import Segmentation, Segmenter
+
+_BLOCK_FRAMES = 6000
+"""Fbank frames computed at once (60 s), bounding memory on long recordings."""
+
+
+@dataclass(frozen=True)
+class KitOptions:
+    """Tuning of the kit pipeline.
+
+    ``step_s``: seconds between 10 s segmentation windows. ``min_embed_s``:
+    least speech (s) a local speaker needs in a window to be embedded and
+    assigned. ``min_cluster_s``: least single-speaker speech (s) for its
+    embedding to take part in clustering (others are only assigned).
+    ``min_gap_s``: same-speaker turns closer than this are joined.
+    """
+
+    step_s: float = 1.0
+    min_embed_s: float = 0.4
+    min_cluster_s: float = 2.0
+    min_gap_s: float = 0.0
+    clustering: ClusteringOptions = field(default_factory=ClusteringOptions)
+
+
+class KitPipeline:
+    """Blocking diarization with the bundled models; one call at a time (locked)."""
+
+    def __init__(self, device: Device = "auto", options: KitOptions = KitOptions()) -> None:
+        self.options = options
+        self.embedder = CamPlusPlusEmbedder(device)
+        self.segmenter = Segmenter(self.embedder.device, step_s=options.step_s)
+        self._lock = threading.Lock()
+
+    def __call__(self, audio: np.ndarray, options: DiarizeOptions) -> list[SpeakerTurn]:
+        audio = check_audio(audio)
+        if len(audio) < FRAME_LENGTH:
+            return []
+        with self._lock:
+            segmentation = self.segmenter(audio)
+            features = self._fbank(audio)
+            embeddings, valid, clean = self._embed(segmentation, features)
+        return self._diarize(segmentation, embeddings, valid, clean, options)
+
+    def _fbank(self, audio: np.ndarray) -> torch.Tensor:
+        """Fbank of the whole recording, computed in 60 s blocks (same result)."""
+        wav = torch.from_numpy(audio)
+        total = self.embedder.fbank.num_frames(len(audio))
+        blocks = []
+        for first in range(0, total, _BLOCK_FRAMES):
+            last = min(first + _BLOCK_FRAMES, total)
+            piece = wav[first * FRAME_SHIFT : (last - 1) * FRAME_SHIFT + FRAME_LENGTH]
+            blocks.append(self.embedder.fbank.features(piece))
+        return torch.cat(blocks)
+
+    def _embed(
+        self, seg: Segmentation, features: torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Embeddings ``(windows, 3, D)``, which exist, and which are clean enough."""
+        windows, frames, speakers = seg.activity.shape
+        alone = seg.activity * (seg.activity.sum(axis=2, keepdims=True) == 1)
+        fb_times = frame_time(0) + np.arange(features.shape[0]) * FRAME_SHIFT / SAMPLE_RATE
+        min_embed = self.options.min_embed_s / seg.frame_step_s
+        clean = alone.sum(axis=1) >= self.options.min_cluster_s / seg.frame_step_s
+        jobs: list[tuple[int, int]] = []
+        inputs: list[torch.Tensor] = []
+        for w in range(windows):
+            start = w * seg.step_s
+            lo, hi = np.searchsorted(fb_times, [start, start + frames * seg.frame_step_s])
+            local = np.minimum(((fb_times[lo:hi] - start) / seg.frame_step_s).astype(int), frames - 1)
+            for s in range(speakers):
+                mask = alone[w, :, s] if alone[w, :, s].sum() >= min_embed else seg.activity[w, :, s]
+                if mask.sum() < min_embed:
+                    continue
+                picked = np.flatnonzero(mask[local] > 0) + lo
+                if len(picked) == 0:
+                    continue
+                jobs.append((w, s))
+                inputs.append(features[torch.from_numpy(picked)])
+        embeddings = np.zeros((windows, speakers, self.embedder.dimension), dtype=np.float32)
+        valid = np.zeros((windows, speakers), dtype=bool)
+        if inputs:
+            vectors = self.embedder.embed_features(inputs)
+            for (w, s), vector in zip(jobs, vectors, strict=True):
+                embeddings[w, s] = vector
+                valid[w, s] = True
+        return embeddings, valid, clean & valid
+
+    def _diarize(
+        self,
+        seg: Segmentation,
+        embeddings: np.ndarray,
+        valid: np.ndarray,
+        clean: np.ndarray,
+        options: DiarizeOptions,
+    ) -> list[SpeakerTurn]:
+        if not valid.any():
+            return []
+        pool = clean if clean.sum() >= 2 else valid
+        labels = cluster(embeddings[pool], self.options.clustering, options.bounds)
+        ids = np.unique(labels)
+        centroids = centroids_of(embeddings[pool], labels, ids)
+        similarity = embeddings @ centroids.T
+        hard = assign_per_window(similarity, valid)
+        binary = frame_activity(
+            seg.activity, seg.window_offsets, hard, len(ids), seg.num_global_frames
+        )
+        turns = to_turns(
+            binary,
+            seg.frame_step_s,
+            seg.frame_duration_s,
+            seg.num_samples / SAMPLE_RATE,
+            self.options.min_gap_s,
+        )
+        return relabel_in_order(turns)
