@@ -307,3 +307,14 @@ def test_g711_round_trip_is_close_and_matches_reference_points() -> None:
     assert alaw_encode(np.array([0], dtype=np.int16)) == b"\xd5"
     assert ulaw_decode(b"\x80")[0] == 32124 and ulaw_decode(b"\x00")[0] == -32124
     assert alaw_decode(b"\xaa")[0] == 32256
+
+
+def test_text_heard_estimates_the_length_of_a_sentence_still_being_produced() -> None:
+    spans = [
+        SpokenSpan("Sure.", 0, 500, 0),
+        SpokenSpan("Here is a long answer about the weather.", 500, 733, 1, complete=False),
+    ]
+    # 233 ms into a sentence that takes about 2.8 s: not even one of its words was heard.
+    assert text_heard(spans, 733) == "Sure."
+    spans[1].complete = True
+    assert text_heard(spans, 733) == "Sure. Here is a long answer about the weather."

@@ -49,6 +49,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         try:
             yield
         finally:
+            await webrtc.shutdown(app)
             if owned:
                 await app.state.services.aclose()
 

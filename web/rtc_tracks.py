@@ -72,10 +72,8 @@ def to_mono_int16(frame: AudioFrame) -> np.ndarray:
     """Down-mix a decoded s16 frame (packed or planar, any channel count) to mono int16."""
     data = frame.to_ndarray()
     channels = len(frame.layout.channels)
-    if frame.format.is_planar:
-        mixed = data.reshape(channels, -1)
-    else:
-        mixed = data.reshape(-1, channels).T
+    planar = frame.format.is_planar
+    mixed = data.reshape(channels, -1) if planar else data.reshape(-1, channels).T
     if channels == 1:
         return np.ascontiguousarray(mixed[0], dtype=np.int16)
     return mixed.astype(np.int32).mean(axis=0).astype(np.int16)

@@ -1,10 +1,166 @@
-"""Routes for webrtc (filled in by its feature)."""
+"""``/v1/realtime/calls``: start a realtime session over WebRTC.
+
+``POST /v1/realtime/calls`` takes an SDP offer, either as the raw body
+(``application/sdp``, what browsers send) or as a multipart form with an
+``sdp`` part and an optional ``session`` part (JSON session config, applied
+like ``session.update``; what the openai SDK's ``realtime.calls.create`` sends).
+It answers 201 with the SDP answer and a ``Location`` naming the call.
+``POST /v1/realtime/calls/{call_id}/hangup`` ends a call. Errors are JSON.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import json
+import logging
+from typing import Any
+
+from openai.types.realtime import RealtimeSessionCreateRequest
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from pipelines.realtime.config import apply_session_update
+from pipelines.realtime.emitter import Send
+from pipelines.realtime.protocol import ProtocolError
+from pipelines.realtime.session import RealtimeSession
+from pipelines.services import Services
+from web.realtime_ws import create_session
+from web.rtc_ice import IceOptions
+from web.rtc_peer import CallRegistry, OfferError, RtcCall
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 256 * 1024
+"""Largest offer request accepted (an SDP offer is a few KiB)."""
 
 
 def routes() -> list[BaseRoute]:
     """The HTTP routes of this feature, mounted by :func:`web.app.create_app`."""
-    return []
+    return [
+        Route("/v1/realtime/calls", create_call, methods=["POST"]),
+        Route("/v1/realtime/calls/{call_id}/hangup", hang_up, methods=["POST"]),
+    ]
+
+
+def calls(app: Starlette) -> CallRegistry:
+    """The app's call registry (created on first use)."""
+    registry: CallRegistry | None = getattr(app.state, "webrtc_calls", None)
+    if registry is None:
+        registry = app.state.webrtc_calls = CallRegistry()
+    return registry
+
+
+async def shutdown(app: Starlette) -> None:
+    """End every WebRTC call of ``app`` and wait for them (called by the app lifespan)."""
+    registry: CallRegistry | None = getattr(app.state, "webrtc_calls", None)
+    if registry is not None:
+        await registry.close_all()
+
+
+async def create_call(request: Request) -> Response:
+    services: Services | None = getattr(request.app.state, "services", None)
+    if services is None:
+        return error(503, "the server is still loading its models", "server_not_ready")
+    try:
+        offer, session_update = await read_offer(request)
+    except OfferError as exc:
+        return error(400, str(exc), "invalid_offer")
+    except ProtocolError as exc:
+        return error(400, exc.message, exc.code or "invalid_session", param=exc.param)
+
+    def make_session(send: Send) -> RealtimeSession:
+        session = create_session(services, send)
+        if session_update is not None:
+            session.config = apply_session_update(session.config, session_update)
+        return session
+
+    call = RtcCall(IceOptions.from_settings(request.app.state.settings))
+    try:
+        answer = await calls(request.app).open(call, offer, make_session)
+    except OfferError as exc:
+        return error(400, str(exc), "invalid_offer")
+    except ProtocolError as exc:
+        return error(400, exc.message, exc.code or "invalid_session", param=exc.param)
+    log.info("call %s answered (session %s)", call.id, call.session.id if call.session else "-")
+    return Response(
+        answer,
+        status_code=201,
+        media_type="application/sdp",
+        headers={"Location": f"/v1/realtime/calls/{call.id}"},
+    )
+
+
+async def hang_up(request: Request) -> Response:
+    call_id = request.path_params["call_id"]
+    if not await calls(request.app).hang_up(call_id):
+        return error(404, f"there is no call {call_id!r}", "call_not_found")
+    return JSONResponse({"id": call_id, "status": "closed"})
+
+
+async def read_offer(request: Request) -> tuple[str, RealtimeSessionCreateRequest | None]:
+    """The offer SDP and, if sent, the session config. Raises :class:`OfferError`."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise OfferError(f"the request is larger than {MAX_BODY_BYTES} bytes")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    session_raw: str | None = None
+    if content_type == "multipart/form-data":
+        async with request.form(max_files=2, max_fields=4, max_part_size=MAX_BODY_BYTES) as form:
+            sdp = await _part_text(form.get("sdp"))
+            session_raw = await _part_text(form.get("session"))
+        if sdp is None:
+            raise OfferError("the form has no 'sdp' part")
+    elif content_type in ("application/sdp", "text/plain", ""):
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            raise OfferError(f"the request is larger than {MAX_BODY_BYTES} bytes")
+        sdp = body.decode("utf-8", errors="replace")
+    else:
+        raise OfferError(
+            f"send the offer as application/sdp or multipart/form-data, not {content_type!r}"
+        )
+    check_sdp(sdp)
+    return sdp, parse_session(session_raw) if session_raw else None
+
+
+async def _part_text(part: str | UploadFile | None) -> str | None:
+    if part is None or isinstance(part, str):
+        return part
+    return (await part.read()).decode("utf-8", errors="replace")
+
+
+def check_sdp(sdp: str) -> None:
+    """Cheap checks before the peer connection parses it: an SDP offer with audio."""
+    lines = sdp.strip().splitlines()
+    if not lines or lines[0].strip() != "v=0":
+        raise OfferError("the body is not an SDP offer (it must start with 'v=0')")
+    if not any(line.startswith("m=audio ") for line in lines):
+        raise OfferError("the SDP offer has no audio section (m=audio)")
+
+
+def parse_session(raw: str) -> RealtimeSessionCreateRequest:
+    """The ``session`` part as a session config; raises :class:`ProtocolError`."""
+    try:
+        data: Any = json.loads(raw)
+    except ValueError:
+        raise ProtocolError("the session part is not valid JSON", param="session") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("the session part must be a JSON object", param="session")
+    data.setdefault("type", "realtime")
+    try:
+        return RealtimeSessionCreateRequest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ProtocolError(
+            f"session.{where}: {first['msg']}", param=f"session.{where}"
+        ) from None
+
+
+def error(status: int, message: str, code: str, *, param: str | None = None) -> JSONResponse:
+    """An OpenAI-style error body."""
+    body = {"type": "invalid_request_error", "code": code, "message": message, "param": param}
+    return JSONResponse({"error": body}, status_code=status)

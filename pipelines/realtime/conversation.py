@@ -23,6 +23,14 @@ class SpokenSpan:
     end_ms: float
     index: int = 0
     """Sentence number within the item."""
+    complete: bool = True
+    """False while only part of the sentence's audio has been produced."""
+
+    def full_end_ms(self, ms_per_char: float = 70.0) -> float:
+        """End of the sentence's audio; estimated from its length when still incomplete."""
+        if self.complete:
+            return self.end_ms
+        return self.start_ms + max(self.end_ms - self.start_ms, len(self.text) * ms_per_char)
 
 
 @dataclass
@@ -85,12 +93,13 @@ def text_heard(spans: Iterable[SpokenSpan], audio_end_ms: float) -> str:
     """
     kept: list[str] = []
     for span in spans:
-        if span.end_ms <= audio_end_ms:
+        end_ms = span.full_end_ms()
+        if end_ms <= audio_end_ms:
             kept.append(span.text.strip())
             continue
         if span.start_ms < audio_end_ms:
             words = span.text.split()
-            share = (audio_end_ms - span.start_ms) / max(span.end_ms - span.start_ms, 1e-6)
+            share = (audio_end_ms - span.start_ms) / max(end_ms - span.start_ms, 1e-6)
             count = int(len(words) * share)
             if count:
                 kept.append(" ".join(words[:count]))

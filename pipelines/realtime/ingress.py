@@ -83,9 +83,8 @@ class InputAudio:
         self._listener = listener
         self._config = config
         self._queue: asyncio.Queue[Audio | Commit | Clear] = asyncio.Queue(maxsize=256)
-        self._recognizer = StreamingRecognizer(
-            transcriber, partial_interval_ms=ctx.options.partial_interval_ms
-        )
+        self._transcriber = transcriber
+        self._recognizer = self._new_recognizer()
         self._resampler: StreamResampler | None = None
         self._resampler_rate = 0
         self._vad: StreamingVad | None = None
@@ -102,6 +101,15 @@ class InputAudio:
         self._partial_task: asyncio.Task[None] | None = None
         self._turn_tasks: set[asyncio.Task[None]] = set()
         self._prefix = StablePrefix()
+
+    def _new_recognizer(self) -> StreamingRecognizer:
+        """A recogniser per utterance, so a committed turn's final transcription goes on
+        undisturbed while the next utterance starts."""
+        return StreamingRecognizer(
+            self._transcriber,
+            partial_interval_ms=self.ctx.options.partial_interval_ms,
+            language=self._config().transcription_language,
+        )
 
     # --- called by the session (event loop, non-blocking) ------------------
     async def put(self, entry: Audio | Commit | Clear) -> None:
@@ -207,7 +215,7 @@ class InputAudio:
         self._utterance_start_ms = max(self._buffer_start_ms, start_ms - td.prefix_padding_ms)
         self._speculated_at = None
         self._prefix = StablePrefix()
-        self._recognizer.reset()
+        self._recognizer = self._new_recognizer()
         self._recognizer.append(self._slice(self._utterance_start_ms))
         self._buffer = self._slice(self._utterance_start_ms)
         self._buffer_start_ms = self._utterance_start_ms
@@ -266,7 +274,7 @@ class InputAudio:
                 )
             self._item_id = self.ctx.emitter.ids.new("item")
             self._utterance_start_ms = self._buffer_start_ms
-            self._recognizer.reset()
+            self._recognizer = self._new_recognizer()
             self._recognizer.append(self._buffer)
         await self._commit_turn(self._item_id, upto_ms=None, latency=None)
 
@@ -327,6 +335,7 @@ class InputAudio:
         self._buffer = np.zeros(0, dtype=np.int16)
         self._buffer_start_ms = self._position_ms
         self._recognizer.reset()
+        self._recognizer = self._new_recognizer()
         self._item_id = None
         self._vad = None
         await self.ctx.emitter.emit("input_audio_buffer.cleared")

@@ -272,6 +272,7 @@ class ResponseRun:
             await output.write(chunk.samples)
         message.audio_ms += duration_ms
         message.spans[-1].end_ms = message.audio_ms
+        message.spans[-1].complete = chunk.is_sentence_end
         if self.latency and self.latency.mark("first_audio_sent", now()):
             await self.ctx.report_latency(self.latency, self.id)
 

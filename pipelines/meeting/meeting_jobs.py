@@ -1,0 +1,101 @@
+"""The job runner for meetings: a stored upload through :class:`MeetingPipeline`.
+
+Job options (JSON, as stored with the job) are ``language``, ``num_speakers``,
+``min_speakers``, ``max_speakers`` and ``summarize``; :func:`meeting_options`
+checks them. Results are ``transcript.json`` (:meth:`TranscriptDocument.to_dict`)
+and, when a summary was made, ``summary.json`` (:meth:`MeetingSummary.to_dict`).
+Models come from a :class:`MeetingModels` provider (the server's ``Services``);
+their lazy loading blocks, so it runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from pipelines.meeting.jobs import JobError, JobRunner, ProgressFn
+from pipelines.meeting.pipeline import MeetingOptions, MeetingPipeline
+from pipelines.meeting.store import Job, JobFiles
+from voice.audio.decode import AudioDecodeError
+from voice.diarize.base import Diarizer
+from voice.llm import ChatClient
+from voice.stt.base import Transcriber
+
+TRANSCRIPT = "transcript.json"
+SUMMARY = "summary.json"
+SPEAKER_LIMIT = 32
+"""Largest speaker count accepted in options."""
+
+
+class MeetingModels(Protocol):
+    """Where the runner gets its models; the properties may block while loading."""
+
+    @property
+    def batch_transcriber(self) -> Transcriber: ...
+
+    @property
+    def diarizer(self) -> Diarizer: ...
+
+    @property
+    def llm(self) -> ChatClient: ...
+
+
+def meeting_options(raw: Mapping[str, Any]) -> MeetingOptions:
+    """Job options as :class:`MeetingOptions`; ``ValueError`` names a bad one."""
+    counts: dict[str, int | None] = {}
+    for name in ("num_speakers", "min_speakers", "max_speakers"):
+        value = raw.get(name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int)
+            or not 1 <= value <= SPEAKER_LIMIT
+        ):
+            raise ValueError(f"{name} must be a whole number from 1 to {SPEAKER_LIMIT}")
+        counts[name] = value
+    if counts["num_speakers"] is not None and (
+        counts["min_speakers"] is not None or counts["max_speakers"] is not None
+    ):
+        raise ValueError("give either num_speakers or min_speakers/max_speakers, not both")
+    low, high = counts["min_speakers"], counts["max_speakers"]
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"min_speakers ({low}) exceeds max_speakers ({high})")
+    language = raw.get("language")
+    if language is not None and not (isinstance(language, str) and 2 <= len(language) <= 8):
+        raise ValueError("language must be a language code such as 'en'")
+    return MeetingOptions(
+        language=language,
+        num_speakers=counts["num_speakers"],
+        min_speakers=low,
+        max_speakers=high,
+        summarize=bool(raw.get("summarize", True)),
+    )
+
+
+def meeting_runner(models: MeetingModels, files: JobFiles) -> JobRunner:
+    """A :data:`~pipelines.meeting.jobs.JobRunner` for meeting jobs. Safe to cancel:
+    the pipeline stops its stages and nothing is written."""
+
+    async def run(job: Job, progress: ProgressFn) -> Mapping[str, bytes]:
+        try:
+            options = meeting_options(job.options)
+        except ValueError as exc:
+            raise JobError("invalid_options", str(exc)) from exc
+        progress("loading models", 0.0)
+        transcriber = await asyncio.to_thread(lambda: models.batch_transcriber)
+        diarizer = await asyncio.to_thread(lambda: models.diarizer)
+        pipeline = MeetingPipeline(transcriber, diarizer, models.llm)
+        try:
+            result = await pipeline.run(files.upload(job.id), options, progress)
+        except AudioDecodeError as exc:
+            raise JobError(f"audio_{exc.reason}", str(exc)) from exc
+        out = {TRANSCRIPT: _json(result.document.to_dict())}
+        if result.summary is not None:
+            out[SUMMARY] = _json(result.summary.to_dict())
+        return out
+
+    return run
+
+
+def _json(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, ensure_ascii=False, indent=1).encode()

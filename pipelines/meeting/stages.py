@@ -1,0 +1,128 @@
+"""Blocking building blocks of the meeting pipeline, meant for worker threads.
+
+:func:`decode_with_vad` decodes a file once, chunk by chunk, into one 16 kHz
+float32 array (an hour is about 230 MB) while running the VAD over each chunk,
+so the speech regions that decide the transcription windows cost no second
+pass. :func:`window_words` turns one window's transcription into words on the
+recording's time line.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from voice.audio.decode import iter_decode, probe
+from voice.stt.base import SAMPLE_RATE, Transcription, Word
+from voice.vad import SpeechStarted, SpeechStopped, StreamingVad, VadOptions
+from voice.vad.base import SpeechClassifier
+
+DECODE_CHUNK_S = 30.0
+"""Seconds decoded (and VAD-scanned) per step; also how often progress is reported."""
+
+
+class StageCancelled(Exception):
+    """Raised inside a worker thread when its owner asked it to stop."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedAudio:
+    """A whole recording: float32 mono ``samples`` at 16 kHz and its ``speech``
+    regions ``(start_s, end_s)`` as the VAD found them, in order."""
+
+    samples: np.ndarray
+    speech: tuple[tuple[float, float], ...]
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return len(self.samples) / SAMPLE_RATE
+
+
+class _Buffer:
+    """A growing float32 array: capacity from the container's claimed duration."""
+
+    def __init__(self, expected_s: float | None) -> None:
+        chunk = round(DECODE_CHUNK_S * SAMPLE_RATE)
+        self.data = np.empty(round((expected_s or 0.0) * SAMPLE_RATE * 1.01) + chunk, np.float32)
+        self.size = 0
+
+    def append(self, piece: np.ndarray) -> None:
+        need = self.size + len(piece)
+        if need > len(self.data):
+            grown = np.empty(max(need, int(len(self.data) * 1.5)), np.float32)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+        self.data[self.size : need] = piece
+        self.size = need
+
+    def result(self) -> np.ndarray:
+        if len(self.data) > 1.1 * self.size:  # a poor estimate: give the slack back
+            return self.data[: self.size].copy()
+        return self.data[: self.size]
+
+
+def decode_with_vad(
+    source: Path,
+    classifier: SpeechClassifier,
+    vad_options: VadOptions,
+    report: Callable[[float], None],
+    stop: threading.Event,
+) -> DecodedAudio:
+    """Decode ``source`` to 16 kHz float32 and find its speech. Blocking.
+
+    ``report(fraction)`` is called after each chunk (the fraction is estimated
+    from the container's claimed duration, 0 when unknown). Setting ``stop``
+    ends the work at the next chunk with :class:`StageCancelled`. Raises
+    :class:`~voice.audio.decode.AudioDecodeError` for an undecodable file.
+    """
+    expected = probe(source).duration_s
+    buffer = _Buffer(expected)
+    vad = StreamingVad(classifier, vad_options)
+    regions: list[tuple[float, float]] = []
+    start_ms: float | None = None
+    chunks = iter_decode(source, SAMPLE_RATE, DECODE_CHUNK_S)
+    try:
+        for chunk in chunks:
+            if stop.is_set():
+                raise StageCancelled
+            buffer.append(chunk)
+            for event in vad.push(chunk):
+                if isinstance(event, SpeechStarted):
+                    start_ms = event.start_ms
+                elif isinstance(event, SpeechStopped) and start_ms is not None:
+                    regions.append((start_ms / 1000, event.end_ms / 1000))
+                    start_ms = None
+            if expected:
+                report(min(1.0, buffer.size / SAMPLE_RATE / expected))
+    finally:
+        chunks.close()
+    if start_ms is not None:
+        end_ms = vad.pending_end_ms if vad.pending_end_ms is not None else vad.position_ms
+        regions.append((start_ms / 1000, end_ms / 1000))
+    report(1.0)
+    return DecodedAudio(buffer.result(), tuple(regions))
+
+
+def window_words(result: Transcription, offset_s: float, end_s: float) -> list[Word]:
+    """Words of one window's transcription moved onto the recording's time line.
+
+    ``offset_s`` is where the window starts; times are clamped to the window
+    (``end_s``). A backend without word timings yields one pseudo-word per
+    segment (its whole text), so alignment still works at segment granularity.
+    """
+    words: list[Word] = []
+    for seg in result.segments:
+        items = seg.words or (Word(seg.text, seg.start, seg.end, 1.0),)
+        for w in items:
+            text = w.text.strip()
+            if not text:
+                continue
+            start = min(end_s, offset_s + max(0.0, w.start))
+            end = min(end_s, max(start, offset_s + w.end))
+            words.append(Word(text, start, end, w.probability))
+    return words

@@ -1,0 +1,285 @@
+"""Durable job records in SQLite and the files that belong to each job.
+
+One row per job in ``<data_dir>/jobs.sqlite3`` (WAL journal: readers never wait for
+the writer, and a crash loses at most the transaction in flight). A job moves
+``queued → running → succeeded | failed | cancelled``; transitions are conditional
+(:meth:`JobStore.update` with ``expect``) so two actors racing for the same job
+(a worker starting it, a user cancelling it) cannot both win.
+
+Files live beside the database: the upload in ``uploads/<job_id>/original`` (the
+client's filename is kept in the row for display only, never used as a path) and
+results in ``results/<job_id>/<name>``, each written atomically (:func:`write_atomic`).
+
+Every :class:`JobStore` method is a coroutine that runs its SQL in a worker thread
+under one lock. Each is safe to cancel: the statement still completes (one
+transaction) in its thread and its result is dropped. Times are Unix seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        """True for the states a job never leaves."""
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job. ``progress`` is 0–1; ``options`` are the job kind's own settings (JSON);
+    ``attempts`` counts how often it was started (a resume after a restart adds one)."""
+
+    id: str
+    state: JobState
+    created_at: float
+    updated_at: float
+    kind: str = "meeting"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    stage: str | None = None
+    progress: float = 0.0
+    error: str | None = None
+    error_code: str | None = None
+    filename: str | None = None
+    media_type: str | None = None
+    duration_s: float | None = None
+    size_bytes: int | None = None
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["state"] = str(self.state)
+        out["options"] = dict(self.options)
+        return out
+
+
+_COLUMNS = tuple(Job.__dataclass_fields__)
+_UPDATABLE = frozenset(_COLUMNS) - {"id", "created_at", "updated_at", "kind", "options"}
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, state TEXT NOT NULL, created_at REAL NOT NULL,
+    updated_at REAL NOT NULL, kind TEXT NOT NULL, options TEXT NOT NULL,
+    stage TEXT, progress REAL NOT NULL, error TEXT, error_code TEXT, filename TEXT,
+    media_type TEXT, duration_s REAL, size_bytes INTEGER, attempts INTEGER NOT NULL,
+    started_at REAL, finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, created_at);
+"""
+_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def new_job_id() -> str:
+    """A fresh random id: 32 lowercase hex digits (safe as a directory name)."""
+    return uuid.uuid4().hex
+
+
+def is_job_id(value: str) -> bool:
+    return bool(_ID_RE.match(value))
+
+
+def _row_to_job(row: sqlite3.Row) -> Job:
+    values = dict(row)
+    values["state"] = JobState(values["state"])
+    values["options"] = json.loads(values["options"])
+    return Job(**values)
+
+
+class JobStore:
+    """The jobs table. Call :meth:`open` before use and :meth:`close` after;
+    ``now`` gives wall-clock time in Unix seconds (injectable for tests)."""
+
+    def __init__(self, path: Path, *, now: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._now = now
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self._open)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+        self._conn = conn
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            if self._conn is None:
+                raise RuntimeError("JobStore is not open")
+            return self._conn.execute(sql, params).fetchall()
+
+    async def create(self, job: Job) -> Job:
+        """Insert ``job`` (its ``created_at``/``updated_at`` are kept as given)."""
+        values = job.to_dict()
+        values["options"] = json.dumps(values["options"])
+        names = ", ".join(_COLUMNS)
+        marks = ", ".join("?" for _ in _COLUMNS)
+        await asyncio.to_thread(
+            self._run, f"INSERT INTO jobs ({names}) VALUES ({marks})",
+            tuple(values[name] for name in _COLUMNS),
+        )
+        return job
+
+    def new(self, job_id: str, **fields: Any) -> Job:
+        """A queued :class:`Job` stamped with the current time (not yet stored)."""
+        now = self._now()
+        return Job(id=job_id, state=JobState.QUEUED, created_at=now, updated_at=now, **fields)
+
+    async def get(self, job_id: str) -> Job | None:
+        rows = await asyncio.to_thread(self._run, "SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return _row_to_job(rows[0]) if rows else None
+
+    async def list(
+        self, *, states: Collection[JobState] = (), oldest_first: bool = False, limit: int = 1000
+    ) -> list[Job]:
+        """Jobs, newest first (or oldest first), optionally only those in ``states``."""
+        where = f"WHERE state IN ({', '.join('?' for _ in states)})" if states else ""
+        order = "ASC" if oldest_first else "DESC"
+        rows = await asyncio.to_thread(
+            self._run,
+            f"SELECT * FROM jobs {where} ORDER BY created_at {order}, id {order} LIMIT ?",
+            (*[str(s) for s in states], limit),
+        )
+        return [_row_to_job(row) for row in rows]
+
+    async def update(
+        self, job_id: str, *, expect: Collection[JobState] = (), **changes: Any
+    ) -> Job | None:
+        """Change fields of a job in one transaction; ``updated_at`` is set to now.
+
+        With ``expect``, only a job currently in one of those states is changed.
+        Returns the job as stored afterwards, or None when it does not exist or
+        was not in an expected state.
+        """
+        unknown = set(changes) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)}")
+        changes = {k: (str(v) if isinstance(v, JobState) else v) for k, v in changes.items()}
+        changes["updated_at"] = self._now()
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        where = "id = ?"
+        params: list[Any] = [*changes.values(), job_id]
+        if expect:
+            where += f" AND state IN ({', '.join('?' for _ in expect)})"
+            params.extend(str(s) for s in expect)
+        rows = await asyncio.to_thread(
+            self._run, f"UPDATE jobs SET {assignments} WHERE {where} RETURNING *", tuple(params)
+        )
+        return _row_to_job(rows[0]) if rows else None
+
+    async def delete(self, job_id: str) -> bool:
+        rows = await asyncio.to_thread(
+            self._run, "DELETE FROM jobs WHERE id = ? RETURNING id", (job_id,)
+        )
+        return bool(rows)
+
+    async def ids(self) -> set[str]:
+        rows = await asyncio.to_thread(self._run, "SELECT id FROM jobs")
+        return {row["id"] for row in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class JobFiles:
+    """Where a job's files live under ``data_dir``. Methods that touch the disk block."""
+
+    data_dir: Path
+
+    def upload_dir(self, job_id: str) -> Path:
+        return self.data_dir / "uploads" / _checked(job_id)
+
+    def upload(self, job_id: str) -> Path:
+        """The uploaded recording, exactly as received."""
+        return self.upload_dir(job_id) / "original"
+
+    def results_dir(self, job_id: str) -> Path:
+        return self.data_dir / "results" / _checked(job_id)
+
+    def result(self, job_id: str, name: str) -> Path:
+        if "/" in name or name.startswith("."):
+            raise ValueError(f"bad result name {name!r}")
+        return self.results_dir(job_id) / name
+
+    def write_results(self, job_id: str, files: Mapping[str, bytes]) -> None:
+        """Write each result atomically into the job's results folder. Blocking."""
+        for name, data in files.items():
+            write_atomic(self.result(job_id, name), data)
+
+    def remove(self, job_id: str) -> None:
+        """Delete the job's upload and results (missing ones are fine). Blocking."""
+        for folder in (self.upload_dir(job_id), self.results_dir(job_id)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def sweep_orphans(self, known_ids: Collection[str]) -> list[str]:
+        """Remove job folders whose id is not in ``known_ids`` (left by an upload cut
+        short by a crash, or a delete interrupted between files and row). Blocking;
+        call only while no upload is being received. Returns the removed ids."""
+        removed: set[str] = set()
+        for parent in (self.data_dir / "uploads", self.data_dir / "results"):
+            if not parent.is_dir():
+                continue
+            for child in parent.iterdir():
+                if child.is_dir() and is_job_id(child.name) and child.name not in known_ids:
+                    shutil.rmtree(child, ignore_errors=True)
+                    removed.add(child.name)
+        return sorted(removed)
+
+
+def _checked(job_id: str) -> str:
+    if not is_job_id(job_id):
+        raise ValueError(f"not a job id: {job_id!r}")
+    return job_id
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one,
+    never a part (temporary file in the same folder, fsync, rename). Blocking."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,130 @@
+"""Sentences and term weights of a transcript, for the extractive summary. Pure.
+
+English-centred: the stop-word list and the crude stemmer are English. Other
+languages still work (every word then counts as content) but less well.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pipelines.meeting.document import TranscriptDocument
+
+STOPWORDS = frozenset("""
+a about above after again against all also am an and any are aren't as at be because been
+before being below between both but by can can't cannot could couldn't did didn't do does
+doesn't doing don't down during each few for from further had hadn't has hasn't have haven't
+having he he'd he'll he's her here here's hers herself him himself his how how's i i'd i'll i'm
+i've if in into is isn't it it's its itself let's me more most mustn't my myself no nor not of
+off on once only or other ought our ours ourselves out over own same shan't she she'd she'll
+she's should shouldn't so some such than that that's the their theirs them themselves then
+there there's these they they'd they'll they're they've this those through to too under until
+up very was wasn't we we'd we'll we're we've were weren't what what's when when's where where's
+which while who who's whom why why's will with won't would wouldn't you you'd you'll you're
+you've your yours yourself yourselves
+um uh uhm hmm mm mhm mm-hmm ah oh eh er yeah yep yes no okay ok 'kay right well like just
+really actually basically gonna wanna gotta kind sort thing things stuff bit lot get got go
+going goes went think thought know mean guess maybe probably one two also now then still
+say said see look good great sure fine alright anyway mean quite much many way
+""".split())
+_FILLER = re.compile(r"\b(?:u+m+|u+h+m*|h+m+|m+h?m+|e+r+m+|mm-hmm)\b[,.]?\s*", re.IGNORECASE)
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?…])\s+")
+_WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    """One sentence of a segment: ``index`` in the transcript, ``start`` (s) of its segment."""
+
+    index: int
+    text: str
+    segment_id: int
+    speaker: str
+    speaker_name: str
+    start: float
+    terms: tuple[str, ...]
+
+
+def stem(word: str) -> str:
+    """A crude English stem: drops a few common suffixes (``-ing``, ``-ed``, ``-s``)."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+            return word[: -len(suffix)]
+    return word
+
+
+def content_terms(text: str) -> tuple[str, ...]:
+    """Stemmed, lower-cased words of ``text`` that are not stop words or fillers."""
+    words = (w.replace("’", "'") for w in _WORD.findall(text.lower()))
+    return tuple(stem(w) for w in words if w not in STOPWORDS and len(w) > 2)
+
+
+def clean(text: str) -> str:
+    """Sentence text for display: fillers (um, uh) removed, spaces collapsed, first
+    letter capitalised."""
+    text = re.sub(r"\s+", " ", _FILLER.sub("", text)).strip(" ,")
+    return text[:1].upper() + text[1:]
+
+
+def split_sentences(document: TranscriptDocument) -> list[Sentence]:
+    """Every sentence of every segment, in order (a segment without final punctuation
+    is one sentence)."""
+    out: list[Sentence] = []
+    for seg in document.segments:
+        for piece in _SENTENCE_SPLIT.split(seg.text.strip()):
+            text = clean(piece)
+            if text:
+                out.append(Sentence(len(out), text, seg.id, seg.speaker,
+                                    document.name_of(seg.speaker), seg.start,
+                                    content_terms(text)))
+    return out
+
+
+Vector = dict[str, float]
+
+
+def tfidf_vectors(sentences: Sequence[Sentence]) -> list[Vector]:
+    """Unit-length TF-IDF vectors, one per sentence (each sentence a document)."""
+    df = Counter(t for s in sentences for t in set(s.terms))
+    n = len(sentences)
+    vectors = []
+    for s in sentences:
+        counts = Counter(s.terms)
+        vec = {t: c * (math.log((n + 1) / (df[t] + 1)) + 1.0) for t, c in counts.items()}
+        vectors.append(normalise(vec))
+    return vectors
+
+
+def normalise(vec: Vector) -> Vector:
+    norm = math.sqrt(sum(v * v for v in vec.values()))
+    return {t: v / norm for t, v in vec.items()} if norm else {}
+
+
+def cosine(a: Vector, b: Vector) -> float:
+    """Dot product of two unit vectors."""
+    if len(a) > len(b):
+        a, b = b, a
+    return sum(v * b.get(t, 0.0) for t, v in a.items())
+
+
+def centroid(vectors: Sequence[Vector]) -> Vector:
+    """Unit-length mean of ``vectors``: what the transcript as a whole is about."""
+    total: Vector = {}
+    for vec in vectors:
+        for t, v in vec.items():
+            total[t] = total.get(t, 0.0) + v
+    return normalise(total)
+
+
+def surface_forms(sentences: Sequence[Sentence]) -> dict[str, str]:
+    """For each stem, the most frequent lower-case word that produced it."""
+    seen: dict[str, Counter[str]] = {}
+    for s in sentences:
+        for word in _WORD.findall(s.text.lower()):
+            if word not in STOPWORDS and len(word) > 2:
+                seen.setdefault(stem(word), Counter())[word] += 1
+    return {t: c.most_common(1)[0][0] for t, c in seen.items()}

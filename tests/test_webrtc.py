@@ -1,0 +1,198 @@
+"""Realtime over WebRTC end to end: an aiortc caller (real speech on its microphone
+track, the ``oai-events`` data channel) against the real server (Whisper, Silero VAD,
+Piper) on loopback, with a scripted OpenAI-compatible LLM server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+
+import httpx
+import jiwer
+import pytest
+from openai import AsyncOpenAI
+
+from tests.conftest import reference_text
+from tests.fakes.llm_script import Turn, user_says
+from tests.fakes.scripted_llm import ScriptedLlmServer
+from tests.rtc_client import RtcCaller, clip48k, voiced_span_s
+from tests.servers import ServerThread
+from voice.settings import load_settings
+from web.app import create_app
+from web.rtc_peer import CallRegistry
+
+WEATHER = "azure-speech-sdk/whatstheweatherlike.wav"
+INTERRUPTION = "lhotse/2412-153948-0000.wav"
+LONG_REPLY = (
+    "Sure. Here is a long answer about the weather. The morning starts cool and cloudy. "
+    "By noon the clouds break up and the sun comes out. In the afternoon a light breeze "
+    "blows from the west. The evening will be clear and a little colder than today."
+)
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[ScriptedLlmServer]:
+    with ScriptedLlmServer(default=Turn.say("Hello there. How can I help?")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server(
+    llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerThread]:
+    settings = load_settings(
+        llm_base_url=llm.base_url,
+        cache_dir=tmp_path_factory.mktemp("cache"),
+        data_dir=tmp_path_factory.mktemp("data"),
+        webrtc_host_addresses=["127.0.0.1"],
+    )
+    with ServerThread(create_app(settings)) as running:
+        yield running
+
+
+def registry(server: ServerThread) -> CallRegistry:
+    app = server.server.config.app
+    return app.state.webrtc_calls  # type: ignore[no-any-return]
+
+
+def normalize(text: str) -> str:
+    return " ".join("".join(c for c in text.lower() if c.isalnum() or c in " '").split())
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    return float(jiwer.wer(normalize(reference), normalize(hypothesis)))
+
+
+async def wait_until(predicate: object, timeout_s: float) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.05)
+
+
+async def test_caller_speaks_and_hears_a_spoken_answer(
+    server: ServerThread, llm: ScriptedLlmServer
+) -> None:
+    llm.add(Turn.say("It is sunny and warm today.", when=user_says("weather")))
+    caller = RtcCaller(server.http_url)
+    try:
+        await caller.connect()
+        assert caller.location and caller.location.startswith("/v1/realtime/calls/rtc_")
+        created = await caller.wait_for("session.created", 10)
+        assert created["session"]["type"] == "realtime"
+        clip = caller.mic.play(clip48k(WEATHER))
+        done = await caller.wait_for("response.done", 40)
+        assert clip.started_at is not None
+        transcript = caller.of_type("conversation.item.input_audio_transcription.completed")[0]
+        error = wer(reference_text(WEATHER), transcript["transcript"])
+        print(f"\nWebRTC transcript {transcript['transcript']!r}: WER {error:.2f}")
+        assert error <= 0.25, transcript
+        assert done["response"]["status"] == "completed"
+        spoken = caller.of_type("response.output_audio_transcript.delta")
+        assert "".join(d["delta"] for d in spoken).strip() == "It is sunny and warm today."
+        assert not caller.of_type("response.output_audio.delta")  # audio goes on the track
+        # Agent audio arrives on the remote track: over a second of voiced 20 ms frames.
+        await wait_until(lambda: len(caller.voiced_frames(clip.started_at or 0)) > 50, 10)
+        speech_end = clip.started_at + voiced_span_s(clip.pcm)[1]
+        first_voice = caller.voiced_frames(clip.started_at)[0]
+        print(f"voice-to-voice latency {1000 * (first_voice - speech_end):.0f} ms")
+        assert first_voice > speech_end
+        latency = caller.of_type("voice.latency")[0]["latency_ms"]
+        assert latency["first_audio_sent"] is not None
+        assert "weather" in llm.chat_requests[-1].messages[-1]["content"].lower()
+    finally:
+        await caller.close()
+    # The client closing its peer connection is a hang-up: the server closes the call.
+    await wait_until(lambda: len(registry(server)) == 0, 15)
+
+
+async def test_barge_in_silences_the_agent_track(
+    server: ServerThread, llm: ScriptedLlmServer
+) -> None:
+    llm.add(Turn.say(LONG_REPLY, when=user_says("weather")))
+    caller = RtcCaller(server.http_url)
+    try:
+        await caller.connect()
+        await caller.wait_for("session.created", 10)
+        first = caller.mic.play(clip48k(WEATHER, pad_s=0.8))
+        await wait_until(lambda: first.started_at is not None, 5)
+        talking_since = await caller.wait_for_voice(after=first.started_at or 0, timeout_s=30)
+        await asyncio.sleep(max(0.0, talking_since + 1.0 - time.monotonic()))
+        interruption = caller.mic.play(clip48k(INTERRUPTION, pad_s=1.0))
+        done = await caller.wait_for("response.done", 30)
+        assert interruption.started_at is not None
+        onset = interruption.started_at + voiced_span_s(interruption.pcm)[0]
+        await asyncio.sleep(0.5)  # anything still in flight arrives
+        during = caller.voiced_frames(talking_since)
+        assert during[0] < onset  # the agent was talking when the user cut in
+        stop_ms = 1000 * (during[-1] - onset)
+        print(f"\nbarge-in: agent audio stopped {stop_ms:.0f} ms after speech onset")
+        assert stop_ms < 600
+        assert done["response"]["status"] == "cancelled"
+        assert done["response"]["status_details"]["reason"] == "turn_detected"
+        # It stays silent while the user goes on talking (no reply until the turn ends).
+        assert not caller.voiced_frames(during[-1] + 0.3)
+    finally:
+        await caller.close()
+
+
+async def test_openai_sdk_calls_create_gets_an_answer_and_applies_the_session(
+    server: ServerThread,
+) -> None:
+    caller = RtcCaller(server.http_url)
+    try:
+        sdk = AsyncOpenAI(base_url=f"{server.http_url}/v1", api_key="test-key")
+        answer = await sdk.realtime.calls.create(
+            sdp=await caller.offer(),
+            session={"type": "realtime", "instructions": "Speak like a pirate."},
+        )
+        text = answer.content.decode()
+        assert text.startswith("v=0") and "m=audio" in text and "a=candidate:" in text
+        await caller.accept(text)
+        created = await caller.wait_for("session.created", 15)
+        assert created["session"]["instructions"] == "Speak like a pirate."
+        caller.send({"type": "session.update", "session": {"type": "realtime", "instructions": "x"}})
+        updated = await caller.wait_for("session.updated", 5)
+        assert updated["session"]["instructions"] == "x"
+    finally:
+        await caller.close()
+
+
+async def test_bad_offers_get_json_errors_and_hangup_ends_a_call(server: ServerThread) -> None:
+    url = f"{server.http_url}/v1/realtime/calls"
+    caller = RtcCaller(server.http_url)
+    offer = await caller.offer()
+    async with httpx.AsyncClient(timeout=30) as http:
+        cases = [
+            ({"content": b"hello", "headers": {"content-type": "application/sdp"}}, "invalid_offer"),
+            ({"content": b"{}", "headers": {"content-type": "application/json"}}, "invalid_offer"),
+            (
+                {"content": offer.replace("m=audio", "m=video").encode(),
+                 "headers": {"content-type": "application/sdp"}},
+                "invalid_offer",
+            ),
+            (
+                {"files": {"sdp": (None, offer, "application/sdp"),
+                           "session": (None, json.dumps({"instructions": 5}), "application/json")}},
+                "invalid_value",
+            ),
+        ]
+        for request, code in cases:
+            response = await http.post(url, **request)  # type: ignore[arg-type]
+            assert response.status_code == 400, response.text
+            assert response.json()["error"]["code"] == code
+            assert response.json()["error"]["message"]
+        assert len(registry(server)) == 0
+        # A real offer as a multipart form without a session part works too.
+        response = await http.post(url, files={"sdp": (None, offer, "application/sdp")})
+        assert response.status_code == 201
+        assert response.headers["content-type"].startswith("application/sdp")
+        location = response.headers["location"]
+        assert len(registry(server)) == 1
+        hung = await http.post(f"{server.http_url}{location}/hangup")
+        assert hung.status_code == 200 and hung.json()["status"] == "closed"
+        assert len(registry(server)) == 0
+        missing = await http.post(f"{server.http_url}{location}/hangup")
+        assert missing.status_code == 404
+    await caller.close()

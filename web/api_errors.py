@@ -1,0 +1,39 @@
+"""JSON errors in OpenAI's shape, shared by the HTTP APIs.
+
+Body: ``{"error": {"type": ..., "code": ..., "message": ..., "param": ...}}``.
+Handlers raise :class:`ApiError`; routes turn it into a response with
+:func:`error_response` (or :meth:`ApiError.response`).
+"""
+
+from __future__ import annotations
+
+from starlette.responses import JSONResponse
+
+_TYPES = {404: "not_found_error", 409: "conflict_error", 500: "server_error"}
+
+
+class ApiError(Exception):
+    """An HTTP error with a stable ``code`` and a human ``message``; ``param`` names
+    the request field at fault, when there is one."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, param: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.param = param
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status, self.code, self.message, param=self.param)
+
+
+def error_response(
+    status: int, code: str, message: str, *, param: str | None = None
+) -> JSONResponse:
+    """The JSON error response; ``type`` follows the status (``invalid_request_error``
+    for other 4xx)."""
+    kind = _TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+    body = {"error": {"type": kind, "code": code, "message": message, "param": param}}
+    return JSONResponse(body, status_code=status)

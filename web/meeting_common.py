@@ -1,0 +1,101 @@
+"""What the meeting routes share: the job context on ``app.state``, the job's JSON
+form, lookups that answer 404, and the wrapper that turns :class:`ApiError` into
+a JSON response."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pipelines.meeting.jobs import JobQueue
+from pipelines.meeting.store import Job, JobFiles, JobState, JobStore, is_job_id
+from voice.settings import Settings
+from web.api_errors import ApiError
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class MeetingContext:
+    """The job store, queue and file layout the lifespan set up (``app.state.meetings``)."""
+
+    settings: Settings
+    store: JobStore
+    queue: JobQueue
+    files: JobFiles
+
+
+def context(request: Request) -> MeetingContext:
+    ctx: MeetingContext | None = getattr(request.app.state, "meetings", None)
+    if ctx is None:
+        raise ApiError(503, "not_ready", "the job queue is not running")
+    return ctx
+
+
+def api(handler: Endpoint) -> Endpoint:
+    """Answer an :class:`ApiError` raised by ``handler`` with its JSON error."""
+
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return exc.response()
+
+    return endpoint
+
+
+async def job_or_404(request: Request) -> tuple[MeetingContext, Job]:
+    ctx = context(request)
+    job_id = request.path_params["id"]
+    job = await ctx.store.get(job_id) if is_job_id(job_id) else None
+    if job is None:
+        raise ApiError(404, "meeting_not_found", f"no meeting with id {job_id!r}", param="id")
+    return ctx, job
+
+
+def require_succeeded(job: Job) -> None:
+    """409 unless the job's results exist."""
+    if job.state is JobState.SUCCEEDED:
+        return
+    if job.state.final:
+        raise ApiError(409, "result_unavailable",
+                       f"the meeting {job.state}; it has no results")
+    raise ApiError(409, "result_not_ready",
+                   f"the meeting is {job.state} ({round(job.progress * 100)}% done); try later")
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    """The public JSON form of a meeting job (times in Unix seconds)."""
+    base = f"/v1/meetings/{job.id}"
+    error = {"code": job.error_code, "message": job.error} if job.error else None
+    return {
+        "id": job.id,
+        "object": "meeting",
+        "state": str(job.state),
+        "stage": job.stage,
+        "progress": round(job.progress, 4),
+        "error": error,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "duration": job.duration_s,
+        "filename": job.filename,
+        "size_bytes": job.size_bytes,
+        "media_type": job.media_type,
+        "options": dict(job.options),
+        "attempts": job.attempts,
+        "urls": {
+            "self": base,
+            "events": f"{base}/events",
+            "audio": f"{base}/audio",
+            "transcript": f"{base}/transcript",
+            "summary": f"{base}/summary",
+        },
+    }

@@ -1,0 +1,225 @@
+"""One WebRTC call: an aiortc peer connection carrying a realtime session.
+
+A :class:`RtcCall` answers the caller's SDP offer, plays agent audio on an
+outgoing track, pumps the caller's audio into the session and relays protocol
+events over the ``oai-events`` data channel (client events in, session events
+out, queued until the channel opens; one writer). The :class:`CallRegistry`
+owns every call's lifetime task: a call ends on hang-up (connection failed or
+closed, or the hang-up route), when one of its tasks fails, when it does not
+connect in time, or at app shutdown, and its tasks are always awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from pipelines.realtime.audio_out import FrameQueue
+from pipelines.realtime.emitter import Send
+from pipelines.realtime.session import RealtimeSession
+from web.rtc_ice import IceOptions, ice_configuration, use_host_addresses
+from web.rtc_tracks import AgentAudioTrack, pump_input
+
+log = logging.getLogger(__name__)
+
+EVENTS_CHANNEL = "oai-events"
+CONNECT_TIMEOUT_S = 30.0
+"""A call whose peer connection is not up this long after the answer is dropped."""
+CLOSE_TIMEOUT_S = 5.0
+
+
+class OfferError(ValueError):
+    """The caller's SDP offer cannot be answered; the message says why (HTTP 400)."""
+
+
+class RtcCall:
+    """A peer connection and the session it carries. Create, then :meth:`start`."""
+
+    def __init__(self, ice: IceOptions) -> None:
+        self.id = "rtc_" + secrets.token_hex(12)
+        self._ice = ice
+        self.pc: RTCPeerConnection | None = None
+        self.session: RealtimeSession | None = None
+        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=2048)
+        self._inbox: asyncio.Queue[str | bytes] = asyncio.Queue(maxsize=256)
+        self._channel: RTCDataChannel | None = None
+        self._channel_open = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._ended = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def send(self, event: dict[str, Any]) -> None:
+        """The session's ``send``: queue an event for the data channel (waits when full)."""
+        await self._outbox.put(event)
+
+    async def start(self, offer_sdp: str, make_session: Callable[[Send], RealtimeSession]) -> str:
+        """Answer ``offer_sdp`` and start the session; returns the answer SDP.
+
+        Raises :class:`OfferError` for an offer that cannot be answered (the call is
+        then already shut down). Cancelling it shuts the call down too.
+        """
+        try:
+            return await self._start(offer_sdp, make_session)
+        except BaseException:
+            await self.shutdown()
+            raise
+
+    async def _start(self, offer_sdp: str, make_session: Callable[[Send], RealtimeSession]) -> str:
+        use_host_addresses(self._ice.host_addresses)
+        self.pc = pc = RTCPeerConnection(ice_configuration(self._ice.ice_servers))
+        pc.on("datachannel", self._on_datachannel)
+        pc.on("track", self._on_track)
+        pc.on("connectionstatechange", self._on_connection_state)
+        self.session = session = make_session(self.send)
+        queue = FrameQueue(sample_rate=48000, frame_ms=20, lead_ms=int(session.options.output_lead_ms))
+        session.ctx.audio_output = queue
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise OfferError(f"the SDP offer could not be parsed: {exc}") from exc
+        if not any(t.kind == "audio" for t in pc.getTransceivers()):
+            raise OfferError("the SDP offer has no audio section")
+        pc.addTrack(AgentAudioTrack(queue))
+        await session.start()
+        self._spawn(self._write_events(), "writer")
+        self._spawn(self._read_events(session), "reader")
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+        return str(pc.localDescription.sdp)
+
+    def hang_up(self) -> None:
+        """Ask :meth:`serve` to end the call (returns at once)."""
+        self._ended.set()
+
+    async def serve(self) -> None:
+        """Wait until the call ends, then shut it down. Cancel to end it (safe)."""
+        try:
+            await asyncio.wait_for(self._connected.wait(), CONNECT_TIMEOUT_S)
+            await self._ended.wait()
+        except TimeoutError:
+            log.warning("call %s did not connect in %.0f s", self.id, CONNECT_TIMEOUT_S)
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Stop the input pump, close the session, stop the event tasks, close the peer.
+
+        Safe to call twice; waits for everything it stops (each step bounded in time).
+        """
+        self._ended.set()
+        for task in self._tasks:
+            task.cancel()
+        if self.session is not None:
+            await self.session.close()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, CLOSE_TIMEOUT_S)
+        if self.pc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pc.close(), CLOSE_TIMEOUT_S)
+        log.info("call %s closed", self.id)
+
+    # --- peer events (callbacks from aiortc, on the event loop) -----------------
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState if self.pc is not None else "closed"
+        log.info("call %s: connection %s", self.id, state)
+        if state == "connected":
+            self._connected.set()
+        elif state in ("failed", "closed"):
+            self._connected.set()
+            self.hang_up()
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and self.session is not None and not self._ended.is_set():
+            self._spawn(pump_input(track, self.session.feed_audio), "audio-in")
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != EVENTS_CHANNEL or self._channel is not None:
+            log.info("call %s: ignoring data channel %r", self.id, channel.label)
+            return
+        self._channel = channel
+        channel.on("message", self._on_message)
+        channel.on("open", self._channel_open.set)
+        if channel.readyState == "open":
+            self._channel_open.set()
+
+    def _on_message(self, message: str | bytes) -> None:
+        try:
+            self._inbox.put_nowait(message)
+        except asyncio.QueueFull:
+            log.warning("call %s: client events arrive faster than handled; one dropped", self.id)
+
+    # --- tasks ---------------------------------------------------------------------
+    def _spawn(self, work: Any, name: str) -> None:
+        task = asyncio.create_task(work, name=f"{name}-{self.id}")
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("call %s: %s failed", self.id, task.get_name(), exc_info=task.exception())
+            self.hang_up()
+
+    async def _read_events(self, session: RealtimeSession) -> None:
+        """Hand client events to the session in arrival order. Runs until cancelled."""
+        while True:
+            await session.handle(await self._inbox.get())
+
+    async def _write_events(self) -> None:
+        """The single writer: session events as JSON text, once the channel is open.
+
+        Events emitted while the channel is closing are dropped. Runs until cancelled.
+        """
+        while True:
+            event = await self._outbox.get()
+            await self._channel_open.wait()
+            channel = self._channel
+            if channel is not None and channel.readyState == "open":
+                channel.send(json.dumps(event, separators=(",", ":")))
+
+
+class CallRegistry:
+    """The calls of one app, each served by a task this registry owns."""
+
+    def __init__(self) -> None:
+        self._calls: dict[str, tuple[RtcCall, asyncio.Task[None]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    async def open(
+        self, call: RtcCall, offer_sdp: str, make_session: Callable[[Send], RealtimeSession]
+    ) -> str:
+        """Start ``call`` and serve it until it ends; returns the answer SDP."""
+        answer = await call.start(offer_sdp, make_session)
+        task = asyncio.create_task(call.serve(), name=f"serve-{call.id}")
+        self._calls[call.id] = (call, task)
+        task.add_done_callback(lambda _: self._calls.pop(call.id, None))
+        return answer
+
+    async def hang_up(self, call_id: str) -> bool:
+        """End a call and wait until it is shut down; False if there is no such call."""
+        entry = self._calls.get(call_id)
+        if entry is None:
+            return False
+        entry[0].hang_up()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.shield(entry[1])
+        return True
+
+    async def close_all(self) -> None:
+        """End every call (app shutdown) and wait for their tasks."""
+        entries = list(self._calls.values())
+        for call, _ in entries:
+            call.hang_up()
+        for _, task in entries:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 2 * CLOSE_TIMEOUT_S + 5)
