@@ -101,6 +101,7 @@ class Services:
             max_output_tokens=s.llm_max_tokens,
             vad_backend=s.vad_backend,
             vad_min_speech_ms=s.vad_min_speech_ms,
+            speculative_response=s.realtime_speculative_response,
         )
 
     def session_config(self) -> SessionConfig:

@@ -175,7 +175,7 @@ async def test_failures_and_delete_while_running(store: JobStore, tmp_path: Path
         assert failed.error_code == "audio_corrupt" and "decoded" in (failed.error or "")
         async with queue.subscribe(doomed.id) as events:
             assert await queue.delete(doomed.id)
-            while (snapshot := await asyncio.wait_for(events.get(), 5)) is not None:
+            while await asyncio.wait_for(events.get(), 5) is not None:
                 pass
         assert await store.get(doomed.id) is None
         assert not files.upload_dir(doomed.id).exists()

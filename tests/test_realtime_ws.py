@@ -139,6 +139,11 @@ async def test_sdk_client_speaks_and_gets_a_spoken_answer(
     assert len(audio) / 2 / RATE > 1.0  # over a second of speech for "It is sunny and warm today."
     done = events[-1]
     assert done.response.status == "completed"
+    latency = next(e for e in events if e.type == "voice.latency")
+    waterfall = latency.latency_ms  # extension event: every stage recorded, in order
+    stages = ["speech_stopped", "stt_final", "llm_first_token", "tts_first_audio", "first_audio_sent"]
+    assert all(waterfall[s] is not None for s in stages), waterfall
+    assert waterfall["speech_stopped"] > 0 and waterfall["first_audio_sent"] >= waterfall["tts_first_audio"]
     spoken = next(e for e in events if e.type == "response.output_audio_transcript.done").transcript
     assert spoken == "It is sunny and warm today."
     # The LLM saw the user's words, after the session's instructions.

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     """How far ahead of real time agent audio is sent (bounds sound after a barge-in)."""
     barge_in_min_ms: int = Field(250, ge=0, le=5000)
     """Speech over the agent shorter than this does not interrupt it."""
+    realtime_speculative_response: bool = True
+    """Start the LLM while the end of a turn is being confirmed (hides its latency; may
+    spend tokens on requests that are then discarded)."""
     realtime_max_event_bytes: int = Field(2 * 1024 * 1024, ge=1024)
     """Largest client event accepted; larger ones get an ``error`` event."""
 

@@ -47,7 +47,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         owned = services is None
         app.state.services = services if services is not None else await Services.start(settings)
         try:
-            yield
+            async with meetings.job_worker(app):
+                yield
         finally:
             await webrtc.shutdown(app)
             if owned:

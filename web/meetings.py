@@ -1,10 +1,211 @@
-"""Routes for meetings (filled in by its feature)."""
+"""Meeting jobs over HTTP: upload, list, inspect, follow (SSE), cancel, delete.
+
+Results (transcript, summary, audio, speaker names) are served by
+:mod:`web.meeting_results`. :func:`job_worker` is entered by the app's lifespan:
+it opens the job store under ``data_dir`` and runs the job queue while the
+server is up. Errors are JSON ``{"error": {"type", "code", "message", "param"}}``.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from pipelines.meeting.jobs import LocalJobQueue, running
+from pipelines.meeting.meeting_jobs import meeting_options, meeting_runner
+from pipelines.meeting.store import JobFiles, JobStore, new_job_id
+from voice.audio.decode import AudioDecodeError
+from web import meeting_results
+from web.api_errors import ApiError
+from web.meeting_common import MeetingContext, api, context, job_json, job_or_404
+from web.upload_checks import decode_error, display_filename, inspect_upload, media_type
+from web.uploads import ReceivedForm, receive_upload
+
+PAGE = Path(__file__).parent / "static" / "meetings.html"
+KEEPALIVE_S = 15.0
+"""Seconds between SSE comments that keep idle proxies from closing the stream."""
+STREAM_MAX_S = 60.0
+"""An SSE stream ends after this long (the browser reconnects and gets the current
+state first), so an open stream never holds up a graceful server shutdown for long."""
+
+
+@contextlib.asynccontextmanager
+async def job_worker(app: Starlette) -> AsyncIterator[None]:
+    """Open the job store and run the queue (resuming interrupted jobs) while inside.
+    Needs ``app.state.settings`` and ``app.state.services``; sets ``app.state.meetings``."""
+    settings = app.state.settings
+    store = JobStore(settings.data_dir / "jobs.sqlite3")
+    await store.open()
+    files = JobFiles(settings.data_dir)
+    queue = LocalJobQueue(
+        store, files, meeting_runner(app.state.services, files),
+        concurrency=settings.max_concurrent_jobs,
+    )
+    try:
+        async with running(queue):
+            app.state.meetings = MeetingContext(settings, store, queue, files)
+            yield
+    finally:
+        app.state.meetings = None
+        await store.close()
+
+
+def _int_field(form: ReceivedForm, name: str) -> int | None:
+    raw = (form.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApiError(422, "invalid_value", f"{name} must be a whole number", param=name) from None
+
+
+def _options(form: ReceivedForm) -> dict[str, Any]:
+    """Job options from the form fields; 422 for a bad value."""
+    summarize = (form.get("summarize") or "true").strip().lower()
+    if summarize not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ApiError(422, "invalid_value", "summarize must be true or false", param="summarize")
+    language = (form.get("language") or "").strip() or None
+    options: dict[str, Any] = {
+        "language": None if language == "auto" else language,
+        "num_speakers": _int_field(form, "num_speakers"),
+        "min_speakers": _int_field(form, "min_speakers"),
+        "max_speakers": _int_field(form, "max_speakers"),
+        "summarize": summarize in ("true", "1", "yes", "on"),
+    }
+    try:
+        meeting_options(options)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_value", str(exc)) from None
+    return options
+
+
+@api
+async def create_meeting(request: Request) -> Response:
+    """``POST /v1/meetings``: receive the recording, check it, queue a job (202)."""
+    ctx = context(request)
+    job_id = new_job_id()
+    try:
+        form = await receive_upload(
+            request, ctx.files.upload(job_id), max_bytes=ctx.settings.max_upload_mb << 20
+        )
+        if form.file_path is None:
+            raise ApiError(422, "missing_file", "send the recording as form field 'file'",
+                           param="file")
+        options = _options(form)
+        try:
+            info = await asyncio.to_thread(inspect_upload, form.file_path)
+        except AudioDecodeError as exc:
+            raise decode_error(exc) from None
+        job = ctx.store.new(
+            job_id, options=options, filename=display_filename(form.filename),
+            media_type=media_type(info, form.content_type), duration_s=info.duration_s,
+            size_bytes=form.size_bytes,
+        )
+        job = await ctx.queue.submit(job)
+    except BaseException:
+        await asyncio.to_thread(ctx.files.remove, job_id)
+        raise
+    return JSONResponse(job_json(job), status_code=202,
+                        headers={"Location": f"/v1/meetings/{job.id}"})
+
+
+@api
+async def list_meetings(request: Request) -> Response:
+    """``GET /v1/meetings?limit=N``: newest first."""
+    ctx = context(request)
+    raw = request.query_params.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise ApiError(422, "invalid_value", "limit must be 1 to 1000", param="limit")
+    jobs = await ctx.store.list(limit=int(raw))
+    return JSONResponse({"object": "list", "data": [job_json(job) for job in jobs]})
+
+
+@api
+async def get_meeting(request: Request) -> Response:
+    _, job = await job_or_404(request)
+    return JSONResponse(job_json(job))
+
+
+@api
+async def cancel_meeting(request: Request) -> Response:
+    """``POST /v1/meetings/{id}/cancel``: 409 once it has finished."""
+    ctx, job = await job_or_404(request)
+    if job.state.final:
+        raise ApiError(409, "meeting_finished", f"the meeting already {job.state}")
+    ended = await ctx.queue.cancel(job.id)
+    return JSONResponse(job_json(ended or job))
+
+
+@api
+async def delete_meeting(request: Request) -> Response:
+    """``DELETE /v1/meetings/{id}``: cancels it if needed, removes files and record."""
+    ctx, job = await job_or_404(request)
+    if not await ctx.queue.delete(job.id):
+        raise ApiError(404, "meeting_not_found", f"no meeting with id {job.id!r}", param="id")
+    return JSONResponse({"id": job.id, "object": "meeting.deleted", "deleted": True})
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+async def _event_stream(ctx: MeetingContext, job_id: str) -> AsyncIterator[str]:
+    """``job`` events with the meeting's JSON until a final state (or ``deleted``).
+    Ends by itself after :data:`STREAM_MAX_S`. Safe to cancel (client gone)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STREAM_MAX_S
+    yield "retry: 2000\n\n"
+    async with ctx.queue.subscribe(job_id) as updates:
+        job = await ctx.store.get(job_id)
+        while job is not None:
+            yield _sse("job", job_json(job))
+            if job.state.final:
+                return
+            while True:
+                wait_s = min(KEEPALIVE_S, deadline - loop.time())
+                if wait_s <= 0:
+                    return
+                try:
+                    job = await asyncio.wait_for(updates.get(), wait_s)
+                    break
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+        yield _sse("deleted", {"id": job_id})
+
+
+@api
+async def meeting_events(request: Request) -> Response:
+    """``GET /v1/meetings/{id}/events``: server-sent events (see :func:`_event_stream`)."""
+    ctx, job = await job_or_404(request)
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(_event_stream(ctx, job.id), media_type="text/event-stream",
+                             headers=headers)
+
+
+async def meetings_page(request: Request) -> Response:
+    return FileResponse(PAGE)
 
 
 def routes() -> list[BaseRoute]:
     """The HTTP routes of this feature, mounted by :func:`web.app.create_app`."""
-    return []
+    one = "/v1/meetings/{id}"
+    return [
+        Route("/meetings", meetings_page),
+        Route("/v1/meetings", create_meeting, methods=["POST"]),
+        Route("/v1/meetings", list_meetings, methods=["GET"]),
+        Route(one, get_meeting, methods=["GET"]),
+        Route(one, delete_meeting, methods=["DELETE"]),
+        Route(f"{one}/cancel", cancel_meeting, methods=["POST"]),
+        Route(f"{one}/events", meeting_events, methods=["GET"]),
+        *meeting_results.routes(),
+    ]

@@ -1,10 +1,182 @@
-"""Routes for transcriptions (filled in by its feature)."""
+"""OpenAI-compatible ``POST /v1/audio/transcriptions``.
+
+Multipart fields as OpenAI takes them: ``file``, ``model`` (accepted, the server's
+batch model is used), ``language``, ``prompt``, ``response_format`` (``json``,
+``text``, ``srt``, ``vtt``, ``verbose_json``, ``diarized_json``),
+``timestamp_granularities[]`` (``word``, ``segment``; for ``verbose_json``) and
+``temperature``, ``known_speaker_names[]``, ``known_speaker_references[]``,
+``chunking_strategy``, ``include[]`` (accepted and ignored). Bodies match the
+``openai`` package's ``Transcription``, ``TranscriptionVerbose`` and
+``TranscriptionDiarized`` types. ``diarized_json`` runs the meeting pipeline
+without a summary; speakers are ``A``, ``B``... in order of first appearance.
+
+The upload goes to a scratch folder under ``data_dir`` (removed afterwards) with
+the ``max_upload_mb`` limit; models run in worker threads. Errors use OpenAI's
+shape (:mod:`web.api_errors`): 400 bad request or undecodable file, 413 too
+large, 415 not audio.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import asyncio
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from pipelines.meeting.pipeline import MeetingOptions, MeetingPipeline
+from pipelines.services import Services
+from voice.audio.decode import AudioDecodeError, decode_audio
+from voice.stt.base import Transcription, transcribe_async
+from voice.stt.formats import to_srt, to_vtt
+from web.api_errors import ApiError
+from web.upload_checks import decode_error
+from web.uploads import ReceivedForm, receive_upload
+
+RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json", "diarized_json")
+GRANULARITIES = ("word", "segment")
+
+
+def _services(request: Request) -> Services:
+    services: Services | None = getattr(request.app.state, "services", None)
+    if services is None:
+        raise ApiError(503, "not_ready", "models are still loading")
+    return services
+
+
+def _choice(form: ReceivedForm) -> tuple[str, set[str]]:
+    fmt = (form.get("response_format") or "json").strip()
+    if fmt not in RESPONSE_FORMATS:
+        raise ApiError(400, "invalid_value",
+                       f"response_format must be one of {', '.join(RESPONSE_FORMATS)}",
+                       param="response_format")
+    granularities = {g.strip() for g in form.getall("timestamp_granularities")}
+    if granularities - set(GRANULARITIES):
+        raise ApiError(400, "invalid_value", "timestamp_granularities[] takes word and segment",
+                       param="timestamp_granularities")
+    return fmt, granularities or {"segment"}
+
+
+def _usage(duration: float) -> dict[str, Any]:
+    return {"type": "duration", "seconds": round(duration, 3)}
+
+
+def _verbose(result: Transcription, granularities: set[str]) -> dict[str, Any]:
+    """``TranscriptionVerbose``. Decoder statistics this server does not keep
+    (``tokens``, ``avg_logprob``, ``compression_ratio``, ``no_speech_prob``) are
+    given neutral values; ``seek`` is the segment start in 10 ms frames."""
+    body: dict[str, Any] = {
+        "task": "transcribe",
+        "language": result.language,
+        "duration": round(result.duration, 3),
+        "text": result.text,
+        "usage": _usage(result.duration),
+    }
+    if "segment" in granularities:
+        body["segments"] = [
+            {"id": s.id, "seek": round(s.start * 100), "start": round(s.start, 3),
+             "end": round(s.end, 3), "text": s.text, "tokens": [], "temperature": 0.0,
+             "avg_logprob": 0.0, "compression_ratio": 0.0, "no_speech_prob": 0.0}
+            for s in result.segments
+        ]
+    if "word" in granularities:
+        body["words"] = [
+            {"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}
+            for s in result.segments for w in s.words
+        ]
+    return body
+
+
+def _letter(index: int) -> str:
+    """``A``..``Z``, then ``AA``, ``AB``...: OpenAI's labels for unknown speakers."""
+    name = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        name = chr(ord("A") + rest) + name
+    return name
+
+
+async def _diarized(services: Services, path: Path, language: str | None) -> dict[str, Any]:
+    """``TranscriptionDiarized`` from the meeting pipeline (no summary)."""
+    transcriber = await asyncio.to_thread(lambda: services.batch_transcriber)
+    diarizer = await asyncio.to_thread(lambda: services.diarizer)  # type: ignore[attr-defined]
+    pipeline = MeetingPipeline(transcriber, diarizer, None)
+    result = await pipeline.run(path, MeetingOptions(language=language, summarize=False))
+    document = result.document
+    letters = {label: _letter(i) for i, label in enumerate(document.speakers)}
+    spoken = [s for s in document.segments if s.text.strip()]
+    segments = [
+        {"type": "transcript.text.segment", "id": f"seg_{s.id}", "speaker": letters[s.speaker],
+         "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
+        for s in spoken
+    ]
+    return {
+        "task": "transcribe",
+        "duration": round(document.duration, 3),
+        "text": " ".join(s.text for s in spoken),
+        "segments": segments,
+        "usage": _usage(document.duration),
+    }
+
+
+async def _transcribe(request: Request, form: ReceivedForm) -> Response:
+    if form.file_path is None:
+        raise ApiError(400, "missing_file", "send the audio as form field 'file'", param="file")
+    fmt, granularities = _choice(form)
+    language = (form.get("language") or "").strip() or None
+    prompt = (form.get("prompt") or "").strip() or None
+    services = _services(request)
+    if fmt == "diarized_json":
+        try:
+            return JSONResponse(await _diarized(services, form.file_path, language))
+        except AudioDecodeError as exc:
+            raise decode_error(exc) from None
+    try:
+        audio = await asyncio.to_thread(decode_audio, form.file_path)
+    except AudioDecodeError as exc:
+        raise decode_error(exc) from None
+    transcriber = await asyncio.to_thread(lambda: services.batch_transcriber)
+    words = fmt == "verbose_json" and "word" in granularities
+    result = await transcribe_async(
+        transcriber, audio, word_timestamps=words, language=language, prompt=prompt
+    )
+    if fmt == "json":
+        return JSONResponse({"text": result.text, "usage": _usage(result.duration)})
+    if fmt == "verbose_json":
+        return JSONResponse(_verbose(result, granularities))
+    if fmt == "text":
+        return PlainTextResponse(result.text + "\n")
+    if fmt == "srt":
+        return PlainTextResponse(to_srt(result), media_type="application/x-subrip")
+    return PlainTextResponse(to_vtt(result), media_type="text/vtt")
+
+
+async def create_transcription(request: Request) -> Response:
+    """``POST /v1/audio/transcriptions`` (module docstring)."""
+    settings = request.app.state.settings
+    scratch_root = settings.data_dir / "scratch"
+    scratch = Path(await asyncio.to_thread(_mkdtemp, scratch_root))
+    try:
+        form = await receive_upload(
+            request, scratch / "upload", max_bytes=settings.max_upload_mb << 20
+        )
+        return await _transcribe(request, form)
+    except ApiError as exc:
+        return exc.response()
+    finally:
+        await asyncio.to_thread(shutil.rmtree, scratch, True)
+
+
+def _mkdtemp(root: Path) -> str:
+    root.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkdtemp(dir=root, prefix="transcription-")
 
 
 def routes() -> list[BaseRoute]:
     """The HTTP routes of this feature, mounted by :func:`web.app.create_app`."""
-    return []
+    return [Route("/v1/audio/transcriptions", create_transcription, methods=["POST"])]

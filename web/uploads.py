@@ -171,14 +171,16 @@ async def receive_upload(
             except MultipartParseError as exc:
                 raise ApiError(400, "invalid_multipart", f"malformed form data: {exc}") from None
             if len(receiver.pending) >= FLUSH_BYTES:
-                file = file or await asyncio.to_thread(_create, dest)
+                if file is None:
+                    file = await asyncio.to_thread(_create, dest)
                 await asyncio.to_thread(file.write, bytes(receiver.pending))
                 receiver.pending.clear()
         parser.finalize()
         if receiver.form.file_path is not None:
-            file = file or await asyncio.to_thread(_create, dest)
-            await asyncio.to_thread(_finish, file, bytes(receiver.pending))
-            file = None
+            if file is None:
+                file = await asyncio.to_thread(_create, dest)
+            done, file = file, None
+            await asyncio.to_thread(_finish, done, bytes(receiver.pending))
         return receiver.form
     except BaseException:
         if file is not None:
@@ -200,3 +202,4 @@ def _finish(file: BinaryIO, tail: bytes) -> None:
 def _unlink(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+

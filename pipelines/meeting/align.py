@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from pipelines.meeting.document import TranscriptSegment
@@ -33,6 +33,7 @@ from voice.stt.base import Word
 DEFAULT_SPEAKER = speaker_label(0)
 """Label given to every word when diarization found no turns at all."""
 _SENTENCE_END = re.compile(r"[.!?…][\"')\]]*$")
+_ATTACHED = re.compile(r"^(?:-\w|['’](?:s|t|re|ve|ll|d|m)\b|[.,!?;:%)\]…])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,17 @@ class AlignOptions:
     snap_pause_s: float = 0.3
     snap_tolerance_s: float = 0.5
     """A word moves to a speaker only if one of that speaker's turns is this close."""
+
+
+def join_words(texts: Iterable[str]) -> str:
+    """Words joined by spaces, except before a piece that continues the previous word
+    (``-hearted``, ``'s``) or is bare punctuation."""
+    out = ""
+    for text in texts:
+        if out and not _ATTACHED.match(text):
+            out += " "
+        out += text
+    return out
 
 
 def ends_sentence(text: str) -> bool:
@@ -192,8 +204,9 @@ def snap_changes(
             if c > b and out[c] != right:
                 continue  # would empty the right run
             target = right if c < b else left
-            if any(index.distance(target, *_span(words[i]), tolerance_s) >= tolerance_s
-                   for i in moved):
+            if any(
+                index.distance(target, *_span(words[i]), tolerance_s) >= tolerance_s for i in moved
+            ):
                 continue
             key = (_boundary_score(words, c, pause_s), -abs(c - b))
             if key > best_key:
@@ -222,9 +235,17 @@ def group_segments(
         nonlocal current
         part, current = current[:upto], current[upto:]
         if part:
-            text = " ".join(w.text for w in part)
-            segments.append(TranscriptSegment(
-                first_id + len(segments), speaker, part[0].start, part[-1].end, text, tuple(part)))
+            text = join_words(w.text for w in part)
+            segments.append(
+                TranscriptSegment(
+                    first_id + len(segments),
+                    speaker,
+                    part[0].start,
+                    part[-1].end,
+                    text,
+                    tuple(part),
+                )
+            )
 
     for word, label in zip(words, labels, strict=True):
         if not word.text.strip():

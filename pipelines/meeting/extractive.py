@@ -44,22 +44,48 @@ _DUE = re.compile(
 )
 _FIRST_PERSON = re.compile(
     r"\b(?:i'll|i will|i'm going to|i am going to|i can (?:do|take|send|write|prepare|check|look)"
-    r"|i need to|i have to|i'll have to|i'm gonna)\b", re.IGNORECASE)
-_REQUEST = re.compile(r"\b(?:will you|can you|could you|would you mind|you need to|you should"
-                      r"|you'll need to|you have to)\b", re.IGNORECASE)
-_GROUP = re.compile(r"\b(?:we need to|we'll need to|we have to|we've got to|we must|we should"
-                    r"|let's|let us|action item|to-do)\b", re.IGNORECASE)
+    r"|i need to|i have to|i'll have to|i'm gonna)\b",
+    re.IGNORECASE,
+)
+_REQUEST = re.compile(
+    r"\b(?:will you|can you|could you|would you mind|you need to|you should"
+    r"|you'll need to|you have to)\b",
+    re.IGNORECASE,
+)
+_GROUP = re.compile(
+    r"\b(?:we need to|we'll need to|we have to|we've got to|we must|we should"
+    r"|let's|let us|action item|to-do)\b",
+    re.IGNORECASE,
+)
 _NAMED = re.compile(r"\b([A-Z][a-z]+)(?: will|'ll| is going to| needs to| has to)\b")
 _ADDRESSED = re.compile(r"^([A-Z][a-z]+),")
-_NOT_NAMES = STOPWORDS | {"everyone", "everybody", "somebody", "someone", "nobody", "team",
-                          "that", "this", "it", "which", "what", "who", "he", "she", "they"}
+_NOT_NAMES = STOPWORDS | {
+    "everyone",
+    "everybody",
+    "somebody",
+    "someone",
+    "nobody",
+    "team",
+    "that",
+    "this",
+    "it",
+    "which",
+    "what",
+    "who",
+    "he",
+    "she",
+    "they",
+}
 _DECISION = re.compile(
     r"\b(?:we(?:'ve| have)? (?:decided|agreed|settled|chose|chosen)|(?:we(?:'ll| will)|let's|let us)"
     r" go (?:with|for)|we(?:'re| are) going (?:to go )?with|decided (?:to|on|that)|"
     r"agreed (?:to|on|that)|the decision is|decision was|we(?:'ll| will) (?:use|stick with|keep)|"
-    r"that's decided|final decision|it's settled|we can go with|we're agreed)\b", re.IGNORECASE)
-_ANSWER_CUE = re.compile(r"^(?:yes|yeah|no|nope|sure|well|i think|because|it's|it is|we|i)\b",
-                         re.IGNORECASE)
+    r"that's decided|final decision|it's settled|we can go with|we're agreed)\b",
+    re.IGNORECASE,
+)
+_ANSWER_CUE = re.compile(
+    r"^(?:yes|yeah|no|nope|sure|well|i think|because|it's|it is|we|i)\b", re.IGNORECASE
+)
 
 
 def key_points(sentences: Sequence[Sentence], max_items: int = 8) -> list[SummaryItem]:
@@ -81,7 +107,7 @@ def key_points(sentences: Sequence[Sentence], max_items: int = 8) -> list[Summar
 
 
 def title(sentences: Sequence[Sentence]) -> str:
-    """"Meeting about a, b and c" from the centroid's heaviest terms ("Meeting" if none)."""
+    """ "Meeting about a, b and c" from the centroid's heaviest terms ("Meeting" if none)."""
     middle = centroid(tfidf_vectors(sentences))
     forms = surface_forms(sentences)
     top = [forms.get(t, t) for t, _ in sorted(middle.items(), key=lambda kv: (-kv[1], kv[0]))[:3]]
@@ -111,8 +137,10 @@ def action_items(sentences: Sequence[Sentence], max_items: int = 8) -> list[Acti
         score = 1.0 + (due is not None) + (owner is not None) + min(len(s.terms), 12) / 12
         scored.append((score, s, owner, due))
     best = sorted(scored, key=lambda x: (-x[0], x[1].index))[:max_items]
-    return [ActionItem(s.text, owner, due, (s.segment_id,))
-            for _, s, owner, due in sorted(best, key=lambda x: x[1].index)]
+    return [
+        ActionItem(s.text, owner, due, (s.segment_id,))
+        for _, s, owner, due in sorted(best, key=lambda x: x[1].index)
+    ]
 
 
 def _named_person(text: str) -> str | None:
@@ -137,11 +165,13 @@ def open_questions(
         if not q.text.endswith("?") or len(q.terms) < 3:
             continue
         asked = set(q.terms)
-        others = [s for s in sentences[i + 1 :] if s.speaker != q.speaker
-                  and s.start - q.start <= window_s][:replies]
+        others = [
+            s
+            for s in sentences[i + 1 :]
+            if s.speaker != q.speaker and s.start - q.start <= window_s
+        ][:replies]
         answered = any(
-            len(asked & set(s.terms)) >= 2
-            or (asked & set(s.terms) and _ANSWER_CUE.match(s.text))
+            len(asked & set(s.terms)) >= 2 or (asked & set(s.terms) and _ANSWER_CUE.match(s.text))
             for s in others
         )
         if not answered:

@@ -20,9 +20,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from pipelines.clock import Clock, MonotonicClock
 from pipelines.meeting.job_events import JobEvents, ProgressPump
@@ -34,7 +34,7 @@ MAX_ATTEMPTS = 3
 """A job interrupted this many times is failed instead of resumed again."""
 
 ProgressFn = Callable[[str, float], None]
-JobRunner = Callable[[Job, ProgressFn], Awaitable[Mapping[str, bytes]]]
+JobRunner = Callable[[Job, ProgressFn], Coroutine[Any, Any, Mapping[str, bytes]]]
 """Runs one job: reports ``(stage, fraction 0–1)`` to the callback (from any thread)
 and returns result files by name. Raising fails the job; it must be safe to cancel."""
 
@@ -71,9 +71,9 @@ class JobQueue(Protocol):
         """Cancel if needed, then remove the job's files and record. False: no such job."""
         ...
 
-    def subscribe(self, job_id: str) -> contextlib.AbstractAsyncContextManager[
-        asyncio.Queue[Job | None]
-    ]:
+    def subscribe(
+        self, job_id: str
+    ) -> contextlib.AbstractAsyncContextManager[asyncio.Queue[Job | None]]:
         """Snapshots of ``job_id`` as it changes (``None`` once deleted)."""
         ...
 
@@ -143,8 +143,12 @@ class LocalJobQueue:
             return
         log.warning("job %s failed on recovery: %s", job.id, why)
         await self.store.update(
-            job.id, expect=[JobState.RUNNING], state=JobState.FAILED,
-            error=why, error_code=code, finished_at=self._now(),
+            job.id,
+            expect=[JobState.RUNNING],
+            state=JobState.FAILED,
+            error=why,
+            error_code=code,
+            finished_at=self._now(),
         )
 
     async def stop(self, timeout_s: float = 10.0) -> None:
@@ -164,8 +168,11 @@ class LocalJobQueue:
 
     async def cancel(self, job_id: str) -> Job | None:
         job = await self.store.update(
-            job_id, expect=[JobState.QUEUED], state=JobState.CANCELLED,
-            stage=None, finished_at=self._now(),
+            job_id,
+            expect=[JobState.QUEUED],
+            state=JobState.CANCELLED,
+            stage=None,
+            finished_at=self._now(),
         )
         if job is not None:
             self.events.publish(job_id, job)
@@ -187,9 +194,9 @@ class LocalJobQueue:
         self.events.publish(job_id, None)
         return deleted
 
-    def subscribe(self, job_id: str) -> contextlib.AbstractAsyncContextManager[
-        asyncio.Queue[Job | None]
-    ]:
+    def subscribe(
+        self, job_id: str
+    ) -> contextlib.AbstractAsyncContextManager[asyncio.Queue[Job | None]]:
         return self.events.subscribe(job_id)
 
     async def _work(self) -> None:
@@ -211,8 +218,13 @@ class LocalJobQueue:
         if job is None or job.state is not JobState.QUEUED:
             return  # cancelled or deleted while waiting
         job = await self.store.update(
-            job_id, expect=[JobState.QUEUED], state=JobState.RUNNING, stage="starting",
-            progress=0.0, attempts=job.attempts + 1, started_at=self._now(),
+            job_id,
+            expect=[JobState.QUEUED],
+            state=JobState.RUNNING,
+            stage="starting",
+            progress=0.0,
+            attempts=job.attempts + 1,
+            started_at=self._now(),
         )
         if job is None:
             return

@@ -48,8 +48,7 @@ def meeting_options(raw: Mapping[str, Any]) -> MeetingOptions:
     for name in ("num_speakers", "min_speakers", "max_speakers"):
         value = raw.get(name)
         if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int)
-            or not 1 <= value <= SPEAKER_LIMIT
+            isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= SPEAKER_LIMIT
         ):
             raise ValueError(f"{name} must be a whole number from 1 to {SPEAKER_LIMIT}")
         counts[name] = value

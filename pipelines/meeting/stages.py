@@ -100,7 +100,9 @@ def decode_with_vad(
             if expected:
                 report(min(1.0, buffer.size / SAMPLE_RATE / expected))
     finally:
-        chunks.close()
+        close = getattr(chunks, "close", None)  # a generator: closes the file now
+        if close is not None:
+            close()
     if start_ms is not None:
         end_ms = vad.pending_end_ms if vad.pending_end_ms is not None else vad.position_ms
         regions.append((start_ms / 1000, end_ms / 1000))

@@ -153,7 +153,8 @@ class JobStore:
         names = ", ".join(_COLUMNS)
         marks = ", ".join("?" for _ in _COLUMNS)
         await asyncio.to_thread(
-            self._run, f"INSERT INTO jobs ({names}) VALUES ({marks})",
+            self._run,
+            f"INSERT INTO jobs ({names}) VALUES ({marks})",
             tuple(values[name] for name in _COLUMNS),
         )
         return job

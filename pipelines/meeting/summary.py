@@ -51,8 +51,12 @@ class ActionItem:
     citations: tuple[int, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "owner": self.owner, "due": self.due,
-                "citations": list(self.citations)}
+        return {
+            "text": self.text,
+            "owner": self.owner,
+            "due": self.due,
+            "citations": list(self.citations),
+        }
 
 
 @dataclass(frozen=True)
@@ -110,8 +114,10 @@ class MeetingSummary:
         sections: list[tuple[str, list[str]]] = [
             ("Key points", [f"- {i.text}{cite(i.citations)}" for i in self.key_points]),
             ("Decisions", [f"- {i.text}{cite(i.citations)}" for i in self.decisions]),
-            ("Action items", [f"- [ ] {_action_line(i)}{cite(i.citations)}"
-                              for i in self.action_items]),
+            (
+                "Action items",
+                [f"- [ ] {_action_line(i)}{cite(i.citations)}" for i in self.action_items],
+            ),
             ("Open questions", [f"- {i.text}{cite(i.citations)}" for i in self.open_questions]),
         ]
         for heading, items in sections:
@@ -123,19 +129,26 @@ class MeetingSummary:
 
 
 def _action_line(item: ActionItem) -> str:
-    extra = [x for x in (item.owner and f"owner: {item.owner}", item.due and f"due: {item.due}") if x]
+    extra = [
+        x for x in (item.owner and f"owner: {item.owner}", item.due and f"due: {item.due}") if x
+    ]
     return item.text + (f" ({'; '.join(extra)})" if extra else "")
 
 
 def _items(raw: Any) -> tuple[SummaryItem, ...]:
-    return tuple(SummaryItem(str(i["text"]).strip(), tuple(int(c) for c in i["citations"]))
-                 for i in raw)
+    return tuple(
+        SummaryItem(str(i["text"]).strip(), tuple(int(c) for c in i["citations"])) for i in raw
+    )
 
 
 def _actions(raw: Any) -> tuple[ActionItem, ...]:
     return tuple(
-        ActionItem(str(i["text"]).strip(), _opt(i.get("owner")), _opt(i.get("due")),
-                   tuple(int(c) for c in i["citations"]))
+        ActionItem(
+            str(i["text"]).strip(),
+            _opt(i.get("owner")),
+            _opt(i.get("due")),
+            tuple(int(c) for c in i["citations"]),
+        )
         for i in raw
     )
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from pipelines.meeting.document import TranscriptDocument
 
-STOPWORDS = frozenset("""
+_STOP_TEXT = """
 a about above after again against all also am an and any are aren't as at be because been
 before being below between both but by can can't cannot could couldn't did didn't do does
 doesn't doing don't down during each few for from further had hadn't has hasn't have haven't
@@ -29,8 +29,9 @@ you've your yours yourself yourselves
 um uh uhm hmm mm mhm mm-hmm ah oh eh er yeah yep yes no okay ok 'kay right well like just
 really actually basically gonna wanna gotta kind sort thing things stuff bit lot get got go
 going goes went think thought know mean guess maybe probably one two also now then still
-say said see look good great sure fine alright anyway mean quite much many way
-""".split())
+say said see look good great sure fine alright anyway quite much many way
+"""
+STOPWORDS = frozenset(_STOP_TEXT.split())
 _FILLER = re.compile(r"\b(?:u+m+|u+h+m*|h+m+|m+h?m+|e+r+m+|mm-hmm)\b[,.]?\s*", re.IGNORECASE)
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?…])\s+")
 _WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
@@ -78,9 +79,17 @@ def split_sentences(document: TranscriptDocument) -> list[Sentence]:
         for piece in _SENTENCE_SPLIT.split(seg.text.strip()):
             text = clean(piece)
             if text:
-                out.append(Sentence(len(out), text, seg.id, seg.speaker,
-                                    document.name_of(seg.speaker), seg.start,
-                                    content_terms(text)))
+                out.append(
+                    Sentence(
+                        len(out),
+                        text,
+                        seg.id,
+                        seg.speaker,
+                        document.name_of(seg.speaker),
+                        seg.start,
+                        content_terms(text),
+                    )
+                )
     return out
 
 

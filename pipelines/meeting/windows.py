@@ -21,8 +21,9 @@ def _even_cut(earliest: float, latest: float) -> float:
     return latest
 
 
-def split_long(regions: Sequence[Span], max_s: float, target_s: float,
-               pick_cut: CutPicker = _even_cut) -> list[Span]:
+def split_long(
+    regions: Sequence[Span], max_s: float, target_s: float, pick_cut: CutPicker = _even_cut
+) -> list[Span]:
     """Regions longer than ``max_s`` cut into pieces, each cut made by ``pick_cut``
     between ``target_s`` and ``max_s`` after the piece's start."""
     out: list[Span] = []
@@ -55,8 +56,12 @@ def plan_windows(
     """
     if not 0 < target_s <= max_s:
         raise ValueError("need 0 < target_s <= max_s")
-    spans = split_long(sorted((max(0.0, s), min(duration_s, e)) for s, e in regions if e > s),
-                       max_s, target_s, pick_cut)
+    spans = split_long(
+        sorted((max(0.0, s), min(duration_s, e)) for s, e in regions if e > s),
+        max_s,
+        target_s,
+        pick_cut,
+    )
     groups: list[Span] = []
     for start, end in spans:
         if groups:
@@ -73,8 +78,9 @@ def plan_windows(
     return windows
 
 
-def quietest_point(audio: np.ndarray, sample_rate: int, earliest: float, latest: float,
-                   frame_s: float = 0.05) -> float:
+def quietest_point(
+    audio: np.ndarray, sample_rate: int, earliest: float, latest: float, frame_s: float = 0.05
+) -> float:
     """Centre (s) of the ``frame_s`` frame with the least energy in [earliest, latest]."""
     hop = max(1, round(frame_s * sample_rate))
     lo = max(0, round(earliest * sample_rate))

@@ -37,6 +37,8 @@ class RealtimeOptions:
     max_context_chars: int = 6000
     vad_backend: Literal["silero", "webrtc"] = "silero"
     vad_min_speech_ms: int = 200
+    speculative_response: bool = True
+    """Start the LLM on the speculative transcript while the end of speech is confirmed."""
 
 
 @dataclass

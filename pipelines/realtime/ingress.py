@@ -65,6 +65,12 @@ class TurnListener(Protocol):
     async def partial_transcript(self, text: str) -> None:
         """A new partial hypothesis of the current user turn."""
 
+    async def speculative_transcript(self, text: str) -> None:
+        """Trailing silence began and this is what the turn says so far (not committed)."""
+
+    async def speculation_cancelled(self) -> None:
+        """Speech resumed: the last speculative transcript no longer holds."""
+
     async def user_turn(self, item: Item, latency: TurnLatency | None) -> None:
         """A user turn was committed and transcribed (``item.text`` may be empty)."""
 
@@ -99,6 +105,7 @@ class InputAudio:
         self._utterance_start_ms = 0.0
         self._speculated_at: float | None = None
         self._partial_task: asyncio.Task[None] | None = None
+        self._speculation: asyncio.Task[None] | None = None
         self._turn_tasks: set[asyncio.Task[None]] = set()
         self._prefix = StablePrefix()
 
@@ -134,7 +141,9 @@ class InputAudio:
             await self._cancel_work()
 
     async def _cancel_work(self) -> None:
-        tasks = [t for t in (self._partial_task, *self._turn_tasks) if t is not None]
+        tasks = [
+            t for t in (self._partial_task, self._speculation, *self._turn_tasks) if t is not None
+        ]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -225,10 +234,29 @@ class InputAudio:
         self._listener.speech_started()
 
     async def _maybe_speculate(self, vad: StreamingVad) -> None:
+        """Start the final transcription (and, through the listener, the LLM) as soon as
+        trailing silence begins; call it off when speech resumes."""
         pending = vad.pending_end_ms
-        if pending is not None and pending != self._speculated_at:
-            self._speculated_at = pending
-            self._recognizer.speculate(pending + self._vad_offset_ms - self._utterance_start_ms)
+        if pending == self._speculated_at:
+            return
+        self._speculated_at = pending
+        if self._speculation is not None:
+            self._speculation.cancel()
+            self._speculation = None
+            await self._listener.speculation_cancelled()
+        if pending is not None:
+            upto_ms = pending + self._vad_offset_ms - self._utterance_start_ms
+            self._recognizer.speculate(upto_ms)
+            self._speculation = asyncio.create_task(
+                self._speculated(self._recognizer, upto_ms, self._item_id)
+            )
+
+    async def _speculated(
+        self, recognizer: StreamingRecognizer, upto_ms: float, item_id: str | None
+    ) -> None:
+        result = await recognizer.finalize(upto_ms)
+        if item_id == self._item_id and result.text.strip():
+            await self._listener.speculative_transcript(result.text.strip())
 
     def _schedule_partial(self) -> None:
         if self._partial_task is None or self._partial_task.done():
@@ -290,6 +318,10 @@ class InputAudio:
         await self.ctx.emitter.item_added(item, previous)
         finalize = asyncio.create_task(self._recognizer.finalize(upto_ms))
         self._item_id = None
+        self._speculated_at = None
+        if self._speculation is not None:
+            self._speculation.cancel()
+            self._speculation = None
         self._buffer = np.zeros(0, dtype=np.int16)
         self._buffer_start_ms = self._position_ms
         if self._partial_task is not None:

@@ -18,6 +18,8 @@ class TurnLatency:
     speech_end: float
     item_id: str | None = None
     marks: dict[str, float] = field(default_factory=dict)
+    speculative: bool = False
+    """The LLM request started on a speculative transcript, before the turn was confirmed."""
 
     def mark(self, stage: str, at: float) -> bool:
         """Record the first time ``stage`` happened; True if this call recorded it."""

@@ -25,6 +25,7 @@ from pipelines.realtime.context import SessionContext
 from pipelines.realtime.conversation import Item, SpokenSpan
 from pipelines.realtime.latency import TurnLatency
 from pipelines.realtime.playout import AudioPacer
+from pipelines.realtime.prefetch import Prefetch
 from voice.audio.g711 import alaw_encode, ulaw_encode
 from voice.llm import Completion, LlmError, TextDelta, ToolCallArgumentsDelta, ToolCallRequest
 from voice.tts.chunker import SentenceChunker
@@ -78,6 +79,9 @@ class ResponseRun:
         self._message: Item | None = None
         self.waiting_for_client_tool = False
         self._output_base = 0
+        self._prefetch: Prefetch | None = None
+        self.prefetched = False
+        """Whether the first LLM request was started speculatively and used."""
 
     # --- control from the session -----------------------------------------
     @property
@@ -147,6 +151,33 @@ class ResponseRun:
         await self._close_open_items()
         await emitter.emit("response.done", response=self._protocol(self.status))
 
+    def prefetch(self, user_text: str) -> Prefetch:
+        """Start this response's first LLM request early, for a user turn not yet committed.
+
+        :meth:`run` uses it if the conversation then reads exactly as assumed here.
+        """
+        messages = [
+            *self.ctx.conversation.chat_messages(self.instructions),
+            {"role": "user", "content": user_text},
+        ]
+        self._prefetch = Prefetch(messages, self._llm_stream(messages))
+        return self._prefetch
+
+    async def discard_prefetch(self) -> None:
+        if self._prefetch is not None:
+            prefetch, self._prefetch = self._prefetch, None
+            await prefetch.aclose()
+
+    def _llm_stream(self, messages: list[dict[str, Any]]) -> AsyncIterator[Any]:
+        tools = self._tool_schemas()
+        return self.ctx.llm.stream(
+            messages,
+            tools=tools or None,
+            tool_choice=self.config.tool_choice if tools else "auto",
+            temperature=self.config.temperature,
+            max_tokens=self.config.max_output_tokens or self.ctx.options.max_output_tokens,
+        )
+
     async def _work(self) -> None:
         for _ in range(self.ctx.options.tool_max_steps):
             step = await self._llm_step()
@@ -165,23 +196,30 @@ class ResponseRun:
     async def _llm_step(self) -> _Step:
         step = _Step()
         messages = self.ctx.conversation.chat_messages(self.instructions)
-        tools = self._tool_schemas()
-        stream = self.ctx.llm.stream(
-            messages,
-            tools=tools or None,
-            tool_choice=self.config.tool_choice if tools else "auto",
-            temperature=self.config.temperature,
-            max_tokens=self.config.max_output_tokens or self.ctx.options.max_output_tokens,
-        )
+        prefetch, self._prefetch = self._prefetch, None
+        if prefetch is not None and prefetch.messages == messages:
+            self.prefetched = True
+            stream = cast(AsyncGenerator[Any, None], prefetch.events())
+        else:
+            if prefetch is not None:
+                await prefetch.aclose()
+            stream = cast(AsyncGenerator[Any, None], self._llm_stream(messages))
+        try:
+            await self._consume(stream, step)
+        finally:
+            if prefetch is not None:
+                await prefetch.aclose()
+        if step.message is not None:
+            await self._finish_message(step.message, "completed")
+        return step
+
+    async def _consume(self, stream: AsyncGenerator[Any, None], step: _Step) -> None:
         async with contextlib.aclosing(stream):
             if "audio" in self.config.output_modalities:
                 await self._speak(self._sentences(stream, step), step)
             else:
                 async for text in self._sentences(stream, step, chunk=False):
                     await self._text(text, step)
-        if step.message is not None:
-            await self._finish_message(step.message, "completed")
-        return step
 
     def _tool_schemas(self) -> list[dict[str, Any]]:
         if self.config.tool_choice == "none":

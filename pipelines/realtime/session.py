@@ -108,6 +108,8 @@ class RealtimeSession:
         self._interrupt_pending = False
         self._hold_since: float | None = None
         self._queued_turn: tuple[Item, TurnLatency | None] | None = None
+        self._speculative: tuple[str, ResponseRun] | None = None
+        """A response whose LLM request started on a speculative transcript."""
         self.latencies: list[dict[str, Any]] = []
 
     @property
@@ -122,6 +124,7 @@ class RealtimeSession:
 
     async def close(self) -> None:
         """Cancel the response and input tasks and wait for them to exit. Safe to call twice."""
+        await self.speculation_cancelled()
         if self.response is not None:
             self.response.cancel("client_disconnected")
         for task in (self._response_task, self._input_task):
@@ -312,8 +315,10 @@ class RealtimeSession:
         *,
         latency: TurnLatency | None = None,
         instructions: str | None = None,
+        run: ResponseRun | None = None,
     ) -> None:
-        run = ResponseRun(self.ctx, config, latency=latency, instructions=instructions)
+        if run is None:
+            run = ResponseRun(self.ctx, config, latency=latency, instructions=instructions)
         self.response = run
         self._interrupt_pending = False
         self._response_task = asyncio.create_task(self._run_response(run), name=f"resp-{run.id}")
@@ -382,7 +387,36 @@ class RealtimeSession:
         if self._response_active():
             self._queued_turn = (item, latency)  # answered when the current response ends
             return
+        speculative, self._speculative = self._speculative, None
+        if speculative is not None and speculative[0] == words:
+            speculative[1].latency = latency
+            if latency is not None:
+                latency.speculative = True
+            self._start_response(self.config, run=speculative[1])
+            return
+        if speculative is not None:
+            await speculative[1].discard_prefetch()
         self._start_response(self.config, latency=latency)
+
+    async def speculative_transcript(self, text: str) -> None:
+        td = self.config.turn_detection
+        await self.speculation_cancelled()
+        if (
+            not self.options.speculative_response
+            or td is None
+            or not td.create_response
+            or self._response_active()
+            or self._interrupt_pending
+        ):
+            return
+        run = ResponseRun(self.ctx, self.config)
+        run.prefetch(text)
+        self._speculative = (text, run)
+
+    async def speculation_cancelled(self) -> None:
+        speculative, self._speculative = self._speculative, None
+        if speculative is not None:
+            await speculative[1].discard_prefetch()
 
     def _session_protocol(self) -> dict[str, Any]:
         return self.config.to_protocol(self.id, self.ctx.tools.realtime_tools())

@@ -1,0 +1,67 @@
+"""Speculative LLM request started while the end of the user's turn is being confirmed.
+
+When trailing silence begins, the session already has a speculative transcript;
+starting the LLM then hides its first-token latency behind the end-of-speech
+silence wait. If the turn is confirmed with the same words, the response replays
+the buffered events and continues live; otherwise the prefetch is discarded
+(its HTTP stream is closed). Nothing is emitted to the client by a prefetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from voice.llm import LlmEvent
+
+
+class Prefetch:
+    """Consumes an LLM stream into a buffer from the moment it is created."""
+
+    def __init__(self, messages: list[dict[str, Any]], stream: AsyncIterator[LlmEvent]) -> None:
+        self.messages = messages
+        self._stream = stream
+        self._events: list[LlmEvent] = []
+        self._error: BaseException | None = None
+        self._done = False
+        self._changed = asyncio.Event()
+        self._task = asyncio.create_task(self._pump(), name="llm-prefetch")
+
+    async def _pump(self) -> None:
+        try:
+            async for event in self._stream:
+                self._events.append(event)
+                self._changed.set()
+        except Exception as exc:  # replayed to the consumer
+            self._error = exc
+        finally:
+            self._done = True
+            self._changed.set()
+
+    async def events(self) -> AsyncIterator[LlmEvent]:
+        """Buffered events, then live ones until the stream ends (re-raises its error)."""
+        index = 0
+        while True:
+            while index < len(self._events):
+                yield self._events[index]
+                index += 1
+            if self._done:
+                if self._error is not None:
+                    raise self._error
+                return
+            self._changed.clear()
+            if index < len(self._events) or self._done:
+                continue
+            await self._changed.wait()
+
+    async def aclose(self) -> None:
+        """Stop the request and close its stream. Safe to call more than once."""
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+        aclose = getattr(self._stream, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()

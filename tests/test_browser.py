@@ -1,0 +1,170 @@
+"""The browser page end to end: headless Chromium (Debian's ``chromium``, driven by
+Playwright) with its fake microphone playing a real speech clip calls the real server
+over WebRTC on loopback; the clip's words must show in the page's transcript and the
+agent's voice must come back (RTP bytes and audible level at the page's analyser)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import wave
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import jiwer
+import numpy as np
+import pytest
+from playwright.async_api import Page, async_playwright
+
+from tests.conftest import load_clip, reference_text
+from tests.fakes.llm_script import Turn, user_says
+from tests.fakes.scripted_llm import ScriptedLlmServer
+from tests.servers import ServerThread
+from voice.settings import load_settings
+from web.app import create_app
+from web.rtc_peer import CallRegistry
+
+CHROMIUM = "/usr/bin/chromium"
+CLIP = "azure-speech-sdk/whatstheweatherlike.wav"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[ScriptedLlmServer]:
+    with ScriptedLlmServer(default=Turn.say("Hello there.")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server(
+    llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerThread]:
+    settings = load_settings(
+        llm_base_url=llm.base_url,
+        cache_dir=tmp_path_factory.mktemp("cache"),
+        data_dir=tmp_path_factory.mktemp("data"),
+        webrtc_host_addresses=["127.0.0.1"],
+    )
+    with ServerThread(create_app(settings)) as running:
+        yield running
+
+
+def microphone_wav(path: Path, relative: str, lead_s: float, tail_s: float) -> Path:
+    """A 16-bit 16 kHz WAV of the clip between silences (Chromium loops the file)."""
+    clip = (load_clip(relative) * 32767).astype("<i2")
+    pcm = np.concatenate(
+        [np.zeros(int(lead_s * 16000), "<i2"), clip, np.zeros(int(tail_s * 16000), "<i2")]
+    )
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(pcm.tobytes())
+    return path
+
+
+@pytest.fixture
+async def page(tmp_path: Path) -> AsyncIterator[Page]:
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    mic = microphone_wav(tmp_path / "mic.wav", CLIP, lead_s=3.0, tail_s=30.0)
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={mic}",
+        "--allow-loopback-in-peer-connection",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        try:
+            context = await browser.new_context(viewport={"width": 900, "height": 1000})
+            yield await context.new_page()
+        finally:
+            await browser.close()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    def normalize(text: str) -> str:
+        return " ".join("".join(c for c in text.lower() if c.isalnum() or c in " '").split())
+
+    return float(jiwer.wer(normalize(reference), normalize(hypothesis)))
+
+
+async def hook(page: Page, expression: str) -> Any:
+    return await page.evaluate(f"() => window.voiceAgent.{expression}")
+
+
+async def wait_hook(page: Page, condition: str, timeout_s: float) -> None:
+    await page.wait_for_function(
+        f"() => window.voiceAgent && ({condition})", timeout=timeout_s * 1000, polling=100
+    )
+
+
+async def test_browser_call_transcribes_speech_and_plays_the_answer(
+    server: ServerThread, llm: ScriptedLlmServer, page: Page
+) -> None:
+    llm.add(Turn.say("It is sunny and warm today.", when=user_says("weather")))
+    page_errors: list[str] = []
+    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+    await page.goto(f"{server.http_url}/?loopback=1&raw=1")
+    await page.get_by_role("button", name="Start talking").click()
+    await wait_hook(page, "window.voiceAgent.connected", 15)
+    await page.get_by_role("button", name="Hang up").wait_for(timeout=5000)
+    await wait_hook(
+        page, "window.voiceAgent.transcripts.some(t => t.role === 'user' && t.final)", 40
+    )
+    user = [t for t in await hook(page, "transcripts") if t["role"] == "user" and t["final"]]
+    error = wer(reference_text(CLIP), user[0]["text"])
+    print(f"\nbrowser transcript {user[0]['text']!r}: WER {error:.2f}")
+    assert error <= 0.25
+    # The agent answers: its words on the page, its voice at the analyser, RTP bytes growing.
+    await wait_hook(
+        page, "window.voiceAgent.transcripts.some(t => t.role === 'agent' && t.final)", 30
+    )
+    await wait_hook(page, "window.voiceAgent.agentVoicedTicks >= 10", 15)
+    first_bytes = await hook(page, "bytesReceived")
+    await asyncio.sleep(1.2)
+    assert await hook(page, "bytesReceived") > first_bytes > 0
+    assert await hook(page, "agentLevelMax") > 0.02
+    agent = [t for t in await hook(page, "transcripts") if t["role"] == "agent"]
+    assert agent[0]["text"] == "It is sunny and warm today."
+    await expect_text(page, "It is sunny and warm today.")
+    latencies = await hook(page, "latencies")
+    assert latencies and latencies[0]["first_audio_sent"] is not None
+    assert await page.locator("#latency-table tbody tr").count() == len(latencies)
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "browser-call.png"), full_page=True)
+    assert await hook(page, "errors") == [] and page_errors == []
+    # Hanging up from the page ends the call on the server too.
+    await page.get_by_role("button", name="Hang up").click()
+    await wait_hook(page, "window.voiceAgent.state === 'ended'", 5)
+    calls: CallRegistry = server.server.config.app.state.webrtc_calls
+    async with asyncio.timeout(10):
+        while len(calls):
+            await asyncio.sleep(0.1)
+
+
+async def expect_text(page: Page, text: str) -> None:
+    await page.locator("#transcript").get_by_text(text).wait_for(timeout=5000)
+
+
+async def test_unreachable_server_is_reported_in_plain_words(
+    server: ServerThread, page: Page
+) -> None:
+    await page.goto(f"{server.http_url}/?loopback=1")
+    await page.route("**/v1/realtime/calls", lambda route: route.abort("connectionrefused"))
+    await page.get_by_role("button", name="Start talking").click()
+    alert = page.get_by_role("alert")
+    await alert.wait_for(timeout=10000)
+    assert "could not be reached" in (await alert.inner_text())
+    assert await hook(page, "state") == "idle"
+    assert await page.get_by_role("button", name="Start talking").is_enabled()

@@ -1,0 +1,324 @@
+"""The meeting pipeline: alignment, documents and windows on hand-made timelines (no
+models), then the whole pipeline on real recordings with the shipped models.
+
+Quality figures (speaker-attributed WER, DER) are printed with ``-s`` and
+bounded from measurements, with the margins stated next to each bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from pathlib import Path
+from types import MappingProxyType
+
+import jiwer
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linear_sum_assignment
+
+from pipelines.meeting.align import (
+    DEFAULT_SPEAKER,
+    align,
+    assign_speakers,
+    group_segments,
+    join_words,
+    smooth_islands,
+    snap_changes,
+)
+from pipelines.meeting.document import TranscriptDocument, TranscriptSegment
+from pipelines.meeting.pipeline import STAGE_WEIGHTS, ProgressPlan
+from pipelines.meeting.stages import window_words
+from pipelines.meeting.windows import plan_windows, quietest_point
+from voice.diarize.base import SpeakerTurn
+from voice.stt.base import Segment, Transcription, Word
+
+
+def W(text: str, start: float, end: float) -> Word:  # noqa: N802 - reads like a timeline
+    return Word(text, start, end, 0.9)
+
+
+def T(start: float, end: float, speaker: str) -> SpeakerTurn:  # noqa: N802
+    return SpeakerTurn(start, end, speaker)
+
+
+def sentence(text: str, start: float, step: float = 0.3, gap: float = 0.05) -> list[Word]:
+    """Words of ``text`` one after another from ``start`` (s), each ``step`` long."""
+    out = []
+    for i, token in enumerate(text.split()):
+        t0 = start + i * (step + gap)
+        out.append(W(token, t0, t0 + step))
+    return out
+
+
+# --- alignment: assignment -------------------------------------------------------------
+
+
+def test_word_goes_to_the_speaker_with_most_overlap() -> None:
+    words = [W("yes", 1.0, 1.4)]
+    assert assign_speakers(words, [T(0.0, 1.1, "A"), T(1.1, 3.0, "B")]) == ["B"]
+    assert assign_speakers(words, [T(0.0, 1.3, "A"), T(1.3, 3.0, "B")]) == ["A"]
+
+
+def test_overlap_is_summed_over_a_speakers_turns() -> None:
+    # A has two short turns covering 0.25 s in all, B one turn covering 0.2 s
+    words = [W("word", 0.0, 0.5)]
+    turns = [T(0.0, 0.1, "A"), T(0.2, 0.3, "B"), T(0.3, 0.5, "B"), T(0.45, 0.6, "A")]
+    # A: 0.1 + 0.05 = 0.15, B: 0.1 + 0.2 = 0.3
+    assert assign_speakers(words, turns) == ["B"]
+
+
+def test_word_between_turns_goes_to_the_nearest_turn() -> None:
+    turns = [T(0.0, 4.0, "A"), T(5.5, 8.0, "B")]
+    assert assign_speakers([W("x", 5.0, 5.2)], turns) == ["B"]  # 0.3 s from B, 1.0 s from A
+    assert assign_speakers([W("x", 4.2, 4.4)], turns) == ["A"]
+    assert assign_speakers([W("x", 9.0, 9.5)], turns) == ["B"]  # after the last turn
+    assert assign_speakers([W("x", 0.0, 0.0)], [T(1.0, 2.0, "C")]) == ["C"]  # before the first
+
+
+def test_nearest_turn_sees_a_long_turn_that_started_early() -> None:
+    # a long A turn ends 0.1 s before the word; a later-starting short B turn ended long before
+    turns = [T(0.0, 10.0, "A"), T(2.0, 3.0, "B"), T(12.0, 13.0, "B")]
+    assert assign_speakers([W("x", 10.1, 10.3)], turns) == ["A"]
+
+
+def test_a_tie_keeps_the_previous_words_speaker() -> None:
+    turns = [T(0.0, 1.0, "B"), T(1.0, 2.0, "A"), T(1.0, 2.0, "B")]
+    assert assign_speakers([W("one", 0.2, 0.6), W("two", 1.2, 1.6)], turns) == ["B", "B"]
+
+
+def test_without_turns_everyone_is_one_speaker() -> None:
+    assert assign_speakers(sentence("a b c", 0.0), []) == [DEFAULT_SPEAKER] * 3
+
+
+# --- alignment: fix-ups at speaker changes ---------------------------------------------------
+
+
+def test_single_word_flip_inside_a_run_is_smoothed() -> None:
+    words = sentence("we should ship it today", 0.0)
+    assert smooth_islands(words, ["A", "A", "B", "A", "A"]) == ["A"] * 5
+
+
+def test_a_short_reply_standing_apart_is_kept() -> None:
+    words = [*sentence("so that is the plan.", 0.0), W("Yeah.", 2.3, 2.6),
+             *sentence("and then we test", 3.2)]
+    labels = ["A"] * 5 + ["B"] + ["A"] * 4
+    assert smooth_islands(words, labels) == labels
+
+
+def test_island_between_two_different_speakers_is_left_alone() -> None:
+    words = sentence("a b c d e", 0.0)
+    labels = ["A", "A", "B", "C", "C"]
+    assert smooth_islands(words, labels) == labels
+
+
+def test_change_snaps_back_to_the_sentence_end() -> None:
+    # "fine." belongs to A but its loose timing pushed it into B's turn
+    words = [*sentence("that is fine.", 0.0), *sentence("yes I agree", 1.1)]
+    turns = [T(0.0, 0.6, "A"), T(0.6, 2.2, "B")]
+    labels = assign_speakers(words, turns)
+    assert labels == ["A", "A", "B", "B", "B", "B"]
+    assert snap_changes(words, labels, turns) == ["A", "A", "A", "B", "B", "B"]
+
+
+def test_change_snaps_forward_to_the_sentence_end() -> None:
+    words = [*sentence("that is fine.", 0.0), *sentence("yes I agree", 1.1)]
+    turns = [T(0.0, 1.5, "A"), T(1.5, 2.2, "B")]
+    labels = ["A", "A", "A", "A", "B", "B"]  # "yes" was heard inside A's turn
+    assert snap_changes(words, labels, turns) == ["A", "A", "A", "B", "B", "B"]
+
+
+def test_change_does_not_move_words_far_from_the_other_speakers_turns() -> None:
+    words = [*sentence("that is fine.", 0.0), *sentence("yes I agree", 1.1)]
+    turns = [T(0.0, 0.3, "A"), T(0.4, 2.2, "B")]  # "fine." (0.7-1.0) is 0.4 s from A... ok
+    assert snap_changes(words, ["A", "A", "B", "B", "B", "B"], turns)[2] == "A"
+    far = [T(0.0, 0.1, "A"), T(0.1, 2.2, "B")]  # now 0.6 s away: beyond the 0.5 s tolerance
+    assert snap_changes(words, ["A", "A", "B", "B", "B", "B"], far)[2] == "B"
+
+
+def test_change_already_at_a_sentence_end_stays() -> None:
+    words = [*sentence("is it done?", 0.0), *sentence("not yet. tomorrow", 1.1)]
+    turns = [T(0.0, 1.0, "A"), T(1.0, 2.2, "B")]
+    labels = ["A", "A", "A", "B", "B", "B"]
+    assert snap_changes(words, labels, turns) == labels
+
+
+def test_a_change_never_empties_a_run() -> None:
+    words = [*sentence("ok.", 0.0), *sentence("we go now", 0.5)]
+    turns = [T(0.0, 0.4, "A"), T(0.4, 2.0, "B")]
+    labels = ["A", "B", "B", "B"]
+    out = snap_changes(words, labels, turns)
+    assert out[0] == "A" and out[1:] == ["B", "B", "B"]
+
+
+# --- alignment: segments ----------------------------------------------------------------
+
+
+def test_segments_split_on_speaker_and_long_pause() -> None:
+    words = [*sentence("hello there.", 0.0), *sentence("hi.", 0.8), *sentence("so anyway", 3.0)]
+    labels = ["A", "A", "B", "B", "B"]
+    segs = group_segments(words, labels, max_pause_s=1.0)
+    assert [(s.id, s.speaker, s.text) for s in segs] == [
+        (0, "A", "hello there."), (1, "B", "hi."), (2, "B", "so anyway")]
+    assert segs[2].start == pytest.approx(3.0) and segs[2].end == pytest.approx(3.65)
+    assert segs[0].words == tuple(words[:2])
+
+
+def test_long_monologue_is_split_after_a_sentence_end() -> None:
+    words = sentence(" ".join(["word"] * 60 + ["end."] + ["more"] * 40), 0.0, step=0.25)
+    segs = group_segments(words, ["A"] * len(words), max_segment_s=30.0)
+    assert len(segs) == 2 and all(s.end - s.start <= 30.0 for s in segs)
+    assert segs[0].text.endswith("end.")
+    assert sum(len(s.words) for s in segs) == len(words)
+
+
+def test_join_words_attaches_pieces_that_continue_a_word() -> None:
+    assert join_words(["cold", "-hearted", "and", "it", "'s", "fine", "."]) == "cold-hearted and it's fine."
+
+
+def test_align_end_to_end_on_a_three_speaker_timeline() -> None:
+    words = [*sentence("Good morning everyone.", 0.0), *sentence("Morning.", 1.4),
+             *sentence("Shall we start with the budget?", 2.2), *sentence("Yes please.", 4.6)]
+    turns = [T(0.0, 1.1, "SPEAKER_03"), T(1.3, 1.8, "SPEAKER_01"),
+             T(2.1, 4.2, "SPEAKER_03"), T(4.5, 5.4, "SPEAKER_00")]
+    segs = align(words, turns)
+    assert [(s.speaker, s.text) for s in segs] == [
+        ("SPEAKER_00", "Good morning everyone."),
+        ("SPEAKER_01", "Morning."),
+        ("SPEAKER_00", "Shall we start with the budget?"),
+        ("SPEAKER_02", "Yes please."),
+    ]
+    assert [s.id for s in segs] == [0, 1, 2, 3]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    gaps=st.lists(st.floats(0.0, 2.0), min_size=1, max_size=40),
+    cuts=st.lists(st.tuples(st.floats(0.0, 60.0), st.floats(0.1, 8.0), st.sampled_from("ABC")),
+                  max_size=12),
+)
+def test_align_keeps_every_word_once_and_in_order(gaps: list[float],
+                                                  cuts: list[tuple[float, float, str]]) -> None:
+    words, t = [], 0.0
+    for i, gap in enumerate(gaps):
+        t += gap
+        words.append(W(f"w{i}", t, t + 0.3))
+        t += 0.3
+    turns = [T(start, start + length, spk) for start, length, spk in cuts]
+    segs = align(words, turns)
+    assert [w.text for s in segs for w in s.words] == [w.text for w in words]
+    assert all(s.start <= s.end for s in segs)
+    assert all(a.end <= b.start for a, b in zip(segs, segs[1:], strict=False))
+    assert all(s.end - s.start <= 30.0 + 0.3 for s in segs)
+
+
+# --- the document ---------------------------------------------------------------------
+
+
+def _doc() -> TranscriptDocument:
+    segs = (
+        TranscriptSegment(0, "SPEAKER_00", 1.0, 2.5, "Hello <there> & welcome.",
+                          (W("Hello", 1.0, 1.4), W("<there>", 1.5, 1.9), W("&", 2.0, 2.1),
+                           W("welcome.", 2.1, 2.5))),
+        TranscriptSegment(1, "SPEAKER_01", 3.0, 4.0, "Hi.", (W("Hi.", 3.0, 4.0),)),
+        TranscriptSegment(2, "SPEAKER_01", 4.5, 5.25, "Shall we start?", ()),
+    )
+    return TranscriptDocument(segs, {"SPEAKER_00": "Speaker 1", "SPEAKER_01": "Speaker 2"},
+                              65.5, "en", {"source": "x.wav"})
+
+
+def test_document_round_trips_through_json() -> None:
+    doc = _doc()
+    data = json.loads(json.dumps(doc.to_dict()))
+    assert list(data) == ["format", "version", "duration", "language", "speakers", "segments", "meta"]
+    assert list(data["segments"][0]) == ["id", "speaker", "start", "end", "text", "words"]
+    assert data["segments"][0]["words"][0] == {"text": "Hello", "start": 1.0, "end": 1.4,
+                                               "probability": 0.9}
+    again = TranscriptDocument.from_dict(data)
+    assert again == doc
+    with pytest.raises(ValueError, match="version"):
+        TranscriptDocument.from_dict({**data, "version": 99})
+    with pytest.raises(ValueError, match="malformed"):
+        TranscriptDocument.from_dict({**data, "segments": [{"id": 0}]})
+
+
+def test_document_rejects_duplicate_ids_and_unnamed_speakers() -> None:
+    seg = TranscriptSegment(0, "SPEAKER_00", 0.0, 1.0, "a")
+    with pytest.raises(ValueError, match="unique"):
+        TranscriptDocument((seg, seg), {"SPEAKER_00": "x"}, 1.0, "en")
+    with pytest.raises(ValueError, match="without a name"):
+        TranscriptDocument((seg,), {}, 1.0, "en")
+
+
+def test_rename_speakers_changes_names_not_labels() -> None:
+    doc = _doc().rename_speakers({"SPEAKER_01": "Bob"})
+    assert doc.speakers == {"SPEAKER_00": "Speaker 1", "SPEAKER_01": "Bob"}
+    assert [s.speaker for s in doc.segments] == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_01"]
+    assert _doc().speakers["SPEAKER_01"] == "Speaker 2"  # the original is untouched
+    with pytest.raises(KeyError):
+        doc.rename_speakers({"SPEAKER_09": "Eve"})
+    with pytest.raises(ValueError):
+        doc.rename_speakers({"SPEAKER_00": "  "})
+
+
+def test_renderings_use_display_names() -> None:
+    doc = _doc().rename_speakers({"SPEAKER_00": "Alice", "SPEAKER_01": "Bob"})
+    srt = doc.render("srt")
+    assert srt.startswith("1\n00:00:01,000 --> 00:00:02,500\nAlice: Hello <there> & welcome.\n")
+    assert "3\n00:00:04,500 --> 00:00:05,250\nBob: Shall we start?" in srt
+    vtt = doc.render("vtt")
+    assert vtt.startswith("WEBVTT\n")
+    assert "<v Alice>Hello &lt;there&gt; &amp; welcome." in vtt
+    assert doc.render("txt") == "Alice: Hello <there> & welcome.\nBob: Hi. Shall we start?\n"
+    md = doc.render("md")
+    assert md.startswith("# Meeting transcript\n\nDuration 00:01:05 · Speakers: Alice, Bob")
+    assert "**Alice** · 00:00:01\n\nHello \\<there\\> & welcome." in md
+    assert "**Bob** · 00:00:03\n\nHi. Shall we start?" in md
+    assert json.loads(doc.render("json"))["speakers"]["SPEAKER_01"] == "Bob"
+    with pytest.raises(ValueError, match="unknown format"):
+        doc.render("docx")
+
+
+# --- windows, progress, word offsets ------------------------------------------------------
+
+
+def test_windows_cut_in_silences_and_skip_long_silence() -> None:
+    regions = [(1.0, 10.0), (11.0, 30.0), (31.0, 50.0), (51.0, 58.0), (200.0, 210.0)]
+    windows = plan_windows(regions, 300.0, target_s=45.0, max_s=60.0, pad_s=0.3)
+    assert windows == [(0.7, 50.3), (50.7, 58.3), (199.7, 210.3)]
+    for start, end in regions:  # every region lies inside one window
+        assert any(a <= start and end <= b for a, b in windows)
+
+
+def test_speech_without_pauses_is_cut_where_the_picker_says() -> None:
+    windows = plan_windows([(0.0, 130.0)], 130.0, target_s=45.0, max_s=60.0, pad_s=0.0,
+                           pick_cut=lambda a, b: a + 5.0)
+    assert windows == [(0.0, 50.0), (50.0, 100.0), (100.0, 130.0)]
+
+
+def test_quietest_point_finds_the_pause() -> None:
+    rate = 16000
+    t = np.arange(10 * rate) / rate
+    audio = (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    audio[round(6.2 * rate) : round(6.4 * rate)] = 0.0
+    assert quietest_point(audio, rate, 5.0, 8.0) == pytest.approx(6.3, abs=0.1)
+
+
+def test_progress_plan_is_monotonic_and_normalised() -> None:
+    plan = ProgressPlan(tuple(s for s in STAGE_WEIGHTS if s != "summarize"))
+    values = [plan.overall(stage, f) for stage in plan.offsets for f in (0.0, 0.5, 1.0)]
+    assert values == sorted(values) and values[0] == 0.0 and values[-1] == pytest.approx(1.0)
+
+
+def test_window_words_are_moved_to_the_recording_time_line() -> None:
+    result = Transcription("a b. c", (
+        Segment(0, 0.0, 1.0, "a b.", (Word(" a", 0.1, 0.4, 0.9), Word("b.", 0.5, 1.2, 0.8))),
+        Segment(1, 2.0, 3.0, "c", ()),
+    ), "en", 3.0, MappingProxyType({}))
+    words = window_words(result, 10.0, 11.1)
+    assert [(w.text, w.start, w.end) for w in words] == [
+        ("a", 10.1, 10.4), ("b.", 10.5, 11.1), ("c", 11.1, 11.1)]
