@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import itertools
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +45,9 @@ def clip48k(relative: str, pad_s: float = 1.5) -> np.ndarray:
     return np.concatenate([pcm, np.zeros(int(pad_s * RATE), dtype=np.int16)])
 
 
-def voiced_span_s(pcm: np.ndarray, rate: int = RATE, threshold: float = 500.0) -> tuple[float, float]:
+def voiced_span_s(
+    pcm: np.ndarray, rate: int = RATE, threshold: float = 500.0
+) -> tuple[float, float]:
     """Start and end (s) of the part of ``pcm`` louder than ``threshold`` RMS in 20 ms frames."""
     step = rate // 50
     frames = len(pcm) // step
@@ -191,6 +195,8 @@ class RtcCaller:
                 frame = await track.recv()
             except MediaStreamError:
                 return
+            if not isinstance(frame, AudioFrame):
+                continue
             pcm = to_mono_int16(frame).astype(np.float64)
             self.frames.append((time.monotonic(), float(np.sqrt((pcm**2).mean()))))
 
@@ -200,7 +206,21 @@ class RtcCaller:
 
     async def wait_for_voice(self, after: float = 0.0, timeout_s: float = 30.0) -> float:
         """Arrival time of the first non-silent agent frame after ``after``."""
-        async with asyncio.timeout(timeout_s):
-            while not (voiced := self.voiced_frames(after)):
-                await asyncio.sleep(0.01)
-        return voiced[0]
+        await eventually(lambda: bool(self.voiced_frames(after)), timeout_s)
+        return self.voiced_frames(after)[0]
+
+
+async def eventually(
+    condition: Callable[[], bool], timeout_s: float, every_s: float = 0.02
+) -> None:
+    """Poll ``condition`` (state owned by another task or thread) until true.
+
+    Raises TimeoutError after ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    for _ in itertools.count():
+        if condition():
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition still false after {timeout_s} s")
+        await asyncio.sleep(every_s)

@@ -10,16 +10,19 @@ import shutil
 import wave
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import httpx
 import jiwer
 import numpy as np
 import pytest
 from playwright.async_api import Page, async_playwright
+from starlette.applications import Starlette
 
 from tests.conftest import load_clip, reference_text
 from tests.fakes.llm_script import Turn, user_says
 from tests.fakes.scripted_llm import ScriptedLlmServer
+from tests.rtc_client import eventually
 from tests.servers import ServerThread
 from voice.settings import load_settings
 from web.app import create_app
@@ -147,10 +150,8 @@ async def test_browser_call_transcribes_speech_and_plays_the_answer(
     # Hanging up from the page ends the call on the server too.
     await page.get_by_role("button", name="Hang up").click()
     await wait_hook(page, "window.voiceAgent.state === 'ended'", 5)
-    calls: CallRegistry = server.server.config.app.state.webrtc_calls
-    async with asyncio.timeout(10):
-        while len(calls):
-            await asyncio.sleep(0.1)
+    calls = cast(CallRegistry, cast(Starlette, server.server.config.app).state.webrtc_calls)
+    await eventually(lambda: len(calls) == 0, 10)
 
 
 async def expect_text(page: Page, text: str) -> None:
@@ -168,3 +169,20 @@ async def test_unreachable_server_is_reported_in_plain_words(
     assert "could not be reached" in (await alert.inner_text())
     assert await hook(page, "state") == "idle"
     assert await page.get_by_role("button", name="Start talking").is_enabled()
+
+
+async def test_server_ending_the_call_is_reported_as_a_dropped_call(
+    server: ServerThread, page: Page
+) -> None:
+    await page.goto(f"{server.http_url}/?loopback=1")
+    await page.get_by_role("button", name="Start talking").click()
+    await wait_hook(page, "window.voiceAgent.connected", 15)
+    calls = cast(CallRegistry, cast(Starlette, server.server.config.app).state.webrtc_calls)
+    (call_id,) = calls.ids()
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{server.http_url}/v1/realtime/calls/{call_id}/hangup")
+    assert response.status_code == 200
+    alert = page.get_by_role("alert")
+    await alert.wait_for(timeout=10000)
+    assert "call dropped" in (await alert.inner_text())
+    assert await hook(page, "state") == "ended"

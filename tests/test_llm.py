@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import openai
 import pytest
-from openai.types.chat import ChatCompletionChunk
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageFunctionToolCall
 
 from tests.fakes import ScriptedLlmServer, ScriptedToolCall, Turn, after_tool_result
 from voice.llm import (
@@ -476,6 +477,24 @@ async def test_complete_and_unreachable_server() -> None:
             assert info.value.kind == "unavailable" and str(closed_port) in info.value.message
 
 
+def test_scripted_server_from_sync_code() -> None:
+    script = [Turn.call("calculate", {"expression": "1+1"})]
+    with ScriptedLlmServer(script, default=Turn.say("again"), model="m1") as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+        assert [model.id for model in client.models.list().data] == ["m1"]
+        reply = client.chat.completions.create(model="m1", messages=[USER[0]])  # type: ignore[list-item]
+        (call,) = reply.choices[0].message.tool_calls or []
+        assert isinstance(call, ChatCompletionMessageFunctionToolCall)
+        assert (call.function.name, json.loads(call.function.arguments)) == (
+            "calculate", {"expression": "1+1"})
+        assert reply.choices[0].finish_reason == "tool_calls"
+        for _ in range(2):
+            again = client.chat.completions.create(model="m1", messages=[USER[0]])  # type: ignore[list-item]
+            assert again.choices[0].message.content == "again"
+        client.close()
+    assert [r.path for r in server.requests] == ["/v1/models"] + ["/v1/chat/completions"] * 3
+
+
 def test_assembler_rejects_a_stream_cut_without_finish_reason() -> None:
     assembler = StreamAssembler()
     chunk = ChatCompletionChunk.model_validate({
@@ -526,7 +545,9 @@ def port_is_free(port: int) -> bool:
 
 
 async def test_embedded_llama_server_streams_a_reply(capsys: pytest.CaptureFixture[str]) -> None:
-    server = EmbeddedLlamaServer(resolve_gguf("smollm2"), threads=2, context=2048)
+    # One thread: on a busy 2-core machine, two llama.cpp threads that wait on each
+    # other at every token slow generation down tenfold.
+    server = EmbeddedLlamaServer(resolve_gguf("smollm2"), threads=1, context=2048)
     started = time.monotonic()
     await server.start(timeout_s=120)
     start_s = time.monotonic() - started
@@ -538,7 +559,7 @@ async def test_embedded_llama_server_streams_a_reply(capsys: pytest.CaptureFixtu
                     {"role": "user", "content": "Say hello and name one colour."}]
         # The server answers any model name with its one model.
         opts = LlmOptions(base_url=server.base_url, model="whatever", temperature=0.0,
-                          max_tokens=48, timeout_s=60)
+                          max_tokens=32, timeout_s=60)
         async with ChatClient(opts) as client:
             sent = time.monotonic()
             stamps: list[float] = []

@@ -318,3 +318,14 @@ def test_text_heard_estimates_the_length_of_a_sentence_still_being_produced() ->
     assert text_heard(spans, 733) == "Sure."
     spans[1].complete = True
     assert text_heard(spans, 733) == "Sure. Here is a long answer about the weather."
+
+
+@pytest.mark.parametrize(
+    ("text", "interrupts"),
+    [("Okay.", False), ("Uh-huh, yeah.", False), ("Mm-hmm", False), ("", False),
+     ("Wait, stop!", True), ("Okay, but what about tomorrow?", True)],
+)
+def test_backchannels_do_not_count_as_interruptions(text: str, interrupts: bool) -> None:
+    from pipelines.realtime.session import _is_interruption
+
+    assert _is_interruption(text) is interrupts

@@ -438,3 +438,58 @@ async def test_barge_in_stops_audio_and_cuts_history_to_what_was_heard(
     # or more), the delivered audio bounds the kept text.
     assert len(kept) <= delivered_ms / 1000 * 25 + 20
     assert retrieved.item.status == "incomplete"
+
+
+def synthesized_24k(text: str, pad_s: float = 1.0) -> np.ndarray:
+    """Real speech made by the Piper voice (a different source than the agent's stream)."""
+    from voice.tts import PiperSynthesizer
+    from voice.tts.stream import synthesize_text
+
+    audio = asyncio.run(synthesize_text(PiperSynthesizer(), text, RATE))
+    return np.concatenate([audio.astype(np.int16), np.zeros(int(pad_s * RATE), dtype=np.int16)])
+
+
+async def test_a_backchannel_does_not_interrupt_the_agent(
+    server: ServerThread, llm: ScriptedLlmServer
+) -> None:
+    backchannel = await asyncio.to_thread(synthesized_24k, "Okay.")
+    llm.add(Turn.say(LONG_REPLY, when=user_says("story")))
+    ws = await raw_connect(server)
+    try:
+        await recv_json(ws)
+        await ws.send(json.dumps({
+            "type": "conversation.item.create",
+            "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "tell me a story"}]},
+        }))
+        await ws.send(json.dumps({"type": "response.create"}))
+        events: list[tuple[float, dict[str, Any]]] = []
+        sender: asyncio.Task[None] | None = None
+        while True:
+            event = await recv_json(ws, 90)
+            events.append((time.monotonic(), event))
+            if event["type"] == "response.output_audio.delta" and sender is None:
+                sender = asyncio.create_task(stream_raw(ws, backchannel))
+            if event["type"] == "response.done":
+                break
+        assert sender is not None
+        await sender
+        types = [e["type"] for _, e in events]
+        assert "input_audio_buffer.speech_started" in types  # the VAD did hear it
+        assert events[-1][1]["response"]["status"] == "completed"
+        spoken = next(e for _, e in events if e["type"] == "response.output_audio_transcript.done")
+        assert spoken["transcript"] == LONG_REPLY
+        heard_at = next(t for t, e in events if e["type"] == "input_audio_buffer.speech_started")
+        assert any(t > heard_at for t, e in events if e["type"] == "response.output_audio.delta")
+    finally:
+        await ws.close()
+
+
+async def stream_raw(ws: Any, pcm: np.ndarray) -> None:
+    step = RATE * CHUNK_MS // 1000
+    start = time.monotonic()
+    for n, offset in enumerate(range(0, len(pcm), step)):
+        chunk = pcm[offset : offset + step].astype("<i2").tobytes()
+        await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(chunk).decode()}))
+        delay = start + (n + 1) * CHUNK_MS / 1000 - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)

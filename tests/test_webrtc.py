@@ -8,18 +8,21 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from typing import cast
 
 import httpx
 import jiwer
 import pytest
 from openai import AsyncOpenAI
+from starlette.applications import Starlette
 
 from tests.conftest import reference_text
 from tests.fakes.llm_script import Turn, user_says
 from tests.fakes.scripted_llm import ScriptedLlmServer
-from tests.rtc_client import RtcCaller, clip48k, voiced_span_s
+from tests.rtc_client import RtcCaller, clip48k, eventually, voiced_span_s
 from tests.servers import ServerThread
 from voice.settings import load_settings
+from web import rtc_peer
 from web.app import create_app
 from web.rtc_peer import CallRegistry
 
@@ -53,8 +56,8 @@ def server(
 
 
 def registry(server: ServerThread) -> CallRegistry:
-    app = server.server.config.app
-    return app.state.webrtc_calls  # type: ignore[no-any-return]
+    app = cast(Starlette, server.server.config.app)
+    return cast(CallRegistry, app.state.webrtc_calls)
 
 
 def normalize(text: str) -> str:
@@ -63,12 +66,6 @@ def normalize(text: str) -> str:
 
 def wer(reference: str, hypothesis: str) -> float:
     return float(jiwer.wer(normalize(reference), normalize(hypothesis)))
-
-
-async def wait_until(predicate: object, timeout_s: float) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():  # type: ignore[operator]
-            await asyncio.sleep(0.05)
 
 
 async def test_caller_speaks_and_hears_a_spoken_answer(
@@ -93,7 +90,7 @@ async def test_caller_speaks_and_hears_a_spoken_answer(
         assert "".join(d["delta"] for d in spoken).strip() == "It is sunny and warm today."
         assert not caller.of_type("response.output_audio.delta")  # audio goes on the track
         # Agent audio arrives on the remote track: over a second of voiced 20 ms frames.
-        await wait_until(lambda: len(caller.voiced_frames(clip.started_at or 0)) > 50, 10)
+        await eventually(lambda: len(caller.voiced_frames(clip.started_at or 0)) > 50, 10)
         speech_end = clip.started_at + voiced_span_s(clip.pcm)[1]
         first_voice = caller.voiced_frames(clip.started_at)[0]
         print(f"voice-to-voice latency {1000 * (first_voice - speech_end):.0f} ms")
@@ -104,7 +101,7 @@ async def test_caller_speaks_and_hears_a_spoken_answer(
     finally:
         await caller.close()
     # The client closing its peer connection is a hang-up: the server closes the call.
-    await wait_until(lambda: len(registry(server)) == 0, 15)
+    await eventually(lambda: len(registry(server)) == 0, 15)
 
 
 async def test_barge_in_silences_the_agent_track(
@@ -116,7 +113,7 @@ async def test_barge_in_silences_the_agent_track(
         await caller.connect()
         await caller.wait_for("session.created", 10)
         first = caller.mic.play(clip48k(WEATHER, pad_s=0.8))
-        await wait_until(lambda: first.started_at is not None, 5)
+        await eventually(lambda: first.started_at is not None, 5)
         talking_since = await caller.wait_for_voice(after=first.started_at or 0, timeout_s=30)
         await asyncio.sleep(max(0.0, talking_since + 1.0 - time.monotonic()))
         interruption = caller.mic.play(clip48k(INTERRUPTION, pad_s=1.0))
@@ -152,29 +149,42 @@ async def test_openai_sdk_calls_create_gets_an_answer_and_applies_the_session(
         await caller.accept(text)
         created = await caller.wait_for("session.created", 15)
         assert created["session"]["instructions"] == "Speak like a pirate."
-        caller.send({"type": "session.update", "session": {"type": "realtime", "instructions": "x"}})
+        caller.send(
+            {"type": "session.update", "session": {"type": "realtime", "instructions": "x"}}
+        )
         updated = await caller.wait_for("session.updated", 5)
         assert updated["session"]["instructions"] == "x"
     finally:
         await caller.close()
 
 
-async def test_bad_offers_get_json_errors_and_hangup_ends_a_call(server: ServerThread) -> None:
+async def test_bad_offers_get_json_errors_and_hangup_ends_a_call(
+    server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = f"{server.http_url}/v1/realtime/calls"
     caller = RtcCaller(server.http_url)
     offer = await caller.offer()
     async with httpx.AsyncClient(timeout=30) as http:
         cases = [
-            ({"content": b"hello", "headers": {"content-type": "application/sdp"}}, "invalid_offer"),
+            (
+                {"content": b"hello", "headers": {"content-type": "application/sdp"}},
+                "invalid_offer",
+            ),
             ({"content": b"{}", "headers": {"content-type": "application/json"}}, "invalid_offer"),
             (
-                {"content": offer.replace("m=audio", "m=video").encode(),
-                 "headers": {"content-type": "application/sdp"}},
+                {
+                    "content": offer.replace("m=audio", "m=video").encode(),
+                    "headers": {"content-type": "application/sdp"},
+                },
                 "invalid_offer",
             ),
             (
-                {"files": {"sdp": (None, offer, "application/sdp"),
-                           "session": (None, json.dumps({"instructions": 5}), "application/json")}},
+                {
+                    "files": {
+                        "sdp": (None, offer, "application/sdp"),
+                        "session": (None, json.dumps({"instructions": 5}), "application/json"),
+                    }
+                },
                 "invalid_value",
             ),
         ]
@@ -195,4 +205,26 @@ async def test_bad_offers_get_json_errors_and_hangup_ends_a_call(server: ServerT
         assert len(registry(server)) == 0
         missing = await http.post(f"{server.http_url}{location}/hangup")
         assert missing.status_code == 404
+        # A call whose caller never connects is dropped after the connect timeout.
+        monkeypatch.setattr(rtc_peer, "CONNECT_TIMEOUT_S", 1.0)
+        response = await http.post(url, content=offer, headers={"content-type": "application/sdp"})
+        assert response.status_code == 201
+        assert len(registry(server)) == 1
+        await eventually(lambda: len(registry(server)) == 0, 5)
     await caller.close()
+
+
+async def test_server_shutdown_closes_open_calls(server: ServerThread) -> None:
+    """Runs last: stops the module's server with a call still up."""
+    caller = RtcCaller(server.http_url)
+    try:
+        await caller.connect()
+        await caller.wait_for("session.created", 10)
+        calls = registry(server)
+        assert len(calls) == 1
+        await asyncio.to_thread(server.__exit__, None, None, None)
+        assert len(calls) == 0
+        # The caller sees the peer go away.
+        await eventually(lambda: caller.pc.connectionState in ("closed", "failed"), 15)
+    finally:
+        await caller.close()

@@ -79,7 +79,9 @@ class RtcCall:
         pc.on("track", self._on_track)
         pc.on("connectionstatechange", self._on_connection_state)
         self.session = session = make_session(self.send)
-        queue = FrameQueue(sample_rate=48000, frame_ms=20, lead_ms=int(session.options.output_lead_ms))
+        queue = FrameQueue(
+            sample_rate=48000, frame_ms=20, lead_ms=int(session.options.output_lead_ms)
+        )
         session.ctx.audio_output = queue
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
@@ -101,13 +103,17 @@ class RtcCall:
 
     async def serve(self) -> None:
         """Wait until the call ends, then shut it down. Cancel to end it (safe)."""
+        timer = asyncio.get_running_loop().call_later(CONNECT_TIMEOUT_S, self._connect_deadline)
         try:
-            await asyncio.wait_for(self._connected.wait(), CONNECT_TIMEOUT_S)
             await self._ended.wait()
-        except TimeoutError:
-            log.warning("call %s did not connect in %.0f s", self.id, CONNECT_TIMEOUT_S)
         finally:
+            timer.cancel()
             await self.shutdown()
+
+    def _connect_deadline(self) -> None:
+        if not self._connected.is_set():
+            log.warning("call %s did not connect in %.0f s", self.id, CONNECT_TIMEOUT_S)
+            self.hang_up()
 
     async def shutdown(self) -> None:
         """Stop the input pump, close the session, stop the event tasks, close the peer.
@@ -194,6 +200,10 @@ class CallRegistry:
 
     def __len__(self) -> int:
         return len(self._calls)
+
+    def ids(self) -> list[str]:
+        """Ids of the calls in progress."""
+        return list(self._calls)
 
     async def open(
         self, call: RtcCall, offer_sdp: str, make_session: Callable[[Send], RealtimeSession]

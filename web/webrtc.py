@@ -155,9 +155,7 @@ def parse_session(raw: str) -> RealtimeSessionCreateRequest:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ProtocolError(
-            f"session.{where}: {first['msg']}", param=f"session.{where}"
-        ) from None
+        raise ProtocolError(f"session.{where}: {first['msg']}", param=f"session.{where}") from None
 
 
 def error(status: int, message: str, code: str, *, param: str | None = None) -> JSONResponse:

@@ -30,6 +30,7 @@ um uh uhm hmm mm mhm mm-hmm ah oh eh er yeah yep yes no okay ok 'kay right well 
 really actually basically gonna wanna gotta kind sort thing things stuff bit lot get got go
 going goes went think thought know mean guess maybe probably one two also now then still
 say said see look good great sure fine alright anyway quite much many way
+kay sorry dunno cos 'cause gotcha uh-huh whatever something anything everything
 """
 STOPWORDS = frozenset(_STOP_TEXT.split())
 _FILLER = re.compile(r"\b(?:u+m+|u+h+m*|h+m+|m+h?m+|e+r+m+|mm-hmm)\b[,.]?\s*", re.IGNORECASE)

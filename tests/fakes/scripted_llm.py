@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 import threading
 import time
@@ -63,6 +64,11 @@ class RecordedRequest:
 
 class _CutConnection(Exception):
     """Raised mid-response so that uvicorn drops the connection (a disconnect fault)."""
+
+
+def _hide_scripted_cuts(record: logging.LogRecord) -> bool:
+    """Keep uvicorn from logging our deliberate disconnects as application errors."""
+    return not (record.exc_info and isinstance(record.exc_info[1], _CutConnection))
 
 
 class ScriptedLlmServer:
@@ -130,8 +136,10 @@ class ScriptedLlmServer:
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
             Route("/v1/models", self._models, methods=["GET"]),
         ])
-        config = uvicorn.Config(app, log_level="critical", access_log=False, lifespan="off",
+        # No log_config/log_level: uvicorn would otherwise reconfigure process-wide loggers.
+        config = uvicorn.Config(app, log_level=None, access_log=False, lifespan="off",
                                 log_config=None, timeout_graceful_shutdown=1)
+        logging.getLogger("uvicorn.error").addFilter(_hide_scripted_cuts)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         name="scripted-llm", daemon=True)

@@ -260,6 +260,7 @@
       current.mic.getTracks().forEach((track) => pc.addTrack(track, current.mic));
       const channel = pc.createDataChannel("oai-events");
       channel.addEventListener("message", onEvent);
+      channel.addEventListener("close", () => dropped(current));
       pc.addEventListener("track", (e) => current.timers.push(watchAgentAudio(e.streams[0] || new MediaStream([e.track]), audioContext)));
       pc.addEventListener("connectionstatechange", () => onConnectionState(current));
       await pc.setLocalDescription(await pc.createOffer());
@@ -278,12 +279,18 @@
     }
   }
 
+  // The server ended the call (its data channel closed) or the network failed.
+  function dropped(current) {
+    if (call !== current) return;
+    hangUp(current, "ended");
+    showError("The call dropped: the connection to the agent was lost. Press “Start talking” to call again.");
+  }
+
   function onConnectionState(current) {
     const state = current.pc.connectionState;
     if (call !== current) return;
     if (state === "failed" || state === "closed") {
-      hangUp(current, "ended");
-      showError("The call dropped: the connection to the agent was lost. Press “Start talking” to call again.");
+      dropped(current);
     } else if (state === "disconnected") {
       setState("connected", "The connection is unstable; trying to keep the call…");
     }

@@ -1,0 +1,247 @@
+"""Meeting jobs over HTTP against the real server: upload → queued job → results,
+followed over server-sent events; cancel, delete, speaker renaming; a restart in
+the middle of a job; and uploads that must be refused without leaving anything.
+
+Models are real (Whisper tiny.en, the diarizer); the LLM that writes summaries
+is the scripted OpenAI-compatible server from ``tests/fakes``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pipelines.services import Services
+from tests.api_helpers import (
+    BAD_UPLOADS,
+    MIB,
+    api_settings,
+    close_services,
+    leftovers,
+    load_services,
+    serve,
+)
+from tests.conftest import data_path, reference_text
+from tests.fakes.llm_script import Turn
+from tests.fakes.scripted_llm import ScriptedLlmServer
+from tests.servers import ServerThread
+from tests.test_transcriptions_api import wer
+
+JFK = "openai-whisper/jfk.wav"
+LONGER = "pyannote-audio/sample.wav"
+SUMMARY = {
+    "title": "Inaugural address",
+    "key_points": [{"text": "Citizens should ask what they can do for their country.",
+                    "citations": [0]}],
+    "decisions": [],
+    "action_items": [],
+    "open_questions": [],
+}
+FINAL = {"succeeded", "failed", "cancelled"}
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[ScriptedLlmServer]:
+    with ScriptedLlmServer(default=Turn.say(json.dumps(SUMMARY))) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def services(llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    loaded = load_services(
+        api_settings(tmp_path_factory.mktemp("models"), llm_base_url=llm.base_url)
+    )
+    yield loaded
+    close_services(loaded)
+
+
+@pytest.fixture(scope="module")
+def server(
+    services: Services, llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerThread]:
+    settings = api_settings(tmp_path_factory.mktemp("server"), llm_base_url=llm.base_url)
+    with serve(settings, services) as running:
+        yield running
+
+
+def upload(server: ServerThread, relative: str, **fields: str) -> httpx.Response:
+    path = data_path(relative)
+    with path.open("rb") as audio:
+        return httpx.post(f"{server.http_url}/v1/meetings", files={"file": (path.name, audio)},
+                          data=fields, timeout=60)
+
+
+def get(server: ServerThread, path: str, **kwargs: Any) -> httpx.Response:
+    return httpx.get(f"{server.http_url}{path}", timeout=30, **kwargs)
+
+
+def wait_for(server: ServerThread, job_id: str, predicate: Any, timeout_s: float = 180) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        response = get(server, f"/v1/meetings/{job_id}")
+        assert response.status_code == 200, response.text  # the job never vanishes
+        job = response.json()
+        if predicate(job):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"timed out; last state {job}")
+
+
+def follow_events(server: ServerThread, job_id: str) -> list[dict[str, Any]]:
+    """The ``job`` events of the SSE stream until a final state."""
+    seen: list[dict[str, Any]] = []
+    with httpx.stream("GET", f"{server.http_url}/v1/meetings/{job_id}/events",
+                      timeout=180) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        event = None
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: ") and event == "job":
+                seen.append(json.loads(line.removeprefix("data: ")))
+                if seen[-1]["state"] in FINAL:
+                    break
+    return seen
+
+
+def test_upload_to_summary_with_progress_renaming_and_delete(
+    server: ServerThread, llm: ScriptedLlmServer
+) -> None:
+    created = upload(server, JFK, summarize="true")
+    assert created.status_code == 202, created.text
+    job = created.json()
+    assert job["state"] == "queued" and job["filename"] == "jfk.wav"
+    assert job["duration"] == pytest.approx(11.0, abs=0.1)
+    assert created.headers["location"] == f"/v1/meetings/{job['id']}"
+    events = follow_events(server, job["id"])
+    progress = [e["progress"] for e in events]
+    assert events[-1]["state"] == "succeeded", events[-1]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert any(0 < p < 1 for p in progress), progress
+    assert {"transcribe", "diarize"} & {e["stage"] for e in events}
+    base = f"/v1/meetings/{job['id']}"
+
+    doc = get(server, f"{base}/transcript").json()
+    assert doc["format"] == "meeting-transcript" and doc["speakers"]
+    text = " ".join(s["text"] for s in doc["segments"])
+    assert wer(reference_text(JFK), text) <= 0.2, text
+    first = next(iter(doc["speakers"]))
+    for fmt, ctype, marker in (("txt", "text/plain", "Speaker 1:"), ("srt", "application/x-subrip",
+                               " --> "), ("vtt", "text/vtt", "WEBVTT"), ("md", "text/markdown",
+                               "# Meeting transcript")):
+        rendered = get(server, f"{base}/transcript", params={"format": fmt})
+        assert rendered.status_code == 200 and rendered.headers["content-type"].startswith(ctype)
+        assert marker in rendered.text and "country" in rendered.text
+
+    summary = get(server, f"{base}/summary").json()
+    assert summary["title"] == SUMMARY["title"] and summary["method"]["key_points"] == "llm"
+    assert summary["key_points"][0]["citations"] == [0]
+    assert "country" in json.dumps(llm.chat_requests[-1].messages)
+    markdown = get(server, f"{base}/summary", params={"format": "md"}).text
+    assert markdown.startswith("# Inaugural address") and "[00:00:0" in markdown
+
+    audio = get(server, f"{base}/audio")
+    assert audio.content == data_path(JFK).read_bytes()
+    assert audio.headers["content-type"] == "audio/wav"
+    part = get(server, f"{base}/audio", headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == audio.content[100:200]
+
+    renamed = httpx.patch(f"{server.http_url}{base}/speakers", json={first: "Alice"})
+    assert renamed.status_code == 200 and renamed.json()["speakers"][first] == "Alice"
+    assert get(server, f"{base}/transcript", params={"format": "txt"}).text.startswith("Alice: ")
+    assert "<v Alice>" in get(server, f"{base}/transcript", params={"format": "vtt"}).text
+    assert get(server, f"{base}/transcript").json()["speakers"][first] == "Alice"
+    unknown = httpx.patch(f"{server.http_url}{base}/speakers", json={"SPEAKER_99": "Bob"})
+    assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unknown_speaker"
+
+    listed = get(server, "/v1/meetings").json()["data"]
+    assert job["id"] in [m["id"] for m in listed]
+    deleted = httpx.delete(f"{server.http_url}{base}")
+    assert deleted.status_code == 200 and deleted.json()["deleted"] is True
+    assert get(server, base).status_code == 404
+    assert get(server, f"{base}/audio").status_code == 404
+    assert httpx.delete(f"{server.http_url}{base}").status_code == 404
+
+
+def test_cancel_running_job_then_delete(server: ServerThread) -> None:
+    job = upload(server, LONGER, summarize="false").json()
+    base = f"/v1/meetings/{job['id']}"
+    wait_for(server, job["id"], lambda j: j["state"] == "running")
+    early = get(server, f"{base}/transcript")
+    assert early.status_code == 409 and early.json()["error"]["code"] == "result_not_ready"
+    cancelled = httpx.post(f"{server.http_url}{base}/cancel", timeout=30)
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    again = httpx.post(f"{server.http_url}{base}/cancel")
+    assert again.status_code == 409
+    gone = get(server, f"{base}/transcript")
+    assert gone.status_code == 409 and gone.json()["error"]["code"] == "result_unavailable"
+    assert httpx.delete(f"{server.http_url}{base}").status_code == 200
+    assert get(server, base).status_code == 404
+
+
+def test_restart_mid_job_resumes_it(services: Services, llm: ScriptedLlmServer,
+                                    tmp_path: Path) -> None:
+    settings = api_settings(tmp_path, llm_base_url=llm.base_url)
+    with serve(settings, services) as first:
+        job = upload(first, LONGER, summarize="false", num_speakers="2").json()
+        wait_for(first, job["id"], lambda j: j["stage"] == "transcribe")
+    with serve(settings, services) as second:
+        resumed = wait_for(second, job["id"], lambda j: j["state"] in FINAL)
+        assert resumed["state"] == "succeeded", resumed
+        assert resumed["attempts"] == 2
+        doc = get(second, f"/v1/meetings/{job['id']}/transcript").json()
+        assert len(doc["speakers"]) == 2 and doc["segments"]
+
+
+@pytest.mark.parametrize(("name", "content", "status", "code"), BAD_UPLOADS)
+def test_bad_uploads_are_refused_and_leave_nothing(
+    server: ServerThread, name: str, content: bytes, status: int, code: str
+) -> None:
+    before = get(server, "/v1/meetings").json()["data"]
+    response = httpx.post(f"{server.http_url}/v1/meetings", files={"file": (name, content)})
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"] and error["type"]
+    assert get(server, "/v1/meetings").json()["data"] == before
+    uploads = server.server.config.app.state.settings.data_dir / "uploads"
+    assert {p.name for p in uploads.iterdir()} <= {m["id"] for m in before}
+
+
+def test_oversized_upload_gets_413_and_leaves_nothing(
+    services: Services, tmp_path: Path
+) -> None:
+    settings = api_settings(tmp_path, max_upload_mb=1)
+    with serve(settings, services) as small:
+        for size in (3 * MIB, MIB + 10):  # refused from Content-Length / while streaming
+            response = httpx.post(f"{small.http_url}/v1/meetings",
+                                  files={"file": ("big.wav", b"\0" * size)})
+            assert response.status_code == 413, response.text
+            assert response.json()["error"]["code"] == "file_too_large"
+        assert get(small, "/v1/meetings").json()["data"] == []
+    assert leftovers(settings.data_dir) == []
+
+
+def test_request_validation(server: ServerThread) -> None:
+    before = get(server, "/v1/meetings").json()["data"]
+
+    def post(fields: dict[str, str]) -> httpx.Response:
+        return httpx.post(f"{server.http_url}/v1/meetings", data=fields,
+                          files={"file": ("a.wav", data_path(JFK).read_bytes())})
+
+    assert post({"num_speakers": "two"}).json()["error"]["param"] == "num_speakers"
+    both = post({"num_speakers": "2", "min_speakers": "1"})
+    assert both.status_code == 422 and both.json()["error"]["code"] == "invalid_value"
+    assert post({"summarize": "maybe"}).status_code == 422
+    missing = httpx.post(f"{server.http_url}/v1/meetings", data={"language": "en"},
+                         files={"other": ("a", b"1")})
+    assert missing.status_code == 422 and missing.json()["error"]["code"] == "missing_file"
+    assert get(server, "/v1/meetings/" + "0" * 32).status_code == 404
+    assert get(server, "/v1/meetings/../../etc").status_code == 404
+    assert get(server, "/v1/meetings", params={"limit": "0"}).status_code == 422
+    assert get(server, "/v1/meetings").json()["data"] == before
