@@ -493,3 +493,41 @@ async def stream_raw(ws: Any, pcm: np.ndarray) -> None:
         delay = start + (n + 1) * CHUNK_MS / 1000 - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+async def test_manual_turns_commit_transcribe_and_answer_on_request(server: ServerThread) -> None:
+    clip = "openai-whisper/jfk.wav"
+    ws = await raw_connect(server)
+    try:
+        await recv_json(ws)
+        await ws.send(json.dumps({
+            "type": "session.update",
+            "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}},
+        }))
+        pcm = pcm24k(clip, pad_s=0.2)
+        step = RATE // 2  # half-second appends, as fast as the socket takes them
+        for offset in range(0, len(pcm), step):
+            chunk = pcm[offset : offset + step].astype("<i2").tobytes()
+            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(chunk).decode()}))
+        await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+        seen = []
+        while True:
+            event = await recv_json(ws, 90)
+            seen.append(event["type"])
+            if event["type"] == "conversation.item.input_audio_transcription.completed":
+                assert wer(reference_text(clip), event["transcript"]) == 0.0, event["transcript"]
+                break
+        assert "input_audio_buffer.committed" in seen
+        assert "input_audio_buffer.speech_started" not in seen and "response.created" not in seen
+        await ws.send(json.dumps({"type": "response.create", "response": {"output_modalities": ["text"]}}))
+        events = []
+        while True:
+            event = await recv_json(ws, 60)
+            events.append(event)
+            if event["type"] == "response.done":
+                break
+        assert events[-1]["response"]["status"] == "completed"
+        assert any(e["type"] == "response.output_text.delta" for e in events)
+        assert not any(e["type"] == "response.output_audio.delta" for e in events)
+    finally:
+        await ws.close()
