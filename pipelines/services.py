@@ -18,6 +18,7 @@ import numpy as np
 
 from pipelines.realtime.config import SessionConfig, TurnDetection
 from pipelines.realtime.context import RealtimeOptions
+from voice.diarize.base import Diarizer
 from voice.llm import ChatClient, LlmOptions, ToolRegistry
 from voice.llm.builtin_tools import registry_from_names
 from voice.llm.embedded import EmbeddedLlamaServer, resolve_gguf
@@ -41,6 +42,8 @@ class Services:
     embedded_llm: EmbeddedLlamaServer | None = None
     _batch_transcriber: Transcriber | None = None
     _batch_lock: threading.Lock = field(default_factory=threading.Lock)
+    _diarizer: Diarizer | None = None
+    _diarizer_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     async def start(cls, settings: Settings, *, warm_up: bool = True) -> Services:
@@ -89,6 +92,16 @@ class Services:
                 else:
                     self._batch_transcriber = WhisperTranscriber.from_settings(self.settings, False)
             return self._batch_transcriber
+
+    @property
+    def diarizer(self) -> Diarizer:
+        """The speaker diarizer (``diarize_backend``), loaded on first use. Blocking."""
+        with self._diarizer_lock:
+            if self._diarizer is None:
+                from voice.diarize import make_diarizer  # imports torch: only when needed
+
+                self._diarizer = make_diarizer(self.settings)
+            return self._diarizer
 
     def realtime_options(self) -> RealtimeOptions:
         s = self.settings

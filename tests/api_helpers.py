@@ -55,10 +55,7 @@ def serve(settings: Settings, services: Services) -> Iterator[ServerThread]:
 
 def leftovers(data_dir: Path) -> list[Path]:
     """Files under ``data_dir`` other than the job database."""
-    return [
-        p for p in data_dir.rglob("*")
-        if p.is_file() and not p.name.startswith("jobs.sqlite3")
-    ]
+    return [p for p in data_dir.rglob("*") if p.is_file() and not p.name.startswith("jobs.sqlite3")]
 
 
 def mp3_bytes(seconds: float = 3.0) -> bytes:

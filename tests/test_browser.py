@@ -130,10 +130,12 @@ async def test_browser_call_transcribes_speech_and_plays_the_answer(
     print(f"\nbrowser transcript {user[0]['text']!r}: WER {error:.2f}")
     assert error <= 0.25
     # The agent answers: its words on the page, its voice at the analyser, RTP bytes growing.
+    await wait_hook(page, "window.voiceAgent.agentVoicedTicks >= 10", 30)
+    ARTIFACTS.mkdir(exist_ok=True)  # the page while the agent speaks
+    await page.screenshot(path=str(ARTIFACTS / "browser-call.png"), full_page=True)
     await wait_hook(
-        page, "window.voiceAgent.transcripts.some(t => t.role === 'agent' && t.final)", 30
+        page, "window.voiceAgent.transcripts.some(t => t.role === 'agent' && t.final)", 15
     )
-    await wait_hook(page, "window.voiceAgent.agentVoicedTicks >= 10", 15)
     first_bytes = await hook(page, "bytesReceived")
     await asyncio.sleep(1.2)
     assert await hook(page, "bytesReceived") > first_bytes > 0
@@ -144,8 +146,6 @@ async def test_browser_call_transcribes_speech_and_plays_the_answer(
     latencies = await hook(page, "latencies")
     assert latencies and latencies[0]["first_audio_sent"] is not None
     assert await page.locator("#latency-table tbody tr").count() == len(latencies)
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / "browser-call.png"), full_page=True)
     assert await hook(page, "errors") == [] and page_errors == []
     # Hanging up from the page ends the call on the server too.
     await page.get_by_role("button", name="Hang up").click()

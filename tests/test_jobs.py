@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.meeting.jobs import MAX_ATTEMPTS, JobError, LocalJobQueue, ProgressFn
-from pipelines.meeting.store import Job, JobFiles, JobState, JobStore, new_job_id
+from pipelines.meeting.job_files import JobFiles
+from pipelines.meeting.jobs import MAX_ATTEMPTS, JobError, ProgressFn
+from pipelines.meeting.local_queue import LocalJobQueue
+from pipelines.meeting.store import Job, JobState, JobStore, new_job_id
 
 
 class Script:

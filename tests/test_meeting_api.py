@@ -37,8 +37,9 @@ JFK = "openai-whisper/jfk.wav"
 LONGER = "pyannote-audio/sample.wav"
 SUMMARY = {
     "title": "Inaugural address",
-    "key_points": [{"text": "Citizens should ask what they can do for their country.",
-                    "citations": [0]}],
+    "key_points": [
+        {"text": "Citizens should ask what they can do for their country.", "citations": [0]}
+    ],
     "decisions": [],
     "action_items": [],
     "open_questions": [],
@@ -53,7 +54,9 @@ def llm() -> Iterator[ScriptedLlmServer]:
 
 
 @pytest.fixture(scope="module")
-def services(llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+def services(
+    llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Services]:
     loaded = load_services(
         api_settings(tmp_path_factory.mktemp("models"), llm_base_url=llm.base_url)
     )
@@ -73,8 +76,12 @@ def server(
 def upload(server: ServerThread, relative: str, **fields: str) -> httpx.Response:
     path = data_path(relative)
     with path.open("rb") as audio:
-        return httpx.post(f"{server.http_url}/v1/meetings", files={"file": (path.name, audio)},
-                          data=fields, timeout=60)
+        return httpx.post(
+            f"{server.http_url}/v1/meetings",
+            files={"file": (path.name, audio)},
+            data=fields,
+            timeout=60,
+        )
 
 
 def get(server: ServerThread, path: str, **kwargs: Any) -> httpx.Response:
@@ -96,8 +103,9 @@ def wait_for(server: ServerThread, job_id: str, predicate: Any, timeout_s: float
 def follow_events(server: ServerThread, job_id: str) -> list[dict[str, Any]]:
     """The ``job`` events of the SSE stream until a final state."""
     seen: list[dict[str, Any]] = []
-    with httpx.stream("GET", f"{server.http_url}/v1/meetings/{job_id}/events",
-                      timeout=180) as response:
+    with httpx.stream(
+        "GET", f"{server.http_url}/v1/meetings/{job_id}/events", timeout=180
+    ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         event = None
         for line in response.iter_lines():
@@ -132,9 +140,12 @@ def test_upload_to_summary_with_progress_renaming_and_delete(
     text = " ".join(s["text"] for s in doc["segments"])
     assert wer(reference_text(JFK), text) <= 0.2, text
     first = next(iter(doc["speakers"]))
-    for fmt, ctype, marker in (("txt", "text/plain", "Speaker 1:"), ("srt", "application/x-subrip",
-                               " --> "), ("vtt", "text/vtt", "WEBVTT"), ("md", "text/markdown",
-                               "# Meeting transcript")):
+    for fmt, ctype, marker in (
+        ("txt", "text/plain", "Speaker 1:"),
+        ("srt", "application/x-subrip", " --> "),
+        ("vtt", "text/vtt", "WEBVTT"),
+        ("md", "text/markdown", "# Meeting transcript"),
+    ):
         rendered = get(server, f"{base}/transcript", params={"format": fmt})
         assert rendered.status_code == 200 and rendered.headers["content-type"].startswith(ctype)
         assert marker in rendered.text and "country" in rendered.text
@@ -185,8 +196,9 @@ def test_cancel_running_job_then_delete(server: ServerThread) -> None:
     assert get(server, base).status_code == 404
 
 
-def test_restart_mid_job_resumes_it(services: Services, llm: ScriptedLlmServer,
-                                    tmp_path: Path) -> None:
+def test_restart_mid_job_resumes_it(
+    services: Services, llm: ScriptedLlmServer, tmp_path: Path
+) -> None:
     settings = api_settings(tmp_path, llm_base_url=llm.base_url)
     with serve(settings, services) as first:
         job = upload(first, LONGER, summarize="false", num_speakers="2").json()
@@ -213,14 +225,13 @@ def test_bad_uploads_are_refused_and_leave_nothing(
     assert {p.name for p in uploads.iterdir()} <= {m["id"] for m in before}
 
 
-def test_oversized_upload_gets_413_and_leaves_nothing(
-    services: Services, tmp_path: Path
-) -> None:
+def test_oversized_upload_gets_413_and_leaves_nothing(services: Services, tmp_path: Path) -> None:
     settings = api_settings(tmp_path, max_upload_mb=1)
     with serve(settings, services) as small:
         for size in (3 * MIB, MIB + 10):  # refused from Content-Length / while streaming
-            response = httpx.post(f"{small.http_url}/v1/meetings",
-                                  files={"file": ("big.wav", b"\0" * size)})
+            response = httpx.post(
+                f"{small.http_url}/v1/meetings", files={"file": ("big.wav", b"\0" * size)}
+            )
             assert response.status_code == 413, response.text
             assert response.json()["error"]["code"] == "file_too_large"
         assert get(small, "/v1/meetings").json()["data"] == []
@@ -231,15 +242,19 @@ def test_request_validation(server: ServerThread) -> None:
     before = get(server, "/v1/meetings").json()["data"]
 
     def post(fields: dict[str, str]) -> httpx.Response:
-        return httpx.post(f"{server.http_url}/v1/meetings", data=fields,
-                          files={"file": ("a.wav", data_path(JFK).read_bytes())})
+        return httpx.post(
+            f"{server.http_url}/v1/meetings",
+            data=fields,
+            files={"file": ("a.wav", data_path(JFK).read_bytes())},
+        )
 
     assert post({"num_speakers": "two"}).json()["error"]["param"] == "num_speakers"
     both = post({"num_speakers": "2", "min_speakers": "1"})
     assert both.status_code == 422 and both.json()["error"]["code"] == "invalid_value"
     assert post({"summarize": "maybe"}).status_code == 422
-    missing = httpx.post(f"{server.http_url}/v1/meetings", data={"language": "en"},
-                         files={"other": ("a", b"1")})
+    missing = httpx.post(
+        f"{server.http_url}/v1/meetings", data={"language": "en"}, files={"other": ("a", b"1")}
+    )
     assert missing.status_code == 422 and missing.json()["error"]["code"] == "missing_file"
     assert get(server, "/v1/meetings/" + "0" * 32).status_code == 404
     assert get(server, "/v1/meetings/../../etc").status_code == 404

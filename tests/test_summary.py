@@ -27,7 +27,7 @@ from pipelines.meeting.summarize import (
 )
 from pipelines.meeting.summary import MeetingSummary, check_parts
 from pipelines.meeting.summary_schema import PARTS, SUMMARY_SCHEMA, schema_json
-from pipelines.meeting.text import split_sentences
+from pipelines.meeting.text import clean, split_sentences
 from tests.conftest import DATA_DIR
 from tests.fakes import ScriptedLlmServer, Turn
 from voice.llm import ChatClient, LlmOptions
@@ -81,7 +81,7 @@ def ami() -> dict[str, TranscriptDocument]:
 
 def check_summary(summary: MeetingSummary, doc: TranscriptDocument) -> dict[str, Any]:
     """Schema-valid, every citation a real segment, every text non-blank and (for
-    extractive parts) taken from the segment it cites."""
+    extractive parts) taken from the segment it cites (fillers such as "um" aside)."""
     data = json.loads(json.dumps(summary.to_dict()))
     errors = [e.message for e in VALIDATOR.iter_errors(data)]
     assert not errors, errors
@@ -91,7 +91,7 @@ def check_summary(summary: MeetingSummary, doc: TranscriptDocument) -> dict[str,
             assert item["text"].strip() and item["citations"]
             assert set(item["citations"]) <= ids, (part, item)
             if data["method"][part] == "extractive":
-                source = " ".join(doc.segment(c).text for c in item["citations"]).lower()
+                source = clean(" ".join(doc.segment(c).text for c in item["citations"])).lower()
                 head = " ".join(item["text"].rstrip(" …").lower().split()[1:6])
                 assert head in source, (part, item["text"])
     return data
@@ -161,7 +161,7 @@ def test_excerpt_keeps_the_clause_around_the_cue() -> None:
     cue = find_commitment(text)
     assert cue is not None
     cut = excerpt(text, cue.span, max_words=12)
-    assert cut == "And then I'll send the minutes to everyone by Friday so that nobody …"
+    assert cut == "And then I'll send the minutes to everyone by Friday so that …"
 
 
 def test_extractive_parts_on_a_small_meeting() -> None:
@@ -206,10 +206,16 @@ async def test_extractive_summary_of_an_ami_meeting(
 
 
 def test_rouge_against_the_human_summaries(ami: dict[str, TranscriptDocument]) -> None:
-    """ROUGE of the extractive summary (all parts' texts) against AMI's human
-    abstractive summary. Measured (R-1 recall): ES2003a 0.39, ES2003b 0.44; the
-    floor 0.30 leaves room for small changes but fails if selection breaks (a
-    random sentence pick of the same size scores about 0.25)."""
+    """ROUGE of the extractive summary (all parts' texts) against AMI's human abstractive
+    and extractive summaries, printed.
+
+    Measured R-1 recall vs the abstractive summary: ES2003a 0.35, ES2003b 0.51. At this
+    length ROUGE-1 does not separate the method from chance: random sentences of the
+    same total length scored 0.42 / 0.49 on average (30 draws), the first sentences
+    0.39 / 0.54. So the floor (0.30, below both measurements) only guards against an
+    empty or broken summary. Also printed: how many key points are sentences the
+    human extractive summary kept, against the share of all sentences it kept.
+    """
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
     for meeting in MEETINGS:
         summary = asyncio.run(summarize(ami[meeting], None))
@@ -223,6 +229,21 @@ def test_rouge_against_the_human_summaries(ami: dict[str, TranscriptDocument]) -
                 f"{k} R={v.recall:.3f} F={v.fmeasure:.3f}" for k, v in scores.items()))
             if reference_kind == "abssumm":
                 assert scores["rouge1"].recall > 0.30
+        kept = _words((AMI / f"{meeting}.extsumm.txt").read_text())
+        sentences = [s for s in split_sentences(ami[meeting]) if len(_words(s.text).split()) >= 4]
+        base = sum(_in_extract(s.text, kept) for s in sentences) / len(sentences)
+        hits = sum(_in_extract(p.text, kept) for p in summary.key_points)
+        print(f"{meeting}: {hits}/{len(summary.key_points)} key points are in the human "
+              f"extractive summary (base rate {base:.2f})")
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z']+", text.lower()))
+
+
+def _in_extract(text: str, kept: str) -> bool:
+    """Whether a sentence's first five words appear in the extractive summary."""
+    return " ".join(_words(text).split()[:5]) in kept
 
 
 # --- the LLM path against a scripted server ---------------------------------------------------
@@ -259,7 +280,11 @@ async def test_llm_summary_with_valid_citations(ami: dict[str, TranscriptDocumen
     doc, options = ami["ES2003a"], SummaryOptions()
     chunks = _chunks(doc, options)
     assert len(chunks) >= 2  # the real transcript is long enough to be chunked
-    script = [Turn.say(_reply(ids), when=_in_part(n)) for n, ids in enumerate(chunks, 1)]
+    script = [
+        Turn.say(_reply(ids, decisions=[{"text": f"Decision {n}.", "citations": [ids[-1]]}]),
+                 when=_in_part(n))
+        for n, ids in enumerate(chunks, 1)
+    ]
     async with ScriptedLlmServer(script) as server:
         client = _client(server)
         summary = await summarize(doc, client, options)

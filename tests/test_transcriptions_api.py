@@ -74,15 +74,18 @@ def test_sdk_json_text_srt_vtt(server: ServerThread) -> None:
     srt, vtt = str(rendered["srt"]), str(rendered["vtt"])
     assert srt.startswith("1\n00:00:00,000 --> 00:00:")
     assert vtt.startswith("WEBVTT\n\n00:00:00.000 --> 00:00:")
-    cue_text = " ".join(line for line in srt.splitlines() if line and "-->" not in line
-                        and not line.isdigit())
+    cue_text = " ".join(
+        line for line in srt.splitlines() if line and "-->" not in line and not line.isdigit()
+    )
     assert wer(reference, cue_text) <= 0.15
 
 
 def test_sdk_verbose_json_with_words_and_segments(server: ServerThread) -> None:
     with data_path(JFK).open("rb") as audio:
         result = client(server).audio.transcriptions.create(
-            file=audio, model="whisper-1", response_format="verbose_json",
+            file=audio,
+            model="whisper-1",
+            response_format="verbose_json",
             timestamp_granularities=["word", "segment"],
         )
     assert isinstance(result, TranscriptionVerbose)
@@ -99,7 +102,9 @@ def test_sdk_verbose_json_with_words_and_segments(server: ServerThread) -> None:
 def test_sdk_diarized_json_finds_two_speakers(server: ServerThread) -> None:
     with data_path(TWO_SPEAKERS).open("rb") as audio:
         result = client(server).audio.transcriptions.create(
-            file=audio, model="gpt-4o-transcribe-diarize", response_format="diarized_json",
+            file=audio,
+            model="gpt-4o-transcribe-diarize",
+            response_format="diarized_json",
             chunking_strategy="auto",
         )
     assert isinstance(result, TranscriptionDiarized)
@@ -128,14 +133,18 @@ def test_bad_files_get_openai_errors(
 
 
 def test_request_errors(server: ServerThread) -> None:
-    with pytest.raises(BadRequestError) as caught:
-        with data_path(JFK).open("rb") as audio:
-            client(server).audio.transcriptions.create(
-                file=audio, model="whisper-1", response_format="mp3"  # type: ignore[arg-type]
-            )
+    with pytest.raises(BadRequestError) as caught, data_path(JFK).open("rb") as audio:
+        client(server).audio.transcriptions.create(
+            file=audio,
+            model="whisper-1",
+            response_format="mp3",  # type: ignore[arg-type]
+        )
     assert caught.value.response.json()["error"]["param"] == "response_format"
-    no_file = httpx.post(f"{server.http_url}/v1/audio/transcriptions", data={"model": "x"},
-                         files={"other": ("a", b"1")})
+    no_file = httpx.post(
+        f"{server.http_url}/v1/audio/transcriptions",
+        data={"model": "x"},
+        files={"other": ("a", b"1")},
+    )
     assert no_file.status_code == 400 and no_file.json()["error"]["code"] == "missing_file"
     not_form = httpx.post(f"{server.http_url}/v1/audio/transcriptions", json={"file": "x"})
     assert not_form.status_code == 400

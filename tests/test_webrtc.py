@@ -12,10 +12,14 @@ from typing import cast
 
 import httpx
 import jiwer
+import numpy as np
 import pytest
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame
 from openai import AsyncOpenAI
 from starlette.applications import Starlette
 
+from pipelines.realtime.audio_out import FrameQueue
 from tests.conftest import reference_text
 from tests.fakes.llm_script import Turn, user_says
 from tests.fakes.scripted_llm import ScriptedLlmServer
@@ -25,6 +29,7 @@ from voice.settings import load_settings
 from web import rtc_peer
 from web.app import create_app
 from web.rtc_peer import CallRegistry
+from web.rtc_tracks import AgentAudioTrack, pump_input, to_mono_int16
 
 WEATHER = "azure-speech-sdk/whatstheweatherlike.wav"
 INTERRUPTION = "lhotse/2412-153948-0000.wav"
@@ -215,7 +220,7 @@ async def test_bad_offers_get_json_errors_and_hangup_ends_a_call(
 
 
 async def test_server_shutdown_closes_open_calls(server: ServerThread) -> None:
-    """Runs last: stops the module's server with a call still up."""
+    """The last test using the module server: stops it with a call still up."""
     caller = RtcCaller(server.http_url)
     try:
         await caller.connect()
@@ -228,3 +233,66 @@ async def test_server_shutdown_closes_open_calls(server: ServerThread) -> None:
         await eventually(lambda: caller.pc.connectionState in ("closed", "failed"), 15)
     finally:
         await caller.close()
+
+
+# --- media pieces without a network ------------------------------------------------
+
+
+def audio_frame(data: np.ndarray, layout: str, fmt: str = "s16", rate: int = 48000) -> AudioFrame:
+    frame = AudioFrame.from_ndarray(data, format=fmt, layout=layout)
+    frame.sample_rate = rate
+    return frame
+
+
+def test_incoming_frames_are_mixed_down_to_mono() -> None:
+    left, right = np.full(960, 1000, np.int16), np.full(960, -3000, np.int16)
+    packed = np.stack([left, right], axis=1).reshape(1, -1)  # interleaved L R L R
+    assert np.all(to_mono_int16(audio_frame(packed, "stereo")) == -1000)
+    planar = np.stack([left, right])
+    assert np.all(to_mono_int16(audio_frame(planar, "stereo", "s16p")) == -1000)
+    mono = np.arange(960, dtype=np.int16).reshape(1, -1)
+    assert np.array_equal(to_mono_int16(audio_frame(mono, "mono")), mono[0])
+
+
+async def test_pump_feeds_40_ms_batches_until_the_track_ends() -> None:
+    class Track(MediaStreamTrack):
+        kind = "audio"
+
+        def __init__(self, frames: list[AudioFrame]) -> None:
+            super().__init__()
+            self.frames = frames
+
+        async def recv(self) -> AudioFrame:
+            if not self.frames:
+                raise MediaStreamError
+            return self.frames.pop(0)
+
+    stereo = [
+        audio_frame(np.full((1, 1920), n, np.int16), "stereo") for n in range(5)
+    ]  # 5 frames of 20 ms
+    fed: list[tuple[np.ndarray, int]] = []
+
+    async def feed(samples: np.ndarray, rate: int) -> None:
+        fed.append((samples, rate))
+
+    await pump_input(Track(stereo), feed)
+    assert [(len(s), r) for s, r in fed] == [(1920, 48000), (1920, 48000)]
+    assert fed[1][0][0] == 2 and fed[1][0][-1] == 3  # in order; the odd last frame is dropped
+
+
+async def test_agent_track_paces_queued_audio_and_falls_silent_on_clear() -> None:
+    queue = FrameQueue(sample_rate=48000, frame_ms=20, lead_ms=200)
+    track = AgentAudioTrack(queue)
+    await queue.write(np.full(960 * 3, 1200, np.int16))
+    started = time.monotonic()
+    first, second = await track.recv(), await track.recv()
+    assert first.pts == 0 and second.pts == 960 and first.sample_rate == 48000
+    assert np.all(first.to_ndarray() == 1200)
+    queue.clear()
+    third = await track.recv()
+    assert not third.to_ndarray().any()  # cleared: silence at the next frame
+    for _ in range(2):
+        await track.recv()
+    elapsed = time.monotonic() - started
+    assert 0.075 <= elapsed < 0.3  # 5 frames = 4 waits of 20 ms: real-time pace
+    assert queue.played_samples() == 2 * 960

@@ -78,7 +78,8 @@ class Settings(BaseSettings):
     llm_embedded_model: str = "smollm2"
     """``smollm2`` (shipped SmolLM2-135M-Instruct) or a path to a GGUF file."""
     llm_embedded_chat_format: str = "chatml"
-    llm_embedded_threads: int = Field(2, ge=1)
+    llm_embedded_threads: int = Field(1, ge=1)
+    """llama.cpp threads; 1 keeps it fast while STT and TTS share a 2-core CPU (its threads spin)."""
     llm_embedded_context: int = Field(4096, ge=512)
 
     # --- diarization and meetings -------------------------------------------

@@ -16,9 +16,7 @@ class ApiError(Exception):
     """An HTTP error with a stable ``code`` and a human ``message``; ``param`` names
     the request field at fault, when there is one."""
 
-    def __init__(
-        self, status: int, code: str, message: str, *, param: str | None = None
-    ) -> None:
+    def __init__(self, status: int, code: str, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code

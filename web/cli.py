@@ -1,4 +1,4 @@
-"""The ``voice`` command line: transcribe, say, models, serve.
+"""The ``voice`` command line: transcribe, meeting, say, models, serve.
 
 The CLI is an outer interface like HTTP, so it lives in the outer layer and may
 use every stage and pipeline.
@@ -116,6 +116,64 @@ def _other_models(settings: Settings) -> list[tuple[str, str, Path]]:
     rows.append(("vad", "silero", find_silero_model()))
     rows.append(("llm", settings.llm_embedded_model, resolve_gguf(settings.llm_embedded_model)))
     return rows
+
+
+@app.command()
+def meeting(
+    file: Annotated[Path, typer.Argument(help="Recording of the meeting (any audio or video file)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder to write the results to")],
+    speakers: Annotated[
+        int | None, typer.Option("--speakers", min=1, help="exact number of speakers")
+    ] = None,
+    min_speakers: Annotated[int | None, typer.Option(min=1, help="at least this many")] = None,
+    max_speakers: Annotated[int | None, typer.Option(min=1, help="at most this many")] = None,
+    summary: Annotated[bool, typer.Option("--summary/--no-summary", help="write a summary")] = True,
+    llm: Annotated[
+        bool, typer.Option("--llm/--no-llm", help="summarise with the LLM (else extractively)")
+    ] = True,
+    language: Annotated[str | None, typer.Option(help="language code; default: settings")] = None,
+    model: Annotated[str | None, typer.Option(help="tiny.en, base or a model directory")] = None,
+) -> None:
+    """Transcribe FILE with speaker labels and summarise it.
+
+    Writes transcript.json/.srt/.vtt/.md/.txt and summary.json/.md into --out.
+    The LLM is the configured endpoint or, when none is set, the embedded one.
+    """
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    from pipelines.meeting.local import local_pipeline, write_outputs
+    from pipelines.meeting.pipeline import MeetingOptions
+    from voice.audio.decode import AudioDecodeError
+
+    try:
+        settings = load_settings(**({"stt_model": model} if model else {}))
+        options = MeetingOptions(language, speakers, min_speakers, max_speakers, summary)
+        options.diarize_options()
+    except ValueError as exc:  # SettingsError included
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if not file.is_file():
+        console.print(f"[red]no such file: {file}[/red]")
+        raise typer.Exit(1)
+    columns = (TextColumn("{task.description:<12}"), BarColumn(), TaskProgressColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("loading", total=1.0)
+
+        async def run() -> list[Path]:
+            async with local_pipeline(settings, use_llm=summary and llm) as pipeline:
+                result = await pipeline.run(
+                    file, options, lambda stage, f: bar.update(task, description=stage, completed=f)
+                )
+            return await asyncio.to_thread(write_outputs, result, out)
+
+        try:
+            written = asyncio.run(run())
+        except (AudioDecodeError, OSError) as exc:
+            console.print(f"[red]cannot process {file}: {exc}[/red]")
+            raise typer.Exit(1) from None
+    for path in written:
+        console.print(f"wrote {path}")
 
 
 @app.command()

@@ -12,8 +12,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from pipelines.meeting.job_files import JobFiles
 from pipelines.meeting.jobs import JobQueue
-from pipelines.meeting.store import Job, JobFiles, JobState, JobStore, is_job_id
+from pipelines.meeting.store import Job, JobState, JobStore, is_job_id
 from voice.settings import Settings
 from web.api_errors import ApiError
 
@@ -64,10 +65,12 @@ def require_succeeded(job: Job) -> None:
     if job.state is JobState.SUCCEEDED:
         return
     if job.state.final:
-        raise ApiError(409, "result_unavailable",
-                       f"the meeting {job.state}; it has no results")
-    raise ApiError(409, "result_not_ready",
-                   f"the meeting is {job.state} ({round(job.progress * 100)}% done); try later")
+        raise ApiError(409, "result_unavailable", f"the meeting {job.state}; it has no results")
+    raise ApiError(
+        409,
+        "result_not_ready",
+        f"the meeting is {job.state} ({round(job.progress * 100)}% done); try later",
+    )
 
 
 def job_json(job: Job) -> dict[str, Any]:

@@ -66,8 +66,12 @@ async def get_transcript(request: Request) -> Response:
     ctx, job = await job_or_404(request)
     fmt = request.query_params.get("format", "json")
     if fmt not in RENDER_FORMATS:
-        raise ApiError(422, "invalid_value", f"format must be one of {', '.join(RENDER_FORMATS)}",
-                       param="format")
+        raise ApiError(
+            422,
+            "invalid_value",
+            f"format must be one of {', '.join(RENDER_FORMATS)}",
+            param="format",
+        )
     require_succeeded(job)
     document = await _document(ctx, job)
     return _text(document.render(fmt), fmt, job, "transcript")
@@ -103,13 +107,19 @@ async def get_audio(request: Request) -> Response:
 
 def _mapping(body: Any) -> dict[str, str]:
     if not isinstance(body, dict) or not body:
-        raise ApiError(422, "invalid_value",
-                       'send a JSON object of labels to names, e.g. {"SPEAKER_00": "Alice"}')
+        raise ApiError(
+            422,
+            "invalid_value",
+            'send a JSON object of labels to names, e.g. {"SPEAKER_00": "Alice"}',
+        )
     for label, name in body.items():
         if not isinstance(name, str) or not name.strip() or len(name.strip()) > NAME_LIMIT:
-            raise ApiError(422, "invalid_value",
-                           f"the name for {label} must be 1 to {NAME_LIMIT} characters",
-                           param=label)
+            raise ApiError(
+                422,
+                "invalid_value",
+                f"the name for {label} must be 1 to {NAME_LIMIT} characters",
+                param=label,
+            )
     return {label: name.strip() for label, name in body.items()}
 
 

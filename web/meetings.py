@@ -20,9 +20,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from pipelines.meeting.jobs import LocalJobQueue, running
+from pipelines.meeting.job_files import JobFiles
+from pipelines.meeting.jobs import running
+from pipelines.meeting.local_queue import LocalJobQueue
 from pipelines.meeting.meeting_jobs import meeting_options, meeting_runner
-from pipelines.meeting.store import JobFiles, JobStore, new_job_id
+from pipelines.meeting.store import JobStore, new_job_id
 from voice.audio.decode import AudioDecodeError
 from web import meeting_results
 from web.api_errors import ApiError
@@ -47,7 +49,9 @@ async def job_worker(app: Starlette) -> AsyncIterator[None]:
     await store.open()
     files = JobFiles(settings.data_dir)
     queue = LocalJobQueue(
-        store, files, meeting_runner(app.state.services, files),
+        store,
+        files,
+        meeting_runner(app.state.services, files),
         concurrency=settings.max_concurrent_jobs,
     )
     try:
@@ -99,24 +103,29 @@ async def create_meeting(request: Request) -> Response:
             request, ctx.files.upload(job_id), max_bytes=ctx.settings.max_upload_mb << 20
         )
         if form.file_path is None:
-            raise ApiError(422, "missing_file", "send the recording as form field 'file'",
-                           param="file")
+            raise ApiError(
+                422, "missing_file", "send the recording as form field 'file'", param="file"
+            )
         options = _options(form)
         try:
             info = await asyncio.to_thread(inspect_upload, form.file_path)
         except AudioDecodeError as exc:
             raise decode_error(exc) from None
         job = ctx.store.new(
-            job_id, options=options, filename=display_filename(form.filename),
-            media_type=media_type(info, form.content_type), duration_s=info.duration_s,
+            job_id,
+            options=options,
+            filename=display_filename(form.filename),
+            media_type=media_type(info, form.content_type),
+            duration_s=info.duration_s,
             size_bytes=form.size_bytes,
         )
         job = await ctx.queue.submit(job)
     except BaseException:
         await asyncio.to_thread(ctx.files.remove, job_id)
         raise
-    return JSONResponse(job_json(job), status_code=202,
-                        headers={"Location": f"/v1/meetings/{job.id}"})
+    return JSONResponse(
+        job_json(job), status_code=202, headers={"Location": f"/v1/meetings/{job.id}"}
+    )
 
 
 @api
@@ -188,8 +197,9 @@ async def meeting_events(request: Request) -> Response:
     """``GET /v1/meetings/{id}/events``: server-sent events (see :func:`_event_stream`)."""
     ctx, job = await job_or_404(request)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(_event_stream(ctx, job.id), media_type="text/event-stream",
-                             headers=headers)
+    return StreamingResponse(
+        _event_stream(ctx, job.id), media_type="text/event-stream", headers=headers
+    )
 
 
 async def meetings_page(request: Request) -> Response:

@@ -57,8 +57,12 @@ class RtcCall:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def send(self, event: dict[str, Any]) -> None:
-        """The session's ``send``: queue an event for the data channel (waits when full)."""
-        await self._outbox.put(event)
+        """The session's ``send``: queue an event for the data channel (waits when full).
+
+        Events emitted once the call is ending are dropped (nobody will write them).
+        """
+        if not self._ended.is_set():
+            await self._outbox.put(event)
 
     async def start(self, offer_sdp: str, make_session: Callable[[Send], RealtimeSession]) -> str:
         """Answer ``offer_sdp`` and start the session; returns the answer SDP.

@@ -51,13 +51,20 @@ def _services(request: Request) -> Services:
 def _choice(form: ReceivedForm) -> tuple[str, set[str]]:
     fmt = (form.get("response_format") or "json").strip()
     if fmt not in RESPONSE_FORMATS:
-        raise ApiError(400, "invalid_value",
-                       f"response_format must be one of {', '.join(RESPONSE_FORMATS)}",
-                       param="response_format")
+        raise ApiError(
+            400,
+            "invalid_value",
+            f"response_format must be one of {', '.join(RESPONSE_FORMATS)}",
+            param="response_format",
+        )
     granularities = {g.strip() for g in form.getall("timestamp_granularities")}
     if granularities - set(GRANULARITIES):
-        raise ApiError(400, "invalid_value", "timestamp_granularities[] takes word and segment",
-                       param="timestamp_granularities")
+        raise ApiError(
+            400,
+            "invalid_value",
+            "timestamp_granularities[] takes word and segment",
+            param="timestamp_granularities",
+        )
     return fmt, granularities or {"segment"}
 
 
@@ -78,15 +85,25 @@ def _verbose(result: Transcription, granularities: set[str]) -> dict[str, Any]:
     }
     if "segment" in granularities:
         body["segments"] = [
-            {"id": s.id, "seek": round(s.start * 100), "start": round(s.start, 3),
-             "end": round(s.end, 3), "text": s.text, "tokens": [], "temperature": 0.0,
-             "avg_logprob": 0.0, "compression_ratio": 0.0, "no_speech_prob": 0.0}
+            {
+                "id": s.id,
+                "seek": round(s.start * 100),
+                "start": round(s.start, 3),
+                "end": round(s.end, 3),
+                "text": s.text,
+                "tokens": [],
+                "temperature": 0.0,
+                "avg_logprob": 0.0,
+                "compression_ratio": 0.0,
+                "no_speech_prob": 0.0,
+            }
             for s in result.segments
         ]
     if "word" in granularities:
         body["words"] = [
             {"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}
-            for s in result.segments for w in s.words
+            for s in result.segments
+            for w in s.words
         ]
     return body
 
@@ -111,8 +128,14 @@ async def _diarized(services: Services, path: Path, language: str | None) -> dic
     letters = {label: _letter(i) for i, label in enumerate(document.speakers)}
     spoken = [s for s in document.segments if s.text.strip()]
     segments = [
-        {"type": "transcript.text.segment", "id": f"seg_{s.id}", "speaker": letters[s.speaker],
-         "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
+        {
+            "type": "transcript.text.segment",
+            "id": f"seg_{s.id}",
+            "speaker": letters[s.speaker],
+            "start": round(s.start, 3),
+            "end": round(s.end, 3),
+            "text": s.text,
+        }
         for s in spoken
     ]
     return {

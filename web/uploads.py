@@ -56,8 +56,9 @@ class ReceivedForm:
 
 def too_large(max_bytes: int) -> ApiError:
     mb = max_bytes / (1 << 20)
-    return ApiError(413, "file_too_large", f"the file exceeds the {mb:g} MB upload limit",
-                    param="file")
+    return ApiError(
+        413, "file_too_large", f"the file exceeds the {mb:g} MB upload limit", param="file"
+    )
 
 
 class _Receiver:
@@ -107,8 +108,9 @@ class _Receiver:
         self._name = name.decode("utf-8", "replace")
         if self._name == self._file_field:
             if self.form.file_path is not None:
-                raise ApiError(400, "invalid_multipart", "more than one file was sent",
-                               param=self._file_field)
+                raise ApiError(
+                    400, "invalid_multipart", "more than one file was sent", param=self._file_field
+                )
             self._in_file = True
             self.form.file_path = self._dest
             raw_name = options.get(b"filename")
@@ -129,16 +131,21 @@ class _Receiver:
         else:
             self._value.extend(data[start:end])
             if len(self._value) > FIELD_LIMIT_BYTES:
-                raise ApiError(400, "field_too_large", f"form field {self._name!r} is too large",
-                               param=self._name)
+                raise ApiError(
+                    400,
+                    "field_too_large",
+                    f"form field {self._name!r} is too large",
+                    param=self._name,
+                )
 
     def _part_end(self) -> None:
         if not self._in_file and self._name is not None:
             try:
                 value = bytes(self._value).decode("utf-8")
             except UnicodeDecodeError:
-                raise ApiError(400, "invalid_multipart", f"field {self._name!r} is not UTF-8",
-                               param=self._name) from None
+                raise ApiError(
+                    400, "invalid_multipart", f"field {self._name!r} is not UTF-8", param=self._name
+                ) from None
             self.form.fields.setdefault(self._name.removesuffix("[]"), []).append(value)
         self._in_file = False
 
@@ -202,4 +209,3 @@ def _finish(file: BinaryIO, tail: bytes) -> None:
 def _unlink(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-

@@ -7,7 +7,7 @@ run-on sentences are cut to the clauses around what matched
 - key points: the most central sentences by TextRank over TF-IDF cosine
   similarity, sentences of 8-40 words preferred, near-duplicates skipped,
   in time order;
-- title: the three heaviest terms of the transcript's TF-IDF centroid;
+- title: the three most salient phrases (frequent runs of content words);
 - decisions: sentences stating a decision ("we decided", "let's go with");
 - action items: commitments and requests (:func:`~pipelines.meeting.cues.find_commitment`);
   the owner is the speaker for "I", a person addressed or named, else null;
@@ -30,10 +30,9 @@ from pipelines.meeting.summary import ActionItem, Part, SummaryItem
 from pipelines.meeting.text import (
     Sentence,
     Vector,
-    centroid,
     cosine,
+    key_phrases,
     split_sentences,
-    surface_forms,
     tfidf_vectors,
 )
 
@@ -90,11 +89,8 @@ def key_points(sentences: Sequence[Sentence], max_items: int = 8) -> list[Summar
 
 
 def title(sentences: Sequence[Sentence]) -> str:
-    """"Meeting about a, b and c" from the centroid's heaviest terms ("Meeting" if none)."""
-    middle = centroid(tfidf_vectors(sentences))
-    forms = surface_forms(sentences)
-    ranked = sorted(middle.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
-    top = [forms.get(term, term) for term, _ in ranked]
+    """"Meeting about a, b and c" from the most salient phrases ("Meeting" if none)."""
+    top = key_phrases(sentences)
     if not top:
         return "Meeting"
     return "Meeting about " + (", ".join(top[:-1]) + " and " + top[-1] if len(top) > 1 else top[0])

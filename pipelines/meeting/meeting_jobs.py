@@ -15,9 +15,10 @@ import json
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from pipelines.meeting.job_files import JobFiles
 from pipelines.meeting.jobs import JobError, JobRunner, ProgressFn
 from pipelines.meeting.pipeline import MeetingOptions, MeetingPipeline
-from pipelines.meeting.store import Job, JobFiles
+from pipelines.meeting.store import Job
 from voice.audio.decode import AudioDecodeError
 from voice.diarize.base import Diarizer
 from voice.llm import ChatClient

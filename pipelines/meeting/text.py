@@ -31,11 +31,19 @@ really actually basically gonna wanna gotta kind sort thing things stuff bit lot
 going goes went think thought know mean guess maybe probably one two also now then still
 say said see look good great sure fine alright anyway quite much many way
 kay sorry dunno cos 'cause gotcha uh-huh whatever something anything everything
+use used using want wants wanted might need needs make made take put come give people
 """
 STOPWORDS = frozenset(_STOP_TEXT.split())
+_NUMBER_TEXT = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty "
+    "ninety hundred thousand million billion point half quarter percent"
+)
+NUMBER_WORDS = frozenset(_NUMBER_TEXT.split())
 _FILLER = re.compile(r"\b(?:u+m+|u+h+m*|h+m+|m+h?m+|e+r+m+|mm-hmm)\b[,.]?\s*", re.IGNORECASE)
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?…])\s+")
 _WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
+_TOKEN = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?|[^\sa-z0-9]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,20 +129,29 @@ def cosine(a: Vector, b: Vector) -> float:
     return sum(v * b.get(t, 0.0) for t, v in a.items())
 
 
-def centroid(vectors: Sequence[Vector]) -> Vector:
-    """Unit-length mean of ``vectors``: what the transcript as a whole is about."""
-    total: Vector = {}
-    for vec in vectors:
-        for t, v in vec.items():
-            total[t] = total.get(t, 0.0) + v
-    return normalise(total)
-
-
-def surface_forms(sentences: Sequence[Sentence]) -> dict[str, str]:
-    """For each stem, the most frequent lower-case word that produced it."""
-    seen: dict[str, Counter[str]] = {}
+def key_phrases(sentences: Sequence[Sentence], limit: int = 3, longest: int = 3) -> list[str]:
+    """The ``limit`` most salient phrases: runs of 1-``longest`` content words, scored
+    by frequency x length^1.5 (plural and singular counted together); a phrase
+    sharing a word with one already chosen is skipped."""
+    counts: Counter[tuple[str, ...]] = Counter()
+    forms: dict[tuple[str, ...], Counter[str]] = {}
     for s in sentences:
-        for word in _WORD.findall(s.text.lower()):
-            if word not in STOPWORDS and len(word) > 2:
-                seen.setdefault(stem(word), Counter())[word] += 1
-    return {t: c.most_common(1)[0][0] for t, c in seen.items()}
+        run: list[str] = []
+        for token in [*_TOKEN.findall(s.text.lower()), "."]:
+            if token.isalpha() and len(token) > 2 and token not in STOPWORDS | NUMBER_WORDS:
+                run.append(token)
+                continue
+            for n in range(1, longest + 1):
+                for i in range(len(run) - n + 1):
+                    key = tuple(stem(w) for w in run[i : i + n])
+                    counts[key] += 1
+                    forms.setdefault(key, Counter())[" ".join(run[i : i + n])] += 1
+            run = []
+    ranked = sorted(counts, key=lambda k: (-counts[k] * len(k) ** 1.5, k))
+    chosen: list[tuple[str, ...]] = []
+    for key in ranked:
+        if len(chosen) == limit:
+            break
+        if counts[key] > 1 and not any(set(key) & set(c) for c in chosen):
+            chosen.append(key)
+    return [forms[k].most_common(1)[0][0] for k in chosen]

@@ -1,0 +1,204 @@
+"""Meeting bench: throughput and memory of the whole meeting pipeline on a long recording,
+and DER of diarization on every recording with a reference.
+
+The long recording (about 11 minutes) joins real clips from ../shared/data with
+0.8 s pauses: every ``diar`` clip and the longer unreferenced ones. Its
+reference turns are the clips' own, shifted, scored only where a clip has a
+reference (UEM). Peak RSS is sampled every 20 ms and attributed to the stage
+running at the time.
+
+    .venv/bin/python -m bench.meeting            # → bench/results/meeting.json
+    .venv/bin/python -m bench.meeting --llm      # summaries with the embedded LLM
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import threading
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pyannote.core import Annotation, Segment, Timeline
+from pyannote.metrics.diarization import DiarizationErrorRate
+
+from bench.common import DATA, load_wav16k, peak_rss_mb, write_result
+from voice.diarize.base import SpeakerTurn
+from voice.diarize.rttm import read_rttm, read_uem
+
+RATE = 16000
+PAUSE_S = 0.8
+DIAR = ["pyannote-audio/sample.wav", *[f"pyannote-audio/dev0{i}.wav" for i in range(2)],
+        *[f"pyannote-audio/trn0{i}.wav" for i in range(7)], "assembled/assembled_meeting.wav",
+        "faster-whisper/stereo_diarization.wav"]
+EXTRA = ["azure-speech-sdk/katiesteve.wav", "azure-speech-sdk/katiesteve_mono.wav",
+         "azure-speech-sdk/enrollment_audio_katie.wav", "azure-speech-sdk/enrollment_audio_steve.wav",
+         "silero-vad/test.wav", "azure-speech-sdk/speechService.wav",
+         "azure-speech-sdk/aboutSpeechSdk.wav", "realpython/harvard.wav", "openai-whisper/jfk.wav"]
+
+
+def reference(clip: str) -> tuple[list[SpeakerTurn], list[tuple[float, float]]] | None:
+    """Reference turns and scored regions of a clip, or None without an RTTM."""
+    path = DATA / clip
+    rttm = path.with_suffix(".rttm")
+    if not rttm.exists():
+        return None
+    turns = next(iter(read_rttm(rttm).values()))
+    uem = path.with_suffix(".uem")
+    regions = next(iter(read_uem(uem).values())) if uem.exists() else [(0.0, len(load_wav16k(clip)) / RATE)]
+    return turns, regions
+
+
+def build_long_recording(path: Path) -> tuple[float, Annotation, Timeline]:
+    """Write the joined recording; return its length (s), reference and UEM."""
+    pieces, ref, uem, t = [], Annotation(), Timeline(), 0.0
+    for clip in DIAR + EXTRA:
+        audio = load_wav16k(clip)
+        known = reference(clip)
+        if known is not None:
+            turns, regions = known
+            stem = Path(clip).stem
+            for turn in turns:  # AMI speaker ids are global; others are per clip
+                label = turn.speaker if clip.startswith("pyannote-audio/dev") or \
+                    clip.startswith("pyannote-audio/trn") else f"{stem}:{turn.speaker}"
+                ref[Segment(t + turn.start, t + turn.end)] = label
+            for start, end in regions:
+                uem.add(Segment(t + start, t + end))
+        pieces += [audio, np.zeros(round(PAUSE_S * RATE), np.float32)]
+        t += len(audio) / RATE + PAUSE_S
+    joined = np.concatenate(pieces)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(RATE)
+        wav.writeframes((np.clip(joined, -1, 1) * 32767).astype("<i2").tobytes())
+    return len(joined) / RATE, ref, uem
+
+
+class RssSampler:
+    """Samples this process's RSS every ``period_s`` and keeps the peak per stage."""
+
+    def __init__(self, period_s: float = 0.02) -> None:
+        self.stage = "load"
+        self.peaks: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(period_s,), daemon=True)
+
+    def _run(self, period_s: float) -> None:
+        while not self._stop.wait(period_s):
+            rss = _rss_mb()
+            self.peaks[self.stage] = max(self.peaks.get(self.stage, 0.0), rss)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def annotation(items: Any) -> Annotation:
+    out = Annotation()
+    for item in items:
+        out[Segment(item.start, item.end)] = item.speaker
+    return out
+
+
+async def bench_long(llm: bool) -> dict[str, Any]:
+    from pipelines.meeting.local import local_pipeline
+    from pipelines.meeting.pipeline import MeetingOptions
+    from voice.settings import load_settings
+
+    settings = load_settings(stt_model="base", stt_compute_type="int8", stt_device="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "long_meeting.wav"
+        duration, ref, uem = build_long_recording(path)
+        with RssSampler() as rss:
+            t0 = time.perf_counter()
+            async with local_pipeline(settings, use_llm=llm) as pipeline:
+                load_s = time.perf_counter() - t0
+                rss.stage = "decode"
+                t0 = time.perf_counter()
+
+                def progress(stage: str, fraction: float) -> None:
+                    if stage != "done":
+                        rss.stage = stage
+
+                result = await pipeline.run(path, MeetingOptions(), progress)
+                wall = time.perf_counter() - t0
+    doc = result.document
+    hyp = annotation(doc.segments)
+    der = DiarizationErrorRate(collar=0.0)(ref, hyp, uem=uem)
+    der_collar = DiarizationErrorRate(collar=0.5)(ref, hyp, uem=uem)
+    timings = doc.meta["timings_s"]
+    return {
+        "audio_s": round(duration, 1),
+        "model_load_s": round(load_s, 2),
+        "wall_s": round(wall, 1),
+        "x_real_time": round(duration / wall, 2),
+        "stage_s": timings,
+        "stage_x_real_time": {k: round(duration / v, 1) for k, v in timings.items() if v > 0},
+        "peak_rss_mb_by_stage": {k: round(v) for k, v in rss.peaks.items()},
+        "peak_rss_mb_process": peak_rss_mb(),
+        "windows": doc.meta["windows"],
+        "segments": len(doc.segments),
+        "speakers_found": len(doc.speakers),
+        "speakers_in_reference": len(ref.labels()),
+        "der_pipeline_segments": round(float(der), 3),
+        "der_pipeline_segments_collar_0.5": round(float(der_collar), 3),
+        "summary_method": dict(result.summary.method) if result.summary else None,
+        "stt": {k: doc.meta["stt"].get(k) for k in ("model", "device", "compute_type", "beam_size")},
+    }
+
+
+def bench_der() -> dict[str, Any]:
+    """DER of the diarizer alone on each reference clip (collar 0 and 0.5 s)."""
+    from voice.diarize import make_diarizer
+    from voice.settings import load_settings
+
+    diarizer = make_diarizer(load_settings())
+    rows: dict[str, Any] = {}
+    for clip in DIAR:
+        turns, regions = reference(clip) or ([], [])
+        uem = Timeline([Segment(s, e) for s, e in regions])
+        t0 = time.perf_counter()
+        hyp = diarizer.diarize(load_wav16k(clip))
+        took = time.perf_counter() - t0
+        ref = annotation(turns)
+        rows[clip] = {
+            "speakers": len(ref.labels()),
+            "found": len({t.speaker for t in hyp}),
+            "der": round(float(DiarizationErrorRate(collar=0.0)(ref, annotation(hyp), uem=uem)), 3),
+            "der_collar_0.5": round(
+                float(DiarizationErrorRate(collar=0.5)(ref, annotation(hyp), uem=uem)), 3),
+            "seconds": round(took, 2),
+        }
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--llm", action="store_true", help="summarise with the embedded/configured LLM")
+    args = parser.parse_args()
+    long_run = asyncio.run(bench_long(args.llm))
+    der = bench_der()
+    mean = {k: round(float(np.mean([r[k] for r in der.values()])), 3) for k in ("der", "der_collar_0.5")}
+    path = write_result("meeting", {"long_recording": long_run, "der_by_file": der, "der_mean": mean},
+                        settings={"stt_model": "base", "compute_type": "int8", "llm": args.llm})
+    print(path.read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""The embedded job queue backend: asyncio workers in this process.
+
+:class:`LocalJobQueue` runs at most ``concurrency`` jobs at a time from one pending
+queue. :meth:`~LocalJobQueue.start` re-queues jobs that a crash or a shutdown left
+``running`` (or fails them with ``upload_missing`` when their upload is gone, or
+``too_many_attempts`` after :data:`~pipelines.meeting.jobs.MAX_ATTEMPTS` starts),
+removes files of unknown jobs and picks up every ``queued`` one, oldest first.
+:meth:`~LocalJobQueue.stop` cancels running jobs and leaves them ``running`` for
+the next start to resume. Each job's task is owned by the worker that started
+it, which cancels and awaits it; a finished job's results are written
+atomically before it is marked ``succeeded``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from pipelines.clock import Clock, MonotonicClock
+from pipelines.meeting.job_events import JobEvents, ProgressPump
+from pipelines.meeting.job_files import JobFiles
+from pipelines.meeting.jobs import MAX_ATTEMPTS, JobError, JobRunner
+from pipelines.meeting.store import Job, JobState, JobStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Active:
+    """A job a worker has taken: its task once started, and when handling is over."""
+
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[Mapping[str, bytes]] | None = None
+    cancel_requested: bool = False
+
+
+class LocalJobQueue:
+    """In-process backend: ``concurrency`` asyncio workers share one pending queue.
+
+    ``progress_interval_s`` bounds how often progress is written and published.
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        files: JobFiles,
+        runner: JobRunner,
+        *,
+        concurrency: int = 1,
+        progress_interval_s: float = 0.5,
+        clock: Clock | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.files = files
+        self.events = JobEvents()
+        self._runner = runner
+        self._concurrency = max(1, concurrency)
+        self._interval_s = progress_interval_s
+        self._clock = clock or MonotonicClock()
+        self._now = now
+        self._pending: asyncio.Queue[str] = asyncio.Queue()
+        self._active: dict[str, _Active] = {}
+        self._workers: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        for job in await self.store.list(states=[JobState.RUNNING], oldest_first=True):
+            await self._recover(job)
+        removed = await asyncio.to_thread(self.files.sweep_orphans, await self.store.ids())
+        if removed:
+            log.info("removed files of %d unknown job(s)", len(removed))
+        for job in await self.store.list(states=[JobState.QUEUED], oldest_first=True):
+            self._pending.put_nowait(job.id)
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"job-worker-{n}")
+            for n in range(self._concurrency)
+        ]
+
+    async def _recover(self, job: Job) -> None:
+        present = await asyncio.to_thread(self.files.upload(job.id).is_file)
+        if not present:
+            code, why = "upload_missing", "the uploaded file is gone (found after a restart)"
+        elif job.attempts >= MAX_ATTEMPTS:
+            code, why = "too_many_attempts", f"interrupted {job.attempts} times; giving up"
+        else:
+            log.info("resuming job %s (interrupted in stage %s)", job.id, job.stage)
+            await self.store.update(
+                job.id, expect=[JobState.RUNNING], state=JobState.QUEUED, stage="resuming"
+            )
+            return
+        log.warning("job %s failed on recovery: %s", job.id, why)
+        await self.store.update(
+            job.id,
+            expect=[JobState.RUNNING],
+            state=JobState.FAILED,
+            error=why,
+            error_code=code,
+            finished_at=self._now(),
+        )
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        for worker in self._workers:
+            worker.cancel()
+        if self._workers:
+            _, late = await asyncio.wait(self._workers, timeout=timeout_s)
+            if late:
+                log.warning("%d job worker(s) did not stop within %.0f s", len(late), timeout_s)
+        self._workers = []
+
+    async def submit(self, job: Job) -> Job:
+        stored = await self.store.create(job)
+        self._pending.put_nowait(job.id)
+        self.events.publish(job.id, stored)
+        return stored
+
+    async def cancel(self, job_id: str) -> Job | None:
+        job = await self.store.update(
+            job_id,
+            expect=[JobState.QUEUED],
+            state=JobState.CANCELLED,
+            stage=None,
+            finished_at=self._now(),
+        )
+        if job is not None:
+            self.events.publish(job_id, job)
+            return job
+        active = self._active.get(job_id)
+        if active is not None:
+            active.cancel_requested = True
+            if active.task is not None:
+                active.task.cancel()
+            await active.done.wait()
+        return await self.store.get(job_id)
+
+    async def delete(self, job_id: str) -> bool:
+        job = await self.cancel(job_id)
+        if job is None:
+            return False
+        await asyncio.to_thread(self.files.remove, job_id)
+        deleted = await self.store.delete(job_id)
+        self.events.publish(job_id, None)
+        return deleted
+
+    def subscribe(
+        self, job_id: str
+    ) -> contextlib.AbstractAsyncContextManager[asyncio.Queue[Job | None]]:
+        return self.events.subscribe(job_id)
+
+    async def _work(self) -> None:
+        while True:
+            job_id = await self._pending.get()
+            active = self._active[job_id] = _Active()
+            try:
+                await self._run(job_id, active)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a store failure must not kill the worker
+                log.exception("job %s: unexpected error while handling it", job_id)
+            finally:
+                self._active.pop(job_id, None)
+                active.done.set()
+
+    async def _run(self, job_id: str, active: _Active) -> None:
+        job = await self.store.get(job_id)
+        if job is None or job.state is not JobState.QUEUED:
+            return  # cancelled or deleted while waiting
+        job = await self.store.update(
+            job_id,
+            expect=[JobState.QUEUED],
+            state=JobState.RUNNING,
+            stage="starting",
+            progress=0.0,
+            attempts=job.attempts + 1,
+            started_at=self._now(),
+        )
+        if job is None:
+            return
+        self.events.publish(job_id, job)
+        pump = ProgressPump(asyncio.get_running_loop(), clock=self._clock)
+        task = active.task = asyncio.create_task(self._runner(job, pump), name=f"job-{job_id}")
+        if active.cancel_requested:
+            task.cancel()
+        reporter = asyncio.create_task(
+            pump.run(lambda s, f: self._progress(job_id, s, f), self._interval_s)
+        )
+        try:
+            await asyncio.wait([task])
+        except asyncio.CancelledError:  # the queue is stopping: job stays 'running'
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise
+        finally:
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
+        await self._finish(job_id, task)
+
+    async def _progress(self, job_id: str, stage: str, fraction: float) -> None:
+        job = await self.store.update(
+            job_id, expect=[JobState.RUNNING], stage=stage, progress=fraction
+        )
+        if job is not None:
+            self.events.publish(job_id, job)
+
+    async def _finish(self, job_id: str, task: asyncio.Task[Mapping[str, bytes]]) -> None:
+        final: dict[str, object]
+        if task.cancelled():
+            final = {"state": JobState.CANCELLED}
+        elif (exc := task.exception()) is not None:
+            code = exc.code if isinstance(exc, JobError) else type(exc).__name__
+            if not isinstance(exc, JobError):
+                log.error("job %s failed", job_id, exc_info=exc)
+            final = {"state": JobState.FAILED, "error": str(exc) or code, "error_code": code}
+        else:
+            try:
+                await asyncio.to_thread(self.files.write_results, job_id, task.result())
+                final = {"state": JobState.SUCCEEDED, "stage": "done", "progress": 1.0}
+            except OSError as exc:
+                log.error("job %s: cannot write its results: %s", job_id, exc)
+                final = {
+                    "state": JobState.FAILED,
+                    "error": f"cannot store the results: {exc}",
+                    "error_code": "results_write_failed",
+                }
+        job = await self.store.update(
+            job_id, expect=[JobState.RUNNING], finished_at=self._now(), **final
+        )
+        if job is not None:
+            self.events.publish(job_id, job)
