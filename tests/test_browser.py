@@ -6,6 +6,7 @@ agent's voice must come back (RTP bytes and audible level at the page's analyser
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import wave
 from collections.abc import AsyncIterator, Iterator
@@ -67,8 +68,9 @@ def microphone_wav(path: Path, relative: str, lead_s: float, tail_s: float) -> P
     return path
 
 
-@pytest.fixture
-async def page(tmp_path: Path) -> AsyncIterator[Page]:
+@contextlib.asynccontextmanager
+async def open_page(tmp_path: Path, *, allow_microphone: bool) -> AsyncIterator[Page]:
+    """Headless Chromium whose fake microphone plays the clip; a fresh page in it."""
     if not shutil.which(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
     mic = microphone_wav(tmp_path / "mic.wav", CLIP, lead_s=3.0, tail_s=30.0)
@@ -80,12 +82,13 @@ async def page(tmp_path: Path) -> AsyncIterator[Page]:
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
-        "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={mic}",
         "--allow-loopback-in-peer-connection",
         "--autoplay-policy=no-user-gesture-required",
     ]
+    if allow_microphone:
+        args.append("--use-fake-ui-for-media-stream")  # grants the permission prompt
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         try:
@@ -93,6 +96,12 @@ async def page(tmp_path: Path) -> AsyncIterator[Page]:
             yield await context.new_page()
         finally:
             await browser.close()
+
+
+@pytest.fixture
+async def page(tmp_path: Path) -> AsyncIterator[Page]:
+    async with open_page(tmp_path, allow_microphone=True) as opened:
+        yield opened
 
 
 def wer(reference: str, hypothesis: str) -> float:
@@ -186,3 +195,13 @@ async def test_server_ending_the_call_is_reported_as_a_dropped_call(
     await alert.wait_for(timeout=10000)
     assert "call dropped" in (await alert.inner_text())
     assert await hook(page, "state") == "ended"
+
+
+async def test_denied_microphone_is_explained(server: ServerThread, tmp_path: Path) -> None:
+    async with open_page(tmp_path, allow_microphone=False) as page:
+        await page.goto(f"{server.http_url}/?loopback=1")
+        await page.get_by_role("button", name="Start talking").click()
+        alert = page.get_by_role("alert")
+        await alert.wait_for(timeout=10000)
+        assert "Microphone access was denied" in (await alert.inner_text())
+        assert await hook(page, "state") == "idle"

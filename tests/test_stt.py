@@ -143,7 +143,9 @@ def _gold_wer_clips() -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize(("model_name", "bound"), [("tiny.en", 0.15), ("base", 0.12)])
 def test_wer_on_gold_clips(model_name: str, bound: float, request: pytest.FixtureRequest) -> None:
-    model: WhisperTranscriber = request.getfixturevalue("tiny" if model_name == "tiny.en" else "base")
+    model: WhisperTranscriber = request.getfixturevalue(
+        "tiny" if model_name == "tiny.en" else "base"
+    )
     clips = _gold_wer_clips()
     assert len(clips) >= 10 and JFK in clips
     rows, errors, words, audio_s, infer_s = [], 0, 0, 0.0, 0.0
@@ -187,7 +189,9 @@ def test_word_timestamps_and_options(tiny: WhisperTranscriber, jfk: np.ndarray) 
     assert (opts["device"], opts["compute_type"], opts["beam_size"]) == ("cpu", "int8", 1)
     assert opts["model"] == "tiny.en" and opts["word_timestamps"] is True
     assert opts["condition_on_previous_text"] is False and opts["batched"] is False
-    assert tiny.capabilities == SttCapabilities(streaming=False, word_timestamps=True, batched=False)
+    assert tiny.capabilities == SttCapabilities(
+        streaming=False, word_timestamps=True, batched=False
+    )
     # int16 input gives the same text
     assert tiny.transcribe(float32_to_pcm16(jfk)).text == result.text
     assert tiny.transcribe(np.zeros(0, dtype=np.float32)).text == ""
@@ -226,7 +230,10 @@ def test_assemble_base_fresh_and_idempotent(tmp_path: Path) -> None:
     assert target == tmp_path / "whisper-base"
     assert (target / "model.bin").stat().st_size == BASE_MODEL_BYTES
     assert {p.name for p in target.iterdir()} == {
-        "model.bin", "config.json", "tokenizer.json", "vocabulary.txt"
+        "model.bin",
+        "config.json",
+        "tokenizer.json",
+        "vocabulary.txt",
     }
     inode = (target / "model.bin").stat().st_ino
     assert resolve_model("base", tmp_path) == target
@@ -376,7 +383,9 @@ async def test_streaming_partials_grow_and_final_matches_batch(
     assert counting.max_running == 1
 
 
-async def test_streaming_short_audio_gives_no_partial(tiny: WhisperTranscriber, jfk: np.ndarray) -> None:
+async def test_streaming_short_audio_gives_no_partial(
+    tiny: WhisperTranscriber, jfk: np.ndarray
+) -> None:
     counting = CountingTranscriber(tiny)
     rec = StreamingRecognizer(counting, partial_interval_ms=100, min_partial_ms=300)
     rec.append(jfk[:3200])  # 200 ms
@@ -387,7 +396,9 @@ async def test_streaming_short_audio_gives_no_partial(tiny: WhisperTranscriber, 
     assert await rec.maybe_partial() is None and counting.calls == 1  # nothing new since
 
 
-async def test_speculation_is_reused_after_silence(tiny: WhisperTranscriber, jfk: np.ndarray) -> None:
+async def test_speculation_is_reused_after_silence(
+    tiny: WhisperTranscriber, jfk: np.ndarray
+) -> None:
     counting = CountingTranscriber(tiny)
     rec = StreamingRecognizer(counting)
     rec.append(jfk)
@@ -471,9 +482,13 @@ def test_srt_and_vtt_parse_back(harvard_words: Transcription) -> None:
     srt = to_srt(harvard_words)
     cues = _parse_cues(srt)
     assert len(cues) == len(segments)
-    assert [int(line) for line in re.findall(r"^(\d+)$", srt, re.M)] == list(range(1, len(cues) + 1))
+    assert [int(line) for line in re.findall(r"^(\d+)$", srt, re.M)] == list(
+        range(1, len(cues) + 1)
+    )
     for (start, end, text), seg in zip(cues, segments, strict=True):
-        assert start == pytest.approx(seg.start, abs=0.0005) and end == pytest.approx(seg.end, abs=0.0005)
+        assert start == pytest.approx(seg.start, abs=0.0005) and end == pytest.approx(
+            seg.end, abs=0.0005
+        )
         assert start <= end and text == seg.text
     assert [c[0] for c in cues] == sorted(c[0] for c in cues)
     vtt = to_vtt(harvard_words)

@@ -121,7 +121,7 @@ def _letter(index: int) -> str:
 async def _diarized(services: Services, path: Path, language: str | None) -> dict[str, Any]:
     """``TranscriptionDiarized`` from the meeting pipeline (no summary)."""
     transcriber = await asyncio.to_thread(lambda: services.batch_transcriber)
-    diarizer = await asyncio.to_thread(lambda: services.diarizer)  # type: ignore[attr-defined]
+    diarizer = await asyncio.to_thread(lambda: services.diarizer)
     pipeline = MeetingPipeline(transcriber, diarizer, None)
     result = await pipeline.run(path, MeetingOptions(language=language, summarize=False))
     document = result.document

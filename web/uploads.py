@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from web.api_errors import ApiError
 
-FLUSH_BYTES = 1 << 20
+FLUSH_BYTES = 256 * 1024
 """Buffered file bytes written to disk at a time."""
 FIELD_LIMIT_BYTES = 64 * 1024
 """Largest accepted non-file field value."""
@@ -172,7 +173,7 @@ async def receive_upload(
     parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
     file: BinaryIO | None = None
     try:
-        async for chunk in request.stream():
+        async for chunk in _body(request):
             try:
                 parser.write(chunk)
             except MultipartParseError as exc:
@@ -194,6 +195,16 @@ async def receive_upload(
             await asyncio.to_thread(file.close)
         await asyncio.to_thread(_unlink, dest)
         raise
+
+
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    """The request body; a client that goes away mid-upload becomes a 400 (which
+    nobody reads) instead of an unhandled exception."""
+    try:
+        async for chunk in request.stream():
+            yield chunk
+    except ClientDisconnect:
+        raise ApiError(400, "client_disconnected", "the upload was interrupted") from None
 
 
 def _create(dest: Path) -> BinaryIO:

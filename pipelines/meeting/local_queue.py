@@ -209,11 +209,15 @@ class LocalJobQueue:
         final: dict[str, object]
         if task.cancelled():
             final = {"state": JobState.CANCELLED}
-        elif (exc := task.exception()) is not None:
-            code = exc.code if isinstance(exc, JobError) else type(exc).__name__
-            if not isinstance(exc, JobError):
-                log.error("job %s failed", job_id, exc_info=exc)
-            final = {"state": JobState.FAILED, "error": str(exc) or code, "error_code": code}
+        elif isinstance(exc := task.exception(), JobError):
+            final = {"state": JobState.FAILED, "error": str(exc), "error_code": exc.code}
+        elif exc is not None:  # details go to the log, not to API clients
+            log.error("job %s failed", job_id, exc_info=exc)
+            final = {
+                "state": JobState.FAILED,
+                "error": f"processing failed ({type(exc).__name__}); see the server log",
+                "error_code": "internal_error",
+            }
         else:
             try:
                 await asyncio.to_thread(self.files.write_results, job_id, task.result())

@@ -87,8 +87,10 @@ def meeting_runner(models: MeetingModels, files: JobFiles) -> JobRunner:
         pipeline = MeetingPipeline(transcriber, diarizer, models.llm)
         try:
             result = await pipeline.run(files.upload(job.id), options, progress)
-        except AudioDecodeError as exc:
-            raise JobError(f"audio_{exc.reason}", str(exc)) from exc
+        except AudioDecodeError as exc:  # its detail names server paths: keep it out
+            raise JobError(
+                f"audio_{exc.reason}", f"the audio could not be decoded ({exc.reason})"
+            ) from exc
         out = {TRANSCRIPT: _json(result.document.to_dict())}
         if result.summary is not None:
             out[SUMMARY] = _json(result.summary.to_dict())

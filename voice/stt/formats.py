@@ -121,9 +121,7 @@ def to_srt(source: Source) -> str:
     blocks = []
     for number, (start, end, text, speaker) in enumerate(_cues(source), start=1):
         line = f"{speaker}: {text}" if speaker else text
-        blocks.append(
-            f"{number}\n{format_timestamp(start)} --> {format_timestamp(end)}\n{line}\n"
-        )
+        blocks.append(f"{number}\n{format_timestamp(start)} --> {format_timestamp(end)}\n{line}\n")
     return "\n".join(blocks)
 
 

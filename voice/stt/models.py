@@ -203,7 +203,9 @@ def list_models(cache_dir: Path, default: str) -> list[ModelInfo]:
     infos: list[ModelInfo] = []
     try:
         tiny = tiny_en_path()
-        infos.append(ModelInfo("tiny.en", tiny, _bin_size(tiny), _bin_size(tiny) > 0, default == "tiny.en"))
+        infos.append(
+            ModelInfo("tiny.en", tiny, _bin_size(tiny), _bin_size(tiny) > 0, default == "tiny.en")
+        )
     except ModelError:
         infos.append(ModelInfo("tiny.en", Path(), 0, False, default == "tiny.en"))
     try:
@@ -212,7 +214,13 @@ def list_models(cache_dir: Path, default: str) -> list[ModelInfo]:
         parts_ok = False
     base_dir = cache_dir / BASE_DIR_NAME
     infos.append(
-        ModelInfo("base", base_dir, BASE_MODEL_BYTES, parts_ok or _base_complete(base_dir), default == "base")
+        ModelInfo(
+            "base",
+            base_dir,
+            BASE_MODEL_BYTES,
+            parts_ok or _base_complete(base_dir),
+            default == "base",
+        )
     )
     if default not in SHIPPED_MODELS:
         path = Path(default).expanduser()

@@ -102,7 +102,9 @@ class WhisperTranscriber:
 
     @property
     def capabilities(self) -> SttCapabilities:
-        return SttCapabilities(streaming=False, word_timestamps=True, batched=self._batched is not None)
+        return SttCapabilities(
+            streaming=False, word_timestamps=True, batched=self._batched is not None
+        )
 
     @property
     def multilingual(self) -> bool:

@@ -11,6 +11,7 @@
   const LOOPBACK = params.get("loopback") === "1";
   const RAW_MIC = params.get("raw") === "1";
   const AGENT_LEVEL_SPEAKING = 0.01; // RMS of the analyser's float samples
+  const CONNECT_TIMEOUT_MS = 15000; // answer received → session.created on the data channel
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -270,6 +271,7 @@
       current.location = callUrl;
       await pc.setRemoteDescription({ type: "answer", sdp: answer });
       current.timers.push(watchStats(pc));
+      current.timers.push(setTimeout(() => hook.state === "connecting" && dropped(current), CONNECT_TIMEOUT_MS));
       if (call !== current) return; // hung up meanwhile
       if (audioContext.state === "suspended") await audioContext.resume();
     } catch (err) {
@@ -282,8 +284,13 @@
   // The server ended the call (its data channel closed) or the network failed.
   function dropped(current) {
     if (call !== current) return;
-    hangUp(current, "ended");
-    showError("The call dropped: the connection to the agent was lost. Press “Start talking” to call again.");
+    const wasConnected = hook.connected;
+    hangUp(current, wasConnected ? "ended" : "idle");
+    showError(
+      wasConnected
+        ? "The call dropped: the connection to the agent was lost. Press “Start talking” to call again."
+        : "Could not connect to the agent: no network path was found between this browser and the server.",
+    );
   }
 
   function onConnectionState(current) {
@@ -299,7 +306,7 @@
   async function hangUp(current, finalState = "ended") {
     if (!current) return;
     if (call === current) call = null;
-    current.timers.forEach(clearInterval);
+    current.timers.forEach((timer) => clearTimeout(timer)); // clears intervals too
     if (current.location) fetch(`${current.location}/hangup`, { method: "POST", keepalive: true }).catch(() => {});
     if (current.pc) current.pc.close();
     if (current.mic) current.mic.getTracks().forEach((t) => t.stop());
