@@ -5,7 +5,9 @@ Measures, per call (one fresh session each):
   received on the remote track;
 - barge-in stop: onset of speech in an interrupting clip sent while the agent talks →
   the last non-silent agent frame received;
-- the server's stage waterfall (``voice.latency`` events on the data channel).
+- the server's stage waterfall (``voice.latency`` events on the data channel), and
+  voice-to-voice minus the server's ``first_audio_sent``: roughly what the WebRTC leg
+  (frame pacing, Opus, SRTP, the caller's jitter buffer) adds.
 
 Speech start/end in the clips come from the Silero VAD, as in ``bench.realtime``. The
 server runs in-process on loopback; the LLM is a scripted OpenAI-compatible server
@@ -20,6 +22,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,6 +38,7 @@ from tests.rtc_client import RATE, RtcCaller
 from tests.servers import ServerThread
 from voice.audio.resample import resample
 from voice.settings import load_settings
+from voice.tts.stream import WORKER_THREAD_PREFIX
 from voice.vad import VadOptions, make_classifier, speech_regions
 from web.app import create_app
 
@@ -79,6 +84,7 @@ def prepare(relative: str, *, max_s: float | None = None, pad_s: float = 1.0) ->
 @dataclass
 class Figures:
     voice_to_voice_ms: list[float] = field(default_factory=list)
+    transport_ms: list[float] = field(default_factory=list)
     barge_in_stop_ms: list[float] = field(default_factory=list)
     waterfalls: list[dict[str, float | None]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -103,6 +109,9 @@ async def one_call(url: str, question: Clip, interruption: Clip, figures: Figure
         speech_end = played.started_at + question.speech_end_s
         first_voice = await caller.wait_for_voice(after=speech_end, timeout_s=30)
         figures.voice_to_voice_ms.append(1000 * (first_voice - speech_end))
+        sent = latency["latency_ms"].get("first_audio_sent")
+        if sent is not None:
+            figures.transport_ms.append(figures.voice_to_voice_ms[-1] - sent)
         await asyncio.sleep(max(0.0, first_voice + TALK_BEFORE_BARGE_IN_S - time.monotonic()))
         cut = caller.mic.play(interruption.pcm)
         done = await caller.wait_for("response.done", 30)
@@ -146,6 +155,7 @@ async def run(url: str, runs: int) -> dict[str, Any]:
     return {
         "calls": runs,
         "voice_to_voice_ms": percentiles(figures.voice_to_voice_ms),
+        "after_server_sent_ms": percentiles(figures.transport_ms),
         "barge_in_audio_stop_ms": percentiles(figures.barge_in_stop_ms),
         "waterfall_ms": {
             s: percentiles([w[s] for w in figures.waterfalls if w.get(s) is not None])
@@ -155,6 +165,17 @@ async def run(url: str, runs: int) -> dict[str, Any]:
     }
 
 
+def wait_for_tts_workers(timeout_s: float = 15.0) -> None:
+    """Join TTS worker threads still finishing a cancelled sentence.
+
+    They are daemon threads that stop at their next chunk; one still inside the
+    ONNX runtime when the interpreter exits aborts the process.
+    """
+    for thread in threading.enumerate():
+        if thread.name.startswith(WORKER_THREAD_PREFIX):
+            thread.join(timeout_s)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -162,11 +183,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="calls to make (default 5)")
     parser.add_argument("--llm", choices=["scripted", "embedded"], default="scripted")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     with running_server(args.llm) as url:
         results = asyncio.run(run(url, args.runs))
+    wait_for_tts_workers()
     print(json.dumps(results, indent=2))
     path = write_result(
-        "webrtc", results, transport="webrtc (aiortc caller, loopback)", llm=args.llm
+        "webrtc",
+        results,
+        transport="webrtc (aiortc caller, loopback)",
+        llm=args.llm,
+        load_average_1m={"before": load_before, "after": os.getloadavg()[0]},
     )
     print(f"wrote {path}")
 

@@ -2,8 +2,9 @@
 
 The transcript is sent as lines ``[id] Name (HH:MM:SS): text`` in chunks of at
 most ``chunk_chars`` characters, one ``ChatClient.complete`` request per chunk
-with ``response_format`` = the JSON schema (and the schema in the system prompt,
-for servers that ignore it). Each chunk's reply is checked part by part
+whose ``response_format`` asks for the JSON schema (OpenAI's ``json_schema``, or
+llama.cpp's ``json_object`` + ``schema`` when a server refuses the first); the
+schema is also in the system prompt, for servers that ignore ``response_format``. Each chunk's reply is checked part by part
 (:func:`~pipelines.meeting.summary.check_parts`: schema, non-blank text, every
 citation a segment *of that chunk*). A list part is the LLM's only if every
 chunk's reply passed for it (the items are concatenated, duplicates dropped);
@@ -30,7 +31,7 @@ from pipelines.meeting.summary import (
     SummaryItem,
     check_parts,
 )
-from pipelines.meeting.summary_schema import CONTENT_SCHEMA, LIST_PARTS, PARTS, response_format
+from pipelines.meeting.summary_schema import CONTENT_SCHEMA, LIST_PARTS, PARTS, response_formats
 from voice.llm import ChatClient, LlmError
 
 SYSTEM_PROMPT = (
@@ -139,6 +140,25 @@ def _messages(chunk: list[tuple[int, str]], index: int, total: int) -> list[dict
     ]
 
 
+async def _ask(llm: ChatClient, messages: list[dict[str, Any]], formats: list[dict[str, Any]],
+               opts: SummaryOptions) -> str:
+    """One completion, trying ``formats`` in turn while the server refuses one (the one
+    that worked is moved first, for the next chunks). Servers that reject every
+    format with 400/422 get none (``ChatClient.complete`` drops it)."""
+    for attempt, fmt in enumerate(list(formats)):
+        try:
+            reply = await llm.complete(messages, response_format=fmt, temperature=opts.temperature,
+                                       max_tokens=opts.max_tokens, timeout_s=opts.timeout_s)
+        except LlmError as exc:
+            if "response_format" not in str(exc) or attempt + 1 == len(formats):
+                raise
+            continue
+        formats.remove(fmt)
+        formats.insert(0, fmt)
+        return reply
+    raise AssertionError("unreachable: formats is never empty")
+
+
 async def summarize(
     document: TranscriptDocument,
     llm: ChatClient | None,
@@ -155,18 +175,13 @@ async def summarize(
     chunks = chunk_lines(transcript_lines(document), opts.chunk_chars)
     problems: list[str] = []
     replies: list[dict[str, Part]] = []
+    formats = response_formats()
     if llm is not None:
         for index, chunk in enumerate(chunks):
             where = f"chunk {index + 1}/{len(chunks)}: " if len(chunks) > 1 else ""
             accepted: dict[str, Part] = {}
             try:
-                reply = await llm.complete(
-                    _messages(chunk, index, len(chunks)),
-                    response_format=response_format(),
-                    temperature=opts.temperature,
-                    max_tokens=opts.max_tokens,
-                    timeout_s=opts.timeout_s,
-                )
+                reply = await _ask(llm, _messages(chunk, index, len(chunks)), formats, opts)
                 accepted, found = check_parts(parse_reply(reply), {i for i, _ in chunk})
                 problems += [where + p for p in found]
             except LlmError as exc:

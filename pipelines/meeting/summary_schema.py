@@ -86,12 +86,17 @@ SUMMARY_SCHEMA: dict[str, Any] = {
 }
 
 
-def response_format() -> dict[str, Any]:
-    """The ``response_format`` for chat completions asking for :data:`CONTENT_SCHEMA`."""
-    return {
-        "type": "json_schema",
-        "json_schema": {"name": "meeting_summary", "strict": True, "schema": CONTENT_SCHEMA},
-    }
+def response_formats() -> list[dict[str, Any]]:
+    """``response_format`` values asking for :data:`CONTENT_SCHEMA`, best first: OpenAI's
+    strict ``json_schema``, then ``json_object`` with a ``schema`` (what llama.cpp's
+    server accepts, turning the schema into a grammar)."""
+    return [
+        {
+            "type": "json_schema",
+            "json_schema": {"name": "meeting_summary", "strict": True, "schema": CONTENT_SCHEMA},
+        },
+        {"type": "json_object", "schema": CONTENT_SCHEMA},
+    ]
 
 
 def schema_json() -> str:

@@ -1,8 +1,9 @@
 """Agglomerative clustering of speaker embeddings, and constrained assignment.
 
-Pure numpy/scipy, no models. Embeddings are L2-normalised rows; distances are
-Euclidean between unit vectors (``sqrt(2 - 2 cos)``), merged with centroid
-linkage as pyannote's pipeline does.
+Pure numpy/scipy, no models. Embeddings are L2-normalised rows; the distance
+is cosine distance (``1 - cos``, 0..2) and clusters merge by average linkage
+(mean pairwise distance), which on CAM++ embeddings gave a clearer gap
+between same- and different-speaker merges than pyannote's centroid linkage.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from scipy.optimize import linear_sum_assignment
 
 @dataclass(frozen=True)
 class ClusteringOptions:
-    """``threshold``: centroid distance (0..2) at which merging stops.
+    """``threshold``: average cosine distance (0..2) at which merging stops.
     ``min_cluster_size``: clusters with fewer members are folded into the nearest
     larger one (capped at 10 % of the embeddings) unless a speaker count forces
     them to stay.
     """
 
-    threshold: float = 0.95
+    threshold: float = 0.45
     min_cluster_size: int = 3
 
 
@@ -44,7 +45,7 @@ def cluster(
     low = min(low, high)
     if n == 1:
         return np.zeros(1, dtype=int)
-    tree = linkage(embeddings, method="centroid", metric="euclidean")
+    tree = linkage(embeddings, method="average", metric="cosine")
     labels = fcluster(tree, options.threshold, criterion="distance") - 1
     labels = _fold_small(labels, embeddings, options.min_cluster_size)
     count = len(np.unique(labels))

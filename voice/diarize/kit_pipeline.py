@@ -44,13 +44,16 @@ class KitOptions:
 
     ``step_s``: seconds between 10 s segmentation windows. ``min_embed_s``:
     least speech (s) a local speaker needs in a window to be embedded and
-    assigned. ``min_cluster_s``: least single-speaker speech (s) for its
+    assigned. ``max_embed_s``: at most this much speech (s, longest stretches
+    first) is embedded per local speaker and window, bounding CAM++ cost.
+    ``min_cluster_s``: least single-speaker speech (s) for its
     embedding to take part in clustering (others are only assigned).
     ``min_gap_s``: same-speaker turns closer than this are joined.
     """
 
     step_s: float = 1.0
     min_embed_s: float = 0.4
+    max_embed_s: float = 3.0
     min_cluster_s: float = 2.0
     min_gap_s: float = 0.0
     clustering: ClusteringOptions = field(default_factory=ClusteringOptions)
@@ -95,6 +98,7 @@ class KitPipeline:
         fb_times = frame_time(0) + np.arange(features.shape[0]) * FRAME_SHIFT / SAMPLE_RATE
         min_embed = self.options.min_embed_s / seg.frame_step_s
         clean = alone.sum(axis=1) >= self.options.min_cluster_s / seg.frame_step_s
+        max_frames = int(self.options.max_embed_s * SAMPLE_RATE / FRAME_SHIFT)
         jobs: list[tuple[int, int]] = []
         inputs: list[torch.Tensor] = []
         for w in range(windows):
@@ -105,7 +109,7 @@ class KitPipeline:
                 mask = alone[w, :, s] if alone[w, :, s].sum() >= min_embed else seg.activity[w, :, s]
                 if mask.sum() < min_embed:
                     continue
-                picked = np.flatnonzero(mask[local] > 0) + lo
+                picked = _longest_runs(np.flatnonzero(mask[local] > 0) + lo, max_frames)
                 if len(picked) == 0:
                     continue
                 jobs.append((w, s))
@@ -146,3 +150,20 @@ class KitPipeline:
             self.options.min_gap_s,
         )
         return relabel_in_order(turns)
+
+
+def _longest_runs(indices: np.ndarray, limit: int) -> np.ndarray:
+    """Up to ``limit`` of the sorted ``indices``, taking whole consecutive runs
+    longest first (the last one cut short), returned in time order."""
+    if len(indices) <= limit:
+        return indices
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    runs = sorted(np.split(indices, breaks), key=len, reverse=True)
+    kept: list[np.ndarray] = []
+    remaining = limit
+    for run in runs:
+        if remaining <= 0:
+            break
+        kept.append(run[:remaining])
+        remaining -= len(kept[-1])
+    return np.sort(np.concatenate(kept))

