@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import httpx
 import numpy as np
 
 from pipelines.services import Services
@@ -20,6 +21,14 @@ from voice.settings import Settings, load_settings
 from web.app import create_app
 
 MIB = 1 << 20
+TIMEOUT_S = 60.0
+"""HTTP timeout for test requests (a loaded 2-core machine answers slowly)."""
+
+
+def request(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """``httpx.request`` with :data:`TIMEOUT_S` unless a timeout is given."""
+    kwargs.setdefault("timeout", TIMEOUT_S)
+    return httpx.request(method, url, **kwargs)
 
 
 def api_settings(base: Path, **overrides: Any) -> Settings:

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.fakes.llm_script import Turn
+from tests.fakes.scripted_llm import ScriptedLlmServer
+from tests.servers import ServerThread
+from voice.settings import load_settings
+from web.app import create_app
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -35,3 +42,28 @@ def reference_text(relative_wav: str) -> str:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def llm() -> Iterator[ScriptedLlmServer]:
+    """A scripted OpenAI-compatible LLM server shared by the realtime tests.
+
+    Tests add turns with ``when=`` matchers on their own words, so they don't collide.
+    """
+    with ScriptedLlmServer(default=Turn.say("Hello there. How can I help?")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def server(llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """The real application (real STT, VAD and TTS; the scripted LLM) on a loopback port,
+    loaded once for every realtime, WebRTC and browser test."""
+    settings = load_settings(
+        llm_base_url=llm.base_url,
+        cache_dir=tmp_path_factory.mktemp("cache"),
+        data_dir=tmp_path_factory.mktemp("data"),
+        realtime_max_event_bytes=256 * 1024,
+        webrtc_host_addresses=["127.0.0.1"],
+    )
+    with ServerThread(create_app(settings), ws_max_size=1024 * 1024) as running:
+        yield running

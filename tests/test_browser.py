@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import shutil
 import wave
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,8 +25,6 @@ from tests.fakes.llm_script import Turn, user_says
 from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.rtc_client import eventually
 from tests.servers import ServerThread
-from voice.settings import load_settings
-from web.app import create_app
 from web.rtc_peer import CallRegistry
 
 CHROMIUM = "/usr/bin/chromium"
@@ -34,24 +32,8 @@ CLIP = "azure-speech-sdk/whatstheweatherlike.wav"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[ScriptedLlmServer]:
-    with ScriptedLlmServer(default=Turn.say("Hello there.")) as server:
-        yield server
 
 
-@pytest.fixture(scope="module")
-def server(
-    llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerThread]:
-    settings = load_settings(
-        llm_base_url=llm.base_url,
-        cache_dir=tmp_path_factory.mktemp("cache"),
-        data_dir=tmp_path_factory.mktemp("data"),
-        webrtc_host_addresses=["127.0.0.1"],
-    )
-    with ServerThread(create_app(settings)) as running:
-        yield running
 
 
 def microphone_wav(path: Path, relative: str, lead_s: float, tail_s: float) -> Path:

@@ -27,6 +27,7 @@ from tests.api_helpers import (
     close_services,
     leftovers,
     load_services,
+    request,
     serve,
 )
 from tests.conftest import data_path, reference_text
@@ -78,7 +79,8 @@ def server(
 def upload(server: ServerThread, relative: str, **fields: str) -> httpx.Response:
     path = data_path(relative)
     with path.open("rb") as audio:
-        return httpx.post(
+        return request(
+            "POST",
             f"{server.http_url}/v1/meetings",
             files={"file": (path.name, audio)},
             data=fields,
@@ -87,7 +89,7 @@ def upload(server: ServerThread, relative: str, **fields: str) -> httpx.Response
 
 
 def get(server: ServerThread, path: str, **kwargs: Any) -> httpx.Response:
-    return httpx.get(f"{server.http_url}{path}", timeout=30, **kwargs)
+    return request("GET", f"{server.http_url}{path}", **kwargs)
 
 
 def wait_for(server: ServerThread, job_id: str, predicate: Any, timeout_s: float = 180) -> Any:
@@ -166,21 +168,21 @@ def test_upload_to_summary_with_progress_renaming_and_delete(
     part = get(server, f"{base}/audio", headers={"Range": "bytes=100-199"})
     assert part.status_code == 206 and part.content == audio.content[100:200]
 
-    renamed = httpx.patch(f"{server.http_url}{base}/speakers", json={first: "Alice"})
+    renamed = request("PATCH", f"{server.http_url}{base}/speakers", json={first: "Alice"})
     assert renamed.status_code == 200 and renamed.json()["speakers"][first] == "Alice"
     assert get(server, f"{base}/transcript", params={"format": "txt"}).text.startswith("Alice: ")
     assert "<v Alice>" in get(server, f"{base}/transcript", params={"format": "vtt"}).text
     assert get(server, f"{base}/transcript").json()["speakers"][first] == "Alice"
-    unknown = httpx.patch(f"{server.http_url}{base}/speakers", json={"SPEAKER_99": "Bob"})
+    unknown = request("PATCH", f"{server.http_url}{base}/speakers", json={"SPEAKER_99": "Bob"})
     assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unknown_speaker"
 
     listed = get(server, "/v1/meetings").json()["data"]
     assert job["id"] in [m["id"] for m in listed]
-    deleted = httpx.delete(f"{server.http_url}{base}")
+    deleted = request("DELETE", f"{server.http_url}{base}")
     assert deleted.status_code == 200 and deleted.json()["deleted"] is True
     assert get(server, base).status_code == 404
     assert get(server, f"{base}/audio").status_code == 404
-    assert httpx.delete(f"{server.http_url}{base}").status_code == 404
+    assert request("DELETE", f"{server.http_url}{base}").status_code == 404
 
 
 def test_cancel_running_job_then_delete(server: ServerThread) -> None:
@@ -189,13 +191,13 @@ def test_cancel_running_job_then_delete(server: ServerThread) -> None:
     wait_for(server, job["id"], lambda j: j["state"] == "running")
     early = get(server, f"{base}/transcript")
     assert early.status_code == 409 and early.json()["error"]["code"] == "result_not_ready"
-    cancelled = httpx.post(f"{server.http_url}{base}/cancel", timeout=30)
+    cancelled = request("POST", f"{server.http_url}{base}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
-    again = httpx.post(f"{server.http_url}{base}/cancel")
+    again = request("POST", f"{server.http_url}{base}/cancel")
     assert again.status_code == 409
     gone = get(server, f"{base}/transcript")
     assert gone.status_code == 409 and gone.json()["error"]["code"] == "result_unavailable"
-    assert httpx.delete(f"{server.http_url}{base}").status_code == 200
+    assert request("DELETE", f"{server.http_url}{base}").status_code == 200
     assert get(server, base).status_code == 404
 
 
@@ -222,7 +224,7 @@ def test_bad_uploads_are_refused_and_leave_nothing(
     server: ServerThread, name: str, content: bytes, status: int, code: str
 ) -> None:
     before = get(server, "/v1/meetings").json()["data"]
-    response = httpx.post(f"{server.http_url}/v1/meetings", files={"file": (name, content)})
+    response = request("POST", f"{server.http_url}/v1/meetings", files={"file": (name, content)})
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["code"] == code and error["message"] and error["type"]
@@ -235,8 +237,8 @@ def test_oversized_upload_gets_413_and_leaves_nothing(services: Services, tmp_pa
     settings = api_settings(tmp_path, max_upload_mb=1)
     with serve(settings, services) as small:
         for size in (3 * MIB, MIB + 10):  # refused from Content-Length / while streaming
-            response = httpx.post(
-                f"{small.http_url}/v1/meetings", files={"file": ("big.wav", b"\0" * size)}
+            response = request(
+                "POST", f"{small.http_url}/v1/meetings", files={"file": ("big.wav", b"\0" * size)}
             )
             assert response.status_code == 413, response.text
             assert response.json()["error"]["code"] == "file_too_large"
@@ -276,7 +278,8 @@ def test_request_validation(server: ServerThread) -> None:
     before = get(server, "/v1/meetings").json()["data"]
 
     def post(fields: dict[str, str]) -> httpx.Response:
-        return httpx.post(
+        return request(
+            "POST",
             f"{server.http_url}/v1/meetings",
             data=fields,
             files={"file": ("a.wav", data_path(JFK).read_bytes())},
@@ -286,8 +289,11 @@ def test_request_validation(server: ServerThread) -> None:
     both = post({"num_speakers": "2", "min_speakers": "1"})
     assert both.status_code == 422 and both.json()["error"]["code"] == "invalid_value"
     assert post({"summarize": "maybe"}).status_code == 422
-    missing = httpx.post(
-        f"{server.http_url}/v1/meetings", data={"language": "en"}, files={"other": ("a", b"1")}
+    missing = request(
+        "POST",
+        f"{server.http_url}/v1/meetings",
+        data={"language": "en"},
+        files={"other": ("a", b"1")},
     )
     assert missing.status_code == 422 and missing.json()["error"]["code"] == "missing_file"
     assert get(server, "/v1/meetings/" + "0" * 32).status_code == 404

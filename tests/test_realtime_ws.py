@@ -8,13 +8,12 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import jiwer
 import numpy as np
-import pytest
 import websockets
 from openai import AsyncOpenAI
 
@@ -23,8 +22,6 @@ from tests.fakes.llm_script import Turn, after_tool_result, user_says
 from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.servers import ServerThread
 from voice.audio.resample import resample
-from voice.settings import load_settings
-from web.app import create_app
 
 RATE = 24000
 CHUNK_MS = 40
@@ -36,24 +33,8 @@ LONG_REPLY = (
 )
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[ScriptedLlmServer]:
-    with ScriptedLlmServer(default=Turn.say("Hello there. How can I help?")) as server:
-        yield server
 
 
-@pytest.fixture(scope="module")
-def server(
-    llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerThread]:
-    settings = load_settings(
-        llm_base_url=llm.base_url,
-        cache_dir=tmp_path_factory.mktemp("cache"),
-        data_dir=tmp_path_factory.mktemp("data"),
-        realtime_max_event_bytes=256 * 1024,
-    )
-    with ServerThread(create_app(settings), ws_max_size=1024 * 1024) as running:
-        yield running
 
 
 def client(server: ServerThread) -> AsyncOpenAI:

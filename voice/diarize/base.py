@@ -126,7 +126,7 @@ def check_audio(audio: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
-def resolve_device(device: Device) -> str:
+def resolve_device(device: Device) -> Literal["cpu", "cuda"]:
     """``auto`` becomes ``cuda`` when torch sees a GPU, else ``cpu``."""
     if device != "auto":
         return device

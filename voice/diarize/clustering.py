@@ -23,7 +23,7 @@ class ClusteringOptions:
     them to stay.
     """
 
-    threshold: float = 0.45
+    threshold: float = 0.4
     min_cluster_size: int = 3
 
 

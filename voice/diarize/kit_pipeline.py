@@ -51,10 +51,10 @@ class KitOptions:
     ``min_gap_s``: same-speaker turns closer than this are joined.
     """
 
-    step_s: float = 1.0
+    step_s: float = 2.5
     min_embed_s: float = 0.4
     max_embed_s: float = 3.0
-    min_cluster_s: float = 2.0
+    min_cluster_s: float = 1.0
     min_gap_s: float = 0.0
     clustering: ClusteringOptions = field(default_factory=ClusteringOptions)
 

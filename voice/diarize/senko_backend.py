@@ -122,7 +122,7 @@ def merge_speakers(
     rename = {name: name for name in speech}
     while len(vectors) > max_speakers:
         names = list(vectors)
-        unit = np.stack([v / max(np.linalg.norm(v), 1e-12) for v in vectors.values()])
+        unit = np.stack([v / max(float(np.linalg.norm(v)), 1e-12) for v in vectors.values()])
         similarity = unit @ unit.T
         np.fill_diagonal(similarity, -np.inf)
         i, j = np.unravel_index(int(np.argmax(similarity)), similarity.shape)

@@ -65,7 +65,9 @@ class _Worker(threading.Thread):
         chunk_samples: int,
         post: Callable[[_Item], None],
     ) -> None:
-        super().__init__(name=f"{WORKER_THREAD_PREFIX}-{next(_thread_ids)}", daemon=True)
+        # Not a daemon: a thread killed inside onnxruntime at interpreter exit aborts the
+        # process. Stopped workers finish their sentence and exit, so exit waits briefly.
+        super().__init__(name=f"{WORKER_THREAD_PREFIX}-{next(_thread_ids)}", daemon=False)
         self.synth = synth
         self.sample_rate = sample_rate
         self.chunk_samples = chunk_samples
@@ -151,7 +153,8 @@ async def speak(
 
     Safe to cancel (or to ``aclose()``): the worker thread stops at its next
     chunk boundary (Piper: after the sentence in progress) and exits by
-    itself; nothing more is yielded and nothing waits for it.
+    itself; nothing more is yielded and nothing waits for it (except interpreter
+    exit, which lets it finish the sentence in progress).
     """
     if sample_rate not in SUPPORTED_RATES:
         raise ValueError(f"sample_rate must be one of {SUPPORTED_RATES}, got {sample_rate}")

@@ -116,10 +116,13 @@ function follow(meeting) {
   if (state.events) state.events.close();
   state.followed = meeting.id;
   const source = (state.events = new EventSource(`/v1/meetings/${meeting.id}/events`));
+  let lastStage = null;
   source.addEventListener("job", (e) => {
     const job = JSON.parse(e.data);
     const stage = STAGES[job.stage] || STAGES[job.state] || job.stage || job.state;
     setProgress(`${stage} — ${Math.round(job.progress * 100)}%`, job.progress * 100);
+    if (job.stage !== lastStage && !FINAL.has(job.state)) loadList(); // keep the list's badge current
+    lastStage = job.stage;
     if (FINAL.has(job.state)) {
       source.close();
       state.events = null;
