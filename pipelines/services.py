@@ -18,7 +18,7 @@ import numpy as np
 
 from pipelines.realtime.config import SessionConfig, TurnDetection
 from pipelines.realtime.context import RealtimeOptions
-from voice.diarize.base import Diarizer
+from voice.diarize import Diarizer
 from voice.llm import ChatClient, LlmOptions, ToolRegistry
 from voice.llm.builtin_tools import registry_from_names
 from voice.llm.embedded import EmbeddedLlamaServer, resolve_gguf

@@ -37,7 +37,7 @@ from pipelines.meeting.stages import DecodedAudio, decode_with_vad, window_words
 from pipelines.meeting.summarize import SummaryOptions, summarize
 from pipelines.meeting.summary import MeetingSummary
 from pipelines.meeting.windows import plan_windows, quietest_point
-from voice.diarize.base import DiarizeOptions, Diarizer
+from voice.diarize import DiarizeOptions, Diarizer
 from voice.llm import ChatClient
 from voice.stt.base import SAMPLE_RATE, Transcriber, Word, transcribe_async
 from voice.vad import SpeechClassifier, VadOptions, make_classifier
