@@ -19,30 +19,57 @@ _DUE = re.compile(
     rf"|end of (?:the )?(?:day|week|month)|eod|asap)\b",
     re.IGNORECASE,
 )
-_NO_ACTION = (r"(?!(?:just |really |also )?(?:be|say|guess|admit|think|imagine|assume|bet|tell you|"
-              r"know|remember|wonder|hope|feel|agree|need|want|see|hear|understand|only|probably)\b)")
+_NO_ACTION = (
+    r"(?!(?:just |really |also )?(?:be|say|guess|admit|think|imagine|assume|bet|tell you|"
+    r"know|remember|wonder|hope|feel|agree|need|want|see|hear|understand|only|probably)\b)"
+)
 _SELF = re.compile(
     r"\b(?:i'll|i will|i'm going to|i am going to|i'm gonna|i can|i need to|i'll have to)\s+"
-    + _NO_ACTION, re.IGNORECASE)
-_ASK = re.compile(r"^(?:(?:so|and|okay|ok|now),?\s+)?(?:[A-Z][a-z]+,\s+)?"
-                  r"(?:can|could|will|would) you\s+" + _NO_ACTION, re.IGNORECASE)
+    + _NO_ACTION,
+    re.IGNORECASE,
+)
+_ASK = re.compile(
+    r"^(?:(?:so|and|okay|ok|now),?\s+)?(?:[A-Z][a-z]+,\s+)?"
+    r"(?:can|could|will|would) you\s+" + _NO_ACTION,
+    re.IGNORECASE,
+)
 _TOLD = re.compile(r"\byou(?:'ll)? (?:need to|should|must)\s+" + _NO_ACTION, re.IGNORECASE)
 _GROUP = re.compile(
     r"\b(?:we need to|we'll need to|we have to|we've got to|we must|let's|let us|action item)\s+"
-    + _NO_ACTION, re.IGNORECASE)
+    + _NO_ACTION,
+    re.IGNORECASE,
+)
 _NAMED = re.compile(r"\b([A-Z][a-z]+)(?: will|'ll| is going to| needs to| has to)\s+" + _NO_ACTION)
 _ADDRESSED = re.compile(r"^(?:(?:so|and|okay|ok),?\s+)?([A-Z][a-z]+),")
-_NOT_NAMES = STOPWORDS | {"everyone", "everybody", "somebody", "someone", "nobody", "team",
-                          "that", "this", "which", "what", "who", "kay", "so", "okay"}
+_NOT_NAMES = STOPWORDS | {
+    "everyone",
+    "everybody",
+    "somebody",
+    "someone",
+    "nobody",
+    "team",
+    "that",
+    "this",
+    "which",
+    "what",
+    "who",
+    "kay",
+    "so",
+    "okay",
+}
 _DECISION = re.compile(
     r"\b(?:we(?:'ve| have)? (?:decided|agreed|settled|chosen)|we(?:'re| are) agreed"
     r"|(?:we(?:'ll| will)|let's|let us|we can) go (?:with|for)|we(?:'re| are) going (?:to go )?with"
     r"|(?:the|our|final) decision (?:is|was)|(?:it's|that's|it is|that is) (?:decided|settled|agreed)"
-    r"|we(?:'ll| will) (?:stick with|keep))\b", re.IGNORECASE)
-_CONDITIONAL = re.compile(r"\b(?:once|if|when|until|before|after|whether|not|n't)\s+\S*\s*$",
-                          re.IGNORECASE)
-ANSWER_CUE = re.compile(r"^(?:yes|yeah|yep|no|nope|sure|well|i think|because|it's|it is|we|i)\b",
-                        re.IGNORECASE)
+    r"|we(?:'ll| will) (?:stick with|keep))\b",
+    re.IGNORECASE,
+)
+_CONDITIONAL = re.compile(
+    r"\b(?:once|if|when|until|before|after|whether|not|n't)\s+\S*\s*$", re.IGNORECASE
+)
+ANSWER_CUE = re.compile(
+    r"^(?:yes|yeah|yep|no|nope|sure|well|i think|because|it's|it is|we|i)\b", re.IGNORECASE
+)
 """How a reply that answers a question typically opens."""
 
 

@@ -89,7 +89,7 @@ def key_points(sentences: Sequence[Sentence], max_items: int = 8) -> list[Summar
 
 
 def title(sentences: Sequence[Sentence]) -> str:
-    """"Meeting about a, b and c" from the most salient phrases ("Meeting" if none)."""
+    """ "Meeting about a, b and c" from the most salient phrases ("Meeting" if none)."""
     top = key_phrases(sentences)
     if not top:
         return "Meeting"
@@ -133,8 +133,11 @@ def open_questions(
         if not q.text.endswith("?") or len(q.terms) < 3:
             continue
         asked = set(q.terms)
-        others = [s for s in sentences[i + 1 :]
-                  if s.speaker != q.speaker and s.start - q.start <= window_s][:replies]
+        others = [
+            s
+            for s in sentences[i + 1 :]
+            if s.speaker != q.speaker and s.start - q.start <= window_s
+        ][:replies]
         answered = any(
             len(asked & set(s.terms)) >= 2 or (asked & set(s.terms) and ANSWER_CUE.match(s.text))
             for s in others

@@ -24,8 +24,9 @@ def output_files(result: MeetingResult) -> dict[str, str]:
     ``summary.json`` and ``summary.md``."""
     files = {f"transcript.{fmt}": result.document.render(fmt) for fmt in TRANSCRIPT_FORMATS}
     if result.summary is not None:
-        files["summary.json"] = json.dumps(result.summary.to_dict(), ensure_ascii=False,
-                                           indent=2) + "\n"
+        files["summary.json"] = (
+            json.dumps(result.summary.to_dict(), ensure_ascii=False, indent=2) + "\n"
+        )
         files["summary.md"] = result.summary.to_markdown(result.document)
     return files
 

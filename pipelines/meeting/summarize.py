@@ -140,15 +140,24 @@ def _messages(chunk: list[tuple[int, str]], index: int, total: int) -> list[dict
     ]
 
 
-async def _ask(llm: ChatClient, messages: list[dict[str, Any]], formats: list[dict[str, Any]],
-               opts: SummaryOptions) -> str:
+async def _ask(
+    llm: ChatClient,
+    messages: list[dict[str, Any]],
+    formats: list[dict[str, Any]],
+    opts: SummaryOptions,
+) -> str:
     """One completion, trying ``formats`` in turn while the server refuses one (the one
     that worked is moved first, for the next chunks). Servers that reject every
     format with 400/422 get none (``ChatClient.complete`` drops it)."""
     for attempt, fmt in enumerate(list(formats)):
         try:
-            reply = await llm.complete(messages, response_format=fmt, temperature=opts.temperature,
-                                       max_tokens=opts.max_tokens, timeout_s=opts.timeout_s)
+            reply = await llm.complete(
+                messages,
+                response_format=fmt,
+                temperature=opts.temperature,
+                max_tokens=opts.max_tokens,
+                timeout_s=opts.timeout_s,
+            )
         except LlmError as exc:
             if "response_format" not in str(exc) or attempt + 1 == len(formats):
                 raise

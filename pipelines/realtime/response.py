@@ -24,6 +24,7 @@ from pipelines.realtime.config import SessionConfig
 from pipelines.realtime.context import SessionContext
 from pipelines.realtime.conversation import Item, SpokenSpan
 from pipelines.realtime.latency import TurnLatency
+from pipelines.realtime.output_items import OutputItems
 from pipelines.realtime.playout import AudioPacer
 from pipelines.realtime.prefetch import Prefetch
 from voice.audio.g711 import alaw_encode, ulaw_encode
@@ -48,7 +49,6 @@ class _Step:
 
     message: Item | None = None
     calls: list[Item] = field(default_factory=list)
-    open_calls: dict[str, Item] = field(default_factory=dict)
 
 
 class ResponseRun:
@@ -70,7 +70,7 @@ class ResponseRun:
         self.status: Status = "completed"
         self.reason: str | None = None
         self.error: dict[str, Any] | None = None
-        self.output: list[Item] = []
+        self.items = OutputItems(ctx, self.id)
         self.usage = _Usage()
         self.pacer = AudioPacer(ctx.clock, ctx.options.output_lead_ms)
         self._audible = asyncio.Event()
@@ -210,7 +210,7 @@ class ResponseRun:
             if prefetch is not None:
                 await prefetch.aclose()
         if step.message is not None:
-            await self._finish_message(step.message, "completed")
+            await self.items.finish_message(step.message, "completed")
         return step
 
     async def _consume(self, stream: AsyncGenerator[Any, None], step: _Step) -> None:
@@ -252,9 +252,9 @@ class ResponseRun:
                 for sentence in chunker.push(event.text):
                     yield sentence
             elif isinstance(event, ToolCallArgumentsDelta):
-                await self._call_delta(step, event)
+                await self.items.call_delta(event)
             elif isinstance(event, ToolCallRequest):
-                await self._call_done(step, event)
+                step.calls.append(await self.items.call_done(event))
             elif isinstance(event, Completion):
                 self.usage.input_tokens += event.input_tokens
                 self.usage.output_tokens += event.output_tokens
@@ -298,11 +298,11 @@ class ResponseRun:
             )
             delta = (" " if message.text else "") + chunk.text
             message.text += delta
-            await self._content_event(
+            await self.items.content_event(
                 "response.output_audio_transcript.delta", message, delta=delta
             )
         if output is None:
-            await self._content_event(
+            await self.items.content_event(
                 "response.output_audio.delta", message, delta=self._encode(chunk.samples)
             )
             self.pacer.sent(duration_ms)
@@ -325,7 +325,7 @@ class ResponseRun:
     async def _text(self, text: str, step: _Step) -> None:
         message = step.message or await self._open_message(step, audio=False)
         message.text += text
-        await self._content_event("response.output_text.delta", message, delta=text)
+        await self.items.content_event("response.output_text.delta", message, delta=text)
 
     def _encode(self, samples: np.ndarray) -> str:
         fmt = self.config.output_format
@@ -338,109 +338,13 @@ class ResponseRun:
         return base64.b64encode(data).decode("ascii")
 
     # --- items -----------------------------------------------------------------
-    async def _add_output(self, item: Item) -> int:
-        emitter = self.ctx.emitter
-        previous = self.ctx.conversation.add(item)
-        self.output.append(item)
-        index = len(self.output) - 1
-        await emitter.emit(
-            "response.output_item.added",
-            response_id=self.id,
-            output_index=index,
-            item=item.to_protocol(),
-        )
-        await emitter.item_added(item, previous)
-        return index
-
     async def _open_message(self, step: _Step, *, audio: bool) -> Item:
         output = self.ctx.audio_output
         if output is not None:  # this item starts playing after what is queued now
             self._output_base = output.played_samples() + output.queued_samples
-        item = Item(
-            id=self.ctx.emitter.ids.new("item"),
-            type="message",
-            role="assistant",
-            status="in_progress",
-            audio=audio,
-        )
+        item = await self.items.open_message(audio=audio)
         step.message = self._message = item
-        await self._add_output(item)
-        part = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
-        await self._content_event("response.content_part.added", item, part=part)
         return item
-
-    async def _content_event(self, event_type: str, item: Item, **fields: Any) -> None:
-        await self.ctx.emitter.emit(
-            event_type,
-            response_id=self.id,
-            item_id=item.id,
-            output_index=self.output.index(item),
-            content_index=0,
-            **fields,
-        )
-
-    async def _finish_message(self, item: Item, status: Literal["completed", "incomplete"]) -> None:
-        item.status = status
-        if item.audio:
-            await self._content_event("response.output_audio.done", item)
-            await self._content_event(
-                "response.output_audio_transcript.done", item, transcript=item.text
-            )
-            part = {"type": "audio", "transcript": item.text}
-        else:
-            await self._content_event("response.output_text.done", item, text=item.text)
-            part = {"type": "text", "text": item.text}
-        await self._content_event("response.content_part.done", item, part=part)
-        await self._item_done(item)
-
-    async def _item_done(self, item: Item) -> None:
-        await self.ctx.emitter.emit(
-            "response.output_item.done",
-            response_id=self.id,
-            output_index=self.output.index(item),
-            item=item.to_protocol(),
-        )
-        await self.ctx.emitter.item_done(item)
-
-    async def _call_delta(self, step: _Step, event: ToolCallArgumentsDelta) -> None:
-        item = step.open_calls.get(event.call_id)
-        if item is None:
-            item = Item(
-                id=self.ctx.emitter.ids.new("item"),
-                type="function_call",
-                status="in_progress",
-                call_id=event.call_id,
-                name=event.name,
-            )
-            step.open_calls[event.call_id] = item
-            await self._add_output(item)
-        item.arguments += event.delta
-        await self.ctx.emitter.emit(
-            "response.function_call_arguments.delta",
-            response_id=self.id,
-            item_id=item.id,
-            output_index=self.output.index(item),
-            call_id=event.call_id,
-            delta=event.delta,
-        )
-
-    async def _call_done(self, step: _Step, event: ToolCallRequest) -> None:
-        if event.call_id not in step.open_calls:
-            await self._call_delta(step, ToolCallArgumentsDelta(event.call_id, event.name, ""))
-        item = step.open_calls.pop(event.call_id)
-        item.arguments = event.arguments
-        item.status = "completed"
-        step.calls.append(item)
-        await self.ctx.emitter.emit(
-            "response.function_call_arguments.done",
-            response_id=self.id,
-            item_id=item.id,
-            output_index=self.output.index(item),
-            call_id=item.call_id,
-            name=item.name,
-            arguments=item.arguments,
-        )
-        await self._item_done(item)
 
     async def _run_server_tool(self, call: Item) -> None:
         result = await self.ctx.tools.call(
@@ -467,11 +371,8 @@ class ResponseRun:
                 self.ctx.audio_output.resume()
             if message.audio and self.ctx.conversation.get(message.id) is not None:
                 self.ctx.conversation.truncate(message.id, heard)
-            await self._finish_message(message, "incomplete")
-        for item in self.output:
-            if item.type == "function_call" and item.status == "in_progress":
-                item.status = "incomplete"
-                await self._item_done(item)
+            await self.items.finish_message(message, "incomplete")
+        await self.items.close_open_calls()
 
     def _protocol(self, status: str) -> dict[str, Any]:
         details: dict[str, Any] | None = None
@@ -482,7 +383,7 @@ class ResponseRun:
             "object": "realtime.response",
             "status": status,
             "status_details": details,
-            "output": [i.to_protocol() for i in self.output],
+            "output": [i.to_protocol() for i in self.items.items],
             "output_modalities": list(self.config.output_modalities),
             "audio": {
                 "output": {
