@@ -113,6 +113,7 @@ class EmbeddedLlamaServer:
             "--n_threads", str(self.threads), "--n_threads_batch", str(self.threads),
             "--n_ctx", str(self.context), "--chat_format", self.chat_format,
             stdin=asyncio.subprocess.DEVNULL, stdout=self._log, stderr=asyncio.subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
         try:
             await self._wait_ready(timeout_s)
@@ -182,3 +183,19 @@ class EmbeddedLlamaServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when the parent dies, so a
+    killed server never leaves an orphaned llama.cpp process behind (no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:
+        pass
