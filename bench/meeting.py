@@ -5,7 +5,8 @@ The long recording (about 11 minutes) joins real clips from ../shared/data with
 0.8 s pauses: every ``diar`` clip and the longer unreferenced ones. Its
 reference turns are the clips' own, shifted, scored only where a clip has a
 reference (UEM). Peak RSS is sampled every 20 ms and attributed to the stage
-running at the time.
+running at the time. The load average after the run is recorded: other work on
+the machine slows every figure down.
 
     .venv/bin/python -m bench.meeting            # → bench/results/meeting.json
     .venv/bin/python -m bench.meeting --llm      # summaries with the embedded LLM
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import threading
 import time
@@ -32,13 +34,24 @@ from voice.diarize.rttm import read_rttm, read_uem
 
 RATE = 16000
 PAUSE_S = 0.8
-DIAR = ["pyannote-audio/sample.wav", *[f"pyannote-audio/dev0{i}.wav" for i in range(2)],
-        *[f"pyannote-audio/trn0{i}.wav" for i in range(7)], "assembled/assembled_meeting.wav",
-        "faster-whisper/stereo_diarization.wav"]
-EXTRA = ["azure-speech-sdk/katiesteve.wav", "azure-speech-sdk/katiesteve_mono.wav",
-         "azure-speech-sdk/enrollment_audio_katie.wav", "azure-speech-sdk/enrollment_audio_steve.wav",
-         "silero-vad/test.wav", "azure-speech-sdk/speechService.wav",
-         "azure-speech-sdk/aboutSpeechSdk.wav", "realpython/harvard.wav", "openai-whisper/jfk.wav"]
+DIAR = [
+    "pyannote-audio/sample.wav",
+    *[f"pyannote-audio/dev0{i}.wav" for i in range(2)],
+    *[f"pyannote-audio/trn0{i}.wav" for i in range(7)],
+    "assembled/assembled_meeting.wav",
+    "faster-whisper/stereo_diarization.wav",
+]
+EXTRA = [
+    "azure-speech-sdk/katiesteve.wav",
+    "azure-speech-sdk/katiesteve_mono.wav",
+    "azure-speech-sdk/enrollment_audio_katie.wav",
+    "azure-speech-sdk/enrollment_audio_steve.wav",
+    "silero-vad/test.wav",
+    "azure-speech-sdk/speechService.wav",
+    "azure-speech-sdk/aboutSpeechSdk.wav",
+    "realpython/harvard.wav",
+    "openai-whisper/jfk.wav",
+]
 
 
 def reference(clip: str) -> tuple[list[SpeakerTurn], list[tuple[float, float]]] | None:
@@ -49,7 +62,11 @@ def reference(clip: str) -> tuple[list[SpeakerTurn], list[tuple[float, float]]] 
         return None
     turns = next(iter(read_rttm(rttm).values()))
     uem = path.with_suffix(".uem")
-    regions = next(iter(read_uem(uem).values())) if uem.exists() else [(0.0, len(load_wav16k(clip)) / RATE)]
+    regions = (
+        next(iter(read_uem(uem).values()))
+        if uem.exists()
+        else [(0.0, len(load_wav16k(clip)) / RATE)]
+    )
     return turns, regions
 
 
@@ -63,8 +80,12 @@ def build_long_recording(path: Path) -> tuple[float, Annotation, Timeline]:
             turns, regions = known
             stem = Path(clip).stem
             for turn in turns:  # AMI speaker ids are global; others are per clip
-                label = turn.speaker if clip.startswith("pyannote-audio/dev") or \
-                    clip.startswith("pyannote-audio/trn") else f"{stem}:{turn.speaker}"
+                label = (
+                    turn.speaker
+                    if clip.startswith("pyannote-audio/dev")
+                    or clip.startswith("pyannote-audio/trn")
+                    else f"{stem}:{turn.speaker}"
+                )
                 ref[Segment(t + turn.start, t + turn.end)] = label
             for start, end in regions:
                 uem.add(Segment(t + start, t + end))
@@ -144,6 +165,7 @@ async def bench_long(llm: bool) -> dict[str, Any]:
     der_collar = DiarizationErrorRate(collar=0.5)(ref, hyp, uem=uem)
     timings = doc.meta["timings_s"]
     return {
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
         "audio_s": round(duration, 1),
         "model_load_s": round(load_s, 2),
         "wall_s": round(wall, 1),
@@ -159,16 +181,23 @@ async def bench_long(llm: bool) -> dict[str, Any]:
         "der_pipeline_segments": round(float(der), 3),
         "der_pipeline_segments_collar_0.5": round(float(der_collar), 3),
         "summary_method": dict(result.summary.method) if result.summary else None,
-        "stt": {k: doc.meta["stt"].get(k) for k in ("model", "device", "compute_type", "beam_size")},
+        "stt": {
+            k: doc.meta["stt"].get(k) for k in ("model", "device", "compute_type", "beam_size")
+        },
     }
 
 
 def bench_der() -> dict[str, Any]:
-    """DER of the diarizer alone on each reference clip (collar 0 and 0.5 s)."""
+    """DER of the diarizer alone on each reference clip (collar 0 and 0.5 s), and over
+    all clips together (errors summed, then divided by the total reference speech)."""
     from voice.diarize import make_diarizer
     from voice.settings import load_settings
 
     diarizer = make_diarizer(load_settings())
+    totals = {
+        "der": DiarizationErrorRate(collar=0.0),
+        "der_collar_0.5": DiarizationErrorRate(collar=0.5),
+    }
     rows: dict[str, Any] = {}
     for clip in DIAR:
         turns, regions = reference(clip) or ([], [])
@@ -177,26 +206,33 @@ def bench_der() -> dict[str, Any]:
         hyp = diarizer.diarize(load_wav16k(clip))
         took = time.perf_counter() - t0
         ref = annotation(turns)
-        rows[clip] = {
+        row: dict[str, Any] = {
             "speakers": len(ref.labels()),
             "found": len({t.speaker for t in hyp}),
-            "der": round(float(DiarizationErrorRate(collar=0.0)(ref, annotation(hyp), uem=uem)), 3),
-            "der_collar_0.5": round(
-                float(DiarizationErrorRate(collar=0.5)(ref, annotation(hyp), uem=uem)), 3),
-            "seconds": round(took, 2),
         }
+        for name, metric in totals.items():
+            row[name] = round(float(metric(ref, annotation(hyp), uem=uem)), 3)
+        rows[clip] = {**row, "seconds": round(took, 2)}
+    rows["all clips"] = {name: round(float(abs(metric)), 3) for name, metric in totals.items()}
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--llm", action="store_true", help="summarise with the embedded/configured LLM")
+    parser.add_argument(
+        "--llm", action="store_true", help="summarise with the embedded/configured LLM"
+    )
     args = parser.parse_args()
     long_run = asyncio.run(bench_long(args.llm))
     der = bench_der()
-    mean = {k: round(float(np.mean([r[k] for r in der.values()])), 3) for k in ("der", "der_collar_0.5")}
-    path = write_result("meeting", {"long_recording": long_run, "der_by_file": der, "der_mean": mean},
-                        settings={"stt_model": "base", "compute_type": "int8", "llm": args.llm})
+    mean = {
+        k: round(float(np.mean([r[k] for r in der.values()])), 3) for k in ("der", "der_collar_0.5")
+    }
+    path = write_result(
+        "meeting",
+        {"long_recording": long_run, "der_by_file": der, "der_mean": mean},
+        settings={"stt_model": "base", "compute_type": "int8", "llm": args.llm},
+    )
     print(path.read_text())
 
 

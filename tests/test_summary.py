@@ -51,21 +51,28 @@ def ami_document(meeting: str) -> TranscriptDocument:
     lines = [line for line in lines if line]
     turns = sorted(
         (float(f[3]), float(f[3]) + float(f[4]), f[7])
-        for f in (row.split() for row in (AMI / f"{meeting}.full_meeting.rttm").read_text().splitlines())
+        for f in (
+            row.split() for row in (AMI / f"{meeting}.full_meeting.rttm").read_text().splitlines()
+        )
     )
     order = list(dict.fromkeys(t[2] for t in turns))
     assert len(order) == len(lines), "one transcript line per RTTM speaker"
     queue = {spk: re.split(r"(?<=[.?!])\s+", line) for spk, line in zip(order, lines, strict=True)}
-    rate = {spk: len(line.split()) / sum(e - s for s, e, x in turns if x == spk)
-            for spk, line in zip(order, lines, strict=True)}
+    rate = {
+        spk: len(line.split()) / sum(e - s for s, e, x in turns if x == spk)
+        for spk, line in zip(order, lines, strict=True)
+    }
     left = {spk: sum(1 for t in turns if t[2] == spk) for spk in order}
     segments: list[TranscriptSegment] = []
     for start, end, spk in turns:
         left[spk] -= 1
         taken: list[str] = []
         words = 0
-        while queue[spk] and (left[spk] == 0 or not taken
-                              or words + len(queue[spk][0].split()) <= (end - start) * rate[spk]):
+        while queue[spk] and (
+            left[spk] == 0
+            or not taken
+            or words + len(queue[spk][0].split()) <= (end - start) * rate[spk]
+        ):
             words += len(queue[spk][0].split())
             taken.append(queue[spk].pop(0))
         if taken:
@@ -102,14 +109,22 @@ def check_summary(summary: MeetingSummary, doc: TranscriptDocument) -> dict[str,
 
 def test_published_schema_is_valid_and_up_to_date() -> None:
     Draft202012Validator.check_schema(SUMMARY_SCHEMA)
-    assert SCHEMA_FILE.read_text() == schema_json(), "run: python -c 'from pipelines.meeting." \
-        "summary_schema import schema_json; print(schema_json(), end=\"\")' > docs/summary.schema.json"
+    assert SCHEMA_FILE.read_text() == schema_json(), (
+        "run: python -c 'from pipelines.meeting."
+        'summary_schema import schema_json; print(schema_json(), end="")\' > docs/summary.schema.json'
+    )
 
 
 def test_schema_rejects_what_it_should() -> None:
-    good = {"title": "T", "key_points": [{"text": "a", "citations": [1]}], "decisions": [],
-            "action_items": [{"text": "b", "owner": None, "due": "Friday", "citations": [2]}],
-            "open_questions": [], "method": dict.fromkeys(PARTS, "llm"), "problems": []}
+    good = {
+        "title": "T",
+        "key_points": [{"text": "a", "citations": [1]}],
+        "decisions": [],
+        "action_items": [{"text": "b", "owner": None, "due": "Friday", "citations": [2]}],
+        "open_questions": [],
+        "method": dict.fromkeys(PARTS, "llm"),
+        "problems": [],
+    }
     assert VALIDATOR.is_valid(good)
     bad_items = [
         {**good, "key_points": [{"text": "a", "citations": []}]},  # no citation
@@ -126,8 +141,10 @@ def test_schema_rejects_what_it_should() -> None:
 
 
 def _doc(*lines: tuple[str, float, str]) -> TranscriptDocument:
-    segs = tuple(TranscriptSegment(i, spk, start, start + 3.0, text)
-                 for i, (spk, start, text) in enumerate(lines))
+    segs = tuple(
+        TranscriptSegment(i, spk, start, start + 3.0, text)
+        for i, (spk, start, text) in enumerate(lines)
+    )
     names = {"A": "Alice", "B": "Bob", "C": "Carol"}
     return TranscriptDocument(segs, {s: names[s] for s in {s.speaker for s in segs}}, 120.0, "en")
 
@@ -141,9 +158,13 @@ def test_commitments_owners_and_deadlines() -> None:
     assert cue is not None and cue.owner == "Dave" and cue.due == "on Monday"
     cue = find_commitment("We need to book the room for the workshop.")
     assert cue is not None and cue.owner is None and cue.due is None
-    for not_one in ("I'll be honest, it looks bad.", "I have to say I like it.",
-                    "Should we add a joystick?", "What can you say, cats are great.",
-                    "It'll follow you around."):
+    for not_one in (
+        "I'll be honest, it looks bad.",
+        "I have to say I like it.",
+        "Should we add a joystick?",
+        "What can you say, cats are great.",
+        "It'll follow you around.",
+    ):
         assert find_commitment(not_one) is None, not_one
 
 
@@ -155,9 +176,11 @@ def test_decisions_skip_questions_and_hedges() -> None:
 
 
 def test_excerpt_keeps_the_clause_around_the_cue() -> None:
-    text = ("Well it was a long day and we talked about many things, the weather, the trains, "
-            "the food, and then I'll send the minutes to everyone by Friday so that nobody "
-            "forgets anything at all about what was discussed today in the meeting room")
+    text = (
+        "Well it was a long day and we talked about many things, the weather, the trains, "
+        "the food, and then I'll send the minutes to everyone by Friday so that nobody "
+        "forgets anything at all about what was discussed today in the meeting room"
+    )
     cue = find_commitment(text)
     assert cue is not None
     cut = excerpt(text, cue.span, max_words=12)
@@ -177,10 +200,12 @@ def test_extractive_parts_on_a_small_meeting() -> None:
     )
     sentences = split_sentences(doc)
     assert [(i.text, i.citations) for i in decisions(sentences)] == [
-        ("We decided to go with the rubber case for the remote control.", (2,))]
+        ("We decided to go with the rubber case for the remote control.", (2,))
+    ]
     items = action_items(sentences)
     assert [(i.owner, i.due, i.citations) for i in items if i.citations == (3,)] == [
-        ("Carol", "by Friday", (3,))]
+        ("Carol", "by Friday", (3,))
+    ]
     assert [i.citations for i in open_questions(sentences)] == [(6,)]  # (4,) was answered
     points = key_points(sentences)
     assert 3 <= len(points) <= 8 and all(len(p.citations) == 1 for p in points)
@@ -192,7 +217,8 @@ def test_extractive_parts_on_a_small_meeting() -> None:
 
 @pytest.mark.parametrize("meeting", MEETINGS)
 async def test_extractive_summary_of_an_ami_meeting(
-        meeting: str, ami: dict[str, TranscriptDocument]) -> None:
+    meeting: str, ami: dict[str, TranscriptDocument]
+) -> None:
     doc = ami[meeting]
     summary = await summarize(doc, None)
     data = check_summary(summary, doc)
@@ -219,22 +245,33 @@ def test_rouge_against_the_human_summaries(ami: dict[str, TranscriptDocument]) -
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
     for meeting in MEETINGS:
         summary = asyncio.run(summarize(ami[meeting], None))
-        hypothesis = " ".join(i.text for part in (summary.key_points, summary.decisions,
-                                                   summary.action_items, summary.open_questions)
-                              for i in part)
+        hypothesis = " ".join(
+            i.text
+            for part in (
+                summary.key_points,
+                summary.decisions,
+                summary.action_items,
+                summary.open_questions,
+            )
+            for i in part
+        )
         for reference_kind in ("abssumm", "extsumm"):
             reference = (AMI / f"{meeting}.{reference_kind}.txt").read_text()
             scores = scorer.score(reference, hypothesis)
-            print(f"\n{meeting} vs {reference_kind}: " + ", ".join(
-                f"{k} R={v.recall:.3f} F={v.fmeasure:.3f}" for k, v in scores.items()))
+            print(
+                f"\n{meeting} vs {reference_kind}: "
+                + ", ".join(f"{k} R={v.recall:.3f} F={v.fmeasure:.3f}" for k, v in scores.items())
+            )
             if reference_kind == "abssumm":
                 assert scores["rouge1"].recall > 0.30
         kept = _words((AMI / f"{meeting}.extsumm.txt").read_text())
         sentences = [s for s in split_sentences(ami[meeting]) if len(_words(s.text).split()) >= 4]
         base = sum(_in_extract(s.text, kept) for s in sentences) / len(sentences)
         hits = sum(_in_extract(p.text, kept) for p in summary.key_points)
-        print(f"{meeting}: {hits}/{len(summary.key_points)} key points are in the human "
-              f"extractive summary (base rate {base:.2f})")
+        print(
+            f"{meeting}: {hits}/{len(summary.key_points)} key points are in the human "
+            f"extractive summary (base rate {base:.2f})"
+        )
 
 
 def _words(text: str) -> str:
@@ -257,11 +294,23 @@ def _reply(ids: list[int], **override: Any) -> str:
     first, second = ids[0], ids[-1]
     body: dict[str, Any] = {
         "title": "Remote control kick-off",
-        "key_points": [{"text": "The team will design a new remote control.", "citations": [first]}],
-        "decisions": [{"text": "The remote will be original, trendy and user-friendly.",
-                       "citations": [second]}],
-        "action_items": [{"text": "Write up the minutes.", "owner": "Speaker 1", "due": None,
-                          "citations": [second]}],
+        "key_points": [
+            {"text": "The team will design a new remote control.", "citations": [first]}
+        ],
+        "decisions": [
+            {
+                "text": "The remote will be original, trendy and user-friendly.",
+                "citations": [second],
+            }
+        ],
+        "action_items": [
+            {
+                "text": "Write up the minutes.",
+                "owner": "Speaker 1",
+                "due": None,
+                "citations": [second],
+            }
+        ],
         "open_questions": [],
     }
     body.update(override)
@@ -281,8 +330,10 @@ async def test_llm_summary_with_valid_citations(ami: dict[str, TranscriptDocumen
     chunks = _chunks(doc, options)
     assert len(chunks) >= 2  # the real transcript is long enough to be chunked
     script = [
-        Turn.say(_reply(ids, decisions=[{"text": f"Decision {n}.", "citations": [ids[-1]]}]),
-                 when=_in_part(n))
+        Turn.say(
+            _reply(ids, decisions=[{"text": f"Decision {n}.", "citations": [ids[-1]]}]),
+            when=_in_part(n),
+        )
         for n, ids in enumerate(chunks, 1)
     ]
     async with ScriptedLlmServer(script) as server:
@@ -292,8 +343,9 @@ async def test_llm_summary_with_valid_citations(ami: dict[str, TranscriptDocumen
     data = check_summary(summary, doc)
     assert set(data["method"].values()) == {"llm"} and data["problems"] == []
     assert data["title"] == "Remote control kick-off"
-    assert data["key_points"] == [{"text": "The team will design a new remote control.",
-                                   "citations": [chunks[0][0]]}]  # duplicates merged
+    assert data["key_points"] == [
+        {"text": "The team will design a new remote control.", "citations": [chunks[0][0]]}
+    ]  # duplicates merged
     assert [i["citations"] for i in data["decisions"]] == [[ids[-1]] for ids in chunks]
     requests = server.chat_requests
     assert len(requests) == len(chunks)
@@ -309,16 +361,24 @@ async def test_rejected_parts_fall_back_one_by_one(ami: dict[str, TranscriptDocu
     doc = ami["ES2003b"]
     options = SummaryOptions(chunk_chars=100_000)  # one request
     ids = _chunks(doc, options)[0]
-    reply = _reply(ids, key_points=[{"text": "Made up.", "citations": [99_999]}],
-                   action_items=[{"text": "No owner field.", "citations": [ids[0]]}],
-                   open_questions=[{"text": "   ", "citations": [ids[0]]}])
+    reply = _reply(
+        ids,
+        key_points=[{"text": "Made up.", "citations": [99_999]}],
+        action_items=[{"text": "No owner field.", "citations": [ids[0]]}],
+        open_questions=[{"text": "   ", "citations": [ids[0]]}],
+    )
     async with ScriptedLlmServer([Turn.say(reply)]) as server:
         client = _client(server)
         summary = await summarize(doc, client, options)
         await client.aclose()
     data = check_summary(summary, doc)
-    assert data["method"] == {"title": "llm", "key_points": "extractive", "decisions": "llm",
-                              "action_items": "extractive", "open_questions": "extractive"}
+    assert data["method"] == {
+        "title": "llm",
+        "key_points": "extractive",
+        "decisions": "llm",
+        "action_items": "extractive",
+        "open_questions": "extractive",
+    }
     problems = " | ".join(data["problems"])
     assert "key_points: cites segment(s) [99999]" in problems
     assert "action_items: schema: 'owner' is a required property" in problems
@@ -331,8 +391,10 @@ async def test_a_citation_outside_its_chunk_is_rejected(ami: dict[str, Transcrip
     chunks = _chunks(doc, options)
     script = [Turn.say(_reply(chunks[0]), when=_in_part(1))]
     stray = {"text": "From the wrong part.", "citations": [chunks[0][0]]}
-    script += [Turn.say(_reply(ids, decisions=[stray]), when=_in_part(n))
-               for n, ids in enumerate(chunks[1:], 2)]
+    script += [
+        Turn.say(_reply(ids, decisions=[stray]), when=_in_part(n))
+        for n, ids in enumerate(chunks[1:], 2)
+    ]
     async with ScriptedLlmServer(script) as server:
         client = _client(server)
         summary = await summarize(doc, client, options)
@@ -341,10 +403,12 @@ async def test_a_citation_outside_its_chunk_is_rejected(ami: dict[str, Transcrip
     assert summary.method["decisions"] == "extractive" and summary.method["key_points"] == "llm"
 
 
-@pytest.mark.parametrize("reply", ["Sure! Here is the summary: the team met.", '{"title": 3',
-                                   "[1, 2, 3]"])
+@pytest.mark.parametrize(
+    "reply", ["Sure! Here is the summary: the team met.", '{"title": 3', "[1, 2, 3]"]
+)
 async def test_malformed_replies_fall_back_entirely(
-        reply: str, ami: dict[str, TranscriptDocument]) -> None:
+    reply: str, ami: dict[str, TranscriptDocument]
+) -> None:
     doc = ami["ES2003a"]
     async with ScriptedLlmServer(default=Turn.say(reply)) as server:
         client = _client(server)
@@ -368,7 +432,8 @@ async def test_llm_errors_fall_back_entirely(ami: dict[str, TranscriptDocument])
 
 
 async def test_fenced_json_and_a_server_without_response_format(
-        ami: dict[str, TranscriptDocument]) -> None:
+    ami: dict[str, TranscriptDocument],
+) -> None:
     doc = ami["ES2003a"]
     options = SummaryOptions(chunk_chars=100_000)
     ids = _chunks(doc, options)[0]
@@ -386,3 +451,41 @@ def test_check_parts_never_raises() -> None:
     for junk in (None, 3, "x", [], {"title": None}, {"key_points": "no"}, {"key_points": [3]}):
         parts, problems = check_parts(junk, {0, 1})
         assert problems and "key_points" not in parts
+
+
+async def test_llama_cpp_style_response_format_is_tried_next(
+    ami: dict[str, TranscriptDocument],
+) -> None:
+    """llama.cpp's server answers 500 to ``json_schema`` (its request model only knows
+    ``json_object`` with a ``schema``): the summary retries with that form and keeps it."""
+    doc = ami["ES2003a"]
+    options = SummaryOptions(chunk_chars=7000)
+    chunks = _chunks(doc, options)
+    assert len(chunks) == 2
+    script = [Turn.say(_reply(ids), when=_in_part(n)) for n, ids in enumerate(chunks, 1)]
+    async with ScriptedLlmServer(script) as server:
+        server.fail_next(
+            500,
+            message="body.response_format.type: Input should be 'text' or "
+            "'json_object' (got 'json_schema')",
+        )
+        client = _client(server)
+        summary = await summarize(doc, client, options)
+        await client.aclose()
+    assert set(summary.method.values()) == {"llm"}
+    formats = [r.body["response_format"]["type"] for r in server.chat_requests]
+    assert formats == ["json_schema", "json_object", "json_object"]
+    assert server.chat_requests[1].body["response_format"]["schema"]["required"] == list(PARTS)
+
+
+async def test_the_llm_time_budget_bounds_the_summary(ami: dict[str, TranscriptDocument]) -> None:
+    doc = ami["ES2003a"]
+    slow = Turn.say(_reply([0]), first_chunk_delay_s=3.0)
+    async with ScriptedLlmServer(default=slow) as server:
+        client = _client(server)
+        start = asyncio.get_running_loop().time()
+        summary = await summarize(doc, client, SummaryOptions(budget_s=0.5))
+        took = asyncio.get_running_loop().time() - start
+        await client.aclose()
+    assert took < 2.5 and set(summary.method.values()) == {"extractive"}
+    assert "time budget (0.5 s) ran out" in summary.problems[0]

@@ -21,12 +21,12 @@ diarization turns; no models, no I/O. :func:`align` runs the steps in order:
 
 from __future__ import annotations
 
-import bisect
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from pipelines.meeting.document import TranscriptSegment
+from pipelines.meeting.turn_index import TurnIndex
 from voice.diarize.base import SpeakerTurn, speaker_label
 from voice.stt.base import Word
 
@@ -66,53 +66,6 @@ def ends_sentence(text: str) -> bool:
     return bool(_SENTENCE_END.search(text))
 
 
-class _Turns:
-    """Turns sorted by start, with what overlap and nearest-turn queries need."""
-
-    def __init__(self, turns: Sequence[SpeakerTurn]) -> None:
-        self.turns = sorted(turns, key=lambda t: (t.start, t.end))
-        self.starts = [t.start for t in self.turns]
-        self.longest = max((t.duration for t in self.turns), default=0.0)
-        self.latest_end: list[int] = []  # index of the latest-ending turn among turns[: i + 1]
-        for i, turn in enumerate(self.turns):
-            prev = self.latest_end[-1] if self.latest_end else i
-            self.latest_end.append(i if turn.end >= self.turns[prev].end else prev)
-
-    def overlaps(self, start: float, end: float) -> dict[str, float]:
-        """Seconds of [start, end] covered by each speaker's turns."""
-        out: dict[str, float] = {}
-        j = bisect.bisect_left(self.starts, end) - 1
-        while j >= 0 and self.turns[j].start >= start - self.longest:
-            turn = self.turns[j]
-            amount = min(end, turn.end) - max(start, turn.start)
-            if amount > 0:
-                out[turn.speaker] = out.get(turn.speaker, 0.0) + amount
-            j -= 1
-        return out
-
-    def nearest(self, start: float, end: float) -> str:
-        """Speaker of the turn closest in time to [start, end] (earlier one on a tie)."""
-        hi = bisect.bisect_left(self.starts, end)
-        best, best_gap = "", float("inf")
-        if hi > 0:
-            before = self.turns[self.latest_end[hi - 1]]
-            best, best_gap = before.speaker, max(0.0, start - before.end)
-        if hi < len(self.turns) and self.turns[hi].start - end < best_gap:
-            best = self.turns[hi].speaker
-        return best
-
-    def distance(self, speaker: str, start: float, end: float, limit: float) -> float:
-        """Gap (s) between [start, end] and the closest turn of ``speaker``, capped at ``limit``."""
-        best = limit
-        j = bisect.bisect_left(self.starts, end + limit) - 1
-        while j >= 0 and self.turns[j].start >= start - self.longest - limit:
-            turn = self.turns[j]
-            if turn.speaker == speaker:
-                best = min(best, max(0.0, turn.start - end, start - turn.end))
-            j -= 1
-        return best
-
-
 def _span(word: Word) -> tuple[float, float]:
     return word.start, max(word.end, word.start + 1e-3)
 
@@ -121,7 +74,7 @@ def assign_speakers(words: Sequence[Word], turns: Sequence[SpeakerTurn]) -> list
     """One speaker label per word (see the module docstring, step 1)."""
     if not turns:
         return [DEFAULT_SPEAKER] * len(words)
-    index = _Turns(turns)
+    index = TurnIndex(turns)
     labels: list[str] = []
     for word in words:
         start, end = _span(word)
@@ -188,7 +141,7 @@ def snap_changes(
     speaker it moves to.
     """
     out = list(labels)
-    index = _Turns(turns)
+    index = TurnIndex(turns)
     b = 0
     while (b := b + 1) < len(out):
         if out[b] == out[b - 1]:

@@ -26,13 +26,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pipelines.clock import Clock, MonotonicClock
 from pipelines.meeting.align import AlignOptions, align
 from pipelines.meeting.document import TranscriptDocument, display_name
+from pipelines.meeting.progress import STAGE_WEIGHTS, Progress, ProgressPlan, Reporter
 from pipelines.meeting.stages import DecodedAudio, decode_with_vad, window_words
 from pipelines.meeting.summarize import SummaryOptions, summarize
 from pipelines.meeting.summary import MeetingSummary
@@ -42,17 +43,6 @@ from voice.llm import ChatClient
 from voice.stt.base import SAMPLE_RATE, Transcriber, Word, transcribe_async
 from voice.vad import SpeechClassifier, VadOptions, make_classifier
 
-Progress = Callable[[str, float], None]
-"""``(stage, overall fraction 0-1)``; called on the event loop's thread, never
-decreasing, ending with ``("done", 1.0)``."""
-
-STAGE_WEIGHTS: dict[str, float] = {
-    "decode": 0.06,
-    "transcribe": 0.56,
-    "diarize": 0.24,
-    "align": 0.02,
-    "summarize": 0.12,
-}
 WINDOW_S = (45.0, 60.0)
 """Target and maximum transcription window (s) for an unbatched transcriber."""
 BATCHED_WINDOW_S = (240.0, 300.0)
@@ -85,44 +75,6 @@ class MeetingResult:
 
     document: TranscriptDocument
     summary: MeetingSummary | None
-
-
-class ProgressPlan:
-    """Maps ``(stage, fraction of that stage)`` to the overall fraction. Pure."""
-
-    def __init__(self, stages: tuple[str, ...]) -> None:
-        total = sum(STAGE_WEIGHTS[s] for s in stages)
-        self.offsets: dict[str, float] = {}
-        self.shares: dict[str, float] = {}
-        done = 0.0
-        for stage in stages:
-            self.offsets[stage], self.shares[stage] = done, STAGE_WEIGHTS[stage] / total
-            done += self.shares[stage]
-
-    def overall(self, stage: str, fraction: float) -> float:
-        clamped = min(1.0, max(0.0, fraction))
-        return min(1.0, self.offsets[stage] + self.shares[stage] * clamped)
-
-
-class _Reporter:
-    """Forwards progress to the loop thread and keeps it from going backwards."""
-
-    def __init__(
-        self, progress: Progress | None, plan: ProgressPlan, loop: asyncio.AbstractEventLoop
-    ) -> None:
-        self.progress, self.plan, self.loop = progress, plan, loop
-        self.last = 0.0
-
-    def __call__(self, stage: str, fraction: float) -> None:
-        if self.progress is None:
-            return
-        value = self.plan.overall(stage, fraction) if stage in self.plan.offsets else fraction
-        self.loop.call_soon_threadsafe(self._emit, stage, value)
-
-    def _emit(self, stage: str, value: float) -> None:
-        if self.progress is not None and value >= self.last:
-            self.last = value
-            self.progress(stage, value)
 
 
 class MeetingPipeline:
@@ -162,7 +114,7 @@ class MeetingPipeline:
         opts = options or MeetingOptions()
         diarize_options = opts.diarize_options()
         stages = tuple(s for s in STAGE_WEIGHTS if s != "summarize" or opts.summarize)
-        report = _Reporter(progress, ProgressPlan(stages), asyncio.get_running_loop())
+        report = Reporter(progress, ProgressPlan(stages), asyncio.get_running_loop())
         timings: dict[str, float] = {}
         mark = self.clock.now()
 
@@ -192,7 +144,6 @@ class MeetingPipeline:
             "diarizer": type(self.diarizer).__name__,
             "diarize_options": asdict(diarize_options),
             "diarized_speakers": len({t.speaker for t in turns}),
-            "timings_s": timings,
         }
         document = TranscriptDocument(
             segments=tuple(segments),
@@ -209,7 +160,7 @@ class MeetingPipeline:
             )
             lap("summarize")
         report("done", 1.0)
-        return MeetingResult(document, summary)
+        return MeetingResult(replace(document, meta={**meta, "timings_s": dict(timings)}), summary)
 
     async def _decode(self, source: Path, report: Callable[[str, float], None]) -> DecodedAudio:
         stop = threading.Event()
@@ -228,7 +179,8 @@ class MeetingPipeline:
     async def _transcribe(
         self, audio: DecodedAudio, language: str | None, report: Callable[[str, float], None]
     ) -> tuple[list[Word], str, dict[str, Any], int]:
-        """Words of every window, the language used, the options echoed, the window count."""
+        """Words of every window, the language used (as the first window reported it),
+        the transcriber's options echoed, the window count."""
         target, longest = BATCHED_WINDOW_S if self.transcriber.capabilities.batched else WINDOW_S
         windows = plan_windows(
             audio.speech,
@@ -253,10 +205,10 @@ class MeetingPipeline:
                 language=language,
                 vad_filter=True,
             )
-            if not used:
+            if not used:  # the first window: its options and language hold for the rest
                 used = {k: v for k, v in result.options.items() if k != "initial_prompt"}
-            language = language or result.language or None  # keep the first detection
-            detected = detected or result.language
+                detected = result.language or detected
+                language = language or result.language or None
             words.extend(window_words(result, start, end))
             done += end - start
             report("transcribe", done / total)

@@ -15,11 +15,12 @@ each part and why LLM output was rejected.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pipelines.meeting.document import TranscriptDocument, clock
 from pipelines.meeting.extractive import extractive_parts
@@ -50,12 +51,14 @@ SYSTEM_PROMPT = (
 class SummaryOptions:
     """``chunk_chars``: transcript characters per request (keep well inside the model's
     context); ``max_tokens``: reply length per request; ``timeout_s``: per request
-    (None: the client's own)."""
+    attempt (None: the client's own); ``budget_s``: all LLM work of one summary
+    (s): past it the remaining parts are made extractively."""
 
     chunk_chars: int = 6000
     max_tokens: int = 1024
     temperature: float = 0.2
     timeout_s: float | None = None
+    budget_s: float = 300.0
 
 
 def transcript_lines(document: TranscriptDocument) -> list[tuple[int, str]]:
@@ -112,19 +115,18 @@ def merge_parts(replies: Sequence[dict[str, Part]]) -> dict[str, Part]:
 
 
 def assemble(
-    llm_parts: dict[str, Part], fallback: Callable[[], dict[str, Part]], problems: Sequence[str]
+    llm_parts: dict[str, Part], extractive: dict[str, Part], problems: Sequence[str]
 ) -> MeetingSummary:
-    """A summary from the LLM's accepted parts, the rest from ``fallback()`` (called
-    only when something is missing)."""
-    extractive = fallback() if set(PARTS) - set(llm_parts) else {}
-    parts = {part: llm_parts.get(part, extractive.get(part)) for part in PARTS}
+    """A summary from the LLM's accepted parts, the others from ``extractive`` (which
+    must hold every part the LLM's lack)."""
+    parts = {part: llm_parts[part] if part in llm_parts else extractive[part] for part in PARTS}
     method: dict[str, Method] = {p: ("llm" if p in llm_parts else "extractive") for p in PARTS}
     return MeetingSummary(
         title=str(parts["title"]),
-        key_points=parts["key_points"],  # type: ignore[arg-type]
-        decisions=parts["decisions"],  # type: ignore[arg-type]
-        action_items=parts["action_items"],  # type: ignore[arg-type]
-        open_questions=parts["open_questions"],  # type: ignore[arg-type]
+        key_points=cast(tuple[SummaryItem, ...], parts["key_points"]),
+        decisions=cast(tuple[SummaryItem, ...], parts["decisions"]),
+        action_items=cast(tuple[ActionItem, ...], parts["action_items"]),
+        open_questions=cast(tuple[SummaryItem, ...], parts["open_questions"]),
         method=method,
         problems=tuple(problems),
     )
@@ -186,13 +188,18 @@ async def summarize(
     replies: list[dict[str, Part]] = []
     formats = response_formats()
     if llm is not None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + opts.budget_s
         for index, chunk in enumerate(chunks):
             where = f"chunk {index + 1}/{len(chunks)}: " if len(chunks) > 1 else ""
             accepted: dict[str, Part] = {}
             try:
-                reply = await _ask(llm, _messages(chunk, index, len(chunks)), formats, opts)
+                async with asyncio.timeout_at(deadline):
+                    reply = await _ask(llm, _messages(chunk, index, len(chunks)), formats, opts)
                 accepted, found = check_parts(parse_reply(reply), {i for i, _ in chunk})
                 problems += [where + p for p in found]
+            except TimeoutError:
+                problems.append(f"{where}the LLM time budget ({opts.budget_s:g} s) ran out")
             except LlmError as exc:
                 problems.append(f"{where}LLM request failed: {exc}")
             except ValueError as exc:
@@ -203,7 +210,10 @@ async def summarize(
             if not merge_parts(replies):
                 break  # every part has failed somewhere: the rest cannot change that
     llm_parts = merge_parts(replies) if llm is not None and chunks else {}
-    summary = assemble(llm_parts, lambda: extractive_parts(document), problems)
+    extractive: dict[str, Part] = {}
+    if set(PARTS) - set(llm_parts):  # CPU work (TextRank): kept off the event loop
+        extractive = await asyncio.to_thread(extractive_parts, document)
+    summary = assemble(llm_parts, extractive, problems)
     if progress is not None:
         progress(1.0)
     return summary
