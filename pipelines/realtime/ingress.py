@@ -175,7 +175,8 @@ class InputAudio:
             if in_turn:  # a turn that started in this chunk already holds it
                 self._recognizer.append(pcm)
             await self._maybe_speculate(vad)
-            self._schedule_partial()
+            if vad.pending_end_ms is None:  # no partial once trailing silence began:
+                self._schedule_partial()  # it would delay the final transcription
         else:
             self._trim_buffer(td.prefix_padding_ms + self.ctx.options.vad_min_speech_ms + 500)
 

@@ -82,9 +82,7 @@ def centroids_of(embeddings: np.ndarray, labels: np.ndarray, ids: np.ndarray) ->
     return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
 
 
-def assign_per_window(
-    similarity: np.ndarray, valid: np.ndarray
-) -> np.ndarray:
+def assign_per_window(similarity: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Map each window's local speakers to distinct clusters.
 
     ``similarity``: ``(windows, local_speakers, clusters)`` cosine similarity;

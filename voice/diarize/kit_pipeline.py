@@ -104,9 +104,13 @@ class KitPipeline:
         for w in range(windows):
             start = w * seg.step_s
             lo, hi = np.searchsorted(fb_times, [start, start + frames * seg.frame_step_s])
-            local = np.minimum(((fb_times[lo:hi] - start) / seg.frame_step_s).astype(int), frames - 1)
+            local = np.minimum(
+                ((fb_times[lo:hi] - start) / seg.frame_step_s).astype(int), frames - 1
+            )
             for s in range(speakers):
-                mask = alone[w, :, s] if alone[w, :, s].sum() >= min_embed else seg.activity[w, :, s]
+                mask = (
+                    alone[w, :, s] if alone[w, :, s].sum() >= min_embed else seg.activity[w, :, s]
+                )
                 if mask.sum() < min_embed:
                     continue
                 picked = _longest_runs(np.flatnonzero(mask[local] > 0) + lo, max_frames)

