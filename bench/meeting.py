@@ -225,12 +225,9 @@ def main() -> None:
     args = parser.parse_args()
     long_run = asyncio.run(bench_long(args.llm))
     der = bench_der()
-    mean = {
-        k: round(float(np.mean([r[k] for r in der.values()])), 3) for k in ("der", "der_collar_0.5")
-    }
     path = write_result(
         "meeting",
-        {"long_recording": long_run, "der_by_file": der, "der_mean": mean},
+        {"long_recording": long_run, "der_by_file": der},
         settings={"stt_model": "base", "compute_type": "int8", "llm": args.llm},
     )
     print(path.read_text())

