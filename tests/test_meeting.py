@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from pipelines.meeting.align import (
 )
 from pipelines.meeting.document import TranscriptDocument, TranscriptSegment
 from pipelines.meeting.pipeline import MeetingOptions, MeetingPipeline, MeetingResult
-from pipelines.meeting.progress import STAGE_WEIGHTS, ProgressPlan
+from pipelines.meeting.progress import STAGE_WEIGHTS, ProgressPlan, Reporter
 from pipelines.meeting.stages import window_words
 from pipelines.meeting.windows import plan_windows, quietest_point
 from tests.conftest import data_path
@@ -362,6 +363,26 @@ def test_progress_plan_is_monotonic_and_normalised() -> None:
     plan = ProgressPlan(tuple(s for s in STAGE_WEIGHTS if s != "summarize"))
     values = [plan.overall(stage, f) for stage in plan.offsets for f in (0.0, 0.5, 1.0)]
     assert values == sorted(values) and values[0] == 0.0 and values[-1] == pytest.approx(1.0)
+
+
+async def test_reporter_delivers_on_the_loop_thread_and_never_backwards() -> None:
+    seen: list[tuple[str, float, int]] = []
+    plan = ProgressPlan(("decode", "transcribe"))
+    report = Reporter(
+        lambda stage, f: seen.append((stage, f, threading.get_ident())),
+        plan,
+        asyncio.get_running_loop(),
+    )
+    await asyncio.to_thread(report, "decode", 0.5)  # from a worker thread
+    report("transcribe", 0.0)
+    report("decode", 0.2)  # late news from a worker: dropped
+    report("transcribe", 1.0)
+    assert [(stage, round(f, 3)) for stage, f, _ in seen] == [
+        ("decode", round(plan.overall("decode", 0.5), 3)),
+        ("transcribe", round(plan.overall("transcribe", 0.0), 3)),
+        ("transcribe", 1.0),
+    ]
+    assert {thread for *_, thread in seen} == {threading.get_ident()}
 
 
 def test_window_words_are_moved_to_the_recording_time_line() -> None:

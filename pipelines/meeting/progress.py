@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 
 Progress = Callable[[str, float], None]
@@ -36,20 +37,26 @@ class ProgressPlan:
 
 
 class Reporter:
-    """Forwards progress to ``progress`` on the event loop's thread (callable from any
-    thread) and never lets the overall fraction go backwards."""
+    """Forwards progress to ``progress`` on the event loop's thread and never lets the
+    overall fraction go backwards. Build it on the loop's thread; call it from any
+    thread (calls from the loop's own thread are delivered at once, others are
+    scheduled onto the loop)."""
 
     def __init__(
         self, progress: Progress | None, plan: ProgressPlan, loop: asyncio.AbstractEventLoop
     ) -> None:
         self.progress, self.plan, self.loop = progress, plan, loop
+        self.loop_thread = threading.get_ident()
         self.last = 0.0
 
     def __call__(self, stage: str, fraction: float) -> None:
         if self.progress is None:
             return
         value = self.plan.overall(stage, fraction) if stage in self.plan.offsets else fraction
-        self.loop.call_soon_threadsafe(self._emit, stage, value)
+        if threading.get_ident() == self.loop_thread:
+            self._emit(stage, value)
+        else:
+            self.loop.call_soon_threadsafe(self._emit, stage, value)
 
     def _emit(self, stage: str, value: float) -> None:
         if self.progress is not None and value >= self.last:
