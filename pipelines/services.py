@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.llm_endpoint import embedded_server
 from pipelines.realtime.config import SessionConfig, TurnDetection
 from pipelines.realtime.context import RealtimeOptions
 from voice.diarize import Diarizer
 from voice.llm import ChatClient, LlmOptions, ToolRegistry
 from voice.llm.builtin_tools import registry_from_names
-from voice.llm.embedded import EmbeddedLlamaServer, resolve_gguf
+from voice.llm.embedded import EmbeddedLlamaServer
 from voice.settings import Settings
 from voice.stt import Transcriber, WhisperTranscriber
 from voice.tts import PiperSynthesizer
@@ -54,12 +55,7 @@ class Services:
         embedded: EmbeddedLlamaServer | None = None
         base_url = settings.llm_base_url
         if base_url is None:
-            embedded = EmbeddedLlamaServer(
-                resolve_gguf(settings.llm_embedded_model),
-                threads=settings.llm_embedded_threads,
-                context=settings.llm_embedded_context,
-                chat_format=settings.llm_embedded_chat_format,
-            )
+            embedded = embedded_server(settings)
             await embedded.start()
             base_url = embedded.base_url
         try:

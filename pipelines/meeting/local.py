@@ -10,9 +10,8 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from pipelines.llm_endpoint import open_llm
 from pipelines.meeting.pipeline import MeetingPipeline, MeetingResult
-from voice.llm import ChatClient, LlmOptions
-from voice.llm.embedded import EmbeddedLlamaServer, resolve_gguf
 from voice.settings import Settings
 from voice.stt import WhisperTranscriber
 
@@ -55,33 +54,17 @@ async def local_pipeline(settings: Settings, *, use_llm: bool) -> AsyncIterator[
     """
     from voice.diarize import make_diarizer  # imports torch: only when a meeting is run
 
-    embedded: EmbeddedLlamaServer | None = None
-    client: ChatClient | None = None
     loading = asyncio.gather(
         asyncio.to_thread(WhisperTranscriber.from_settings, settings, False),
         asyncio.to_thread(make_diarizer, settings),
     )
     try:
-        if use_llm:
-            base_url = settings.llm_base_url
-            if base_url is None:
-                embedded = EmbeddedLlamaServer(
-                    resolve_gguf(settings.llm_embedded_model),
-                    threads=settings.llm_embedded_threads,
-                    context=settings.llm_embedded_context,
-                    chat_format=settings.llm_embedded_chat_format,
-                )
-                await embedded.start()
-                base_url = embedded.base_url
-            client = ChatClient(LlmOptions.from_settings(settings, base_url=base_url))
-        transcriber, diarizer = await loading
-        yield MeetingPipeline(transcriber, diarizer, client)
+        async with contextlib.AsyncExitStack() as stack:
+            client = (await stack.enter_async_context(open_llm(settings)))[0] if use_llm else None
+            transcriber, diarizer = await loading
+            yield MeetingPipeline(transcriber, diarizer, client)
     finally:
         if not loading.done():
             loading.cancel()
             with contextlib.suppress(BaseException):
                 await loading
-        if client is not None:
-            await client.aclose()
-        if embedded is not None:
-            await embedded.stop()

@@ -1,0 +1,44 @@
+"""The LLM a server or command talks to: the configured endpoint, or the embedded
+llama.cpp server started for the purpose (and stopped with it)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from voice.llm import ChatClient, LlmOptions
+from voice.llm.embedded import EmbeddedLlamaServer, resolve_gguf
+from voice.settings import Settings
+
+
+def embedded_server(settings: Settings) -> EmbeddedLlamaServer:
+    """The embedded llama.cpp server described by the ``llm_embedded_*`` settings (not started)."""
+    return EmbeddedLlamaServer(
+        resolve_gguf(settings.llm_embedded_model),
+        threads=settings.llm_embedded_threads,
+        context=settings.llm_embedded_context,
+        chat_format=settings.llm_embedded_chat_format,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_llm(
+    settings: Settings,
+) -> AsyncIterator[tuple[ChatClient, EmbeddedLlamaServer | None]]:
+    """A chat client for ``llm_base_url``, or for an embedded server started when none is set.
+
+    On exit the client is closed and the embedded server stopped (also when cancelled).
+    """
+    embedded: EmbeddedLlamaServer | None = None
+    base_url = settings.llm_base_url
+    if base_url is None:
+        embedded = embedded_server(settings)
+        await embedded.start()
+        base_url = embedded.base_url
+    client = ChatClient(LlmOptions.from_settings(settings, base_url=base_url))
+    try:
+        yield client, embedded
+    finally:
+        await client.aclose()
+        if embedded is not None:
+            await embedded.stop()
