@@ -97,6 +97,9 @@ class WhisperTranscriber:
                 beam_size=settings.stt_beam_size,
                 language=settings.stt_language,
                 batch_size=batch,
+                # Live sessions: a final transcription must not queue behind a partial
+                # (or another session's turn), so two inferences may run at once.
+                num_workers=2 if realtime else 1,
             )
         )
 
