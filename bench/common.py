@@ -86,3 +86,21 @@ def write_result(name: str, results: dict[str, Any], **extra: Any) -> Path:
     }
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
+
+
+def speech_clip(
+    relative: str, rate: int, *, max_s: float | None = None, pad_s: float = 1.0
+) -> tuple[np.ndarray, float, float]:
+    """A clip at ``rate`` Hz as int16 followed by ``pad_s`` of silence, with the start
+    and end of its speech (ms, found by the Silero VAD)."""
+    from voice.audio.resample import resample
+    from voice.vad import VadOptions, make_classifier, speech_regions
+
+    audio = load_wav16k(relative)
+    if max_s is not None:
+        audio = audio[: int(max_s * 16000)]
+    regions = speech_regions(audio, make_classifier("silero"), VadOptions())
+    pcm = np.clip(resample(audio, 16000, rate), -1, 1)
+    pcm = np.concatenate([pcm, np.zeros(int(pad_s * rate), dtype=np.float32)])
+    start, end = (regions[0][0], regions[-1][1]) if regions else (0.0, 1000 * len(audio) / 16000)
+    return (pcm * 32767).astype(np.int16), start, end

@@ -21,12 +21,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import websockets
 
-from bench.common import load_wav16k, percentiles, write_result
-from voice.audio.resample import resample
-from voice.vad import VadOptions, make_classifier, speech_regions
+from bench.common import percentiles, speech_clip, write_result
 
 RATE = 24000
 CHUNK_MS = 20
@@ -52,14 +49,8 @@ class Clip:
 
 
 def prepare(relative: str, *, max_s: float | None = None, pad_s: float = 1.0) -> Clip:
-    audio = load_wav16k(relative)
-    if max_s is not None:
-        audio = audio[: int(max_s * 16000)]
-    regions = speech_regions(audio, make_classifier("silero"), VadOptions())
-    pcm = np.clip(resample(audio, 16000, RATE), -1, 1)
-    pcm = np.concatenate([pcm, np.zeros(int(pad_s * RATE), dtype=np.float32)])
-    data = (pcm * 32767).astype("<i2").tobytes()
-    return Clip(data, regions[0][0] if regions else 0.0, regions[-1][1] if regions else 0.0)
+    pcm, start_ms, end_ms = speech_clip(relative, RATE, max_s=max_s, pad_s=pad_s)
+    return Clip(pcm.astype("<i2").tobytes(), start_ms, end_ms)
 
 
 @dataclass

@@ -31,15 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import load_wav16k, percentiles, write_result
+from bench.common import percentiles, speech_clip, write_result
 from tests.fakes.llm_script import Turn
 from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.rtc_client import RATE, RtcCaller
 from tests.servers import ServerThread
-from voice.audio.resample import resample
 from voice.settings import load_settings
 from voice.tts.stream import WORKER_THREAD_PREFIX
-from voice.vad import VadOptions, make_classifier, speech_regions
 from web.app import create_app
 
 QUESTIONS = (
@@ -71,14 +69,8 @@ class Clip:
 
 
 def prepare(relative: str, *, max_s: float | None = None, pad_s: float = 1.0) -> Clip:
-    audio = load_wav16k(relative)
-    if max_s is not None:
-        audio = audio[: int(max_s * 16000)]
-    regions = speech_regions(audio, make_classifier("silero"), VadOptions())
-    pcm = np.clip(resample(audio, 16000, RATE), -1, 1)
-    pcm = np.concatenate([pcm, np.zeros(int(pad_s * RATE), dtype=np.float32)])
-    start, end = (regions[0][0], regions[-1][1]) if regions else (0.0, len(audio) / 16)
-    return Clip((pcm * 32767).astype(np.int16), start / 1000, end / 1000)
+    pcm, start_ms, end_ms = speech_clip(relative, RATE, max_s=max_s, pad_s=pad_s)
+    return Clip(pcm, start_ms / 1000, end_ms / 1000)
 
 
 @dataclass
