@@ -21,13 +21,10 @@ def embedded_server(settings: Settings) -> EmbeddedLlamaServer:
     )
 
 
-@contextlib.asynccontextmanager
-async def open_llm(
-    settings: Settings,
-) -> AsyncIterator[tuple[ChatClient, EmbeddedLlamaServer | None]]:
+async def start_llm(settings: Settings) -> tuple[ChatClient, EmbeddedLlamaServer | None]:
     """A chat client for ``llm_base_url``, or for an embedded server started when none is set.
 
-    On exit the client is closed and the embedded server stopped (also when cancelled).
+    The caller owns both: release them with :func:`close_llm`.
     """
     embedded: EmbeddedLlamaServer | None = None
     base_url = settings.llm_base_url
@@ -35,10 +32,23 @@ async def open_llm(
         embedded = embedded_server(settings)
         await embedded.start()
         base_url = embedded.base_url
-    client = ChatClient(LlmOptions.from_settings(settings, base_url=base_url))
+    return ChatClient(LlmOptions.from_settings(settings, base_url=base_url)), embedded
+
+
+async def close_llm(client: ChatClient, embedded: EmbeddedLlamaServer | None) -> None:
+    """Close the client and stop the embedded server, if any."""
+    await client.aclose()
+    if embedded is not None:
+        await embedded.stop()
+
+
+@contextlib.asynccontextmanager
+async def open_llm(
+    settings: Settings,
+) -> AsyncIterator[tuple[ChatClient, EmbeddedLlamaServer | None]]:
+    """:func:`start_llm` for the duration of a block (released also when cancelled)."""
+    client, embedded = await start_llm(settings)
     try:
         yield client, embedded
     finally:
-        await client.aclose()
-        if embedded is not None:
-            await embedded.stop()
+        await close_llm(client, embedded)

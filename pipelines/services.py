@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.llm_endpoint import embedded_server
+from pipelines.llm_endpoint import close_llm, start_llm
 from pipelines.realtime.config import SessionConfig, TurnDetection
 from pipelines.realtime.context import RealtimeOptions
 from voice.diarize import Diarizer
-from voice.llm import ChatClient, LlmOptions, ToolRegistry
+from voice.llm import ChatClient, ToolRegistry
 from voice.llm.builtin_tools import registry_from_names
 from voice.llm.embedded import EmbeddedLlamaServer
 from voice.settings import Settings
@@ -50,25 +50,19 @@ class Services:
     async def start(cls, settings: Settings, *, warm_up: bool = True) -> Services:
         """Load models and connect the LLM. Raises on a model that cannot load."""
         tools = registry_from_names(list(settings.tools))
-        transcriber_task = asyncio.to_thread(WhisperTranscriber.from_settings, settings, True)
-        synth_task = asyncio.to_thread(PiperSynthesizer.from_settings, settings)
-        embedded: EmbeddedLlamaServer | None = None
-        base_url = settings.llm_base_url
-        if base_url is None:
-            embedded = embedded_server(settings)
-            await embedded.start()
-            base_url = embedded.base_url
+        llm, embedded = await start_llm(settings)
         try:
-            transcriber, synthesizer = await asyncio.gather(transcriber_task, synth_task)
+            transcriber, synthesizer = await asyncio.gather(
+                asyncio.to_thread(WhisperTranscriber.from_settings, settings, True),
+                asyncio.to_thread(PiperSynthesizer.from_settings, settings),
+            )
         except BaseException:
-            if embedded is not None:
-                await embedded.stop()
+            await close_llm(llm, embedded)
             raise
-        llm = ChatClient(LlmOptions.from_settings(settings, base_url=base_url))
         services = cls(settings, transcriber, synthesizer, llm, tools, embedded)
         if warm_up:
             await asyncio.to_thread(services._warm_up)
-        log.info("services ready (LLM at %s)", base_url)
+        log.info("services ready (LLM: %s)", "embedded" if embedded else settings.llm_base_url)
         return services
 
     def _warm_up(self) -> None:
@@ -137,6 +131,4 @@ class Services:
 
     async def aclose(self) -> None:
         """Close the LLM client and stop the embedded server, if any."""
-        await self.llm.aclose()
-        if self.embedded_llm is not None:
-            await self.embedded_llm.stop()
+        await close_llm(self.llm, self.embedded_llm)
