@@ -21,6 +21,16 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
 
+QUESTIONS = (
+    "azure-speech-sdk/whatstheweatherlike.wav",
+    "deepspeech/LDC93S1.wav",
+    "speechbrain/spk1_snt1.wav",
+    "lhotse/LJ002-0020.wav",
+)
+"""Short real questions the realtime benches speak, one per turn."""
+INTERRUPTION = "lhotse/2412-153948-0000.wav"
+"""Real speech used to interrupt the agent in the barge-in measurements."""
+
 
 def machine() -> dict[str, Any]:
     cpu = "unknown"

@@ -23,17 +23,10 @@ from typing import Any
 
 import websockets
 
-from bench.common import percentiles, speech_clip, write_result
+from bench.common import INTERRUPTION, QUESTIONS, percentiles, speech_clip, write_result
 
 RATE = 24000
 CHUNK_MS = 20
-QUESTIONS = (
-    "azure-speech-sdk/whatstheweatherlike.wav",
-    "deepspeech/LDC93S1.wav",
-    "speechbrain/spk1_snt1.wav",
-    "lhotse/LJ002-0020.wav",
-)
-INTERRUPTION = "lhotse/2412-153948-0000.wav"
 INSTRUCTIONS = (
     "You are a helpful voice assistant. Answer every question with a long, detailed story "
     "of at least eight sentences."

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import percentiles, speech_clip, write_result
+from bench.common import INTERRUPTION, QUESTIONS, percentiles, speech_clip, write_result
 from tests.fakes.llm_script import Turn
 from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.rtc_client import RATE, RtcCaller
@@ -40,13 +40,6 @@ from voice.settings import load_settings
 from voice.tts.stream import WORKER_THREAD_PREFIX
 from web.app import create_app
 
-QUESTIONS = (
-    "azure-speech-sdk/whatstheweatherlike.wav",
-    "deepspeech/LDC93S1.wav",
-    "speechbrain/spk1_snt1.wav",
-    "lhotse/LJ002-0020.wav",
-)
-INTERRUPTION = "lhotse/2412-153948-0000.wav"
 LONG_REPLY = (
     "Here is a long answer so that there is time to interrupt it. The morning starts cool "
     "and cloudy. By noon the clouds break up and the sun comes out. In the afternoon a light "
