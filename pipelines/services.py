@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,10 +26,15 @@ from voice.llm.builtin_tools import registry_from_names
 from voice.llm.embedded import EmbeddedLlamaServer
 from voice.settings import Settings
 from voice.stt import Transcriber, WhisperTranscriber
+from voice.stt.timed import TimedTranscriber
 from voice.tts import PiperSynthesizer
 from voice.tts.base import Synthesizer
 
 log = logging.getLogger(__name__)
+
+SttWatcher = Callable[[str, float, float], None]
+"""Told ``(use, audio_s, compute_s)`` after each transcription; ``use`` is ``realtime`` or
+``batch``. Runs in the transcribing worker thread: quick and thread-safe."""
 
 
 @dataclass
@@ -45,6 +51,19 @@ class Services:
     _batch_lock: threading.Lock = field(default_factory=threading.Lock)
     _diarizer: Diarizer | None = None
     _diarizer_lock: threading.Lock = field(default_factory=threading.Lock)
+    stt_watchers: list[SttWatcher] = field(default_factory=list)
+    """Who wants STT timings (metrics); both transcribers report to each."""
+
+    def __post_init__(self) -> None:
+        self._realtime_stt = self.transcriber
+        self.transcriber = TimedTranscriber(self.transcriber, self._timed("realtime"))
+
+    def _timed(self, use: str) -> Callable[[float, float], None]:
+        def tell(audio_s: float, compute_s: float) -> None:
+            for watcher in list(self.stt_watchers):
+                watcher(use, audio_s, compute_s)
+
+        return tell
 
     @classmethod
     async def start(cls, settings: Settings, *, warm_up: bool = True) -> Services:
@@ -78,9 +97,10 @@ class Services:
         with self._batch_lock:
             if self._batch_transcriber is None:
                 if self.settings.stt_model == self.settings.realtime_stt_model:
-                    self._batch_transcriber = self.transcriber
+                    model = self._realtime_stt
                 else:
-                    self._batch_transcriber = WhisperTranscriber.from_settings(self.settings, False)
+                    model = WhisperTranscriber.from_settings(self.settings, False)
+                self._batch_transcriber = TimedTranscriber(model, self._timed("batch"))
             return self._batch_transcriber
 
     @property

@@ -106,6 +106,16 @@ class Settings(BaseSettings):
     webrtc_host_addresses: list[str] = Field(default_factory=list)
     """Addresses to offer as WebRTC host candidates; empty = all interfaces (e.g. 127.0.0.1 for loopback)."""
 
+    # --- operations: logs and readiness -----------------------------------------
+    log_format: Literal["json", "text"] = "json"
+    """``json``: one JSON object per line (with request/session/job ids); ``text``: plain lines."""
+    log_content: bool = False
+    """Log what users and the agent say (debugging only; off keeps text out of the logs)."""
+    ready_llm_timeout_s: float = Field(2.0, gt=0, le=60)
+    """How long ``/ready`` waits for the LLM endpoint's ``GET /models``."""
+    ready_cache_s: float = Field(5.0, ge=0, le=300)
+    """How long ``/ready`` reuses its last LLM probe."""
+
     # --- agent ---------------------------------------------------------------
     instructions: str = (
         "You are a helpful voice assistant. Answer briefly in plain spoken sentences, "

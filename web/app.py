@@ -9,30 +9,18 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from pipelines.services import Services
 from voice.settings import Settings
-from web import meetings, transcriptions, webrtc
+from web import meetings, observability, transcriptions, webrtc
+from web.health import health, ready
 from web.realtime_ws import realtime_endpoint
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
-
-
-async def health(request: Request) -> Response:
-    """Liveness: the process is up and serving."""
-    return JSONResponse({"status": "ok"})
-
-
-async def ready(request: Request) -> Response:
-    """Readiness: models loaded (the lifespan only finishes once they are)."""
-    services: Services | None = getattr(request.app.state, "services", None)
-    if services is None:
-        return JSONResponse({"status": "loading"}, status_code=503)
-    return JSONResponse({"status": "ready", **services.describe()})
 
 
 async def index(request: Request) -> Response:
@@ -62,8 +50,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         *webrtc.routes(),
         *transcriptions.routes(),
         *meetings.routes(),
+        *observability.routes(),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
+    observability.install(app)
     return app

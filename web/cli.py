@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -185,6 +184,7 @@ def serve(
     import uvicorn
 
     from web.app import create_app
+    from web.logs import uvicorn_log_config
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     try:
@@ -192,9 +192,6 @@ def serve(
     except SettingsError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     console.print(
         f"voice agent server on http://{settings.host}:{settings.port}  (settings: {json.dumps(_summary(settings))})"
     )
@@ -203,6 +200,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=uvicorn_log_config(settings),
         ws_max_size=4 * settings.realtime_max_event_bytes,
     )
 

@@ -29,6 +29,7 @@ from voice.audio.decode import AudioDecodeError
 from web import meeting_results
 from web.api_errors import ApiError
 from web.meeting_common import MeetingContext, api, context, job_json, job_or_404
+from web.observability import with_job_ids
 from web.upload_checks import decode_error, display_filename, inspect_upload, media_type
 from web.uploads import ReceivedForm, receive_upload
 
@@ -51,7 +52,7 @@ async def job_worker(app: Starlette) -> AsyncIterator[None]:
     queue = LocalJobQueue(
         store,
         files,
-        meeting_runner(app.state.services, files),
+        with_job_ids(meeting_runner(app.state.services, files)),
         concurrency=settings.max_concurrent_jobs,
     )
     try:

@@ -18,14 +18,19 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from pipelines.realtime.session import RealtimeSession
 from pipelines.services import Services
+from web.logs import set_log_context
+from web.metrics_realtime import SessionObserver
+from web.observability import session_observer
 
 log = logging.getLogger(__name__)
 
 
-def create_session(services: Services, send: Any) -> RealtimeSession:
-    """A session wired to the server's shared models."""
+def create_session(
+    services: Services, send: Any, observer: SessionObserver | None = None
+) -> RealtimeSession:
+    """A session wired to the server's shared models; ``observer`` sees its events."""
     return RealtimeSession(
-        send=send,
+        send=observer.wrap(send) if observer is not None else send,
         llm=services.llm,
         tools=services.tools,
         transcriber=services.transcriber,
@@ -48,7 +53,9 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
         while (event := await outbox.get()) is not None:
             await websocket.send_text(json.dumps(event, separators=(",", ":")))
 
-    session = create_session(services, send)
+    observer = session_observer(websocket.app, "ws")
+    session = create_session(services, send, observer)
+    set_log_context(session_id=session.id)
     writer_task = asyncio.create_task(writer(), name=f"ws-writer-{session.id}")
     log.info("realtime session %s opened", session.id)
     try:
@@ -74,3 +81,5 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
             with contextlib.suppress(Exception):
                 await websocket.close(code=1000)
         log.info("realtime session %s closed", session.id)
+        if observer is not None:
+            observer.closed()

@@ -13,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from pipelines.clock import Clock, MonotonicClock
 from pipelines.meeting.store import Job
 
 ProgressSink = Callable[[str, float], Awaitable[None]]
+JobWatcher = Callable[[str, Job | None], Any]
+"""Called with every snapshot published (any job); must be quick and must not raise."""
 
 
 class ProgressPump:
@@ -67,9 +70,16 @@ class JobEvents:
     def __init__(self, queue_size: int = 8) -> None:
         self._queue_size = queue_size
         self._subscribers: dict[str, set[asyncio.Queue[Job | None]]] = {}
+        self._watchers: list[JobWatcher] = []
+
+    def watch(self, watcher: JobWatcher) -> None:
+        """Also hand every published snapshot to ``watcher`` (metrics)."""
+        self._watchers.append(watcher)
 
     def publish(self, job_id: str, job: Job | None) -> None:
-        """Deliver to every subscriber of ``job_id``. Call from the event loop."""
+        """Deliver to every subscriber of ``job_id`` and to the watchers. Call from the event loop."""
+        for watcher in self._watchers:
+            watcher(job_id, job)
         for queue in self._subscribers.get(job_id, ()):
             if queue.full():
                 queue.get_nowait()

@@ -1,0 +1,54 @@
+"""A :class:`~voice.stt.base.Transcriber` that reports how long each call took.
+
+:class:`TimedTranscriber` wraps another transcriber and, after every successful
+``transcribe``, calls ``observe(audio_s, compute_s)``: the input length and the
+wall time spent, both in seconds (their ratio is the real-time factor). The
+callback runs in the calling (worker) thread and must be cheap and thread-safe.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from voice.stt.base import SAMPLE_RATE, SttCapabilities, Transcriber, Transcription
+
+SttObserver = Callable[[float, float], None]
+
+
+class TimedTranscriber:
+    """``inner`` with every ``transcribe`` call timed; otherwise identical."""
+
+    def __init__(self, inner: Transcriber, observe: SttObserver) -> None:
+        self.inner = inner
+        self._observe = observe
+
+    @property
+    def capabilities(self) -> SttCapabilities:
+        return self.inner.capabilities
+
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        *,
+        word_timestamps: bool = False,
+        language: str | None = None,
+        prompt: str | None = None,
+        vad_filter: bool = False,
+    ) -> Transcription:
+        start = time.perf_counter()
+        result = self.inner.transcribe(
+            audio,
+            word_timestamps=word_timestamps,
+            language=language,
+            prompt=prompt,
+            vad_filter=vad_filter,
+        )
+        self._observe(len(audio) / SAMPLE_RATE, time.perf_counter() - start)
+        return result
+
+    def __getattr__(self, name: str) -> object:
+        """Other attributes (``multilingual``, ``options``) come from ``inner``."""
+        return getattr(self.inner, name)
