@@ -7,7 +7,9 @@ Handlers raise :class:`ApiError`; routes turn it into a response with
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 _TYPES = {404: "not_found_error", 409: "conflict_error", 500: "server_error"}
 
@@ -35,3 +37,17 @@ def error_response(
     kind = _TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
     body = {"error": {"type": kind, "code": code, "message": message, "param": param}}
     return JSONResponse(body, status_code=status)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
+async def http_exception_response(request: Request, exc: Exception) -> Response:
+    """Starlette's own HTTP errors (unknown route, wrong method, a form it cannot
+    parse) in the same JSON shape; installed as the app's ``HTTPException`` handler."""
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "invalid_request")
+    response = error_response(exc.status_code, code, str(exc.detail))
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response

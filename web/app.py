@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -16,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 from pipelines.services import Services
 from voice.settings import Settings
 from web import meetings, observability, transcriptions, webrtc
+from web.api_errors import http_exception_response
 from web.health import health, ready
 from web.realtime_ws import realtime_endpoint
 
@@ -56,4 +58,5 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
     observability.install(app)
+    app.add_exception_handler(HTTPException, http_exception_response)
     return app

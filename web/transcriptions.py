@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Route
 
 from pipelines.meeting.pipeline import MeetingOptions, MeetingPipeline
 from pipelines.services import Services
-from voice.audio.decode import AudioDecodeError, decode_audio
+from voice.audio.decode import AudioDecodeError, decode_audio, probe
 from voice.stt.base import Transcription, transcribe_async
 from voice.stt.formats import to_srt, to_vtt
 from web.api_errors import ApiError
@@ -119,7 +119,9 @@ def _letter(index: int) -> str:
 
 
 async def _diarized(services: Services, path: Path, language: str | None) -> dict[str, Any]:
-    """``TranscriptionDiarized`` from the meeting pipeline (no summary)."""
+    """``TranscriptionDiarized`` from the meeting pipeline (no summary). The file is
+    probed first, so what is not audio is refused before the models load."""
+    await asyncio.to_thread(probe, path)
     transcriber = await asyncio.to_thread(lambda: services.batch_transcriber)
     diarizer = await asyncio.to_thread(lambda: services.diarizer)
     pipeline = MeetingPipeline(transcriber, diarizer, None)
