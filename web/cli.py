@@ -7,6 +7,7 @@ use every stage and pipeline.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -132,9 +133,9 @@ def prepare_models() -> None:
 
     settings = _settings()
     steps: list[tuple[str, str, Callable[[], Path]]] = [
-        (stage, name, lambda path=path: path) for stage, name, path in _other_models(settings)
+        (stage, name, functools.partial(Path, path)) for stage, name, path in _other_models(settings)
     ]
-    steps += [("stt", name, lambda name=name: resolve_model(name, settings.cache_dir))
+    steps += [("stt", name, functools.partial(resolve_model, name, settings.cache_dir))
               for name in ("tiny.en", "base")]
     steps += [
         ("diarize", "segmentation-3.0", lambda: Path(segmentation_weights_path())),
