@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -223,7 +224,7 @@ def serve(
     import uvicorn
 
     from web.app import create_app
-    from web.logs import uvicorn_log_config
+    from web.logs import configure_logging, uvicorn_log_config
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     try:
@@ -231,8 +232,10 @@ def serve(
     except SettingsError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    console.print(
-        f"voice agent server on http://{settings.host}:{settings.port}  (settings: {json.dumps(_summary(settings))})"
+    configure_logging(settings)
+    logging.getLogger("web.cli").info(
+        "voice agent server on http://%s:%s  (settings: %s)",
+        settings.host, settings.port, json.dumps(_summary(settings)),
     )
     uvicorn.run(
         create_app(settings),

@@ -87,6 +87,7 @@ def make_formatter(fmt: str) -> logging.Formatter:
         return _Json(
             "{asctime}{levelname}{name}{message}",
             style="{",
+            datefmt="%Y-%m-%dT%H:%M:%S%z",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             reserved_attrs=[*_RESERVED, "color_message"],
         )
@@ -114,6 +115,13 @@ def make_handler(settings: Settings, stream: TextIO | None = None) -> logging.Ha
     handler.addFilter(_TextIds())
     handler.setFormatter(make_formatter(settings.log_format))
     return handler
+
+
+def configure_logging(settings: Settings) -> None:
+    """Route this process's logs (Python warnings included) through one handler
+    (:func:`uvicorn_log_config`); for ``voice serve``, before anything logs."""
+    logging.config.dictConfig(uvicorn_log_config(settings))
+    logging.captureWarnings(True)
 
 
 def uvicorn_log_config(settings: Settings) -> dict[str, Any]:
