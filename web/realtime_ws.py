@@ -19,18 +19,15 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from pipelines.realtime.session import RealtimeSession
 from pipelines.services import Services
 from web.logs import set_log_context
-from web.metrics_realtime import SessionObserver
-from web.observability import session_observer
+from web.observability import observed, session_observer
 
 log = logging.getLogger(__name__)
 
 
-def create_session(
-    services: Services, send: Any, observer: SessionObserver | None = None
-) -> RealtimeSession:
-    """A session wired to the server's shared models; ``observer`` sees its events."""
+def create_session(services: Services, send: Any) -> RealtimeSession:
+    """A session wired to the server's shared models."""
     return RealtimeSession(
-        send=observer.wrap(send) if observer is not None else send,
+        send=send,
         llm=services.llm,
         tools=services.tools,
         transcriber=services.transcriber,
@@ -54,7 +51,7 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
             await websocket.send_text(json.dumps(event, separators=(",", ":")))
 
     observer = session_observer(websocket.app, "ws")
-    session = create_session(services, send, observer)
+    session = create_session(services, observed(send, observer))
     set_log_context(session_id=session.id)
     writer_task = asyncio.create_task(writer(), name=f"ws-writer-{session.id}")
     log.info("realtime session %s opened", session.id)

@@ -28,7 +28,7 @@ from pipelines.realtime.protocol import ProtocolError
 from pipelines.realtime.session import RealtimeSession
 from pipelines.services import Services
 from web.logs import set_log_context
-from web.observability import session_observer
+from web.observability import observed, session_observer
 from web.realtime_ws import create_session
 from web.rtc_ice import IceOptions
 from web.rtc_peer import CallRegistry, OfferError, RtcCall
@@ -74,7 +74,7 @@ async def create_call(request: Request) -> Response:
         return error(400, exc.message, exc.code or "invalid_session", param=exc.param)
 
     def make_session(send: Send) -> RealtimeSession:
-        session = create_session(services, send, session_observer(request.app, "webrtc"))
+        session = create_session(services, observed(send, session_observer(request.app, "webrtc")))
         set_log_context(session_id=session.id)
         if session_update is not None:
             session.config = apply_session_update(session.config, session_update)
