@@ -16,14 +16,18 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from pipelines.realtime.live_meeting import MeetingSink
 from pipelines.realtime.session import RealtimeSession
 from pipelines.services import Services
+from web.live_meetings import meeting_sink
 
 log = logging.getLogger(__name__)
 
 
-def create_session(services: Services, send: Any) -> RealtimeSession:
-    """A session wired to the server's shared models."""
+def create_session(
+    services: Services, send: Any, meeting_sink: MeetingSink | None = None
+) -> RealtimeSession:
+    """A session wired to the server's shared models (and meeting store, when given)."""
     return RealtimeSession(
         send=send,
         llm=services.llm,
@@ -32,6 +36,8 @@ def create_session(services: Services, send: Any) -> RealtimeSession:
         synthesizer=services.synthesizer,
         config=services.session_config(),
         options=services.realtime_options(),
+        embedder=services.embedder,
+        meeting_sink=meeting_sink,
     )
 
 
@@ -48,7 +54,7 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
         while (event := await outbox.get()) is not None:
             await websocket.send_text(json.dumps(event, separators=(",", ":")))
 
-    session = create_session(services, send)
+    session = create_session(services, send, meeting_sink(websocket.app))
     writer_task = asyncio.create_task(writer(), name=f"ws-writer-{session.id}")
     log.info("realtime session %s opened", session.id)
     try:

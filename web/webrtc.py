@@ -27,6 +27,7 @@ from pipelines.realtime.emitter import Send
 from pipelines.realtime.protocol import ProtocolError
 from pipelines.realtime.session import RealtimeSession
 from pipelines.services import Services
+from web.live_meetings import meeting_sink
 from web.realtime_ws import create_session
 from web.rtc_ice import IceOptions
 from web.rtc_peer import CallRegistry, OfferError, RtcCall
@@ -72,7 +73,7 @@ async def create_call(request: Request) -> Response:
         return error(400, exc.message, exc.code or "invalid_session", param=exc.param)
 
     def make_session(send: Send) -> RealtimeSession:
-        session = create_session(services, send)
+        session = create_session(services, send, meeting_sink(request.app))
         if session_update is not None:
             session.config = apply_session_update(session.config, session_update)
         return session
