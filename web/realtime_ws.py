@@ -16,16 +16,20 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from pipelines.realtime.live_meeting import MeetingSink
 from pipelines.realtime.session import RealtimeSession
 from pipelines.services import Services
+from web.live_meetings import meeting_sink
 from web.logs import set_log_context
 from web.observability import observed, session_observer
 
 log = logging.getLogger(__name__)
 
 
-def create_session(services: Services, send: Any) -> RealtimeSession:
-    """A session wired to the server's shared models."""
+def create_session(
+    services: Services, send: Any, meeting_sink: MeetingSink | None = None
+) -> RealtimeSession:
+    """A session wired to the server's shared models (and meeting store, when given)."""
     return RealtimeSession(
         send=send,
         llm=services.llm,
@@ -34,6 +38,8 @@ def create_session(services: Services, send: Any) -> RealtimeSession:
         synthesizer=services.synthesizer,
         config=services.session_config(),
         options=services.realtime_options(),
+        embedder=services.embedder,
+        meeting_sink=meeting_sink,
     )
 
 
@@ -51,7 +57,7 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
             await websocket.send_text(json.dumps(event, separators=(",", ":")))
 
     observer = session_observer(websocket.app, "ws")
-    session = create_session(services, observed(send, observer))
+    session = create_session(services, observed(send, observer), meeting_sink(websocket.app))
     set_log_context(session_id=session.id)
     writer_task = asyncio.create_task(writer(), name=f"ws-writer-{session.id}")
     log.info("realtime session %s opened", session.id)

@@ -27,6 +27,7 @@ from pipelines.realtime.emitter import Send
 from pipelines.realtime.protocol import ProtocolError
 from pipelines.realtime.session import RealtimeSession
 from pipelines.services import Services
+from web.live_meetings import meeting_sink
 from web.logs import set_log_context
 from web.observability import observed, session_observer
 from web.realtime_ws import create_session
@@ -74,7 +75,8 @@ async def create_call(request: Request) -> Response:
         return error(400, exc.message, exc.code or "invalid_session", param=exc.param)
 
     def make_session(send: Send) -> RealtimeSession:
-        session = create_session(services, observed(send, session_observer(request.app, "webrtc")))
+        observer = session_observer(request.app, "webrtc")
+        session = create_session(services, observed(send, observer), meeting_sink(request.app))
         set_log_context(session_id=session.id)
         if session_update is not None:
             session.config = apply_session_update(session.config, session_update)
