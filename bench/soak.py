@@ -8,7 +8,8 @@ connection), the others wait for the spoken answer. Beside them one client uploa
 real recordings as meeting jobs (and a few that are not audio, and cancels some).
 
 Figures (from the server's own ``/metrics``): asyncio tasks, open fds and RSS after a
-warm-up turn and job (models loaded) and after the load once the server is idle, the
+warm-up (concurrent turns and a job: models loaded) and after the load once the server
+is idle (each after a heap trim, :mod:`web.memory`), RSS every 5 s during the load, the
 sessions, turns, drops and client errors, and every job's final state.
 ``tests/test_soak.py`` runs it bounded and asserts no leak; run it by hand with
 
@@ -40,6 +41,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.common import DATA, QUESTIONS, ROOT, write_result
 from bench.realtime import Clip, prepare, send_clip
 
+TRIM_INTERVAL_S = 5.0
+"""The server's heap trim interval here (``VOICE_HEAP_TRIM_INTERVAL_S``); RSS is read
+after one has run, before and after the load."""
 MEETING_CLIPS = ("speechbrain/LJ050-0131.wav", "faster-whisper/stereo_diarization.wav")
 FINAL = ("succeeded", "failed", "cancelled")
 
@@ -75,6 +79,7 @@ def serve(llm_url: str, workdir: Path, port: int) -> Iterator[str]:
         "VOICE_LOG_LEVEL": "info",
         "VOICE_HOST": "127.0.0.1",
         "VOICE_PORT": str(port),
+        "VOICE_HEAP_TRIM_INTERVAL_S": str(TRIM_INTERVAL_S),
     }
     log = (workdir / "server.log").open("w")
     proc = subprocess.Popen(
@@ -228,17 +233,20 @@ async def sample_rss(url: str, fig: SoakFigures, every_s: float = 5.0) -> None:
 
 
 async def run_load(url: str, *, duration_s: float, sessions: int, drop_p: float, seed: int,
-                   fig: SoakFigures) -> None:
+                   meetings: bool, fig: SoakFigures) -> None:
     clips = [prepare(q, pad_s=1.0) for q in QUESTIONS]
     rng = random.Random(seed)
-    # Warm-up: one answered turn and one meeting job, so every model is loaded.
-    await one_session(url, clips[0], random.Random(1), 0.0, SoakFigures())
+    # Warm-up: concurrent answered turns and one meeting job, so every model is loaded
+    # and every worker thread has run them.
+    await asyncio.gather(*(one_session(url, clips[n % len(clips)], random.Random(n), 0.0,
+                                       SoakFigures()) for n in range(max(1, sessions))))
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
         clip = MEETING_CLIPS[1]
         files = {"file": (Path(clip).name, (DATA / clip).read_bytes(), "audio/wav")}
         warm = (await client.post("/v1/meetings", files=files, data={"summarize": "false"})).json()
     warm_fig = SoakFigures(jobs={warm["id"]: "open"})
     await settle_jobs(url, warm_fig, 180)
+    await asyncio.sleep(TRIM_INTERVAL_S + 1)
     fig.before = await settle_server(url, baseline_tasks=float("inf"), timeout_s=5)
     start = time.monotonic()
     until = start + duration_s
@@ -246,12 +254,16 @@ async def run_load(url: str, *, duration_s: float, sessions: int, drop_p: float,
                for _ in range(sessions)]
     sampler = asyncio.create_task(sample_rss(url, fig))
     try:
-        await asyncio.gather(*workers, meeting_worker(url, until, random.Random(rng.random()), fig))
+        if meetings:
+            workers.append(meeting_worker(url, until, random.Random(rng.random()), fig))
+        await asyncio.gather(*workers)
     finally:
         sampler.cancel()
         await asyncio.gather(sampler, return_exceptions=True)
     fig.duration_s = round(time.monotonic() - start, 1)
     await settle_jobs(url, fig, 240)
+    await settle_server(url, fig.before["tasks"])
+    await asyncio.sleep(TRIM_INTERVAL_S + 1)
     fig.after = await settle_server(url, fig.before["tasks"])
 
 
@@ -265,12 +277,12 @@ def check_log(path: Path, fig: SoakFigures) -> None:
 
 
 def soak(llm_url: str, workdir: Path, port: int, *, duration_s: float = 60.0, sessions: int = 3,
-         drop_p: float = 0.4, seed: int = 7) -> SoakFigures:
+         drop_p: float = 0.4, seed: int = 7, meetings: bool = True) -> SoakFigures:
     """Run the whole soak against a fresh server; returns the figures (asserts nothing)."""
     fig = SoakFigures()
     with serve(llm_url, workdir, port) as url:
         asyncio.run(run_load(url, duration_s=duration_s, sessions=sessions, drop_p=drop_p,
-                             seed=seed, fig=fig))
+                             seed=seed, meetings=meetings, fig=fig))
     check_log(workdir / "server.log", fig)
     return fig
 
@@ -297,14 +309,16 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=90.0)
     parser.add_argument("--sessions", type=int, default=3)
     parser.add_argument("--drop", type=float, default=0.4)
+    parser.add_argument("--no-meetings", action="store_true", help="realtime sessions only")
+    parser.add_argument("--out", default="soak", help="result name under bench/results/")
     args = parser.parse_args()
     with ScriptedLlmServer(default=Turn.say("Hello there. How can I help?")) as llm, \
             tempfile.TemporaryDirectory() as tmp:
         fig = soak(llm.base_url, Path(tmp), free_port(), duration_s=args.duration,
-                   sessions=args.sessions, drop_p=args.drop)
+                   sessions=args.sessions, drop_p=args.drop, meetings=not args.no_meetings)
     result = summary(fig)
     print(json.dumps(result, indent=2))
-    path = write_result("soak", result, command=" ".join(["python -m bench.soak", *sys.argv[1:]]),
+    path = write_result(args.out, result, command=" ".join(["python -m bench.soak", *sys.argv[1:]]),
                         llm="scripted (tests/fakes)")
     print(f"wrote {path}")
 

@@ -14,8 +14,9 @@ from tests.servers import free_port
 
 DURATION_S = 60.0
 SESSIONS = 3
-RSS_GROWTH_MAX = 300 * 2**20
-"""Allowed RSS growth after the warm-up (allocator high-water marks, caches)."""
+RSS_GROWTH_MAX = 250 * 2**20
+"""Allowed RSS growth over the load, both read idle after a heap trim (without the
+trim, glibc's per-thread arenas grew it about 9 MB per session; see web/memory.py)."""
 
 
 def test_soak_leaves_no_leaks(llm: ScriptedLlmServer, tmp_path: Path) -> None:

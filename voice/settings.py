@@ -121,6 +121,8 @@ class Settings(BaseSettings):
     """How long ``/ready`` waits for the LLM endpoint's ``GET /models``."""
     ready_cache_s: float = Field(5.0, ge=0, le=300)
     """How long ``/ready`` reuses its last LLM probe."""
+    heap_trim_interval_s: float = Field(30.0, ge=0)
+    """Every this many seconds freed heap memory is returned to the OS (glibc); 0 = never."""
 
     # --- agent ---------------------------------------------------------------
     instructions: str = (

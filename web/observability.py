@@ -2,7 +2,8 @@
 
 :func:`install` gives the app its own :class:`~web.metrics.Metrics`, the HTTP
 middleware (:mod:`web.http_middleware`) and, around the app's lifespan, the
-watchers that feed metrics from the shared models and the job queue.
+watchers that feed metrics from the shared models and the job queue, and the
+periodic heap trim (:mod:`web.memory`).
 :func:`routes` are ``GET /metrics`` and ``GET /openapi.json``.
 """
 
@@ -21,6 +22,7 @@ from pipelines.meeting.store import Job
 from pipelines.realtime.emitter import Send
 from web.http_middleware import HttpMetricsMiddleware, RequestIdMiddleware
 from web.logs import log_context
+from web.memory import trimming
 from web.metrics import Metrics, metrics_endpoint, metrics_of
 from web.metrics_realtime import SessionObserver
 from web.openapi import openapi_endpoint
@@ -50,7 +52,8 @@ def install(app: Starlette) -> Metrics:
             if meetings is not None and isinstance(meetings.queue, LocalJobQueue):
                 meetings.queue.events.watch(metrics.job_update)
             try:
-                yield state
+                async with trimming(app.state.settings.heap_trim_interval_s):
+                    yield state
             finally:
                 with contextlib.suppress(ValueError):
                     services.stt_watchers.remove(metrics.stt_done)

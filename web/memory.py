@@ -1,0 +1,60 @@
+"""Give freed heap memory back to the operating system, now and then.
+
+The models run in worker threads, and glibc's allocator keeps what those threads
+free in per-thread arenas instead of returning it: under concurrent realtime
+sessions the soak test (``bench/soak.py``) saw the server's RSS climb about 9 MB
+per session although no object outlived its session (``malloc_trim`` brought it
+back). :func:`trimming` runs ``malloc_trim(0)`` in a worker thread every
+``interval_s`` seconds while the server is up. Where the C library has no
+``malloc_trim`` (musl, macOS) it does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+from collections.abc import AsyncIterator, Callable
+
+log = logging.getLogger(__name__)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+MALLOC_TRIM = _malloc_trim()
+
+
+def trim_heap() -> bool:
+    """Return free heap pages of every arena to the OS (blocking, milliseconds)."""
+    return bool(MALLOC_TRIM(0)) if MALLOC_TRIM is not None else False
+
+
+@contextlib.asynccontextmanager
+async def trimming(interval_s: float) -> AsyncIterator[None]:
+    """Trim the heap every ``interval_s`` seconds while inside (0 = never). The task is
+    owned here: cancelled and awaited on the way out."""
+    if interval_s <= 0 or MALLOC_TRIM is None:
+        yield
+        return
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await asyncio.to_thread(trim_heap)
+
+    task = asyncio.create_task(loop(), name="heap-trim")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
