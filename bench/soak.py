@@ -8,8 +8,9 @@ connection), the others wait for the spoken answer. Beside them one client uploa
 real recordings as meeting jobs (and a few that are not audio, and cancels some).
 
 Figures (from the server's own ``/metrics``): asyncio tasks, open fds and RSS after a
-warm-up (concurrent turns and a job: models loaded) and after the load once the server
-is idle (each after a heap trim, :mod:`web.memory`), RSS every 5 s during the load, the
+warm-up (concurrent turns and a job: models loaded) and after each half of the load once
+the server is idle (each after a heap trim, :mod:`web.memory`), RSS every 5 s during the
+load, the
 sessions, turns, drops and client errors, and every job's final state.
 ``tests/test_soak.py`` runs it bounded and asserts no leak; run it by hand with
 
@@ -60,6 +61,7 @@ class SoakFigures:
     """Job id → final state (``failed:<code>`` for failures)."""
     rejected_uploads: int = 0
     before: dict[str, float] = field(default_factory=dict)
+    middle: dict[str, float] = field(default_factory=dict)
     after: dict[str, float] = field(default_factory=dict)
     rss_mb_during: list[float] = field(default_factory=list)
     """RSS sampled every 5 s during the load (MB)."""
@@ -248,23 +250,26 @@ async def run_load(url: str, *, duration_s: float, sessions: int, drop_p: float,
     await settle_jobs(url, warm_fig, 180)
     await asyncio.sleep(TRIM_INTERVAL_S + 1)
     fig.before = await settle_server(url, baseline_tasks=float("inf"), timeout_s=5)
+    # Two equal halves, each ending idle: a leak keeps growing in the second half, while
+    # caches and allocator high-water marks settle in the first.
     start = time.monotonic()
-    until = start + duration_s
-    workers = [session_worker(url, clips, until, random.Random(rng.random()), drop_p, fig)
-               for _ in range(sessions)]
-    sampler = asyncio.create_task(sample_rss(url, fig))
-    try:
+    for half in ("middle", "after"):
+        until = time.monotonic() + duration_s / 2
+        workers = [session_worker(url, clips, until, random.Random(rng.random()), drop_p, fig)
+                   for _ in range(sessions)]
         if meetings:
             workers.append(meeting_worker(url, until, random.Random(rng.random()), fig))
-        await asyncio.gather(*workers)
-    finally:
-        sampler.cancel()
-        await asyncio.gather(sampler, return_exceptions=True)
+        sampler = asyncio.create_task(sample_rss(url, fig))
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            sampler.cancel()
+            await asyncio.gather(sampler, return_exceptions=True)
+        await settle_jobs(url, fig, 240)
+        await settle_server(url, fig.before["tasks"])
+        await asyncio.sleep(TRIM_INTERVAL_S + 1)
+        setattr(fig, half, await settle_server(url, fig.before["tasks"]))
     fig.duration_s = round(time.monotonic() - start, 1)
-    await settle_jobs(url, fig, 240)
-    await settle_server(url, fig.before["tasks"])
-    await asyncio.sleep(TRIM_INTERVAL_S + 1)
-    fig.after = await settle_server(url, fig.before["tasks"])
 
 
 def check_log(path: Path, fig: SoakFigures) -> None:
@@ -294,7 +299,7 @@ def summary(fig: SoakFigures) -> dict[str, Any]:
         states[state] = states.get(state, 0) + 1
     out["jobs"] = states
     out["rss_mb"] = {k: round(v.get("rss_bytes", 0) / 2**20, 1) for k, v in
-                     (("before", fig.before), ("after", fig.after))}
+                     (("before", fig.before), ("middle", fig.middle), ("after", fig.after))}
     return out
 
 

@@ -1,7 +1,7 @@
 """Soak: the real server in a subprocess under concurrent realtime sessions (some
-vanishing mid-stream) and meeting uploads for about a minute, then back to idle with
-no leaked tasks or file descriptors, bounded memory, and every job ended with a
-reason. The figures are printed (``pytest -s``); ``bench/soak.py`` records them."""
+vanishing mid-stream) and meeting uploads for 80 s in two halves, back to idle after
+each with no leaked tasks or file descriptors, memory that stops growing, and every
+job ended with a reason. The figures are printed (``pytest -s``); ``bench/soak.py`` records them."""
 
 from __future__ import annotations
 
@@ -12,11 +12,14 @@ from bench.soak import soak, summary
 from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.servers import free_port
 
-DURATION_S = 60.0
+DURATION_S = 80.0
+"""Two halves of 40 s, the server idle after each."""
 SESSIONS = 3
-RSS_GROWTH_MAX = 250 * 2**20
-"""Allowed RSS growth over the load, both read idle after a heap trim (without the
-trim, glibc's per-thread arenas grew it about 9 MB per session; see web/memory.py)."""
+SECOND_HALF_GROWTH_MAX = 120 * 2**20
+"""A leak grows RSS in the second half as in the first; caches and allocator high-water
+marks settle in the first (measured: +300 MB, then +24 MB). RSS is read idle, after a
+heap trim (web/memory.py)."""
+TOTAL_GROWTH_MAX = 500 * 2**20
 
 
 def test_soak_leaves_no_leaks(llm: ScriptedLlmServer, tmp_path: Path) -> None:
@@ -30,9 +33,11 @@ def test_soak_leaves_no_leaks(llm: ScriptedLlmServer, tmp_path: Path) -> None:
         assert state in ("succeeded", "cancelled") or state.startswith("failed:"), (job_id, state)
         if state.startswith("failed:"):
             assert state.endswith(":True") and "None" not in state, (job_id, state)
-    before, after = fig.before, fig.after
-    assert after["sessions_active"] == 0 and after["jobs_open"] == 0
-    assert after["tasks"] <= before["tasks"], (before, after)
-    assert after["fds"] <= before["fds"] + 2, (before, after)
-    assert after["rss_bytes"] - before["rss_bytes"] < RSS_GROWTH_MAX, (before, after)
+    before, middle, after = fig.before, fig.middle, fig.after
+    for idle in (middle, after):
+        assert idle["sessions_active"] == 0 and idle["jobs_open"] == 0
+        assert idle["tasks"] <= before["tasks"], (before, idle)
+        assert idle["fds"] <= before["fds"] + 2, (before, idle)
+    assert after["rss_bytes"] - middle["rss_bytes"] < SECOND_HALF_GROWTH_MAX, (middle, after)
+    assert after["rss_bytes"] - before["rss_bytes"] < TOTAL_GROWTH_MAX, (before, after)
     assert fig.server_log_lines > 0 and fig.server_log_not_json == 0
