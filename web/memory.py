@@ -4,8 +4,8 @@ The models run in worker threads, and glibc's allocator keeps what those threads
 free in per-thread arenas instead of returning it. Under concurrent realtime
 sessions the soak test (``bench/soak.py``) saw the server's RSS climb about 9 MB
 per session although no object outlived its session; with the trim the climb was
-less than half of that and levelled off. :func:`trimming` runs ``malloc_trim(0)`` in a worker thread every
-``interval_s`` seconds while the server is up. Where the C library has no
+less than half of that and levelled off. :func:`trimming` runs ``malloc_trim(0)``
+in a worker thread every ``interval_s`` seconds while the server is up. Where the C library has no
 ``malloc_trim`` (musl, macOS) it does nothing.
 """
 
