@@ -299,10 +299,10 @@ async def test_focus_ignores_a_second_voice_but_follows_the_primary(
         events = await events_while(ws, excerpt(KATIESTEVE, 12.2, 20.6))
         assert events[-1]["response"]["status"] == "completed"
         assert "input_audio_buffer.speech_started" in [e["type"] for e in events]
-        tail = []
-        while not any(e["type"] == "conversation.item.input_audio_transcription.completed" for e in tail):
-            tail.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))
-        heard = next(e for e in events + tail if e["type"] == "conversation.item.input_audio_transcription.completed")
+        completed = "conversation.item.input_audio_transcription.completed"
+        while not any(e["type"] == completed for e in events):
+            events.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))
+        heard = next(e for e in events if e["type"] == completed)
         assert heard["speaker"] == "Steve"
         with pytest.raises(TimeoutError):  # no reply to Steve
             while True:
@@ -375,6 +375,7 @@ async def test_the_agents_own_voice_played_back_is_not_a_user(
         await mic
         await ws.close()
     types = [e["type"] for e in events]
+    print({t: types.count(t) for t in set(types)})
     done = next(e for e in events if e["type"] == "response.done")
     assert done["response"]["status"] == "completed", done["response"]
     assert types.count("response.created") == 1  # the echo started no reply
