@@ -14,11 +14,14 @@ Pure numpy, no threads; times are session clock seconds.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 FRAME_S = 0.010
 """Envelope frame length (s)."""
@@ -71,14 +74,16 @@ class EchoGuard:
 
     # --- the agent side ------------------------------------------------------
     def agent_audio(self, samples: np.ndarray, sample_rate: int, sent_at: float) -> None:
-        """Record agent audio handed to the client at clock time ``sent_at`` (s)."""
+        """Record agent audio handed to the client at clock time ``sent_at`` (s); it is
+        assumed to play once everything sent before it has played."""
         env = envelope_db(samples, sample_rate)
         if len(env) == 0:
             return
         if self._ref_origin is None or sent_at - self._last_sent > self.options.memory_s:
             self._ref_origin, self._ref = sent_at, np.zeros(0, dtype=np.float32)
-        start = int(round((sent_at - self._ref_origin) / FRAME_S))
-        start = max(start, len(self._ref) - 3)  # audio sent in a burst plays back to back
+        # The client plays what it receives back to back: audio sent while earlier
+        # audio is still playing starts when that ends, not when it was sent.
+        start = max(int(round((sent_at - self._ref_origin) / FRAME_S)), len(self._ref))
         if start > len(self._ref):
             gap = np.full(start - len(self._ref), _FLOOR_DB, dtype=np.float32)
             self._ref = np.concatenate([self._ref, gap])
@@ -104,7 +109,7 @@ class EchoGuard:
     def input_audio(self, pcm: np.ndarray, sample_rate: int, received_at: float) -> None:
         """Record input audio that finished arriving at clock time ``received_at`` (s)."""
         env = envelope_db(pcm, sample_rate)
-        keep = int((self.options.window_ms + 200) / 1000 / FRAME_S)
+        keep = int((self.options.window_ms + 2000) / 1000 / FRAME_S)
         self._input = np.concatenate([self._input, env])[-keep:]
         self._input_end = received_at
 
@@ -119,33 +124,46 @@ class EchoGuard:
         loud = window > max(float(window.max()) - 30.0, -55.0)
         if loud.sum() * FRAME_S * 1000 < self.options.min_voiced_ms:
             return False
+        # Flatten the microphone's background noise: it is in the input, not in the reference.
+        window = np.maximum(window, float(np.percentile(self._input, 10)) + 6.0)
         corr, delay = self._best_alignment(window)
+        log.debug("echo check: correlation %.2f at %d ms", corr, delay * 10)
         if corr >= self.options.correlation:
             self._delay_frames = delay
             return True
         return False
 
     def _best_alignment(self, window: np.ndarray) -> tuple[float, int]:
-        assert self._ref_origin is not None
-        end_index = int(round((self._input_end - self._ref_origin) / FRAME_S))
+        """Best correlation and its delay (frames): near the known echo delay first,
+        over the whole range when that fails."""
         max_delay = int(self.options.max_delay_ms / 1000 / FRAME_S)
-        delays = range(0, max_delay + 1)
         if self._delay_frames is not None:
             d = self._delay_frames
-            delays = range(max(0, d - 5), min(max_delay, d + 5) + 1)
+            near = self._correlate(window, range(max(0, d - 5), min(max_delay, d + 5) + 1))
+            if near[0] >= self.options.correlation:
+                return near
+        return self._correlate(window, range(0, max_delay + 1))
+
+    def _correlate(self, window: np.ndarray, delays: range) -> tuple[float, int]:
+        assert self._ref_origin is not None
+        end_index = int(round((self._input_end - self._ref_origin) / FRAME_S))
         best, best_delay = -1.0, 0
         w = window - window.mean()
         w_norm = float(np.linalg.norm(w))
         if w_norm == 0.0:
             return -1.0, 0
+        pad = len(window) + delays.stop
+        silence = np.full(pad, _FLOOR_DB, np.float32)
+        padded = np.concatenate([silence, self._ref, silence])
         for delay in delays:
             stop = end_index - delay
             start = stop - len(window)
-            if start < 0 or stop > len(self._ref):
+            if start < -pad or stop > len(self._ref) + pad:
                 continue
-            ref = self._ref[start:stop]
+            ref = padded[start + pad : stop + pad]
             if float(ref.max()) < -50.0:
                 continue
+            ref = np.maximum(ref, float(ref.max()) - 35.0)
             r = ref - ref.mean()
             r_norm = float(np.linalg.norm(r))
             if r_norm == 0.0:
