@@ -58,7 +58,6 @@ class Services:
     """Who wants STT timings (metrics); both transcribers report to each."""
 
     def __post_init__(self) -> None:
-        self._realtime_stt = self.transcriber
         self.transcriber = TimedTranscriber(self.transcriber, self._timed("realtime"))
 
     def _timed(self, use: str) -> Callable[[float, float], None]:
@@ -104,10 +103,12 @@ class Services:
         with self._batch_lock:
             if self._batch_transcriber is None:
                 if self.settings.stt_model == self.settings.realtime_stt_model:
-                    model = self._realtime_stt
+                    # One model, one worker pool (keyed by the object): its timings
+                    # then all count as ``realtime``.
+                    self._batch_transcriber = self.transcriber
                 else:
                     model = WhisperTranscriber.from_settings(self.settings, False)
-                self._batch_transcriber = TimedTranscriber(model, self._timed("batch"))
+                    self._batch_transcriber = TimedTranscriber(model, self._timed("batch"))
             return self._batch_transcriber
 
     @property
