@@ -21,10 +21,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.realtime.emitter import Send
 from web.logs import CONTENT_LOGGER
+
+if TYPE_CHECKING:
+    from web.metrics import Metrics
 
 content_log = logging.getLogger(CONTENT_LOGGER)
 
@@ -37,7 +40,7 @@ class SessionObserver:
 
     def __init__(
         self,
-        metrics: Any,
+        metrics: Metrics,
         transport: str,
         *,
         log_content: bool = False,
