@@ -33,14 +33,17 @@ _WORD = re.compile(r"[a-z0-9']+")
 class EchoOptions:
     """Echo detection knobs; times in ms."""
 
-    max_delay_ms: int = 1200
-    """Longest send-to-microphone delay searched (client buffering plus the room)."""
+    max_delay_ms: int = 800
+    """Longest playout-to-microphone delay searched (device buffers plus the room)."""
     window_ms: int = 600
     """Input envelope compared at each check."""
     min_voiced_ms: int = 150
     """Voiced input needed in the window before it can be called echo."""
-    correlation: float = 0.7
-    """Envelope correlation at or above which input is the agent's echo."""
+    correlation: float = 0.9
+    """Envelope correlation at or above which input is the agent's echo (any delay)."""
+    locked_correlation: float = 0.7
+    """The same, within ``lock_ms`` of the delay at which echo was last found."""
+    lock_ms: int = 50
     memory_s: float = 8.0
     """Agent audio remembered."""
 
@@ -126,23 +129,24 @@ class EchoGuard:
             return False
         # Flatten the microphone's background noise: it is in the input, not in the reference.
         window = np.maximum(window, float(np.percentile(self._input, 10)) + 6.0)
-        corr, delay = self._best_alignment(window)
+        corr, delay, locked = self._best_alignment(window)
         log.debug("echo check: correlation %.2f at %d ms", corr, delay * 10)
-        if corr >= self.options.correlation:
+        if corr >= (self.options.locked_correlation if locked else self.options.correlation):
             self._delay_frames = delay
             return True
         return False
 
-    def _best_alignment(self, window: np.ndarray) -> tuple[float, int]:
-        """Best correlation and its delay (frames): near the known echo delay first,
-        over the whole range when that fails."""
+    def _best_alignment(self, window: np.ndarray) -> tuple[float, int, bool]:
+        """Best correlation, its delay (frames) and whether that is near the known echo
+        delay: searched there first, over the whole range when that fails."""
         max_delay = int(self.options.max_delay_ms / 1000 / FRAME_S)
         if self._delay_frames is not None:
-            d = self._delay_frames
-            near = self._correlate(window, range(max(0, d - 5), min(max_delay, d + 5) + 1))
-            if near[0] >= self.options.correlation:
-                return near
-        return self._correlate(window, range(0, max_delay + 1))
+            d, near = self._delay_frames, int(self.options.lock_ms / 1000 / FRAME_S)
+            lags = range(max(0, d - near), min(max_delay, d + near) + 1)
+            corr, delay = self._correlate(window, lags)
+            if corr >= self.options.locked_correlation:
+                return corr, delay, True
+        return (*self._correlate(window, range(0, max_delay + 1)), False)
 
     def _correlate(self, window: np.ndarray, delays: range) -> tuple[float, int]:
         assert self._ref_origin is not None
