@@ -105,8 +105,8 @@ def _encode(pcm: np.ndarray, fmt: str, codec: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def real_files() -> dict[str, bytes]:
-    wav = data_path("speechbrain/spk1_snt1.wav").read_bytes()
-    pcm = decode_audio(wav)[: 16000 * 2]
+    pcm = decode_audio(data_path("speechbrain/spk1_snt1.wav"))[: 16000 * 2]
+    wav = _encode(pcm, "wav", "pcm_s16le")
     files = {
         "wav": wav,
         "flac": _encode(pcm, "flac", "flac"),
