@@ -407,10 +407,10 @@ async def test_diarized_transcription_names_known_speakers(server: ServerThread)
         speaker_reference(KATIESTEVE), {k: " ".join(v) for k, v in by_name.items()}
     )
     assert mapping == {"Katie": "A", "Steve": "B"} and score <= 0.15, (score, by_name)
-    bad = httpx.post(
-        f"{server.http_url}/v1/audio/transcriptions",
-        files={"file": ("a.wav", data_path(KATIESTEVE).read_bytes(), "audio/wav")},
-        data={"response_format": "diarized_json", "known_speaker_names[]": ["Katie"]},
-        timeout=60,
-    )
+    async with httpx.AsyncClient(timeout=60) as http:
+        bad = await http.post(
+            f"{server.http_url}/v1/audio/transcriptions",
+            files={"file": ("a.wav", data_path(KATIESTEVE).read_bytes(), "audio/wav")},
+            data={"response_format": "diarized_json", "known_speaker_names[]": ["Katie"]},
+        )
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "known_speaker_references"
