@@ -383,3 +383,34 @@ async def test_the_agents_own_voice_played_back_is_not_a_user(
     assert all(e.get("echo") for e in heard), heard
     deleted = {e["item_id"] for e in events if e["type"] == "conversation.item.deleted"}
     assert {e["item_id"] for e in heard} <= deleted
+
+
+# --- known speakers in batch transcription ---------------------------------------------------
+
+
+async def test_diarized_transcription_names_known_speakers(server: ServerThread) -> None:
+    """The ``openai`` SDK's own diarized transcription call with two enrolled voices."""
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(base_url=f"{server.http_url}/v1", api_key="unused", timeout=300)
+    result = await client.audio.transcriptions.create(
+        file=data_path(KATIESTEVE),
+        model="gpt-4o-transcribe-diarize",
+        response_format="diarized_json",
+        known_speaker_names=["Katie", "Steve"],
+        known_speaker_references=[data_url(KATIE), data_url(STEVE)],
+    )
+    by_name: dict[str, list[str]] = {}
+    for segment in result.segments:
+        by_name.setdefault(segment.speaker, []).append(segment.text)
+    score, mapping = cp_wer(
+        speaker_reference(KATIESTEVE), {k: " ".join(v) for k, v in by_name.items()}
+    )
+    assert mapping == {"Katie": "A", "Steve": "B"} and score <= 0.15, (score, by_name)
+    async with httpx.AsyncClient(timeout=60) as http:
+        bad = await http.post(
+            f"{server.http_url}/v1/audio/transcriptions",
+            files={"file": ("a.wav", data_path(KATIESTEVE).read_bytes(), "audio/wav")},
+            data={"response_format": "diarized_json", "known_speaker_names[]": ["Katie"]},
+        )
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "known_speaker_references"
