@@ -15,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from pipelines.services import Services
 from voice.settings import Settings
-from web import meetings, transcriptions, webrtc
+from web import client_secrets, guard, meetings, transcriptions, webrtc
 from web.realtime_ws import realtime_endpoint
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             async with meetings.job_worker(app):
                 yield
         finally:
+            await app.state.live_sessions.drain(settings.shutdown_grace_s)
             await webrtc.shutdown(app)
             if owned:
                 await app.state.services.aclose()
@@ -60,10 +61,12 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/ready", ready),
         WebSocketRoute("/v1/realtime", realtime_endpoint),
         *webrtc.routes(),
+        *client_secrets.routes(),
         *transcriptions.routes(),
         *meetings.routes(),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
+    guard.install(app, settings)
     return app
