@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from pipelines.services import Services
-from tests.api_helpers import api_settings, close_services, load_services, request, serve
+from tests.api_helpers import api_settings, module_services, request, serve
 from tests.conftest import data_path
 from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.rtc_client import RtcCaller
@@ -52,10 +52,10 @@ OPEN = ["/health", "/ready", "/", "/meetings", "/static/app.js", "/static/meetin
 
 
 @pytest.fixture(scope="module")
-def services(llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    loaded = load_services(api_settings(tmp_path_factory.mktemp("models"), llm_base_url=llm.base_url))
-    yield loaded
-    close_services(loaded)
+def services(
+    llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Services]:
+    yield from module_services(tmp_path_factory.mktemp("models"), llm.base_url)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,9 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def call(server: ServerThread, method: str, path: str, key: str | None = None, **kw: Any) -> httpx.Response:
+def call(
+    server: ServerThread, method: str, path: str, key: str | None = None, **kw: Any
+) -> httpx.Response:
     headers = {**kw.pop("headers", {}), **(auth(key) if key else {})}
     return request(method, f"{server.http_url}{path}", headers=headers, **kw)
 
@@ -117,7 +119,9 @@ def test_every_route_needs_a_valid_key(server: ServerThread, method: str, templa
     path = ROUTES[(method, template)]
     assert_unauthorized(call(server, method, path), "missing_api_key")
     assert_unauthorized(call(server, method, path, WRONG), "invalid_api_key")
-    assert_unauthorized(call(server, method, path, headers={"Authorization": "Basic YTpi"}), "missing_api_key")
+    assert_unauthorized(
+        call(server, method, path, headers={"Authorization": "Basic YTpi"}), "missing_api_key"
+    )
     for key in (ALICE, BOB, CAROL):
         response = call(server, method, path, key)
         assert response.status_code != 401, response.text
@@ -130,17 +134,23 @@ def test_open_paths_need_no_key(server: ServerThread) -> None:
 
 
 async def test_client_secrets_open_realtime_only_and_expire(server: ServerThread) -> None:
-    secret = (await asyncio.to_thread(mint, server, expires_after={"anchor": "created_at", "seconds": 60}))["value"]
+    secret = (
+        await asyncio.to_thread(mint, server, expires_after={"anchor": "created_at", "seconds": 60})
+    )["value"]
     assert secret.startswith("ek_")
     async with httpx.AsyncClient(base_url=server.http_url, timeout=60) as http:
         for method, path in (("GET", "/v1/meetings"), ("POST", "/v1/realtime/client_secrets")):
-            assert_unauthorized(await http.request(method, path, headers=auth(secret)), "invalid_api_key")
+            assert_unauthorized(
+                await http.request(method, path, headers=auth(secret)), "invalid_api_key"
+            )
         # It opens a WebRTC call, and hangs it up; another key cannot hang it up.
         caller = RtcCaller(server.http_url)
         try:
             sdp = {"content": await caller.offer(), "headers": {"content-type": "application/sdp"}}
             placed = await http.post(
-                "/v1/realtime/calls", content=sdp["content"], headers={**sdp["headers"], **auth(secret)}
+                "/v1/realtime/calls",
+                content=sdp["content"],
+                headers={**sdp["headers"], **auth(secret)},
             )
             assert placed.status_code == 201, placed.text
             hangup = placed.headers["location"] + "/hangup"
@@ -153,24 +163,36 @@ async def test_client_secrets_open_realtime_only_and_expire(server: ServerThread
         store._now = lambda: later  # the secret's minute is over
         try:
             expired = await http.post(
-                "/v1/realtime/calls", content=sdp["content"], headers={**sdp["headers"], **auth(secret)}
+                "/v1/realtime/calls",
+                content=sdp["content"],
+                headers={**sdp["headers"], **auth(secret)},
             )
             assert_unauthorized(expired, "invalid_api_key")
         finally:
             store._now = time.time
-        bad = await http.post("/v1/realtime/client_secrets", headers=auth(ALICE),
-                              json={"expires_after": {"seconds": 5}})
+        bad = await http.post(
+            "/v1/realtime/client_secrets",
+            headers=auth(ALICE),
+            json={"expires_after": {"seconds": 5}},
+        )
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "expires_after.seconds"
-        bad = await http.post("/v1/realtime/client_secrets", headers=auth(ALICE),
-                              json={"session": {"instructions": 5}})
+        bad = await http.post(
+            "/v1/realtime/client_secrets",
+            headers=auth(ALICE),
+            json={"session": {"instructions": 5}},
+        )
         assert bad.status_code == 400 and bad.json()["error"]["message"]
 
 
 # --- the realtime WebSocket ----------------------------------------------------------
 
 
-async def ws_events(server: ServerThread, *, headers: dict[str, str] | None = None,
-                    subprotocols: list[str] | None = None) -> tuple[list[dict[str, Any]], Any]:
+async def ws_events(
+    server: ServerThread,
+    *,
+    headers: dict[str, str] | None = None,
+    subprotocols: list[str] | None = None,
+) -> tuple[list[dict[str, Any]], Any]:
     """Connect, read the first event, and report how the server closed (if it did)."""
     ws = await websockets.connect(
         f"{server.ws_url}/v1/realtime?model=voice-agent",
@@ -209,7 +231,10 @@ async def test_websocket_keys_in_header_or_subprotocol(server: ServerThread) -> 
 async def test_websocket_with_a_client_secret_gets_its_session(server: ServerThread) -> None:
     minted = mint(server, session={"type": "realtime", "instructions": "Talk like a pirate."})
     secret = minted["value"]
-    for headers, protocols in ((auth(secret), None), (None, ["realtime", f"openai-insecure-api-key.{secret}"])):
+    for headers, protocols in (
+        (auth(secret), None),
+        (None, ["realtime", f"openai-insecure-api-key.{secret}"]),
+    ):
         events, close = await ws_events(server, headers=headers, subprotocols=protocols)
         assert events[0]["type"] == "session.created" and close is None
         assert events[0]["session"]["instructions"] == "Talk like a pirate."
@@ -232,10 +257,14 @@ def sdk(server: ServerThread, key: str) -> AsyncOpenAI:
 
 async def test_openai_sdk_with_a_valid_and_a_wrong_key(server: ServerThread) -> None:
     audio = data_path(JFK).read_bytes()
-    text = await sdk(server, ALICE).audio.transcriptions.create(model="whisper-1", file=("jfk.wav", audio))
+    text = await sdk(server, ALICE).audio.transcriptions.create(
+        model="whisper-1", file=("jfk.wav", audio)
+    )
     assert "ask not what your country" in text.text.lower()
     with pytest.raises(openai.AuthenticationError):
-        await sdk(server, WRONG).audio.transcriptions.create(model="whisper-1", file=("jfk.wav", audio))
+        await sdk(server, WRONG).audio.transcriptions.create(
+            model="whisper-1", file=("jfk.wav", audio)
+        )
 
     created = await sdk(server, BOB).realtime.client_secrets.create(
         expires_after={"anchor": "created_at", "seconds": 120},
@@ -266,8 +295,14 @@ async def test_openai_sdk_with_a_valid_and_a_wrong_key(server: ServerThread) -> 
 
 def test_jobs_belong_to_the_key_that_made_them(server: ServerThread) -> None:
     audio = data_path(JFK).read_bytes()
-    made = call(server, "POST", "/v1/meetings", ALICE, data={"summarize": "false"},
-                files={"file": ("../../etc/passwd", audio, "audio/wav")})
+    made = call(
+        server,
+        "POST",
+        "/v1/meetings",
+        ALICE,
+        data={"summarize": "false"},
+        files={"file": ("../../etc/passwd", audio, "audio/wav")},
+    )
     assert made.status_code == 202, made.text
     job = made.json()
     assert job["filename"] == "passwd"
@@ -277,13 +312,19 @@ def test_jobs_belong_to_the_key_that_made_them(server: ServerThread) -> None:
         listed = call(server, "GET", "/v1/meetings", key).json()["data"]
         assert job["id"] not in [j["id"] for j in listed]
         for method, path in (
-            ("GET", base), ("GET", f"{base}/events"), ("GET", f"{base}/transcript"),
-            ("GET", f"{base}/summary"), ("GET", f"{base}/audio"), ("POST", f"{base}/cancel"),
+            ("GET", base),
+            ("GET", f"{base}/events"),
+            ("GET", f"{base}/transcript"),
+            ("GET", f"{base}/summary"),
+            ("GET", f"{base}/audio"),
+            ("POST", f"{base}/cancel"),
             ("DELETE", base),
         ):
             refused = call(server, method, path, key)
             assert refused.status_code == 404, (method, path, refused.text)
-            assert refused.json()["error"]["code"] == missing["error"]["code"] == "meeting_not_found"
+            assert (
+                refused.json()["error"]["code"] == missing["error"]["code"] == "meeting_not_found"
+            )
         renamed = call(server, "PATCH", f"{base}/speakers", key, json={"SPEAKER_00": "Eve"})
         assert renamed.status_code == 404
     assert call(server, "GET", base, ALICE).status_code == 200
@@ -296,12 +337,19 @@ def test_jobs_belong_to_the_key_that_made_them(server: ServerThread) -> None:
     assert call(server, "GET", base, ALICE).status_code == 404
 
 
-def test_transcription_upload_names_never_become_paths(server: ServerThread, tmp_path: Path) -> None:
+def test_transcription_upload_names_never_become_paths(
+    server: ServerThread, tmp_path: Path
+) -> None:
     audio = data_path(JFK).read_bytes()
     for name in ("../../etc/passwd", "..\\..\\boot.ini", "/abs/path.wav", "a\x00b.wav"):
-        response = call(server, "POST", "/v1/audio/transcriptions", ALICE,
-                        data={"model": "whisper-1", "response_format": "text"},
-                        files={"file": (name, audio, "audio/wav")})
+        response = call(
+            server,
+            "POST",
+            "/v1/audio/transcriptions",
+            ALICE,
+            data={"model": "whisper-1", "response_format": "text"},
+            files={"file": (name, audio, "audio/wav")},
+        )
         assert response.status_code == 200, response.text
         assert "country" in response.text
     data_dir: Path = app_of(server).state.settings.data_dir

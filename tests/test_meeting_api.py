@@ -24,9 +24,8 @@ from tests.api_helpers import (
     BAD_UPLOADS,
     MIB,
     api_settings,
-    close_services,
     leftovers,
-    load_services,
+    module_services,
     request,
     serve,
 )
@@ -60,11 +59,7 @@ def llm() -> Iterator[ScriptedLlmServer]:
 def services(
     llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Services]:
-    loaded = load_services(
-        api_settings(tmp_path_factory.mktemp("models"), llm_base_url=llm.base_url)
-    )
-    yield loaded
-    close_services(loaded)
+    yield from module_services(tmp_path_factory.mktemp("models"), llm.base_url)
 
 
 @pytest.fixture(scope="module")
