@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipelines.services import Services
+from tests.api_helpers import module_services
 from tests.fakes.llm_script import Turn
 from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.servers import ServerThread
@@ -52,6 +54,15 @@ def llm() -> Iterator[ScriptedLlmServer]:
     """
     with ScriptedLlmServer(default=Turn.say("Hello there. How can I help?")) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def services(
+    llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Services]:
+    """Models for one module's API servers (Whisper tiny.en in both roles), loaded once;
+    servers made with :func:`tests.api_helpers.serve` share them."""
+    yield from module_services(tmp_path_factory.mktemp("models"), llm.base_url)
 
 
 @pytest.fixture(scope="session")

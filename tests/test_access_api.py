@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from pipelines.services import Services
-from tests.api_helpers import api_settings, module_services, request, serve
+from tests.api_helpers import api_settings, request, serve
 from tests.conftest import data_path
 from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.rtc_client import RtcCaller
@@ -49,13 +49,6 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/v1/realtime/client_secrets"): "/v1/realtime/client_secrets",
 }
 OPEN = ["/health", "/ready", "/", "/meetings", "/static/app.js", "/static/meetings.html"]
-
-
-@pytest.fixture(scope="module")
-def services(
-    llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Services]:
-    yield from module_services(tmp_path_factory.mktemp("models"), llm.base_url)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 import websockets
 
 from pipelines.services import Services
-from tests.api_helpers import MIB, api_settings, module_services, request, serve
+from tests.api_helpers import MIB, api_settings, request, serve
 from tests.conftest import data_path
 from tests.fakes.llm_script import Turn, after_tool_result, user_says
 from tests.fakes.scripted_llm import ScriptedLlmServer
@@ -26,13 +26,6 @@ from tests.test_realtime_ws import text_turn
 
 KEY, OTHER = "sk-limits-0123456789", "sk-other-0123456789"
 JFK = "openai-whisper/jfk.wav"  # 11 s
-
-
-@pytest.fixture(scope="module")
-def services(
-    llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Services]:
-    yield from module_services(tmp_path_factory.mktemp("models"), llm.base_url)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,6 @@ from tests.api_helpers import (
     MIB,
     api_settings,
     leftovers,
-    module_services,
     request,
     serve,
 )
@@ -53,13 +52,6 @@ FINAL = {"succeeded", "failed", "cancelled"}
 def llm() -> Iterator[ScriptedLlmServer]:
     with ScriptedLlmServer(default=Turn.say(json.dumps(SUMMARY))) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def services(
-    llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Services]:
-    yield from module_services(tmp_path_factory.mktemp("models"), llm.base_url)
 
 
 @pytest.fixture(scope="module")
