@@ -153,3 +153,23 @@ async def test_old_job_database_gains_an_owner_column(tmp_path: Path) -> None:
     reopened = JobStore(path)  # opening again does not migrate twice
     await reopened.open()
     await reopened.close()
+
+
+async def test_drain_ends_sessions_whose_turn_outlasts_the_grace() -> None:
+    live = LiveSessions(limit=4)
+    slot = live.admit("websocket")
+    never = asyncio.Event()
+
+    class Busy:
+        responding = True
+
+        async def responses_finished(self) -> None:
+            await never.wait()
+
+    ended: list[str] = []
+    slot.attach(Busy(), lambda e: (ended.append(e.code), slot.release()))  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await asyncio.wait_for(live.drain(grace_s=0.3), 5)
+    assert 0.25 < loop.time() - start < 2
+    assert ended == ["server_shutting_down"] and len(live) == 0
