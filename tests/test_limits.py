@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,6 +24,7 @@ from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.rtc_client import RtcCaller
 from tests.servers import ServerThread
 from tests.test_realtime_ws import text_turn
+from voice.llm.tools import Tool, ToolRegistry
 
 KEY, OTHER = "sk-limits-0123456789", "sk-other-0123456789"
 JFK = "openai-whisper/jfk.wav"  # 11 s
@@ -203,3 +205,36 @@ async def test_tool_calls_stop_at_the_step_budget(
         if e["type"] == "conversation.item.done" and e["item"]["type"] == "function_call_output"
     ]
     assert len(outputs) == 4 and all(o["item"]["output"] == "4242" for o in outputs)
+
+
+async def slow_lookup() -> str:
+    """Look something up, very slowly."""
+    await asyncio.sleep(30)
+    return "found it"
+
+
+async def test_a_tool_call_is_cut_at_its_time_budget(
+    services: Services, llm: ScriptedLlmServer, tmp_path: Path
+) -> None:
+    """A server tool that overruns ``tool_timeout_s`` gives the model an error result and
+    the response goes on to a spoken answer; nothing hangs."""
+    settings = api_settings(tmp_path, llm_base_url=llm.base_url, tool_timeout_s=0.5)
+    tools = ToolRegistry([Tool.from_function(slow_lookup)])
+    with serve(settings, replace(services, settings=settings, tools=tools)) as server:
+        llm.add(Turn.call("slow_lookup", when=user_says("look it up slowly")))
+        llm.add(Turn.say("That took too long.", when=after_tool_result("timed out")))
+        async with websockets.connect(f"{server.ws_url}/v1/realtime", max_size=None) as ws:
+            assert (await next_event(ws))["type"] == "session.created"
+            started = asyncio.get_running_loop().time()
+            events = await text_turn(ws, "Please look it up slowly.")
+            elapsed = asyncio.get_running_loop().time() - started
+    assert events[-1]["response"]["status"] == "completed"
+    outputs = [
+        e["item"]["output"]
+        for e in events
+        if e["type"] == "conversation.item.done" and e["item"]["type"] == "function_call_output"
+    ]
+    assert len(outputs) == 1 and "timed out after 0.5 s" in outputs[0], outputs
+    spoken = [e for e in events if e["type"] == "response.output_audio_transcript.done"]
+    assert spoken and spoken[-1]["transcript"] == "That took too long."
+    assert elapsed < 20  # not the tool's 30 s

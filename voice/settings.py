@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     # --- authentication and limits -------------------------------------------
-    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     """API keys clients send as ``Authorization: Bearer <key>``; comma-separated (or a
     JSON list), each ``key`` or ``name:key``. No keys (here or in the file) = auth off,
     and the server then only binds to loopback."""

@@ -155,8 +155,6 @@ class Guard:
                     "invalid_api_key",
                     "a client secret only opens realtime sessions; use an API key",
                 )
-            if self.keys.enabled:
-                raise AuthFailure("invalid_api_key", "the client secret is invalid or has expired")
         if not self.keys.enabled:
             return ANONYMOUS
         if token is None:
@@ -167,7 +165,12 @@ class Guard:
             )
         principal = self.keys.lookup(token)
         if principal is None:
-            raise AuthFailure("invalid_api_key", "the API key is not valid")
+            what = (
+                "client secret is invalid or has expired"
+                if token.startswith("ek_")
+                else "API key is not valid"
+            )
+            raise AuthFailure("invalid_api_key", f"the {what}")
         return principal
 
 
