@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from pipelines.llm_endpoint import close_llm, start_llm
-from pipelines.realtime.config import SessionConfig, TurnDetection
+from pipelines.realtime.config import SessionConfig, SpeakerConfig, TurnDetection
 from pipelines.realtime.context import RealtimeOptions
-from voice.diarize import Diarizer
+from voice.diarize import Diarizer, SpeakerEmbedder
 from voice.llm import ChatClient, ToolRegistry
 from voice.llm.builtin_tools import registry_from_names
 from voice.llm.embedded import EmbeddedLlamaServer
@@ -41,10 +41,13 @@ class Services:
     llm: ChatClient
     tools: ToolRegistry
     embedded_llm: EmbeddedLlamaServer | None = None
+    embedder: SpeakerEmbedder | None = None
+    """Voice embeddings for live speaker labels (``realtime_speakers``)."""
     _batch_transcriber: Transcriber | None = None
     _batch_lock: threading.Lock = field(default_factory=threading.Lock)
     _diarizer: Diarizer | None = None
     _diarizer_lock: threading.Lock = field(default_factory=threading.Lock)
+    _batch_embedder: SpeakerEmbedder | None = None
 
     @classmethod
     async def start(cls, settings: Settings, *, warm_up: bool = True) -> Services:
@@ -60,6 +63,8 @@ class Services:
             await close_llm(llm, embedded)
             raise
         services = cls(settings, transcriber, synthesizer, llm, tools, embedded)
+        if settings.realtime_speakers:
+            services.embedder = await asyncio.to_thread(_load_embedder, settings)
         if warm_up:
             await asyncio.to_thread(services._warm_up)
         log.info("services ready (LLM: %s)", "embedded" if embedded else settings.llm_base_url)
@@ -71,6 +76,8 @@ class Services:
         self.transcriber.transcribe(noise)
         for _ in self.synthesizer.synthesize("Ready."):
             pass
+        if self.embedder is not None:
+            self.embedder.embed(noise)
 
     @property
     def batch_transcriber(self) -> Transcriber:
@@ -93,6 +100,16 @@ class Services:
                 self._diarizer = make_diarizer(self.settings)
             return self._diarizer
 
+    @property
+    def speaker_embedder(self) -> SpeakerEmbedder:
+        """The voice embedder (the realtime one, or loaded on first use). Blocking."""
+        with self._diarizer_lock:
+            if self.embedder is not None:
+                return self.embedder
+            if self._batch_embedder is None:
+                self._batch_embedder = _load_embedder(self.settings)
+            return self._batch_embedder
+
     def realtime_options(self) -> RealtimeOptions:
         s = self.settings
         return RealtimeOptions(
@@ -105,6 +122,7 @@ class Services:
             vad_backend=s.vad_backend,
             vad_min_speech_ms=s.vad_min_speech_ms,
             speculative_response=s.realtime_speculative_response,
+            echo_guard=s.realtime_echo_guard,
         )
 
     def session_config(self) -> SessionConfig:
@@ -113,6 +131,9 @@ class Services:
             instructions=s.instructions,
             transcription_language=s.stt_language,
             temperature=s.llm_temperature,
+            speakers=SpeakerConfig(
+                enabled=self.embedder is not None, threshold=s.realtime_speaker_threshold
+            ),
             turn_detection=TurnDetection(
                 threshold=s.vad_threshold,
                 prefix_padding_ms=s.vad_prefix_padding_ms,
@@ -132,3 +153,9 @@ class Services:
     async def aclose(self) -> None:
         """Close the LLM client and stop the embedded server, if any."""
         await close_llm(self.llm, self.embedded_llm)
+
+
+def _load_embedder(settings: Settings) -> SpeakerEmbedder:
+    from voice.diarize import make_embedder  # imports torch: only when enabled
+
+    return make_embedder(settings)

@@ -6,6 +6,7 @@ that only their key can see; uploaded file names that never become paths."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
+import numpy as np
 import openai
 import pytest
 import websockets
@@ -22,10 +24,11 @@ from starlette.routing import Mount, Route, WebSocketRoute
 
 from pipelines.services import Services
 from tests.api_helpers import api_settings, request, serve
-from tests.conftest import data_path
+from tests.conftest import data_path, load_clip
 from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.rtc_client import RtcCaller
 from tests.servers import ServerThread
+from voice.audio.resample import resample
 from web.client_secrets import ClientSecretStore
 
 ALICE, BOB, CAROL = "sk-alice-0123456789", "sk-bob-0123456789", "sk-carol-0123456789"
@@ -349,3 +352,40 @@ def test_transcription_upload_names_never_become_paths(
     scratch = data_dir / "scratch"
     assert not scratch.exists() or not any(scratch.iterdir())  # nothing kept, nothing outside
     assert not (data_dir.parent / "etc").exists()
+
+
+async def test_a_recorded_live_meeting_belongs_to_the_sessions_key(server: ServerThread) -> None:
+    pcm = (np.clip(resample(load_clip(JFK), 16000, 24000), -1, 1) * 32767).astype("<i2")
+    async with websockets.connect(
+        f"{server.ws_url}/v1/realtime", additional_headers=auth(ALICE), max_size=None
+    ) as ws:
+        assert json.loads(await ws.recv())["type"] == "session.created"
+        update = {"type": "realtime", "meeting": {"record": True, "title": "Standup"}}
+        await ws.send(json.dumps({"type": "session.update", "session": update}))
+        while json.loads(await asyncio.wait_for(ws.recv(), 30))["type"] != "session.updated":
+            pass
+        chunk = base64.b64encode(pcm[: 3 * 24000].tobytes()).decode()
+        await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": chunk}))
+        await asyncio.sleep(2)
+
+    async def titles(key: str) -> list[str]:
+        response = await asyncio.to_thread(call, server, "GET", "/v1/meetings", key)
+        return [j["filename"] for j in response.json()["data"]]
+
+    deadline = time.monotonic() + 20
+    while "Standup" not in await titles(ALICE):
+        assert time.monotonic() < deadline, "the live meeting was not stored"
+        await asyncio.sleep(0.2)
+    assert "Standup" not in await titles(BOB)
+    job = next(
+        j
+        for j in (await asyncio.to_thread(call, server, "GET", "/v1/meetings", ALICE)).json()[
+            "data"
+        ]
+        if j["filename"] == "Standup"
+    )
+    assert (
+        await asyncio.to_thread(call, server, "GET", f"/v1/meetings/{job['id']}", BOB)
+    ).status_code == 404
+    deleted = await asyncio.to_thread(call, server, "DELETE", f"/v1/meetings/{job['id']}", ALICE)
+    assert deleted.status_code == 200

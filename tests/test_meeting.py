@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.optimize import linear_sum_assignment
 
 from pipelines.meeting.align import (
     DEFAULT_SPEAKER,
@@ -38,6 +36,7 @@ from pipelines.meeting.progress import STAGE_WEIGHTS, ProgressPlan, Reporter
 from pipelines.meeting.stages import window_words
 from pipelines.meeting.windows import plan_windows, quietest_point
 from tests.conftest import data_path
+from tests.scoring import cp_wer, der, normalise_words, read_stm
 from voice.diarize.base import SpeakerTurn
 from voice.stt.base import Segment, Transcription, Word
 
@@ -407,40 +406,6 @@ def test_window_words_are_moved_to_the_recording_time_line() -> None:
 # --- speaker-attributed WER ------------------------------------------------------------------
 
 
-def normalise_words(text: str) -> list[str]:
-    """Lower case, hyphens as spaces, punctuation dropped (apostrophes inside words kept)."""
-    text = re.sub(r"[^\w'\s]", " ", text.lower().replace("-", " "))
-    return re.sub(r"(?<!\w)'|'(?!\w)", " ", text).split()
-
-
-def _errors(reference: list[str], hypothesis: list[str]) -> int:
-    if not reference:
-        return len(hypothesis)
-    if not hypothesis:
-        return len(reference)
-    out = jiwer.process_words(" ".join(reference), " ".join(hypothesis))
-    return out.substitutions + out.deletions + out.insertions
-
-
-def cp_wer(reference: dict[str, str], hypothesis: dict[str, str]) -> tuple[float, dict[str, str]]:
-    """Concatenated minimum-permutation WER: each speaker's words concatenated, hypothesis
-    speakers mapped one-to-one onto reference speakers (Hungarian assignment minimising
-    errors; extra speakers on either side are matched with nobody, so all their words
-    count as insertions or deletions); total errors / reference words. Also returns
-    the mapping hypothesis -> reference speaker."""
-    refs, hyps = list(reference), list(hypothesis)
-    size = max(len(refs), len(hyps))
-    ref_words = [normalise_words(reference[r]) for r in refs] + [[]] * (size - len(refs))
-    hyp_words = [normalise_words(hypothesis[h]) for h in hyps] + [[]] * (size - len(hyps))
-    cost = np.array([[_errors(r, h) for h in hyp_words] for r in ref_words])
-    rows, cols = linear_sum_assignment(cost)
-    total = sum(len(r) for r in ref_words)
-    mapping = {
-        hyps[c]: refs[r] for r, c in zip(rows, cols, strict=True) if r < len(refs) and c < len(hyps)
-    }
-    return float(cost[rows, cols].sum()) / total, mapping
-
-
 def test_cp_wer_on_hand_made_transcripts() -> None:
     ref = {"A": "hello there how are you", "B": "fine thanks"}
     assert cp_wer(ref, {"x": "Fine, thanks.", "y": "Hello there, how are you?"}) == (
@@ -461,36 +426,11 @@ SAMPLE = "pyannote-audio/sample.wav"
 ASSEMBLED = "assembled/assembled_meeting.wav"
 
 
-def read_stm(path: Path) -> dict[str, str]:
-    """Reference words per speaker from an STM file (``uri channel speaker start end text``)."""
-    words: dict[str, list[str]] = {}
-    for line in path.read_text().splitlines():
-        fields = line.split(maxsplit=5)
-        if len(fields) == 6:
-            words.setdefault(fields[2], []).append(fields[5])
-    return {spk: " ".join(parts) for spk, parts in words.items()}
-
-
 def hypothesis_by_speaker(doc: TranscriptDocument) -> dict[str, str]:
     out: dict[str, list[str]] = {}
     for seg in doc.segments:
         out.setdefault(seg.speaker, []).append(seg.text)
     return {spk: " ".join(parts) for spk, parts in out.items()}
-
-
-def der(doc: TranscriptDocument, rttm: Path, collar: float = 0.0) -> float:
-    from pyannote.core import Annotation
-    from pyannote.core import Segment as Span
-    from pyannote.metrics.diarization import DiarizationErrorRate
-
-    from voice.diarize.rttm import read_rttm
-
-    reference, hypothesis = Annotation(), Annotation()
-    for turn in next(iter(read_rttm(rttm).values())):
-        reference[Span(turn.start, turn.end)] = turn.speaker
-    for seg in doc.segments:
-        hypothesis[Span(seg.start, seg.end)] = seg.speaker
-    return float(DiarizationErrorRate(collar=collar)(reference, hypothesis))
 
 
 @dataclass

@@ -124,6 +124,12 @@ class Settings(BaseSettings):
     spend tokens on requests that are then discarded)."""
     realtime_max_event_bytes: int = Field(2 * 1024 * 1024, ge=1024)
     """Largest client event accepted; larger ones get an ``error`` event."""
+    realtime_speakers: bool = True
+    """Label each user turn with its speaker (CAM++ voice embeddings, on ``diarize_device``)."""
+    realtime_speaker_threshold: float = Field(0.55, ge=-1.0, le=1.0)
+    """Cosine similarity at which a turn belongs to a speaker already heard."""
+    realtime_echo_guard: bool = True
+    """Ignore the agent's own voice coming back through the user's microphone."""
 
     webrtc_ice_servers: list[str] = Field(default_factory=list)
     """STUN/TURN URLs for WebRTC peers; empty = host candidates only (no external server)."""

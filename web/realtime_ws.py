@@ -21,9 +21,11 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from pipelines.realtime.config import apply_session_update
+from pipelines.realtime.live_meeting import MeetingSink
 from pipelines.realtime.session import RealtimeSession
 from pipelines.services import Services
 from web.auth import ANONYMOUS, Principal
+from web.live_meetings import meeting_sink
 from web.live_sessions import Ending, LiveSessions, Refused, expired, refuse_websocket
 
 log = logging.getLogger(__name__)
@@ -33,10 +35,13 @@ FLUSH_TIMEOUT_S = 2.0
 
 
 def create_session(
-    services: Services, send: Any, principal: Principal = ANONYMOUS
+    services: Services,
+    send: Any,
+    meeting_sink: MeetingSink | None = None,
+    principal: Principal = ANONYMOUS,
 ) -> RealtimeSession:
-    """A session wired to the server's shared models, with the session config a
-    client secret carries applied."""
+    """A session wired to the server's shared models (and meeting store, when given),
+    with the session config a client secret carries applied."""
     session = RealtimeSession(
         send=send,
         llm=services.llm,
@@ -45,6 +50,8 @@ def create_session(
         synthesizer=services.synthesizer,
         config=services.session_config(),
         options=services.realtime_options(),
+        embedder=services.embedder,
+        meeting_sink=meeting_sink,
     )
     if principal.session is not None:
         session.config = apply_session_update(session.config, principal.session)
@@ -87,7 +94,8 @@ async def _serve(
         if not ended.done():
             ended.set_result(ending)
 
-    session = create_session(services, send, principal)
+    sink = meeting_sink(websocket.app, principal.owner)
+    session = create_session(services, send, sink, principal)
     attach(session, end)
     max_s = websocket.app.state.settings.max_session_s
     writer_task = asyncio.create_task(writer(), name=f"ws-writer-{session.id}")

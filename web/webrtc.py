@@ -28,6 +28,7 @@ from pipelines.realtime.protocol import ProtocolError
 from pipelines.realtime.session import RealtimeSession
 from pipelines.services import Services
 from web.auth import ANONYMOUS, Principal
+from web.live_meetings import meeting_sink
 from web.live_sessions import Refused, expired
 from web.realtime_ws import create_session
 from web.rtc_ice import IceOptions
@@ -85,7 +86,8 @@ async def create_call(request: Request) -> Response:
         return refused.ending.response()
 
     def make_session(send: Send) -> RealtimeSession:
-        session = create_session(services, send, principal)
+        sink = meeting_sink(request.app, principal.owner)
+        session = create_session(services, send, sink, principal)
         if session_update is not None:
             session.config = apply_session_update(session.config, session_update)
         slot.attach(session, lambda ending: call.end(ending.event()))

@@ -1,8 +1,9 @@
 """The job runner for meetings: a stored upload through :class:`MeetingPipeline`.
 
 Job options (JSON, as stored with the job) are ``language``, ``num_speakers``,
-``min_speakers``, ``max_speakers`` and ``summarize``; :func:`meeting_options`
-checks them. Results are ``transcript.json`` (:meth:`TranscriptDocument.to_dict`)
+``min_speakers``, ``max_speakers``, ``summarize`` and ``known_speaker_names``
+(their voice samples are files in the job's upload folder, see
+:mod:`pipelines.meeting.known_speakers`); :func:`meeting_options` checks them. Results are ``transcript.json`` (:meth:`TranscriptDocument.to_dict`)
 and, when a summary was made, ``summary.json`` (:meth:`MeetingSummary.to_dict`).
 Models come from a :class:`MeetingModels` provider (the server's ``Services``);
 their lazy loading blocks, so it runs in a worker thread.
@@ -13,14 +14,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 from pipelines.meeting.job_files import JobFiles
 from pipelines.meeting.jobs import JobError, JobRunner, ProgressFn
+from pipelines.meeting.known_speakers import KnownSpeaker, embed_known, read_references
 from pipelines.meeting.pipeline import MeetingOptions, MeetingPipeline
 from pipelines.meeting.store import Job
 from voice.audio.decode import AudioDecodeError
-from voice.diarize.base import Diarizer
+from voice.diarize.base import Diarizer, SpeakerEmbedder
 from voice.llm import ChatClient
 from voice.stt.base import Transcriber
 
@@ -38,6 +41,9 @@ class MeetingModels(Protocol):
 
     @property
     def diarizer(self) -> Diarizer: ...
+
+    @property
+    def speaker_embedder(self) -> SpeakerEmbedder: ...
 
     @property
     def llm(self) -> ChatClient: ...
@@ -60,6 +66,11 @@ def meeting_options(raw: Mapping[str, Any]) -> MeetingOptions:
     low, high = counts["min_speakers"], counts["max_speakers"]
     if low is not None and high is not None and low > high:
         raise ValueError(f"min_speakers ({low}) exceeds max_speakers ({high})")
+    names = raw.get("known_speaker_names") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise ValueError("known_speaker_names must be a list of non-empty names")
+    if len({n.strip() for n in names}) != len(names) or len(names) > SPEAKER_LIMIT:
+        raise ValueError(f"known_speaker_names must be unique, at most {SPEAKER_LIMIT}")
     language = raw.get("language")
     if language is not None and not (isinstance(language, str) and 2 <= len(language) <= 8):
         raise ValueError("language must be a language code such as 'en'")
@@ -84,7 +95,12 @@ def meeting_runner(models: MeetingModels, files: JobFiles) -> JobRunner:
         progress("loading models", 0.0)
         transcriber = await asyncio.to_thread(lambda: models.batch_transcriber)
         diarizer = await asyncio.to_thread(lambda: models.diarizer)
-        pipeline = MeetingPipeline(transcriber, diarizer, models.llm)
+        names = list(job.options.get("known_speaker_names") or [])
+        embedder = None
+        if names:
+            embedder = await asyncio.to_thread(lambda: models.speaker_embedder)
+            options = replace(options, known_speakers=await _known(embedder, files, job, names))
+        pipeline = MeetingPipeline(transcriber, diarizer, models.llm, embedder=embedder)
         try:
             result = await pipeline.run(files.upload(job.id), options, progress)
         except AudioDecodeError as exc:  # its detail names server paths: keep it out
@@ -97,6 +113,18 @@ def meeting_runner(models: MeetingModels, files: JobFiles) -> JobRunner:
         return out
 
     return run
+
+
+async def _known(
+    embedder: SpeakerEmbedder, files: JobFiles, job: Job, names: list[str]
+) -> tuple[KnownSpeaker, ...]:
+    try:
+        refs = await asyncio.to_thread(read_references, files.upload_dir(job.id), len(names))
+        return await asyncio.to_thread(embed_known, embedder, names, refs)
+    except FileNotFoundError as exc:
+        raise JobError("known_speakers_missing", "a known speaker's voice sample is gone") from exc
+    except ValueError as exc:
+        raise JobError("invalid_known_speaker", str(exc)) from exc
 
 
 def _json(data: Mapping[str, Any]) -> bytes:

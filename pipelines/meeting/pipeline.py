@@ -33,12 +33,13 @@ from typing import Any
 from pipelines.clock import Clock, MonotonicClock
 from pipelines.meeting.align import AlignOptions, align
 from pipelines.meeting.document import TranscriptDocument, display_name
+from pipelines.meeting.known_speakers import KnownSpeaker, name_speakers
 from pipelines.meeting.progress import STAGE_WEIGHTS, Progress, ProgressPlan, Reporter
 from pipelines.meeting.stages import DecodedAudio, decode_with_vad, window_words
 from pipelines.meeting.summarize import SummaryOptions, summarize
 from pipelines.meeting.summary import MeetingSummary
 from pipelines.meeting.windows import plan_windows, quietest_point
-from voice.diarize import DiarizeOptions, Diarizer
+from voice.diarize import DiarizeOptions, Diarizer, SpeakerEmbedder
 from voice.llm import ChatClient
 from voice.stt.base import SAMPLE_RATE, Transcriber, Word, transcribe_async
 from voice.vad import SpeechClassifier, VadOptions, make_classifier
@@ -63,6 +64,8 @@ class MeetingOptions:
     min_speakers: int | None = None
     max_speakers: int | None = None
     summarize: bool = True
+    known_speakers: tuple[KnownSpeaker, ...] = ()
+    """Named voices; matching diarized speakers get these names (needs an embedder)."""
 
     def diarize_options(self) -> DiarizeOptions:
         """The speaker-count options; raises ``ValueError`` on inconsistent counts."""
@@ -96,8 +99,11 @@ class MeetingPipeline:
         align_options: AlignOptions | None = None,
         summary_options: SummaryOptions | None = None,
         clock: Clock | None = None,
+        embedder: SpeakerEmbedder | None = None,
     ) -> None:
+        """``embedder`` names speakers from ``MeetingOptions.known_speakers``."""
         self.transcriber, self.diarizer, self.llm = transcriber, diarizer, llm
+        self.embedder = embedder
         self.make_vad = vad or (lambda: make_classifier("silero"))
         self.align_options = align_options or AlignOptions()
         self.summary_options = summary_options or SummaryOptions()
@@ -152,6 +158,12 @@ class MeetingPipeline:
             language=language,
             meta=meta,
         )
+        if opts.known_speakers and self.embedder is not None and segments:
+            names = await asyncio.to_thread(
+                name_speakers, segments, audio.samples, self.embedder, opts.known_speakers
+            )
+            document = document.rename_speakers(names)
+            meta["known_speakers_matched"] = sorted(names.values())
         lap("align")
         summary = None
         if opts.summarize:

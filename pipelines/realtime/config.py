@@ -42,6 +42,41 @@ class TurnDetection:
 
 
 @dataclass(frozen=True)
+class SpeakerConfig:
+    """Live speaker attribution (extension ``session.speakers``).
+
+    ``focus``: None (everyone is a user), ``"first"`` (the first speaker heard)
+    or a speaker's name: other voices are transcribed and labelled but neither
+    start responses nor interrupt the agent. ``known`` lists enrolled names.
+    """
+
+    enabled: bool = True
+    threshold: float = 0.55
+    focus: str | None = None
+    known: tuple[str, ...] = ()
+
+    def to_protocol(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "threshold": self.threshold,
+            "focus": self.focus,
+            "known_speaker_names": list(self.known),
+        }
+
+
+@dataclass(frozen=True)
+class MeetingConfig:
+    """Live meeting recording (extension ``session.meeting``): when ``record`` is on,
+    the session's input audio is kept and stored as a meeting job when it ends."""
+
+    record: bool = False
+    title: str | None = None
+
+    def to_protocol(self) -> dict[str, Any]:
+        return {"record": self.record, "title": self.title}
+
+
+@dataclass(frozen=True)
 class SessionConfig:
     """What a realtime session does; every field has a protocol counterpart."""
 
@@ -60,6 +95,8 @@ class SessionConfig:
     tool_choice: str | dict[str, Any] = "auto"
     temperature: float | None = None
     max_output_tokens: int | None = None
+    speakers: SpeakerConfig = field(default_factory=SpeakerConfig)
+    meeting: MeetingConfig = field(default_factory=MeetingConfig)
 
     @property
     def input_rate(self) -> int:
@@ -103,6 +140,8 @@ class SessionConfig:
             if self.max_output_tokens is not None
             else "inf",
             "temperature": self.temperature,
+            "speakers": self.speakers.to_protocol(),
+            "meeting": self.meeting.to_protocol(),
         }
 
 
@@ -144,6 +183,10 @@ def apply_session_update(
                 "temperature must be a number in [0, 2]", param="session.temperature"
             )
         changes["temperature"] = float(temp)
+    if "speakers" in extra:
+        changes["speakers"] = _speakers(config.speakers, extra["speakers"])
+    if "meeting" in extra:
+        changes["meeting"] = _meeting(config.meeting, extra["meeting"])
     if session.audio is not None:
         changes.update(_audio_changes(config, session.audio))
     return replace(config, **changes)
@@ -220,3 +263,71 @@ def _turn_detection(current: TurnDetection | None, td: Any) -> TurnDetection | N
             param="session.audio.input.turn_detection.silence_duration_ms",
         )
     return replace(base, **values)
+
+
+def _object(value: Any, param: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{param} must be an object", param=param)
+    return value
+
+
+def _speakers(current: SpeakerConfig, value: Any) -> SpeakerConfig:
+    """Apply ``session.speakers``; reference audio is enrolled by the session itself."""
+    data = _object(value, "session.speakers")
+    changes: dict[str, Any] = {}
+    if "enabled" in data:
+        if not isinstance(data["enabled"], bool):
+            raise ProtocolError("enabled must be a boolean", param="session.speakers.enabled")
+        changes["enabled"] = data["enabled"]
+    if "threshold" in data:
+        t = data["threshold"]
+        if isinstance(t, bool) or not isinstance(t, int | float) or not -1.0 <= t <= 1.0:
+            raise ProtocolError(
+                "threshold must be a cosine similarity in [-1, 1]",
+                param="session.speakers.threshold",
+            )
+        changes["threshold"] = float(t)
+    if "focus" in data:
+        focus = data["focus"]
+        if focus is not None and (not isinstance(focus, str) or not focus.strip()):
+            raise ProtocolError(
+                "focus must be null, 'first' or a speaker's name", param="session.speakers.focus"
+            )
+        changes["focus"] = focus.strip() if focus else None
+    names, refs = data.get("known_speaker_names"), data.get("known_speaker_references")
+    if names is not None or refs is not None:
+        names, refs = names or [], refs or []
+        if (
+            not isinstance(names, list)
+            or not isinstance(refs, list)
+            or len(names) != len(refs)
+            or not all(isinstance(n, str) and n.strip() for n in names)
+        ):
+            raise ProtocolError(
+                "known_speaker_names and known_speaker_references must be lists of equal "
+                "length: non-empty names and audio (data URLs or base64)",
+                param="session.speakers.known_speaker_names",
+            )
+        if len({n.strip() for n in names}) != len(names):
+            raise ProtocolError(
+                "known speaker names must be unique", param="session.speakers.known_speaker_names"
+            )
+        changes["known"] = tuple(n.strip() for n in names)
+    return replace(current, **changes)
+
+
+def _meeting(current: MeetingConfig, value: Any) -> MeetingConfig:
+    data = _object(value, "session.meeting")
+    changes: dict[str, Any] = {}
+    if "record" in data:
+        if not isinstance(data["record"], bool):
+            raise ProtocolError("record must be a boolean", param="session.meeting.record")
+        changes["record"] = data["record"]
+    if "title" in data:
+        title = data["title"]
+        if title is not None and (not isinstance(title, str) or len(title) > 200):
+            raise ProtocolError(
+                "title must be a string of at most 200 characters", param="session.meeting.title"
+            )
+        changes["title"] = title
+    return replace(current, **changes)

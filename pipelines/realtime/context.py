@@ -9,8 +9,10 @@ from typing import Literal
 from pipelines.clock import Clock
 from pipelines.realtime.audio_out import AudioOutput
 from pipelines.realtime.conversation import Conversation
+from pipelines.realtime.echo import EchoGuard
 from pipelines.realtime.emitter import Emitter
 from pipelines.realtime.latency import TurnLatency
+from pipelines.realtime.speakers import SessionSpeakers
 from voice.llm import ChatClient, ToolRegistry
 from voice.tts.base import Synthesizer
 
@@ -39,6 +41,8 @@ class RealtimeOptions:
     vad_min_speech_ms: int = 200
     speculative_response: bool = True
     """Start the LLM on the speculative transcript while the end of speech is confirmed."""
+    echo_guard: bool = True
+    """Recognise the agent's own voice coming back through the user's microphone."""
 
 
 @dataclass
@@ -56,3 +60,7 @@ class SessionContext:
     report_latency: Callable[[TurnLatency, str], Awaitable[None]]
     audio_output: AudioOutput | None = None
     """Set by media transports (WebRTC): agent audio goes here, not into audio deltas."""
+    speakers: SessionSpeakers | None = None
+    """Live speaker attribution; None when the server has no speaker embedder."""
+    echo: EchoGuard | None = None
+    """Recognises the agent's own voice in the input; None when disabled."""

@@ -14,6 +14,14 @@ ItemType = Literal["message", "function_call", "function_call_output"]
 Role = Literal["user", "assistant", "system"]
 
 
+SPEAKER_NOTE = (
+    "\n\nSeveral people may be talking to you. Each user message starts with the "
+    "speaker's name in square brackets, like [Speaker 1]; answer the person who spoke "
+    "last, by name when it helps."
+)
+"""Appended to the instructions once user turns carry speaker labels."""
+
+
 @dataclass
 class SpokenSpan:
     """A piece of assistant text and where its audio sits in the item's audio (ms)."""
@@ -54,6 +62,9 @@ class Item:
     output: str = ""
     speaker: str | None = None
     """Extension: speaker label of a user turn, when known."""
+    start_ms: float | None = None
+    end_ms: float | None = None
+    """Where a user turn sits in the session's input audio (ms from its start)."""
 
     def to_protocol(self) -> dict[str, Any]:
         """The item as the protocol's ``ConversationItem``."""
@@ -199,6 +210,8 @@ class Conversation:
         messages.reverse()
         while messages and messages[0]["role"] == "tool":
             messages.pop(0)
+        if any(i.role == "user" and i.speaker for i in self._items):
+            instructions += SPEAKER_NOTE
         return [{"role": "system", "content": instructions}, *_merge_tool_calls(messages)]
 
 

@@ -21,8 +21,10 @@ from pipelines.realtime.config import SessionConfig, TurnDetection
 from pipelines.realtime.context import SessionContext
 from pipelines.realtime.conversation import Item
 from pipelines.realtime.latency import TurnLatency
+from pipelines.realtime.live_meeting import LiveSegment
 from pipelines.realtime.partials import StablePrefix
 from pipelines.realtime.protocol import ProtocolError
+from pipelines.realtime.speakers import TurnSpeakers, TurnVoice
 from voice.audio.resample import StreamResampler
 from voice.stt import StreamingRecognizer, Transcriber
 from voice.vad import SpeechStarted, SpeechStopped, StreamingVad, VadOptions, make_classifier
@@ -74,6 +76,12 @@ class TurnListener(Protocol):
     async def user_turn(self, item: Item, latency: TurnLatency | None) -> None:
         """A user turn was committed and transcribed (``item.text`` may be empty)."""
 
+    async def echo_turn(self, item: Item) -> None:
+        """A turn turned out to be the agent's own voice; it was removed from history."""
+
+    def may_interrupt(self, speaker: str | None) -> bool:
+        """Whether a voice (None: not yet known) may hold or interrupt the agent (focus)."""
+
 
 class InputAudio:
     """Owns the input buffer, VAD and streaming recognizer of one session."""
@@ -108,6 +116,19 @@ class InputAudio:
         self._speculation: asyncio.Task[None] | None = None
         self._turn_tasks: set[asyncio.Task[None]] = set()
         self._prefix = StablePrefix()
+        self._voice: TurnVoice | None = None
+        """Speaker attribution of the current utterance."""
+        self._voiced_checks = 0
+        self._echo_checks = 0
+        """Voiced chunks of the current utterance, and how many of them were echo."""
+        self._announced = False
+        """The listener was told this utterance started (it is not echo, and focus allows)."""
+        self._focus_check: asyncio.Task[None] | None = None
+        self.recording: list[np.ndarray] | None = None
+        """When a list, every 16 kHz input chunk is appended to it (live meeting recording)."""
+        self.segments: list[LiveSegment] = []
+        """User turns transcribed while recording, with their live speaker labels."""
+        self._recording_start_ms = 0.0
 
     def _new_recognizer(self) -> StreamingRecognizer:
         """A recogniser per utterance, so a committed turn's final transcription goes on
@@ -142,13 +163,17 @@ class InputAudio:
 
     async def _cancel_work(self) -> None:
         tasks = [
-            t for t in (self._partial_task, self._speculation, *self._turn_tasks) if t is not None
+            t
+            for t in (self._partial_task, self._speculation, self._focus_check, *self._turn_tasks)
+            if t is not None
         ]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._voice is not None:
+            await self._voice.aclose()
 
     # --- audio -----------------------------------------------------------------
     async def _audio(self, audio: Audio) -> None:
@@ -158,13 +183,26 @@ class InputAudio:
             return
         self._position_ms += 1000.0 * len(pcm) / RATE
         self._append_buffer(pcm)
+        if self.recording is not None:
+            if not self.recording:
+                self._recording_start_ms = self._position_ms - 1000.0 * len(pcm) / RATE
+            self.recording.append(pcm)
+        now = self.ctx.clock.now()
+        echo_guard = self.ctx.echo
+        if echo_guard is not None:
+            echo_guard.input_audio(pcm, RATE, now)
         td = config.turn_detection
         if td is None:
             self._trim_buffer(self.ctx.options.max_input_buffer_ms)
             return
         vad = self._ensure_vad(td)
         events = await asyncio.to_thread(vad.push, pcm)
-        self._listener.voice_activity(vad.last_probability >= td.threshold)
+        voiced = vad.last_probability >= td.threshold
+        echo = voiced and echo_guard is not None and echo_guard.is_echo(now)
+        if voiced and self._listener.may_interrupt(None):
+            self._listener.voice_activity(not echo)
+        elif not voiced:
+            self._listener.voice_activity(False)
         in_turn = self._item_id is not None
         for event in events:
             if isinstance(event, SpeechStarted):
@@ -174,6 +212,13 @@ class InputAudio:
         if self._item_id is not None:
             if in_turn:  # a turn that started in this chunk already holds it
                 self._recognizer.append(pcm)
+                if self._voice is not None:
+                    self._voice.add(pcm)
+            if voiced:
+                self._voiced_checks += 1
+                self._echo_checks += echo
+            if voiced and not echo and not self._announced:
+                self._announce()
             await self._maybe_speculate(vad)
             if vad.pending_end_ms is None:  # no partial once trailing silence began:
                 self._schedule_partial()  # it would delay the final transcription
@@ -229,10 +274,43 @@ class InputAudio:
         self._recognizer.append(self._slice(self._utterance_start_ms))
         self._buffer = self._slice(self._utterance_start_ms)
         self._buffer_start_ms = self._utterance_start_ms
+        self._voiced_checks = self._echo_checks = 0
+        self._announced = False
+        speakers = self.ctx.speakers
+        self._voice = None
+        if speakers is not None and self._config().speakers.enabled:
+            self._voice = speakers.begin()
+            self._voice.add(self._buffer)
         await self.ctx.emitter.emit(
             "input_audio_buffer.speech_started", audio_start_ms=int(start_ms), item_id=self._item_id
         )
-        self._listener.speech_started()
+
+    def _is_echo_turn(self) -> bool:
+        return self._voiced_checks > 0 and self._echo_checks >= 0.6 * self._voiced_checks
+
+    def _announce(self) -> None:
+        """Tell the listener speech started, unless focus must first hear who it is."""
+        self._announced = True
+        if self._listener.may_interrupt(None):
+            self._listener.speech_started()
+        elif self.ctx.speakers is not None and self._voice is not None:
+            if self._focus_check is not None:
+                self._focus_check.cancel()
+            audio = self._slice(self._utterance_start_ms)
+            self._focus_check = asyncio.create_task(self._check_focus(audio, self._item_id))
+
+    async def _check_focus(self, audio: np.ndarray, item_id: str | None) -> None:
+        """Focus mode: let the turn hold the agent only once its voice is the primary one."""
+        assert self.ctx.speakers is not None
+        min_samples = RATE * 6 // 10  # 0.6 s of voice before judging
+        while len(audio) < min_samples and item_id == self._item_id:
+            await asyncio.sleep(0.05)
+            audio = self._slice(self._utterance_start_ms)
+        if item_id != self._item_id:
+            return
+        match = await self.ctx.speakers.quick(audio)
+        if item_id == self._item_id and self._listener.may_interrupt(match.label if match else None):
+            self._listener.speech_started()
 
     async def _maybe_speculate(self, vad: StreamingVad) -> None:
         """Start the final transcription (and, through the listener, the LLM) as soon as
@@ -267,16 +345,25 @@ class InputAudio:
         text = await self._recognizer.maybe_partial()
         if text is None or item_id != self._item_id:
             return
+        if self._is_echo_turn():
+            return
         delta = self._prefix.update(text)
         if delta:
+            extra: dict[str, object] = {}
+            if self._voice is not None and self.ctx.speakers is not None:
+                guess = self.ctx.speakers.provisional(self._voice)
+                if guess is not None:
+                    extra["speaker"] = guess.label
             await self.ctx.emitter.emit(
                 "conversation.item.input_audio_transcription.delta",
                 item_id=item_id,
                 content_index=0,
                 delta=delta,
                 partial=text,
+                **extra,
             )
-        await self._listener.partial_transcript(text)
+        if self._announced and (self._focus_check is None or self._focus_check.done()):
+            await self._listener.partial_transcript(text)
 
     async def _speech_stopped(self, end_ms: float) -> None:
         item_id = self._item_id
@@ -305,6 +392,9 @@ class InputAudio:
             self._utterance_start_ms = self._buffer_start_ms
             self._recognizer = self._new_recognizer()
             self._recognizer.append(self._buffer)
+            if self.ctx.speakers is not None and self._config().speakers.enabled:
+                self._voice = self.ctx.speakers.begin()
+                self._voice.add(self._buffer)
         await self._commit_turn(self._item_id, upto_ms=None, latency=None)
 
     async def _commit_turn(
@@ -318,6 +408,19 @@ class InputAudio:
         )
         await self.ctx.emitter.item_added(item, previous)
         finalize = asyncio.create_task(self._recognizer.finalize(upto_ms))
+        speaker: asyncio.Task[tuple[TurnSpeakers | None, float]] | None = None
+        if self._voice is not None and self.ctx.speakers is not None:
+            speaker = asyncio.create_task(self._identify(self._voice))
+        item.start_ms = self._utterance_start_ms
+        item.end_ms = self._position_ms if upto_ms is None else self._utterance_start_ms + upto_ms
+        echo = self._is_echo_turn()
+        echo_possible = self.ctx.echo is not None and self.ctx.echo.agent_recent(
+            self.ctx.clock.now()
+        )
+        self._voice = None
+        if self._focus_check is not None:
+            self._focus_check.cancel()
+            self._focus_check = None
         self._item_id = None
         self._speculated_at = None
         if self._speculation is not None:
@@ -327,9 +430,23 @@ class InputAudio:
         self._buffer_start_ms = self._position_ms
         if self._partial_task is not None:
             self._partial_task.cancel()
-        task = asyncio.create_task(self._transcribed(item, previous, finalize, latency))
+        task = asyncio.create_task(
+            self._transcribed(
+                item, previous, finalize, latency, speaker, echo=echo, echo_possible=echo_possible
+            )
+        )
         self._turn_tasks.add(task)
         task.add_done_callback(self._turn_tasks.discard)
+
+    async def _identify(self, voice: TurnVoice) -> tuple[TurnSpeakers | None, float]:
+        """The turn's speakers (None if too short) and the clock time they were ready."""
+        assert self.ctx.speakers is not None
+        try:
+            found = await self.ctx.speakers.identify(voice)
+        except Exception:
+            log.exception("speaker attribution failed")
+            found = None
+        return found, self.ctx.clock.now()
 
     async def _transcribed(
         self,
@@ -337,6 +454,10 @@ class InputAudio:
         previous: str | None,
         finalize: Awaitable[object],
         latency: TurnLatency | None,
+        speaker: Awaitable[tuple[TurnSpeakers | None, float]] | None = None,
+        *,
+        echo: bool = False,
+        echo_possible: bool = False,
     ) -> None:
         try:
             result = await finalize
@@ -354,15 +475,54 @@ class InputAudio:
         if latency:
             latency.mark("stt_final", self.ctx.clock.now())
         item.text = text
+        extra: dict[str, object] = {}
+        if speaker is not None:
+            found, ready_at = await speaker
+            item.speaker = found.label if found else None
+            extra["speaker"] = item.speaker
+            if found is not None and len(found.segments) > 1 and item.start_ms is not None:
+                origin = item.start_ms / 1000.0
+                extra["speaker_segments"] = [
+                    {"start": round(origin + a, 2), "end": round(origin + b, 2), "speaker": label}
+                    for a, b, label in found.segments
+                ]
+            if latency:
+                latency.mark("speaker", ready_at)
+        guard = self.ctx.echo
+        if echo or (
+            echo_possible and guard is not None and len(text.split()) >= 2 and guard.text_is_echo(text)
+        ):
+            extra["echo"] = True
         await self.ctx.emitter.emit(
             "conversation.item.input_audio_transcription.completed",
             item_id=item.id,
             content_index=0,
             transcript=text,
             usage={"type": "duration", "seconds": round(duration, 3)},
+            **extra,
         )
+        if extra.get("echo"):
+            await self._drop_echo(item)
+            return
+        if self.recording is not None and text and item.start_ms is not None:
+            origin = self._recording_start_ms
+            self.segments.append(
+                LiveSegment(
+                    max(0.0, (item.start_ms - origin) / 1000.0),
+                    max(0.0, ((item.end_ms or item.start_ms) - origin) / 1000.0),
+                    item.speaker,
+                    text,
+                )
+            )
         await self.ctx.emitter.item_done(item, previous)
         await self._listener.user_turn(item, latency)
+
+    async def _drop_echo(self, item: Item) -> None:
+        """The turn was the agent's own voice: remove it from the conversation."""
+        if self.ctx.conversation.get(item.id) is not None:
+            self.ctx.conversation.delete(item.id)
+            await self.ctx.emitter.emit("conversation.item.deleted", item_id=item.id)
+        await self._listener.echo_turn(item)
 
     async def _clear(self) -> None:
         self._buffer = np.zeros(0, dtype=np.int16)
@@ -371,4 +531,7 @@ class InputAudio:
         self._recognizer = self._new_recognizer()
         self._item_id = None
         self._vad = None
+        if self._voice is not None:
+            await self._voice.aclose()
+            self._voice = None
         await self.ctx.emitter.emit("input_audio_buffer.cleared")

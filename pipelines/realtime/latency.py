@@ -7,8 +7,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-STAGES = ("speech_stopped", "stt_final", "llm_first_token", "tts_first_audio", "first_audio_sent")
-"""Stages in the order they happen; ``speech_stopped`` is when the VAD confirmed the end."""
+STAGES = (
+    "speech_stopped",
+    "stt_final",
+    "speaker",
+    "llm_first_token",
+    "tts_first_audio",
+    "first_audio_sent",
+)
+"""Stages in the order they happen; ``speech_stopped`` is when the VAD confirmed the end,
+``speaker`` when the turn's speaker label was ready (it is computed beside ``stt_final``)."""
 
 
 @dataclass

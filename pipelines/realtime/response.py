@@ -301,13 +301,21 @@ class ResponseRun:
             await self.items.content_event(
                 "response.output_audio_transcript.delta", message, delta=delta
             )
+        echo = self.ctx.echo
+        if echo is not None and message.spans[-1].start_ms == message.audio_ms:
+            echo.agent_text(chunk.text, now())
         if output is None:
             await self.items.content_event(
                 "response.output_audio.delta", message, delta=self._encode(chunk.samples)
             )
             self.pacer.sent(duration_ms)
+            if echo is not None:
+                echo.agent_audio(chunk.samples, chunk.sample_rate, now())
         else:
+            queued_s = output.queued_samples / output.sample_rate
             await output.write(chunk.samples)
+            if echo is not None:
+                echo.agent_audio(chunk.samples, chunk.sample_rate, now() + queued_s)
         message.audio_ms += duration_ms
         message.spans[-1].end_ms = message.audio_ms
         message.spans[-1].complete = chunk.is_sentence_end

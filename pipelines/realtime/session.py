@@ -29,12 +29,16 @@ from pipelines.clock import Clock, MonotonicClock
 from pipelines.realtime.config import SessionConfig, apply_session_update
 from pipelines.realtime.context import RealtimeOptions, SessionContext
 from pipelines.realtime.conversation import Conversation, Item
+from pipelines.realtime.echo import EchoGuard
 from pipelines.realtime.emitter import Emitter, Send
 from pipelines.realtime.ingress import Audio, Clear, Commit, InputAudio
 from pipelines.realtime.latency import TurnLatency
+from pipelines.realtime.live_meeting import LiveMeeting, MeetingSink
 from pipelines.realtime.protocol import Ids, ProtocolError, parse_client_event
 from pipelines.realtime.response import ResponseRun
+from pipelines.realtime.speakers import SessionSpeakers, SpeakerOptions
 from voice.audio.g711 import alaw_decode, ulaw_decode
+from voice.diarize.base import SpeakerEmbedder
 from voice.llm import ChatClient, ToolRegistry
 from voice.stt import Transcriber
 from voice.tts.base import Synthesizer
@@ -83,7 +87,11 @@ class RealtimeSession:
         config: SessionConfig,
         options: RealtimeOptions | None = None,
         clock: Clock | None = None,
+        embedder: SpeakerEmbedder | None = None,
+        meeting_sink: MeetingSink | None = None,
     ) -> None:
+        """``embedder`` enables live speaker labels; ``meeting_sink`` receives the
+        recording of a session with ``session.meeting.record`` on when it closes."""
         ids = Ids()
         self.id = ids.new("sess")
         self.options = options or RealtimeOptions()
@@ -100,8 +108,17 @@ class RealtimeSession:
             tools=tools,
             synthesizer=synthesizer,
             report_latency=self._report_latency,
+            speakers=SessionSpeakers(embedder, SpeakerOptions(threshold=config.speakers.threshold))
+            if embedder is not None
+            else None,
+            echo=EchoGuard() if self.options.echo_guard else None,
         )
         self.input = InputAudio(self.ctx, transcriber, self, lambda: self.config)
+        self._meeting_sink = meeting_sink
+        self._primary: str | None = None
+        """The speaker responses follow in focus mode, once known."""
+        self._references: dict[str, str] = {}
+        """Voice samples of known speakers as given (kept for a recorded meeting)."""
         self.response: ResponseRun | None = None
         self._response_task: asyncio.Task[None] | None = None
         self._input_task: asyncio.Task[None] | None = None
@@ -134,7 +151,8 @@ class RealtimeSession:
         await self.emitter.emit("session.created", session=self._session_protocol())
 
     async def close(self) -> None:
-        """Cancel the response and input tasks and wait for them to exit. Safe to call twice."""
+        """Cancel the response and input tasks and wait for them to exit; hand a
+        recorded meeting to the sink. Safe to call twice."""
         await self.speculation_cancelled()
         if self.response is not None:
             self.response.cancel("client_disconnected")
@@ -144,6 +162,18 @@ class RealtimeSession:
                     task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, timeout=5.0)
+        recording, self.input.recording = self.input.recording, None
+        if recording and self._meeting_sink is not None:
+            meeting = LiveMeeting(
+                np.concatenate(recording),
+                self.config.meeting.title,
+                list(self.input.segments),
+                dict(self._references),
+            )
+            try:
+                await self._meeting_sink(meeting)
+            except Exception:
+                log.exception("storing the live meeting of %s failed", self.id)
 
     # --- client events ---------------------------------------------------------
     async def handle(self, raw: str | bytes) -> None:
@@ -165,8 +195,44 @@ class RealtimeSession:
             raise
 
     async def _on_session_update(self, event: Any) -> None:
-        self.config = apply_session_update(self.config, event.session)
+        config = apply_session_update(self.config, event.session)
+        extra = event.session.model_extra or {}
+        if "speakers" in extra:
+            await self._enroll(config, extra["speakers"])
+        if config.meeting.record and self.input.recording is None:
+            if self._meeting_sink is None:
+                raise ProtocolError(
+                    "this server cannot store meetings", param="session.meeting.record"
+                )
+            self.input.recording = []
+        self.config = config
         await self.emitter.emit("session.updated", session=self._session_protocol())
+
+    async def _enroll(self, config: SessionConfig, speakers: dict[str, Any]) -> None:
+        """Apply threshold and known-speaker samples from ``session.speakers``."""
+        attribution = self.ctx.speakers
+        if attribution is None:
+            if config.speakers.known or config.speakers.focus:
+                raise ProtocolError(
+                    "speaker attribution is not available on this server",
+                    param="session.speakers",
+                )
+            return
+        attribution.profiles.threshold = config.speakers.threshold
+        references = speakers.get("known_speaker_references") or []
+        for index, (name, reference) in enumerate(zip(config.speakers.known, references, strict=False)):
+            if not isinstance(reference, str):
+                raise ProtocolError(
+                    "a known speaker reference must be a data URL or base64 audio",
+                    param=f"session.speakers.known_speaker_references[{index}]",
+                )
+            try:
+                await attribution.enroll(name, reference)
+            except ValueError as exc:
+                raise ProtocolError(
+                    str(exc), param=f"session.speakers.known_speaker_references[{index}]"
+                ) from None
+            self._references[name] = reference
 
     async def _on_input_audio_buffer_append(self, event: Any) -> None:
         try:
@@ -382,9 +448,36 @@ class RealtimeSession:
         if run is not None and self._response_active():
             run.cancel("turn_detected")
 
+    def may_interrupt(self, speaker: str | None) -> bool:
+        focus = self.config.speakers.focus
+        if focus is None:
+            return True
+        primary = self._primary or (None if focus == "first" else focus)
+        if primary is None:
+            return True  # focus on the first speaker, and nobody has spoken yet
+        return speaker == primary
+
+    def _follows(self, item: Item) -> bool:
+        """Focus mode: whether ``item``'s speaker is the one the agent answers."""
+        focus = self.config.speakers.focus
+        if focus is None:
+            return True
+        if self._primary is None and focus == "first" and item.speaker:
+            self._primary = item.speaker
+        return self.may_interrupt(item.speaker)
+
+    async def echo_turn(self, item: Item) -> None:
+        if self._interrupt_pending:
+            self._interrupt_pending = False
+            if self.response is not None:
+                self.response.release()
+
     async def user_turn(self, item: Item, latency: TurnLatency | None) -> None:
         td = self.config.turn_detection
         words = item.text.strip()
+        if not self._follows(item):
+            await self.speculation_cancelled()
+            return
         if self._interrupt_pending:
             if _is_interruption(words):
                 self._interrupt()
