@@ -1,7 +1,7 @@
 """The gate in front of every route: authentication, rate limits, draining.
 
-An ASGI middleware. Open paths (health, readiness, metrics, the pages and their
-static files) pass untouched. Every other request must carry a valid token
+An ASGI middleware. Open paths (health, readiness, metrics, the OpenAPI document,
+the pages and their static files) pass untouched. Every other request must carry a valid token
 (:mod:`web.auth`; a client secret only opens realtime sessions), passes the
 caller's rate limit, and, once the server is draining, new uploads, secrets and
 sessions are refused. The caller's :class:`~web.auth.Principal` is put in
@@ -39,7 +39,9 @@ from web.rate_limit import RateLimiter
 
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset({"/", "/health", "/ready", "/metrics", "/meetings", "/favicon.ico"})
+OPEN_PATHS = frozenset(
+    {"/", "/health", "/ready", "/metrics", "/openapi.json", "/meetings", "/favicon.ico"}
+)
 OPEN_PREFIXES = ("/static/",)
 REALTIME_WS = "/v1/realtime"
 CALLS = "/v1/realtime/calls"

@@ -19,6 +19,7 @@ import logging
 import math
 import socket
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -68,8 +69,9 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = True
 
 
-def serve(app: Starlette, settings: Settings) -> None:
-    """Run ``app`` on ``settings.host``/``port`` until a signal stops it (blocking)."""
+def serve(app: Starlette, settings: Settings, **options: Any) -> None:
+    """Run ``app`` on ``settings.host``/``port`` until a signal stops it (blocking).
+    ``options`` are passed on to :class:`uvicorn.Config` (e.g. ``log_config``)."""
     grace_s = settings.shutdown_grace_s
     config = uvicorn.Config(
         app,
@@ -78,5 +80,6 @@ def serve(app: Starlette, settings: Settings) -> None:
         log_level=settings.log_level,
         ws_max_size=4 * settings.realtime_max_event_bytes,
         timeout_graceful_shutdown=max(1, math.ceil(grace_s)),
+        **options,
     )
     DrainingServer(config, app, grace_s).run()
