@@ -5,7 +5,10 @@ injected clock, session admission, and the job store's owner migration."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -173,3 +176,17 @@ async def test_drain_ends_sessions_whose_turn_outlasts_the_grace() -> None:
     await asyncio.wait_for(live.drain(grace_s=0.3), 5)
     assert 0.25 < loop.time() - start < 2
     assert ended == ["server_shutting_down"] and len(live) == 0
+
+
+def test_serve_without_keys_refuses_a_public_address() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICE_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "web.cli", "serve", "--host", "0.0.0.0", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done
+    assert "VOICE_HOST=0.0.0.0" in done.stdout + done.stderr
+    assert "VOICE_API_KEYS" in done.stdout + done.stderr

@@ -50,7 +50,6 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             async with meetings.job_worker(app):
                 yield
         finally:
-            await app.state.live_sessions.drain(settings.shutdown_grace_s)
             await webrtc.shutdown(app)
             if owned:
                 await app.state.services.aclose()

@@ -14,8 +14,11 @@ HTTP refusals are OpenAI-shaped JSON: 401 with ``WWW-Authenticate: Bearer``,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
@@ -182,16 +185,29 @@ def _with_retry(response: JSONResponse, wait_s: float) -> JSONResponse:
 
 
 def install(app: Starlette, settings: Settings) -> None:
-    """Put the guard in front of ``app`` and its shared state on ``app.state``
-    (``live_sessions``, ``client_secrets``, ``keys``). Reads the keys file (blocking;
-    call at start-up). Logs whether authentication is on."""
+    """Put the guard in front of ``app`` (call before it starts) and its shared state on
+    ``app.state`` (``live_sessions``, ``client_secrets``, ``keys``). Reads the keys file
+    (blocking). Around the app's lifespan: logs at start-up whether authentication is
+    on, and at shutdown drains realtime sessions (:meth:`LiveSessions.drain`) before
+    the app closes its models."""
     keys = KeyRing.from_settings(settings)
     live = app.state.live_sessions = LiveSessions(settings.max_realtime_sessions)
     secrets = app.state.client_secrets = ClientSecretStore()
     app.state.keys = keys
     limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.add_middleware(Guard, keys=keys, secrets=secrets, limiter=limiter, live=live)
-    if keys.enabled:
-        log.info("authentication on: %d API key(s)", len(keys))
-    else:
-        log.warning("authentication off: no API keys configured; serve on loopback only")
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[Any]:
+        async with inner(app) as state:
+            if keys.enabled:
+                log.info("authentication on: %d API key(s)", len(keys))
+            else:
+                log.warning("authentication off: no API keys configured; serving loopback only")
+            try:
+                yield state
+            finally:
+                await live.drain(settings.shutdown_grace_s)
+
+    app.router.lifespan_context = lifespan
