@@ -15,6 +15,8 @@ import pytest
 
 from pipelines.meeting.store import JobState, JobStore
 from voice.settings import SettingsError, load_settings
+from web import client_secrets
+from web.api_errors import ApiError
 from web.auth import KeyRing, bearer_token, check_bind, parse_key_lines, subprotocol_token
 from web.client_secrets import ClientSecretStore
 from web.live_sessions import SHUTDOWN, LiveSessions, Refused
@@ -190,3 +192,20 @@ def test_serve_without_keys_refuses_a_public_address() -> None:
     assert done.returncode == 2, done
     assert "VOICE_HOST=0.0.0.0" in done.stdout + done.stderr
     assert "VOICE_API_KEYS" in done.stdout + done.stderr
+
+
+def test_one_key_cannot_hold_every_client_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_secrets, "MAX_PER_OWNER", 2)
+    clock = FakeClock()
+    store = ClientSecretStore(now=clock)
+    ring = KeyRing([("alice", "sk-a"), ("bob", "sk-b")])
+    alice, bob = ring.lookup("sk-a"), ring.lookup("sk-b")
+    assert alice is not None and bob is not None
+    store.mint(alice, 60, None)
+    store.mint(alice, 60, None)
+    with pytest.raises(ApiError) as refused:
+        store.mint(alice, 60, None)
+    assert refused.value.status == 429 and refused.value.code == "too_many_client_secrets"
+    store.mint(bob, 60, None)
+    clock.t += 61  # expired ones no longer count
+    store.mint(alice, 60, None)

@@ -35,6 +35,8 @@ from web.webrtc import parse_session
 
 MAX_SECRETS = 10_000
 """Live secrets kept at most; minting more answers 429 until some expire."""
+MAX_PER_OWNER = 1_000
+"""Live secrets one key may hold, so that one key cannot use up :data:`MAX_SECRETS`."""
 MAX_BODY_BYTES = 256 * 1024
 MIN_TTL_S, MAX_TTL_S = 10, 7200
 
@@ -57,9 +59,10 @@ class ClientSecretStore:
         self, owner: Principal, ttl_s: float, session: RealtimeSessionCreateRequest | None
     ) -> tuple[str, ClientSecret]:
         """A new secret for ``owner``, valid ``ttl_s`` seconds. Raises :class:`ApiError`
-        (429) when :data:`MAX_SECRETS` are live."""
+        (429) when :data:`MAX_SECRETS` are live, or :data:`MAX_PER_OWNER` of this key's."""
         self._prune()
-        if len(self._secrets) >= MAX_SECRETS:
+        mine = sum(1 for v in self._secrets.values() if v.principal.owner == owner.owner)
+        if len(self._secrets) >= MAX_SECRETS or mine >= MAX_PER_OWNER:
             raise ApiError(
                 429, "too_many_client_secrets", "too many live client secrets; retry later"
             )
