@@ -391,3 +391,20 @@ async def test_a_recorded_live_meeting_belongs_to_the_sessions_key(server: Serve
     ).status_code == 404
     deleted = await asyncio.to_thread(call, server, "DELETE", f"/v1/meetings/{job['id']}", ALICE)
     assert deleted.status_code == 200
+
+
+async def test_openai_sdk_webrtc_call_with_a_client_secret(server: ServerThread) -> None:
+    minted = await sdk(server, CAROL).realtime.client_secrets.create(
+        session={"type": "realtime", "instructions": "Answer in rhymes."}
+    )
+    caller = RtcCaller(server.http_url)
+    try:
+        offer = await caller.offer()
+        with pytest.raises(openai.AuthenticationError):
+            await sdk(server, WRONG).realtime.calls.create(sdp=offer)
+        answer = await sdk(server, minted.value).realtime.calls.create(sdp=offer)
+        await caller.accept(answer.content.decode())
+        created = await caller.wait_for("session.created", 15)
+        assert created["session"]["instructions"] == "Answer in rhymes."
+    finally:
+        await caller.close()
