@@ -1,7 +1,8 @@
 """Graceful shutdown of a real server process (``voice serve``) on SIGTERM: the turn
-that is running finishes, new sessions and uploads are refused meanwhile, open
-sessions are then ended with an ``error`` event and close code 1012, the process
-exits, and the meeting job it was running stays in the store to be resumed."""
+that is running finishes, new sessions, calls and uploads are refused meanwhile,
+open sessions are then ended with an ``error`` event (WebSocket close code 1012,
+WebRTC peer closed), the process exits, and the meeting job it was running stays
+in the store to be resumed."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import websockets
 from tests.conftest import data_path
 from tests.fakes.llm_script import Turn, user_says
 from tests.fakes.scripted_llm import ScriptedLlmServer
+from tests.rtc_client import RtcCaller, eventually
 from tests.servers import free_port
 from tests.test_limits import refused
 from tests.test_realtime_ws import ask, recv_json
@@ -48,6 +50,7 @@ def process(
         "VOICE_REALTIME_STT_MODEL": "tiny.en",
         "VOICE_LLM_BASE_URL": llm.base_url,
         "VOICE_SHUTDOWN_GRACE_S": str(GRACE_S),
+        "VOICE_WEBRTC_HOST_ADDRESSES": '["127.0.0.1"]',
     }
     log = (tmp_path / "server.log").open("wb")
     proc = subprocess.Popen(
@@ -85,6 +88,9 @@ async def test_sigterm_lets_the_turn_finish_then_closes_sessions(
             "/v1/meetings", data={"summarize": "false"}, files={"file": ("jfk.wav", jfk)}
         )
         assert job.status_code == 202, job.text
+        caller = RtcCaller(url)  # a WebRTC call, idle
+        await caller.connect()
+        await caller.wait_for("session.created", 15)
         ws = await websockets.connect(ws_url, max_size=None)
         assert (await recv_json(ws))["type"] == "session.created"
         await ws.send(
@@ -113,6 +119,13 @@ async def test_sigterm_lets_the_turn_finish_then_closes_sessions(
         assert upload.json()["error"]["code"] == "server_shutting_down"
         assert int(upload.headers["retry-after"]) >= 1
         assert (await http.get("/health")).status_code == 200
+        late = RtcCaller(url)
+        offer = await late.offer()
+        await late.close()
+        call = await http.post(
+            "/v1/realtime/calls", content=offer, headers={"content-type": "application/sdp"}
+        )
+        assert call.status_code == 503 and call.json()["error"]["code"] == "server_shutting_down"
 
         # The running turn finishes; then the session is ended with an error and 1012.
         while events[-1]["type"] != "response.done":
@@ -123,6 +136,11 @@ async def test_sigterm_lets_the_turn_finish_then_closes_sessions(
         assert text == STORY
         error, code = await refused(ws)
         assert error["code"] == "server_shutting_down" and code == 1012
+    # The call got the same last word on its data channel, then its peer was closed.
+    ended = await caller.wait_for("error", 15)
+    assert ended["error"]["code"] == "server_shutting_down"
+    await eventually(lambda: caller.pc.connectionState in ("closed", "failed"), 30)
+    await caller.close()
     assert time.monotonic() - sent_at < GRACE_S  # it did not wait out the whole grace
 
     rc = await asyncio.to_thread(proc.wait, 60)
