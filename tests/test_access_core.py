@@ -209,3 +209,18 @@ def test_one_key_cannot_hold_every_client_secret(monkeypatch: pytest.MonkeyPatch
     store.mint(bob, 60, None)
     clock.t += 61  # expired ones no longer count
     store.mint(alice, 60, None)
+
+
+async def test_a_session_attached_after_the_drain_began_is_ended_too() -> None:
+    live = LiveSessions(limit=2)
+    slot = live.admit("webrtc")  # admitted, its session not yet made
+    ended: list[str] = []
+
+    class Idle:
+        responding = False
+
+    drain = asyncio.create_task(live.drain(grace_s=1))
+    await asyncio.sleep(0.05)
+    slot.attach(Idle(), lambda e: (ended.append(e.code), slot.release()))  # type: ignore[arg-type]
+    await asyncio.wait_for(drain, 5)
+    assert ended == ["server_shutting_down"] and len(live) == 0

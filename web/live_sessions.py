@@ -100,12 +100,17 @@ class Slot:
         self.session: RealtimeSession | None = None
         self._owner = owner
         self._end: Callable[[Ending], None] | None = None
+        self._ending: Ending | None = None
 
     def attach(self, session: RealtimeSession, end: Callable[[Ending], None]) -> None:
-        """``end`` asks the transport to send the ending's event and close; it must return at once."""
+        """``end`` asks the transport to send the ending's event and close; it must
+        return at once. An ending asked for before the session was attached applies now."""
         self.session, self._end = session, end
+        if self._ending is not None:
+            end(self._ending)
 
     def end(self, ending: Ending) -> None:
+        self._ending = self._ending or ending
         if self._end is not None:
             self._end(ending)
 
