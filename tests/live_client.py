@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import io
 import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import av
 import numpy as np
 import websockets
 
-from tests.conftest import data_path, load_clip
+from tests.conftest import load_clip
 from voice.audio.resample import resample
 
 RATE = 24000
@@ -60,7 +62,7 @@ class LiveRun:
 
     def by_speaker(self) -> dict[str, str]:
         out: dict[str, list[str]] = {}
-        for turn in self.turns:
+        for turn in sorted(self.turns, key=lambda t: t.start):  # finals may come out of order
             if turn.speaker and not turn.echo:
                 out.setdefault(turn.speaker, []).append(turn.text)
         return {speaker: " ".join(texts) for speaker, texts in out.items()}
@@ -74,8 +76,18 @@ def pcm24k(audio16k: np.ndarray, pad_s: float = 1.5) -> np.ndarray:
 
 
 def data_url(relative: str) -> str:
-    """A clip from ../shared/data as a ``data:audio/wav;base64,...`` URL."""
-    return "data:audio/wav;base64," + base64.b64encode(data_path(relative).read_bytes()).decode()
+    """A clip from ../shared/data as an MP3 data URL (48 kbit/s keeps events small)."""
+    pcm = (load_clip(relative) * 32767).astype(np.int16)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp3") as out:
+        stream = out.add_stream("libmp3lame", rate=16000)
+        stream.layout = "mono"
+        stream.bit_rate = 48000
+        frame = av.AudioFrame.from_ndarray(pcm[None, :], format="s16", layout="mono")
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return "data:audio/mpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def transcribe_only(**extra: Any) -> dict[str, Any]:
@@ -115,10 +127,10 @@ async def send_pcm(ws: Any, pcm: np.ndarray, *, pace: float = 1.0) -> None:
 async def stream_live(
     ws_url: str,
     clip: str,
-    session_update: dict[str, Any] | None = None,
+    session_update: dict[str, Any] | list[dict[str, Any]] | None = None,
     *,
     pace: float = 1.0,
-    settle_s: float = 20.0,
+    settle_s: float = 90.0,
 ) -> LiveRun:
     """Stream ``clip`` through a new session and collect every event and finished turn.
 
@@ -132,7 +144,9 @@ async def stream_live(
     done: set[str] = set()
     settled = asyncio.Event()
     async with websockets.connect(f"{ws_url}/v1/realtime?model=x", max_size=None) as ws:
-        await ws.send(json.dumps(session_update or transcribe_only()))
+        updates = session_update or transcribe_only()
+        for update in updates if isinstance(updates, list) else [updates]:
+            await ws.send(json.dumps(update))
 
         async def reader() -> None:
             async for raw in ws:

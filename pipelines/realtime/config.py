@@ -47,7 +47,8 @@ class SpeakerConfig:
 
     ``focus``: None (everyone is a user), ``"first"`` (the first speaker heard)
     or a speaker's name: other voices are transcribed and labelled but neither
-    start responses nor interrupt the agent. ``known`` lists enrolled names.
+    start responses nor interrupt the agent. ``known`` lists enrolled names; each
+    ``session.update`` may add speakers (a sample per update keeps events small).
     """
 
     enabled: bool = True
@@ -312,7 +313,7 @@ def _speakers(current: SpeakerConfig, value: Any) -> SpeakerConfig:
             raise ProtocolError(
                 "known speaker names must be unique", param="session.speakers.known_speaker_names"
             )
-        changes["known"] = tuple(n.strip() for n in names)
+        changes["known"] = tuple(dict.fromkeys([*current.known, *(n.strip() for n in names)]))
     return replace(current, **changes)
 
 

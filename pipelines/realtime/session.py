@@ -219,8 +219,9 @@ class RealtimeSession:
                 )
             return
         attribution.profiles.threshold = config.speakers.threshold
+        names = [n.strip() for n in speakers.get("known_speaker_names") or []]
         references = speakers.get("known_speaker_references") or []
-        for index, (name, reference) in enumerate(zip(config.speakers.known, references, strict=False)):
+        for index, (name, reference) in enumerate(zip(names, references, strict=True)):
             if not isinstance(reference, str):
                 raise ProtocolError(
                     "a known speaker reference must be a data URL or base64 audio",

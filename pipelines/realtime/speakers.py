@@ -22,6 +22,7 @@ from voice.audio.decode import AudioDecodeError, decode_audio
 from voice.audio.references import parse_audio_reference
 from voice.diarize.base import SpeakerEmbedder
 from voice.diarize.online import SpeakerMatch, SpeakerProfiles
+from voice.workers import run_on
 
 RATE = 16000
 """Sample rate (Hz) of the audio given to attribution."""
@@ -57,7 +58,7 @@ class SpeakerOptions:
     """Cosine similarity at which a turn belongs to a speaker already heard."""
     enroll_threshold: float = 0.3
     """Similarity at which a turn is given an enrolled name not yet heard."""
-    split_threshold: float = 0.6
+    split_threshold: float = 0.5
     """Inside one turn, a piece less similar than this to the voice so far starts a new
     stretch (another speaker took over without a pause)."""
     chunk_ms: int = 1500
@@ -141,7 +142,7 @@ class SessionSpeakers:
     async def embed(self, pcm: np.ndarray) -> np.ndarray:
         """Embedding of 16 kHz int16 audio, computed in a worker thread."""
         audio = pcm.astype(np.float32) / 32768.0
-        return await asyncio.to_thread(self.embedder.embed, audio)
+        return await run_on(self.embedder, 1, self.embedder.embed, audio)
 
     async def embed_part(self, pcm: np.ndarray, start_s: float) -> VoicePart:
         return VoicePart(await self.embed(pcm), start_s, len(pcm) / RATE)

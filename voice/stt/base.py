@@ -6,12 +6,13 @@ All times in results are seconds from the start of that audio.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+from voice.workers import run_on
 
 SAMPLE_RATE = 16000
 """The only input rate transcribers accept (Hz)."""
@@ -95,12 +96,15 @@ async def transcribe_async(
     prompt: str | None = None,
     vad_filter: bool = False,
 ) -> Transcription:
-    """Run ``transcriber.transcribe`` in a worker thread (``asyncio.to_thread``).
+    """Run ``transcriber.transcribe`` in the transcriber's own worker threads
+    (:func:`voice.workers.run_on`, as many as its ``concurrency``).
 
     Safe to cancel: the awaiting stops at once, the thread finishes its inference in
     the background and its result is dropped.
     """
-    return await asyncio.to_thread(
+    return await run_on(
+        transcriber,
+        getattr(transcriber, "concurrency", 2),
         transcriber.transcribe,
         audio,
         word_timestamps=word_timestamps,

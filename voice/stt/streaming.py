@@ -17,6 +17,7 @@ import numpy as np
 
 from voice.audio.frames import pcm16_to_float32, rms_dbfs
 from voice.stt.base import SAMPLE_RATE, Transcriber, Transcription, transcribe_async
+from voice.workers import queued
 
 _SILENCE_WINDOW = SAMPLE_RATE // 50  # 20 ms, in samples
 
@@ -99,8 +100,9 @@ class StreamingRecognizer:
         """Re-transcribe the utterance if due; returns the new hypothesis or None.
 
         Due means at least ``partial_interval_ms`` of audio arrived since the last
-        partial, the utterance is at least ``min_partial_ms`` long and nothing is in
-        flight. None also when the text did not change or :meth:`reset` intervened.
+        partial, the utterance is at least ``min_partial_ms`` long, nothing of this
+        utterance is in flight and the model has a free worker (partials give way to
+        final transcriptions, of this session or others). None also when the text did not change or :meth:`reset` intervened.
         Safe to cancel.
         """
         n = self._len
@@ -109,6 +111,7 @@ class StreamingRecognizer:
             or self.busy
             or n < self._min_partial
             or n - self._partial_from < self._interval
+            or queued(self._transcriber) >= getattr(self._transcriber, "concurrency", 2)
         ):
             return None
         generation = self._generation

@@ -79,6 +79,11 @@ class WhisperTranscriber:
         self._batched = BatchedInferencePipeline(self._model) if options.batch_size > 1 else None
         self._slots = threading.BoundedSemaphore(options.num_workers)
 
+    @property
+    def concurrency(self) -> int:
+        """Calls that really run at once (for :func:`voice.workers.run_on`)."""
+        return self.options.num_workers
+
     @classmethod
     def from_settings(cls, settings: Settings, realtime: bool) -> WhisperTranscriber:
         """Build from settings: ``realtime_stt_model`` for live talk, ``stt_model`` otherwise.

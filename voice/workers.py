@@ -1,0 +1,68 @@
+"""Dedicated worker threads per model, so slow inference never starves quick work.
+
+``asyncio.to_thread`` shares one small pool (cores + 4 threads) with everything
+else in the process. When several sessions each wait for Whisper, that pool
+fills with threads blocked on the model, and the quick calls behind them (a
+VAD frame, a resample) wait too: input backs up and WebSocket keep-alives
+time out. :func:`run_on` gives each model object its own pool, sized to the
+calls it can really run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_pools: weakref.WeakKeyDictionary[Any, ThreadPoolExecutor] = weakref.WeakKeyDictionary()
+_queued: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+"""Calls submitted to each owner's pool and not finished yet."""
+_lock = threading.Lock()
+
+
+def executor_for(owner: Any, workers: int) -> ThreadPoolExecutor:
+    """The thread pool of ``owner`` (created on first use with ``workers`` threads)."""
+    with _lock:
+        pool = _pools.get(owner)
+        if pool is None:
+            pool = ThreadPoolExecutor(
+                max_workers=max(1, workers), thread_name_prefix=type(owner).__name__
+            )
+            _pools[owner] = pool
+            weakref.finalize(owner, pool.shutdown, wait=False)
+        return pool
+
+
+async def run_on(owner: Any, workers: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``fn(*args, **kwargs)`` in ``owner``'s pool. Safe to cancel: the call finishes
+    in its thread and the result is dropped."""
+    try:
+        pool = executor_for(owner, workers)
+    except TypeError:  # an owner that cannot be weakly referenced: the shared pool
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(pool, functools.partial(fn, *args, **kwargs))
+    with _lock:
+        _queued[owner] = _queued.get(owner, 0) + 1
+
+    def finished(_: object) -> None:
+        with _lock:
+            _queued[owner] = _queued.get(owner, 1) - 1
+
+    future.add_done_callback(finished)
+    return await future
+
+
+def queued(owner: Any) -> int:
+    """Calls submitted to ``owner``'s pool that have not finished (running or waiting)."""
+    with _lock:
+        try:
+            return _queued.get(owner, 0)
+        except TypeError:
+            return 0
