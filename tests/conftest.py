@@ -75,6 +75,7 @@ def server(llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory) -> 
         data_dir=tmp_path_factory.mktemp("data"),
         realtime_max_event_bytes=256 * 1024,
         webrtc_host_addresses=["127.0.0.1"],
+        rate_limit_per_minute=0,  # shared by many tests; limits are tested on servers of their own
     )
     with ServerThread(create_app(settings), ws_max_size=1024 * 1024) as running:
         yield running
