@@ -120,15 +120,12 @@ class Guard:
     async def _websocket(
         self, scope: Scope, receive: Receive, send: Send, headers: Headers
     ) -> None:
-        if scope.get("path") != REALTIME_WS:
-            await self.app(scope, receive, send)
-            return
         offered = list(scope.get("subprotocols") or [])
         subprotocol = "realtime" if "realtime" in offered else None
         token = bearer_token(headers) or subprotocol_token(offered)
         ending: Ending | None = None
         try:
-            principal = self.principal(token, realtime=True)
+            principal = self.principal(token, realtime=scope.get("path") == REALTIME_WS)
         except AuthFailure as exc:
             ending = Ending(exc.code, exc.message, CLOSE_UNAUTHORIZED, status=401)
         else:
