@@ -13,8 +13,11 @@ py=${PYTHON:-python3}
 pip=".venv/bin/python -m pip"
 
 extras=""
-[ $want_test = 1 ] && extras="[test]"
-stamp=".venv/.installed$( [ $want_test = 1 ] && echo -test )"
+stamp=".venv/.installed"
+if [ $want_test = 1 ]; then
+  extras="[test]"
+  stamp=".venv/.installed-test"
+fi
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
 
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then

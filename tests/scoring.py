@@ -58,15 +58,23 @@ def read_stm(path: Path) -> dict[str, str]:
 
 
 def der_of_turns(
-    turns: Iterable[tuple[float, float, str]], rttm: Path, collar: float = 0.0
+    turns: Iterable[tuple[float, float, str]],
+    rttm: Path,
+    collar: float = 0.0,
+    uem: Path | None = None,
 ) -> float:
     """DER (pyannote.metrics, ``collar`` s) of ``(start s, end s, speaker)`` turns against
-    the first recording of an RTTM file."""
-    from pyannote.core import Annotation
+    the first recording of an RTTM file, scored inside ``uem`` when given."""
+    from pyannote.core import Annotation, Timeline
     from pyannote.core import Segment as Span
     from pyannote.metrics.diarization import DiarizationErrorRate
 
-    from voice.diarize.rttm import read_rttm
+    from voice.diarize.rttm import read_rttm, read_uem
+
+    scored = None
+    if uem is not None:
+        regions = next(iter(read_uem(uem).values()))
+        scored = Timeline([Span(start, end) for start, end in regions])
 
     reference, hypothesis = Annotation(), Annotation()
     for turn in next(iter(read_rttm(rttm).values())):
@@ -74,7 +82,7 @@ def der_of_turns(
     for start, end, speaker in turns:
         if end > start:
             hypothesis[Span(start, end)] = speaker
-    return float(DiarizationErrorRate(collar=collar)(reference, hypothesis))
+    return float(DiarizationErrorRate(collar=collar)(reference, hypothesis, uem=scored))
 
 
 def der(doc: TranscriptDocument, rttm: Path, collar: float = 0.0) -> float:

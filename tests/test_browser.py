@@ -51,11 +51,13 @@ def microphone_wav(path: Path, relative: str, lead_s: float, tail_s: float) -> P
 
 
 @contextlib.asynccontextmanager
-async def open_page(tmp_path: Path, *, allow_microphone: bool) -> AsyncIterator[Page]:
-    """Headless Chromium whose fake microphone plays the clip; a fresh page in it."""
+async def open_page(
+    tmp_path: Path, *, allow_microphone: bool, clip: str = CLIP, lead_s: float = 3.0
+) -> AsyncIterator[Page]:
+    """Headless Chromium whose fake microphone plays ``clip``; a fresh page in it."""
     if not shutil.which(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    mic = microphone_wav(tmp_path / "mic.wav", CLIP, lead_s=3.0, tail_s=30.0)
+    mic = microphone_wav(tmp_path / "mic.wav", clip, lead_s=lead_s, tail_s=30.0)
     args = [
         "--no-sandbox",
         "--disable-gpu",
@@ -187,3 +189,36 @@ async def test_denied_microphone_is_explained(server: ServerThread, tmp_path: Pa
         await alert.wait_for(timeout=10000)
         assert "Microphone access was denied" in (await alert.inner_text())
         assert await hook(page, "state") == "idle"
+
+
+async def test_meeting_mode_labels_speakers_and_saves_a_meeting(
+    server: ServerThread, tmp_path: Path
+) -> None:
+    """The page in meeting mode: the Katie/Steve dialogue from the fake microphone comes out
+    as labelled turns with no agent replies, and hanging up stores it as a meeting job."""
+    async with open_page(
+        tmp_path, allow_microphone=True, clip="azure-speech-sdk/katiesteve.wav", lead_s=1.0
+    ) as page:
+        await page.goto(f"{server.http_url}/?loopback=1&raw=1")
+        await page.get_by_label("Transcribe a meeting").check()
+        await page.get_by_label("Title").fill("browser meeting")
+        await page.get_by_role("button", name="Start talking").click()
+        await wait_hook(page, "window.voiceAgent.connected", 15)
+        await wait_hook(
+            page,
+            "new Set(window.voiceAgent.transcripts.filter(t => t.final && t.speaker)"
+            ".map(t => t.speaker)).size >= 2 && "
+            "window.voiceAgent.transcripts.filter(t => t.final).length >= 5",
+            60,
+        )
+        turns = await hook(page, "transcripts")
+        assert all(t["role"] == "user" for t in turns)  # nobody answered
+        assert await page.locator("#transcript .role", has_text="Speaker 2").count() >= 1
+        await page.get_by_role("button", name="Hang up").click()
+        await wait_hook(page, "window.voiceAgent.state === 'ended'", 5)
+
+    def stored() -> bool:
+        jobs = httpx.get(f"{server.http_url}/v1/meetings", timeout=30).json()["data"]
+        return any(j["filename"] == "browser meeting" and j["state"] == "succeeded" for j in jobs)
+
+    await eventually(stored, 240, every_s=1.0)

@@ -299,10 +299,10 @@ async def test_focus_ignores_a_second_voice_but_follows_the_primary(
         events = await events_while(ws, excerpt(KATIESTEVE, 12.2, 20.6))
         assert events[-1]["response"]["status"] == "completed"
         assert "input_audio_buffer.speech_started" in [e["type"] for e in events]
-        tail = []
-        while not any(e["type"] == "conversation.item.input_audio_transcription.completed" for e in tail):
-            tail.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))
-        heard = next(e for e in events + tail if e["type"] == "conversation.item.input_audio_transcription.completed")
+        completed = "conversation.item.input_audio_transcription.completed"
+        while not any(e["type"] == completed for e in events):
+            events.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))
+        heard = next(e for e in events if e["type"] == completed)
         assert heard["speaker"] == "Steve"
         with pytest.raises(TimeoutError):  # no reply to Steve
             while True:
@@ -375,6 +375,7 @@ async def test_the_agents_own_voice_played_back_is_not_a_user(
         await mic
         await ws.close()
     types = [e["type"] for e in events]
+    print({t: types.count(t) for t in set(types)})
     done = next(e for e in events if e["type"] == "response.done")
     assert done["response"]["status"] == "completed", done["response"]
     assert types.count("response.created") == 1  # the echo started no reply
@@ -382,3 +383,34 @@ async def test_the_agents_own_voice_played_back_is_not_a_user(
     assert all(e.get("echo") for e in heard), heard
     deleted = {e["item_id"] for e in events if e["type"] == "conversation.item.deleted"}
     assert {e["item_id"] for e in heard} <= deleted
+
+
+# --- known speakers in batch transcription ---------------------------------------------------
+
+
+async def test_diarized_transcription_names_known_speakers(server: ServerThread) -> None:
+    """The ``openai`` SDK's own diarized transcription call with two enrolled voices."""
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(base_url=f"{server.http_url}/v1", api_key="unused", timeout=300)
+    result = await client.audio.transcriptions.create(
+        file=data_path(KATIESTEVE),
+        model="gpt-4o-transcribe-diarize",
+        response_format="diarized_json",
+        known_speaker_names=["Katie", "Steve"],
+        known_speaker_references=[data_url(KATIE), data_url(STEVE)],
+    )
+    by_name: dict[str, list[str]] = {}
+    for segment in result.segments:
+        by_name.setdefault(segment.speaker, []).append(segment.text)
+    score, mapping = cp_wer(
+        speaker_reference(KATIESTEVE), {k: " ".join(v) for k, v in by_name.items()}
+    )
+    assert mapping == {"Katie": "A", "Steve": "B"} and score <= 0.15, (score, by_name)
+    async with httpx.AsyncClient(timeout=60) as http:
+        bad = await http.post(
+            f"{server.http_url}/v1/audio/transcriptions",
+            files={"file": ("a.wav", data_path(KATIESTEVE).read_bytes(), "audio/wav")},
+            data={"response_format": "diarized_json", "known_speaker_names[]": ["Katie"]},
+        )
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "known_speaker_references"

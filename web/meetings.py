@@ -22,12 +22,14 @@ from starlette.routing import BaseRoute, Route
 
 from pipelines.meeting.job_files import JobFiles
 from pipelines.meeting.jobs import running
+from pipelines.meeting.known_speakers import write_references
 from pipelines.meeting.local_queue import LocalJobQueue
 from pipelines.meeting.meeting_jobs import meeting_options, meeting_runner
 from pipelines.meeting.store import JobStore, new_job_id
 from voice.audio.decode import AudioDecodeError
 from web import meeting_results
 from web.api_errors import ApiError
+from web.known_speakers_form import known_speakers
 from web.meeting_common import MeetingContext, api, context, job_json, job_or_404, principal
 from web.upload_checks import (
     check_duration,
@@ -113,6 +115,10 @@ async def create_meeting(request: Request) -> Response:
                 422, "missing_file", "send the recording as form field 'file'", param="file"
             )
         options = _options(form)
+        names, samples = known_speakers(form)
+        if names:
+            options["known_speaker_names"] = names
+            await asyncio.to_thread(write_references, ctx.files.upload_dir(job_id), samples)
         try:
             info = await asyncio.to_thread(inspect_upload, form.file_path)
         except AudioDecodeError as exc:

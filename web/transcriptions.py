@@ -4,8 +4,9 @@ Multipart fields as OpenAI takes them: ``file``, ``model`` (accepted, the server
 batch model is used), ``language``, ``prompt``, ``response_format`` (``json``,
 ``text``, ``srt``, ``vtt``, ``verbose_json``, ``diarized_json``),
 ``timestamp_granularities[]`` (``word``, ``segment``; for ``verbose_json``) and
-``temperature``, ``known_speaker_names[]``, ``known_speaker_references[]``,
-``chunking_strategy``, ``include[]`` (accepted and ignored). Bodies match the
+``known_speaker_names[]`` with ``known_speaker_references[]`` (data URLs of
+voice samples: matching speakers of ``diarized_json`` carry these names), and
+``temperature``, ``chunking_strategy``, ``include[]`` (accepted and ignored). Bodies match the
 ``openai`` package's ``Transcription``, ``TranscriptionVerbose`` and
 ``TranscriptionDiarized`` types. ``diarized_json`` runs the meeting pipeline
 without a summary; speakers are ``A``, ``B``... in order of first appearance.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +30,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from pipelines.meeting.known_speakers import embed_known
 from pipelines.meeting.pipeline import MeetingOptions, MeetingPipeline
 from pipelines.services import Services
 from voice.audio.decode import AudioDecodeError, decode_audio, probe
 from voice.stt.base import Transcription, transcribe_async
 from voice.stt.formats import to_srt, to_vtt
 from web.api_errors import ApiError
+from web.known_speakers_form import known_speakers
 from web.upload_checks import check_duration, decode_error
 from web.uploads import ReceivedForm, receive_upload
 
@@ -118,14 +122,30 @@ def _letter(index: int) -> str:
     return name
 
 
-async def _diarized(services: Services, path: Path, language: str | None) -> dict[str, Any]:
-    """``TranscriptionDiarized`` from the meeting pipeline (no summary)."""
+async def _diarized(
+    services: Services, path: Path, language: str | None, form: ReceivedForm
+) -> dict[str, Any]:
+    """``TranscriptionDiarized`` from the meeting pipeline (no summary); speakers matching
+    a known voice are named, the others lettered."""
+    names, samples = known_speakers(form)
     transcriber = await asyncio.to_thread(lambda: services.batch_transcriber)
     diarizer = await asyncio.to_thread(lambda: services.diarizer)
-    pipeline = MeetingPipeline(transcriber, diarizer, None)
-    result = await pipeline.run(path, MeetingOptions(language=language, summarize=False))
+    options = MeetingOptions(language=language, summarize=False)
+    embedder = None
+    if names:
+        embedder = await asyncio.to_thread(lambda: services.speaker_embedder)
+        try:
+            known = await asyncio.to_thread(embed_known, embedder, names, samples)
+        except ValueError as exc:
+            raise ApiError(400, "invalid_value", str(exc), param="known_speaker_references") from None
+        options = replace(options, known_speakers=known)
+    pipeline = MeetingPipeline(transcriber, diarizer, None, embedder=embedder)
+    result = await pipeline.run(path, options)
     document = result.document
-    letters = {label: _letter(i) for i, label in enumerate(document.speakers)}
+    letters = {
+        label: name if name in names else _letter(i)
+        for i, (label, name) in enumerate(document.speakers.items())
+    }
     spoken = [s for s in document.segments if s.text.strip()]
     segments = [
         {
@@ -162,7 +182,7 @@ async def _transcribe(request: Request, form: ReceivedForm) -> Response:
     check_duration(info.duration_s, max_minutes)
     if fmt == "diarized_json":
         try:
-            return JSONResponse(await _diarized(services, form.file_path, language))
+            return JSONResponse(await _diarized(services, form.file_path, language, form))
         except AudioDecodeError as exc:
             raise decode_error(exc) from None
     try:

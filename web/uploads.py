@@ -30,7 +30,9 @@ from web.api_errors import ApiError
 FLUSH_BYTES = 256 * 1024
 """Buffered file bytes written to disk at a time."""
 FIELD_LIMIT_BYTES = 64 * 1024
-"""Largest accepted non-file field value."""
+"""Largest accepted non-file field value..."""
+REFERENCE_LIMIT_BYTES = 4 * 1024 * 1024
+"""...except voice samples (``known_speaker_references[]`` data URLs)."""
 FORM_OVERHEAD_BYTES = 1 << 20
 """Allowance for boundaries, headers and small fields on top of the file limit."""
 MAX_FIELDS = 64
@@ -131,7 +133,8 @@ class _Receiver:
             self.pending.extend(data[start:end])
         else:
             self._value.extend(data[start:end])
-            if len(self._value) > FIELD_LIMIT_BYTES:
+            reference = (self._name or "").startswith("known_speaker_references")
+            if len(self._value) > (REFERENCE_LIMIT_BYTES if reference else FIELD_LIMIT_BYTES):
                 raise ApiError(
                     400,
                     "field_too_large",

@@ -19,7 +19,9 @@ SPEAKER_NOTE = (
     "speaker's name in square brackets, like [Speaker 1]; answer the person who spoke "
     "last, by name when it helps."
 )
-"""Appended to the instructions once user turns carry speaker labels."""
+"""Appended to the instructions once speakers are marked (see ``_speakers_matter``)."""
+ANONYMOUS = "Speaker "
+"""How labels of unnamed speakers begin (:class:`voice.diarize.online.SpeakerProfiles`)."""
 
 
 @dataclass
@@ -190,6 +192,11 @@ class Conversation:
         item.audio_ms = audio_end_ms
         return item
 
+    def _speakers_matter(self) -> bool:
+        """Mark speakers for the LLM once two voices were heard, or a known one (a name)."""
+        labels = {i.speaker for i in self._items if i.role == "user" and i.speaker}
+        return len(labels) > 1 or any(not label.startswith(ANONYMOUS) for label in labels)
+
     def chat_messages(self, instructions: str) -> list[dict[str, Any]]:
         """The newest history that fits ``max_context_chars``, as chat-completion messages.
 
@@ -198,8 +205,9 @@ class Conversation:
         """
         messages: list[dict[str, Any]] = []
         budget = self.max_context_chars
+        marked = self._speakers_matter()
         for item in reversed(self._items):
-            message = _to_chat(item)
+            message = _to_chat(item, marked)
             if message is None:
                 continue
             size = len(str(message.get("content") or "")) + len(item.arguments)
@@ -210,12 +218,12 @@ class Conversation:
         messages.reverse()
         while messages and messages[0]["role"] == "tool":
             messages.pop(0)
-        if any(i.role == "user" and i.speaker for i in self._items):
+        if marked:
             instructions += SPEAKER_NOTE
         return [{"role": "system", "content": instructions}, *_merge_tool_calls(messages)]
 
 
-def _to_chat(item: Item) -> dict[str, Any] | None:
+def _to_chat(item: Item, mark_speaker: bool = False) -> dict[str, Any] | None:
     if item.type == "function_call":
         return {
             "role": "assistant",
@@ -233,7 +241,7 @@ def _to_chat(item: Item) -> dict[str, Any] | None:
     if not item.text.strip():
         return None
     text = item.text
-    if item.role == "user" and item.speaker:
+    if mark_speaker and item.role == "user" and item.speaker:
         text = f"[{item.speaker}] {text}"
     return {"role": item.role or "user", "content": text}
 

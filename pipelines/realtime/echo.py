@@ -14,11 +14,14 @@ Pure numpy, no threads; times are session clock seconds.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 FRAME_S = 0.010
 """Envelope frame length (s)."""
@@ -30,14 +33,17 @@ _WORD = re.compile(r"[a-z0-9']+")
 class EchoOptions:
     """Echo detection knobs; times in ms."""
 
-    max_delay_ms: int = 1200
-    """Longest send-to-microphone delay searched (client buffering plus the room)."""
+    max_delay_ms: int = 800
+    """Longest playout-to-microphone delay searched (device buffers plus the room)."""
     window_ms: int = 600
     """Input envelope compared at each check."""
     min_voiced_ms: int = 150
     """Voiced input needed in the window before it can be called echo."""
-    correlation: float = 0.7
-    """Envelope correlation at or above which input is the agent's echo."""
+    correlation: float = 0.9
+    """Envelope correlation at or above which input is the agent's echo (any delay)."""
+    locked_correlation: float = 0.7
+    """The same, within ``lock_ms`` of the delay at which echo was last found."""
+    lock_ms: int = 50
     memory_s: float = 8.0
     """Agent audio remembered."""
 
@@ -71,14 +77,16 @@ class EchoGuard:
 
     # --- the agent side ------------------------------------------------------
     def agent_audio(self, samples: np.ndarray, sample_rate: int, sent_at: float) -> None:
-        """Record agent audio handed to the client at clock time ``sent_at`` (s)."""
+        """Record agent audio handed to the client at clock time ``sent_at`` (s); it is
+        assumed to play once everything sent before it has played."""
         env = envelope_db(samples, sample_rate)
         if len(env) == 0:
             return
         if self._ref_origin is None or sent_at - self._last_sent > self.options.memory_s:
             self._ref_origin, self._ref = sent_at, np.zeros(0, dtype=np.float32)
-        start = int(round((sent_at - self._ref_origin) / FRAME_S))
-        start = max(start, len(self._ref) - 3)  # audio sent in a burst plays back to back
+        # The client plays what it receives back to back: audio sent while earlier
+        # audio is still playing starts when that ends, not when it was sent.
+        start = max(int(round((sent_at - self._ref_origin) / FRAME_S)), len(self._ref))
         if start > len(self._ref):
             gap = np.full(start - len(self._ref), _FLOOR_DB, dtype=np.float32)
             self._ref = np.concatenate([self._ref, gap])
@@ -104,7 +112,7 @@ class EchoGuard:
     def input_audio(self, pcm: np.ndarray, sample_rate: int, received_at: float) -> None:
         """Record input audio that finished arriving at clock time ``received_at`` (s)."""
         env = envelope_db(pcm, sample_rate)
-        keep = int((self.options.window_ms + 200) / 1000 / FRAME_S)
+        keep = int((self.options.window_ms + 2000) / 1000 / FRAME_S)
         self._input = np.concatenate([self._input, env])[-keep:]
         self._input_end = received_at
 
@@ -119,33 +127,47 @@ class EchoGuard:
         loud = window > max(float(window.max()) - 30.0, -55.0)
         if loud.sum() * FRAME_S * 1000 < self.options.min_voiced_ms:
             return False
-        corr, delay = self._best_alignment(window)
-        if corr >= self.options.correlation:
+        # Flatten the microphone's background noise: it is in the input, not in the reference.
+        window = np.maximum(window, float(np.percentile(self._input, 10)) + 6.0)
+        corr, delay, locked = self._best_alignment(window)
+        log.debug("echo check: correlation %.2f at %d ms", corr, delay * 10)
+        if corr >= (self.options.locked_correlation if locked else self.options.correlation):
             self._delay_frames = delay
             return True
         return False
 
-    def _best_alignment(self, window: np.ndarray) -> tuple[float, int]:
+    def _best_alignment(self, window: np.ndarray) -> tuple[float, int, bool]:
+        """Best correlation, its delay (frames) and whether that is near the known echo
+        delay: searched there first, over the whole range when that fails."""
+        max_delay = int(self.options.max_delay_ms / 1000 / FRAME_S)
+        if self._delay_frames is not None:
+            d, near = self._delay_frames, int(self.options.lock_ms / 1000 / FRAME_S)
+            lags = range(max(0, d - near), min(max_delay, d + near) + 1)
+            corr, delay = self._correlate(window, lags)
+            if corr >= self.options.locked_correlation:
+                return corr, delay, True
+        return (*self._correlate(window, range(0, max_delay + 1)), False)
+
+    def _correlate(self, window: np.ndarray, delays: range) -> tuple[float, int]:
         assert self._ref_origin is not None
         end_index = int(round((self._input_end - self._ref_origin) / FRAME_S))
-        max_delay = int(self.options.max_delay_ms / 1000 / FRAME_S)
-        delays = range(0, max_delay + 1)
-        if self._delay_frames is not None:
-            d = self._delay_frames
-            delays = range(max(0, d - 5), min(max_delay, d + 5) + 1)
         best, best_delay = -1.0, 0
         w = window - window.mean()
         w_norm = float(np.linalg.norm(w))
         if w_norm == 0.0:
             return -1.0, 0
+        pad = len(window) + delays.stop
+        silence = np.full(pad, _FLOOR_DB, np.float32)
+        padded = np.concatenate([silence, self._ref, silence])
         for delay in delays:
             stop = end_index - delay
             start = stop - len(window)
-            if start < 0 or stop > len(self._ref):
+            if start < -pad or stop > len(self._ref) + pad:
                 continue
-            ref = self._ref[start:stop]
+            ref = padded[start + pad : stop + pad]
             if float(ref.max()) < -50.0:
                 continue
+            ref = np.maximum(ref, float(ref.max()) - 35.0)
             r = ref - ref.mean()
             r_norm = float(np.linalg.norm(r))
             if r_norm == 0.0:

@@ -37,10 +37,12 @@ RATE = 16000
 
 @dataclass(frozen=True)
 class Audio:
-    """Client audio: mono int16 ``samples`` at ``sample_rate`` Hz."""
+    """Client audio: mono int16 ``samples`` at ``sample_rate`` Hz, received at clock
+    time ``received_at`` (s; None = when processed)."""
 
     samples: np.ndarray
     sample_rate: int
+    received_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,7 @@ class InputAudio:
         now = self.ctx.clock.now()
         echo_guard = self.ctx.echo
         if echo_guard is not None:
-            echo_guard.input_audio(pcm, RATE, now)
+            echo_guard.input_audio(pcm, RATE, audio.received_at or now)
         td = config.turn_detection
         if td is None:
             self._trim_buffer(self.ctx.options.max_input_buffer_ms)

@@ -240,14 +240,15 @@ class RealtimeSession:
             data = base64.b64decode(event.audio, validate=True)
         except (binascii.Error, ValueError):
             raise ProtocolError("audio is not valid base64", param="audio") from None
-        await self.input.put(Audio(self._decode_audio(data), self.config.input_rate))
+        received = self.ctx.clock.now()
+        await self.input.put(Audio(self._decode_audio(data), self.config.input_rate, received))
 
     async def feed_audio(self, samples: np.ndarray, sample_rate: int) -> None:
         """Input audio from a media transport (WebRTC): mono int16 at ``sample_rate`` Hz.
 
         Waits while the input queue is full; safe to cancel.
         """
-        await self.input.put(Audio(samples, sample_rate))
+        await self.input.put(Audio(samples, sample_rate, self.ctx.clock.now()))
 
     def _decode_audio(self, data: bytes) -> np.ndarray:
         fmt = self.config.input_format

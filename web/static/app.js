@@ -24,13 +24,15 @@
     empty: $("conversation-empty"),
     latencyBody: document.querySelector("#latency-table tbody"),
     audio: $("remote-audio"),
+    meetingMode: $("meeting-mode"),
+    meetingTitle: $("meeting-title"),
   };
 
   // Test hook: the state a browser test reads (never written from outside).
   const hook = {
     state: "idle", // idle | connecting | connected | ended
     connected: false,
-    transcripts: [], // {role, itemId, text, final}
+    transcripts: [], // {role, itemId, text, final, speaker}
     latencies: [], // voice.latency events' latency_ms, in order
     bytesReceived: 0,
     agentLevelMax: 0,
@@ -85,6 +87,19 @@
     return entry;
   }
 
+  function setSpeaker(entry, speaker) {
+    if (!speaker || entry.speaker === speaker) return;
+    entry.speaker = speaker;
+    entry.li.querySelector(".role").textContent = speaker;
+  }
+
+  function removeTurn(itemId) {
+    const index = hook.transcripts.findIndex((t) => t.itemId === itemId);
+    if (index < 0) return;
+    hook.transcripts[index].li.remove();
+    hook.transcripts.splice(index, 1);
+  }
+
   function setText(entry, text, final) {
     entry.text = text;
     entry.final = final;
@@ -111,7 +126,14 @@
 
   // --- server events -----------------------------------------------------------------
   const handlers = {
-    "session.created": () => setState("connected", "Connected. Start talking; the agent answers when you pause."),
+    "session.created": () => {
+      if (ui.meetingMode.checked) {
+        startMeeting();
+        setState("connected", "Recording the meeting. Everyone's words appear below; hang up to save it.");
+      } else {
+        setState("connected", "Connected. Start talking; the agent answers when you pause.");
+      }
+    },
     "input_audio_buffer.speech_started": (e) => {
       setSpeaking(ui.user, true);
       turn("user", e.item_id);
@@ -119,13 +141,17 @@
     "input_audio_buffer.speech_stopped": () => setSpeaking(ui.user, false),
     "conversation.item.input_audio_transcription.delta": (e) => {
       const entry = turn("user", e.item_id);
+      setSpeaker(entry, e.speaker);
       if (!entry.final) setText(entry, e.partial != null ? e.partial : entry.text + e.delta, false);
     },
     "conversation.item.input_audio_transcription.completed": (e) => {
+      if (e.echo) return removeTurn(e.item_id); // the agent's own voice, heard back
       const entry = turn("user", e.item_id);
+      setSpeaker(entry, e.speaker);
       setText(entry, e.transcript, true);
       if (!e.transcript) addNote(entry, "no words recognised");
     },
+    "conversation.item.deleted": (e) => removeTurn(e.item_id),
     "conversation.item.input_audio_transcription.failed": (e) => {
       addNote(turn("user", e.item_id), "could not be transcribed");
     },
@@ -290,7 +316,7 @@
     clearError();
     setState("connecting", "Asking for the microphone…");
     const audioContext = new AudioContext();
-    const current = { pc: null, mic: null, audioContext, timers: [], location: null };
+    const current = { pc: null, channel: null, mic: null, audioContext, timers: [], location: null };
     call = current;
     try {
       current.mic = await openMicrophone();
@@ -299,6 +325,7 @@
       current.pc = pc;
       current.mic.getTracks().forEach((track) => pc.addTrack(track, current.mic));
       const channel = pc.createDataChannel("oai-events");
+      current.channel = channel;
       channel.addEventListener("message", onEvent);
       channel.addEventListener("close", () => dropped(current));
       pc.addEventListener("track", (e) => current.timers.push(watchAgentAudio(e.streams[0] || new MediaStream([e.track]), audioContext)));
@@ -319,6 +346,16 @@
       showError(err.message || String(err));
       setState("idle", "Not connected.");
     }
+  }
+
+  // Meeting mode: transcribe everyone, never answer, store the recording as a meeting.
+  function startMeeting() {
+    const title = ui.meetingTitle.value.trim() || `Meeting ${new Date().toLocaleString()}`;
+    const quiet = { type: "server_vad", create_response: false, interrupt_response: false };
+    call.channel.send(JSON.stringify({
+      type: "session.update",
+      session: { type: "realtime", audio: { input: { turn_detection: quiet } }, meeting: { record: true, title } },
+    }));
   }
 
   // The server ended the call (its data channel closed) or the network failed.
