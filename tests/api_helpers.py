@@ -55,6 +55,16 @@ def close_services(services: Services) -> None:
         asyncio.run(services.aclose())
 
 
+def module_services(base: Path, llm_base_url: str) -> Iterator[Services]:
+    """The body of a module-scoped ``services`` fixture (``yield from`` it): models
+    loaded once under ``base``, talking to the LLM at ``llm_base_url``."""
+    loaded = load_services(api_settings(base, llm_base_url=llm_base_url))
+    try:
+        yield loaded
+    finally:
+        close_services(loaded)
+
+
 @contextlib.contextmanager
 def serve(settings: Settings, services: Services) -> Iterator[ServerThread]:
     """The real app on a loopback port with already-loaded ``services``."""

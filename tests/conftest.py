@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipelines.services import Services
+from tests.api_helpers import module_services
 from tests.fakes.llm_script import Turn
 from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.servers import ServerThread
@@ -54,6 +56,15 @@ def llm() -> Iterator[ScriptedLlmServer]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def services(
+    llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Services]:
+    """Models for one module's API servers (Whisper tiny.en in both roles), loaded once;
+    servers made with :func:`tests.api_helpers.serve` share them."""
+    yield from module_services(tmp_path_factory.mktemp("models"), llm.base_url)
+
+
 @pytest.fixture(scope="session")
 def server(llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     """The real application (real STT, VAD and TTS; the scripted LLM) on a loopback port,
@@ -64,6 +75,7 @@ def server(llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory) -> 
         data_dir=tmp_path_factory.mktemp("data"),
         realtime_max_event_bytes=256 * 1024,
         webrtc_host_addresses=["127.0.0.1"],
+        rate_limit_per_minute=0,  # shared by many tests; limits are tested on servers of their own
     )
     with ServerThread(create_app(settings), ws_max_size=1024 * 1024) as running:
         yield running

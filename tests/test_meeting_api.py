@@ -24,9 +24,7 @@ from tests.api_helpers import (
     BAD_UPLOADS,
     MIB,
     api_settings,
-    close_services,
     leftovers,
-    load_services,
     request,
     serve,
 )
@@ -54,17 +52,6 @@ FINAL = {"succeeded", "failed", "cancelled"}
 def llm() -> Iterator[ScriptedLlmServer]:
     with ScriptedLlmServer(default=Turn.say(json.dumps(SUMMARY))) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def services(
-    llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Services]:
-    loaded = load_services(
-        api_settings(tmp_path_factory.mktemp("models"), llm_base_url=llm.base_url)
-    )
-    yield loaded
-    close_services(loaded)
 
 
 @pytest.fixture(scope="module")

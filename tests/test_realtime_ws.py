@@ -149,8 +149,8 @@ async def expect_error(ws: Any, raw: str | bytes) -> dict[str, Any]:
             return event["error"]
 
 
-async def text_turn(ws: Any, text: str) -> list[dict[str, Any]]:
-    """Add a user text item and ask for a response; events until response.done."""
+async def ask(ws: Any, text: str) -> None:
+    """Add a user text item and ask for a response."""
     await ws.send(
         json.dumps(
             {
@@ -164,6 +164,11 @@ async def text_turn(ws: Any, text: str) -> list[dict[str, Any]]:
         )
     )
     await ws.send(json.dumps({"type": "response.create"}))
+
+
+async def text_turn(ws: Any, text: str) -> list[dict[str, Any]]:
+    """Add a user text item and ask for a response; events until response.done."""
+    await ask(ws, text)
     events = []
     while True:
         event = await recv_json(ws, 60)
@@ -247,19 +252,7 @@ async def test_client_vanishing_mid_response_leaves_others_unaffected(
     llm.add(Turn.say(LONG_REPLY, when=user_says("vanish")))
     doomed = await raw_connect(server)
     assert (await recv_json(doomed))["type"] == "session.created"
-    await doomed.send(
-        json.dumps(
-            {
-                "type": "conversation.item.create",
-                "item": {
-                    "type": "message",
-                    "role": "user",
-                    "content": [{"type": "input_text", "text": "please vanish"}],
-                },
-            }
-        )
-    )
-    await doomed.send(json.dumps({"type": "response.create"}))
+    await ask(doomed, "please vanish")
     while (await recv_json(doomed))["type"] != "response.output_audio.delta":
         pass
     doomed.transport.abort()  # no close handshake: the client just disappears

@@ -9,13 +9,14 @@ receive frozen option records built from this object.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _xdg(kind: str, fallback: str) -> Path:
@@ -38,6 +39,29 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share"))
     cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache"))
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # --- authentication and limits -------------------------------------------
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
+    """API keys clients send as ``Authorization: Bearer <key>``; comma-separated (or a
+    JSON list), each ``key`` or ``name:key``. No keys (here or in the file) = auth off,
+    and the server then only binds to loopback."""
+    api_keys_file: Path | None = None
+    """A file of API keys, one per line (``key`` or ``name:key``; ``#`` comments)."""
+    client_secret_ttl_s: int = Field(600, ge=10, le=7200)
+    """Lifetime of a client secret minted by ``POST /v1/realtime/client_secrets`` when
+    the request does not say (seconds; OpenAI's default and range)."""
+    rate_limit_per_minute: int = Field(1200, ge=0)
+    """Requests per minute per key (token bucket refill); 0 = no limit."""
+    rate_limit_burst: int = Field(200, ge=1)
+    """Requests a key may make at once before the per-minute rate applies."""
+    max_realtime_sessions: int = Field(16, ge=1)
+    """Realtime sessions open at once, WebSocket and WebRTC together."""
+    max_session_s: float = Field(3600.0, gt=0)
+    """A realtime session ends (``error`` event ``session_expired``) after this long."""
+    max_audio_minutes: float = Field(240.0, gt=0)
+    """Longest recording accepted by the transcription and meeting uploads."""
+    shutdown_grace_s: float = Field(10.0, ge=0)
+    """On SIGTERM, how long running turns get to finish before sessions are closed."""
 
     # --- speech-to-text --------------------------------------------------
     stt_model: str = "base"
@@ -132,6 +156,23 @@ class Settings(BaseSettings):
     tools: list[str] = Field(default_factory=lambda: ["datetime", "calculator"])
     tool_timeout_s: float = Field(10.0, gt=0)
     tool_max_steps: int = Field(4, ge=1, le=32)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _key_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def _keys_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.expanduser().is_file():
+            raise ValueError(f"{str(value)!r} is not a readable file")
+        return value.expanduser() if value is not None else None
 
     @field_validator("stt_model", "realtime_stt_model")
     @classmethod

@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from pipelines.services import Services
 from voice.settings import Settings
-from web import meetings, observability, transcriptions, webrtc
+from web import client_secrets, guard, meetings, observability, transcriptions, webrtc
 from web.api_errors import http_exception_response
 from web.health import health, ready
 from web.realtime_ws import realtime_endpoint
@@ -50,6 +50,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/ready", ready),
         WebSocketRoute("/v1/realtime", realtime_endpoint),
         *webrtc.routes(),
+        *client_secrets.routes(),
         *transcriptions.routes(),
         *meetings.routes(),
         *observability.routes(),
@@ -57,6 +58,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
-    observability.install(app)
+    guard.install(app, settings)
+    observability.install(app)  # outermost: request ids and metrics cover the guard's refusals
     app.add_exception_handler(HTTPException, http_exception_response)
     return app

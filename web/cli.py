@@ -220,15 +220,20 @@ def serve(
     host: Annotated[str | None, typer.Option(help="bind address (VOICE_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port (VOICE_PORT)")] = None,
 ) -> None:
-    """Start the HTTP/WebSocket server on the configured models."""
-    import uvicorn
+    """Start the HTTP/WebSocket server on the configured models.
 
+    Without API keys it only binds to loopback (a non-loopback host is refused).
+    SIGTERM drains sessions gracefully (see web/serving.py).
+    """
     from web.app import create_app
+    from web.auth import KeyRing, check_bind
     from web.logs import configure_logging, uvicorn_log_config
+    from web.serving import serve as run_server
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     try:
         settings = load_settings(**overrides)
+        check_bind(settings, KeyRing.from_settings(settings))
     except SettingsError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -237,14 +242,7 @@ def serve(
         "voice agent server on http://%s:%s  (settings: %s)",
         settings.host, settings.port, json.dumps(_summary(settings)),
     )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        log_config=uvicorn_log_config(settings),
-        ws_max_size=4 * settings.realtime_max_event_bytes,
-    )
+    run_server(create_app(settings), settings, log_config=uvicorn_log_config(settings))
 
 
 def _summary(settings: Settings) -> dict[str, object]:

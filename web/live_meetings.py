@@ -27,8 +27,9 @@ MIN_RECORDING_S = 1.0
 """Shorter recordings are not stored."""
 
 
-def meeting_sink(app: Starlette) -> MeetingSink | None:
-    """The sink storing live meetings of ``app``, or None without a job queue."""
+def meeting_sink(app: Starlette, owner: str | None = None) -> MeetingSink | None:
+    """The sink storing live meetings of ``app`` as jobs of ``owner`` (the session's
+    key, :mod:`web.auth`), or None without a job queue."""
     if getattr(app.state, "meetings", None) is None:
         return None
 
@@ -50,6 +51,7 @@ def meeting_sink(app: Starlette) -> MeetingSink | None:
                 media_type="audio/wav",
                 duration_s=meeting.duration_s,
                 size_bytes=len(meeting.audio) * 2 + 44,
+                owner=owner,
             )
             await ctx.queue.submit(job)
         except BaseException:

@@ -17,6 +17,7 @@ from pipelines.meeting.jobs import JobQueue
 from pipelines.meeting.store import Job, JobState, JobStore, is_job_id
 from voice.settings import Settings
 from web.api_errors import ApiError
+from web.auth import ANONYMOUS, Principal
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -51,11 +52,18 @@ def api(handler: Endpoint) -> Endpoint:
     return endpoint
 
 
+def principal(request: Request) -> Principal:
+    """Who is asking (set by :mod:`web.guard`; anonymous when auth is off)."""
+    return getattr(request.state, "principal", ANONYMOUS)
+
+
 async def job_or_404(request: Request) -> tuple[MeetingContext, Job]:
+    """The job named in the path; 404 when it does not exist or belongs to another
+    key (so that other keys' jobs cannot be told apart from missing ones)."""
     ctx = context(request)
     job_id = request.path_params["id"]
     job = await ctx.store.get(job_id) if is_job_id(job_id) else None
-    if job is None:
+    if job is None or not principal(request).may_see(job.owner):
         raise ApiError(404, "meeting_not_found", f"no meeting with id {job_id!r}", param="id")
     return ctx, job
 

@@ -30,9 +30,15 @@ from voice.audio.decode import AudioDecodeError
 from web import meeting_results
 from web.api_errors import ApiError
 from web.known_speakers_form import known_speakers
-from web.meeting_common import MeetingContext, api, context, job_json, job_or_404
+from web.meeting_common import MeetingContext, api, context, job_json, job_or_404, principal
 from web.observability import with_job_ids
-from web.upload_checks import decode_error, display_filename, inspect_upload, media_type
+from web.upload_checks import (
+    check_duration,
+    decode_error,
+    display_filename,
+    inspect_upload,
+    media_type,
+)
 from web.uploads import ReceivedForm, receive_upload
 
 PAGE = Path(__file__).parent / "static" / "meetings.html"
@@ -118,6 +124,7 @@ async def create_meeting(request: Request) -> Response:
             info = await asyncio.to_thread(inspect_upload, form.file_path)
         except AudioDecodeError as exc:
             raise decode_error(exc) from None
+        check_duration(info.duration_s, ctx.settings.max_audio_minutes)
         job = ctx.store.new(
             job_id,
             options=options,
@@ -125,6 +132,7 @@ async def create_meeting(request: Request) -> Response:
             media_type=media_type(info, form.content_type),
             duration_s=info.duration_s,
             size_bytes=form.size_bytes,
+            owner=principal(request).owner,
         )
         job = await ctx.queue.submit(job)
     except BaseException:
@@ -142,7 +150,7 @@ async def list_meetings(request: Request) -> Response:
     raw = request.query_params.get("limit", "100")
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:
         raise ApiError(422, "invalid_value", "limit must be 1 to 1000", param="limit")
-    jobs = await ctx.store.list(limit=int(raw))
+    jobs = await ctx.store.list(limit=int(raw), owner=principal(request).owner)
     return JSONResponse({"object": "list", "data": [job_json(job) for job in jobs]})
 
 

@@ -1,9 +1,13 @@
 """``/v1/realtime``: the OpenAI Realtime protocol over a WebSocket.
 
-One :class:`~pipelines.realtime.session.RealtimeSession` per connection. A single
-writer task sends events in order; the reader feeds client messages to the
-session. Either side ending (client close, error, server shutdown) closes the
-session and waits for its tasks.
+One :class:`~pipelines.realtime.session.RealtimeSession` per connection, admitted
+by the app's :class:`~web.live_sessions.LiveSessions` (else refused with an
+``error`` event and close code 1013 or 1012). A single writer task sends events
+in order; a reader task feeds client messages to the session. The session ends
+when the client closes, when it reaches ``max_session_s`` (``error`` event
+``session_expired``, close 1008) or when the server ends it (shutdown: ``error``
+event ``server_shutting_down``, close 1012); then it is closed and its tasks
+awaited before the socket closes.
 """
 
 from __future__ import annotations
@@ -16,21 +20,31 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from pipelines.realtime.config import apply_session_update
 from pipelines.realtime.live_meeting import MeetingSink
 from pipelines.realtime.session import RealtimeSession
 from pipelines.services import Services
+from web.auth import ANONYMOUS, Principal
 from web.live_meetings import meeting_sink
+from web.live_sessions import Ending, LiveSessions, Refused, expired, refuse_websocket
 from web.logs import set_log_context
 from web.observability import observed, session_observer
 
 log = logging.getLogger(__name__)
 
+FLUSH_TIMEOUT_S = 2.0
+"""How long the last events (an ending's ``error``) may take to be written."""
+
 
 def create_session(
-    services: Services, send: Any, meeting_sink: MeetingSink | None = None
+    services: Services,
+    send: Any,
+    meeting_sink: MeetingSink | None = None,
+    principal: Principal = ANONYMOUS,
 ) -> RealtimeSession:
-    """A session wired to the server's shared models (and meeting store, when given)."""
-    return RealtimeSession(
+    """A session wired to the server's shared models (and meeting store, when given),
+    with the session config a client secret carries applied."""
+    session = RealtimeSession(
         send=send,
         llm=services.llm,
         tools=services.tools,
@@ -41,13 +55,35 @@ def create_session(
         embedder=services.embedder,
         meeting_sink=meeting_sink,
     )
+    if principal.session is not None:
+        session.config = apply_session_update(session.config, principal.session)
+    return session
 
 
 async def realtime_endpoint(websocket: WebSocket) -> None:
     services: Services = websocket.app.state.services
+    live: LiveSessions = websocket.app.state.live_sessions
+    principal: Principal = getattr(websocket.state, "principal", ANONYMOUS)
     offered = websocket.scope.get("subprotocols") or []
-    await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
+    subprotocol = "realtime" if "realtime" in offered else None
+    try:
+        slot = live.admit("websocket")
+    except Refused as refused:
+        await refuse_websocket(websocket, refused.ending, subprotocol)
+        return
+    try:
+        await websocket.accept(subprotocol=subprotocol)
+        await _serve(websocket, services, principal, slot.attach)
+    finally:
+        slot.release()
+
+
+async def _serve(
+    websocket: WebSocket, services: Services, principal: Principal, attach: Any
+) -> None:
+    """Run one session until it ends, then close the socket with the ending's code."""
     outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=2048)
+    ended: asyncio.Future[Ending] = asyncio.get_running_loop().create_future()
 
     async def send(event: dict[str, Any]) -> None:
         await outbox.put(event)
@@ -56,33 +92,75 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
         while (event := await outbox.get()) is not None:
             await websocket.send_text(json.dumps(event, separators=(",", ":")))
 
+    def end(ending: Ending) -> None:
+        if not ended.done():
+            ended.set_result(ending)
+
+    sink = meeting_sink(websocket.app, principal.owner)
     observer = session_observer(websocket.app, "ws")
-    session = create_session(services, observed(send, observer), meeting_sink(websocket.app))
+    session = create_session(services, observed(send, observer), sink, principal)
     set_log_context(session_id=session.id)
+    attach(session, end)
+    max_s = websocket.app.state.settings.max_session_s
     writer_task = asyncio.create_task(writer(), name=f"ws-writer-{session.id}")
-    log.info("realtime session %s opened", session.id)
+    reader_task = asyncio.create_task(_read(websocket, session), name=f"ws-reader-{session.id}")
+    log.info("realtime session %s opened (%s)", session.id, principal.name)
+    ending: Ending | None = None
     try:
         await session.start()
+        waits: list[asyncio.Future[Any]] = [reader_task, writer_task, ended]
+        await asyncio.wait(waits, timeout=max_s, return_when=asyncio.FIRST_COMPLETED)
+        if ended.done():
+            ending = ended.result()
+        elif not reader_task.done() and not writer_task.done():
+            ending = expired(max_s)
+    finally:
+        reader_task.cancel()
+        try:
+            await reader_task
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("realtime session %s: reading client events failed", session.id)
+        await session.close()
+        await _flush(outbox, writer_task, ending)
+        if websocket.application_state != WebSocketState.DISCONNECTED:
+            with contextlib.suppress(Exception):
+                if ending is None:
+                    await websocket.close(code=1000)
+                else:
+                    await websocket.close(code=ending.close_code, reason=ending.code)
+        log.info("realtime session %s closed%s", session.id, f" ({ending.code})" if ending else "")
+        if observer is not None:
+            observer.closed()
+
+
+async def _read(websocket: WebSocket, session: RealtimeSession) -> None:
+    """Hand client messages to the session until the client disconnects."""
+    with contextlib.suppress(WebSocketDisconnect):
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                break
+                return
             raw = message.get("text")
             if raw is None:
                 raw = message.get("bytes") or b""
             await session.handle(raw)
-            if writer_task.done():
-                break
-    except WebSocketDisconnect:
-        pass
-    finally:
-        await session.close()
-        writer_task.cancel()
+
+
+async def _flush(
+    outbox: asyncio.Queue[dict[str, Any] | None],
+    writer_task: asyncio.Task[None],
+    ending: Ending | None,
+) -> None:
+    """Write what is queued (and the ending's ``error`` event) within
+    :data:`FLUSH_TIMEOUT_S`, then stop the writer."""
+    if ending is not None and not writer_task.done():
+        with contextlib.suppress(asyncio.QueueFull):
+            outbox.put_nowait(ending.event())
+            outbox.put_nowait(None)
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await writer_task
-        if websocket.application_state != WebSocketState.DISCONNECTED:
-            with contextlib.suppress(Exception):
-                await websocket.close(code=1000)
-        log.info("realtime session %s closed", session.id)
-        if observer is not None:
-            observer.closed()
+            await asyncio.wait_for(asyncio.shield(writer_task), FLUSH_TIMEOUT_S)
+    writer_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await writer_task

@@ -34,6 +34,7 @@ EVENTS_CHANNEL = "oai-events"
 CONNECT_TIMEOUT_S = 30.0
 """A call whose peer connection is not up this long after the answer is dropped."""
 CLOSE_TIMEOUT_S = 5.0
+LAST_EVENT_S = 0.3
 
 
 class OfferError(ValueError):
@@ -43,9 +44,22 @@ class OfferError(ValueError):
 class RtcCall:
     """A peer connection and the session it carries. Create, then :meth:`start`."""
 
-    def __init__(self, ice: IceOptions) -> None:
+    def __init__(
+        self,
+        ice: IceOptions,
+        *,
+        owner: str | None = None,
+        max_s: float | None = None,
+        expired_event: dict[str, Any] | None = None,
+    ) -> None:
+        """``owner``: the key that placed the call (only it may hang up). After ``max_s``
+        seconds the call ends, sending ``expired_event`` first."""
         self.id = "rtc_" + secrets.token_hex(12)
+        self.owner = owner
         self._ice = ice
+        self._max_s = max_s
+        self._expired_event = expired_event
+        self._last_event: dict[str, Any] | None = None
         self.pc: RTCPeerConnection | None = None
         self.session: RealtimeSession | None = None
         self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=2048)
@@ -105,13 +119,23 @@ class RtcCall:
         """Ask :meth:`serve` to end the call (returns at once)."""
         self._ended.set()
 
+    def end(self, event: dict[str, Any] | None) -> None:
+        """End the call, sending ``event`` (an ``error``) as the last word (returns at once)."""
+        if not self._ended.is_set() and self._last_event is None:
+            self._last_event = event
+        self.hang_up()
+
     async def serve(self) -> None:
         """Wait until the call ends, then shut it down. Cancel to end it (safe)."""
-        timer = asyncio.get_running_loop().call_later(CONNECT_TIMEOUT_S, self._connect_deadline)
+        loop = asyncio.get_running_loop()
+        timers = [loop.call_later(CONNECT_TIMEOUT_S, self._connect_deadline)]
+        if self._max_s is not None:
+            timers.append(loop.call_later(self._max_s, self.end, self._expired_event))
         try:
             await self._ended.wait()
         finally:
-            timer.cancel()
+            for timer in timers:
+                timer.cancel()
             await self.shutdown()
 
     def _connect_deadline(self) -> None:
@@ -127,6 +151,7 @@ class RtcCall:
         self._ended.set()
         for task in self._tasks:
             task.cancel()
+        await self._send_last_event()
         if self.session is not None:
             await self.session.close()
         for task in self._tasks:
@@ -136,6 +161,18 @@ class RtcCall:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pc.close(), CLOSE_TIMEOUT_S)
         log.info("call %s closed", self.id)
+
+    async def _send_last_event(self) -> None:
+        """Send the ending's event straight on the data channel and give it
+        :data:`LAST_EVENT_S` to leave before the peer closes (an SCTP abort drops
+        what is still queued)."""
+        event, self._last_event = self._last_event, None
+        channel = self._channel
+        if event is None or channel is None or channel.readyState != "open":
+            return
+        with contextlib.suppress(Exception):
+            channel.send(json.dumps(event, separators=(",", ":")))
+            await asyncio.sleep(LAST_EVENT_S)
 
     # --- peer events (callbacks from aiortc, on the event loop) -----------------
     def _on_connection_state(self) -> None:
@@ -209,14 +246,32 @@ class CallRegistry:
         """Ids of the calls in progress."""
         return list(self._calls)
 
+    def get(self, call_id: str) -> RtcCall | None:
+        entry = self._calls.get(call_id)
+        return entry[0] if entry is not None else None
+
     async def open(
-        self, call: RtcCall, offer_sdp: str, make_session: Callable[[Send], RealtimeSession]
+        self,
+        call: RtcCall,
+        offer_sdp: str,
+        make_session: Callable[[Send], RealtimeSession],
+        on_end: Callable[[], None] = lambda: None,
     ) -> str:
-        """Start ``call`` and serve it until it ends; returns the answer SDP."""
-        answer = await call.start(offer_sdp, make_session)
+        """Start ``call`` and serve it until it ends; returns the answer SDP.
+        ``on_end`` runs once the call is over (also when it fails to start)."""
+        try:
+            answer = await call.start(offer_sdp, make_session)
+        except BaseException:
+            on_end()
+            raise
         task = asyncio.create_task(call.serve(), name=f"serve-{call.id}")
         self._calls[call.id] = (call, task)
-        task.add_done_callback(lambda _: self._calls.pop(call.id, None))
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._calls.pop(call.id, None)
+            on_end()
+
+        task.add_done_callback(done)
         return answer
 
     async def hang_up(self, call_id: str) -> bool:

@@ -14,7 +14,7 @@ without a summary; speakers are ``A``, ``B``... in order of first appearance.
 The upload goes to a scratch folder under ``data_dir`` (removed afterwards) with
 the ``max_upload_mb`` limit; models run in worker threads. Errors use OpenAI's
 shape (:mod:`web.api_errors`): 400 bad request or undecodable file, 413 too
-large, 415 not audio.
+large or longer than ``max_audio_minutes``, 415 not audio.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from voice.stt.base import Transcription, transcribe_async
 from voice.stt.formats import to_srt, to_vtt
 from web.api_errors import ApiError
 from web.known_speakers_form import known_speakers
-from web.upload_checks import decode_error
+from web.upload_checks import check_duration, decode_error
 from web.uploads import ReceivedForm, receive_upload
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json", "diarized_json")
@@ -176,6 +176,12 @@ async def _transcribe(request: Request, form: ReceivedForm) -> Response:
     language = (form.get("language") or "").strip() or None
     prompt = (form.get("prompt") or "").strip() or None
     services = _services(request)
+    max_minutes = request.app.state.settings.max_audio_minutes
+    try:
+        info = await asyncio.to_thread(probe, form.file_path)
+    except AudioDecodeError as exc:
+        raise decode_error(exc) from None
+    check_duration(info.duration_s, max_minutes)
     if fmt == "diarized_json":
         try:
             return JSONResponse(await _diarized(services, form.file_path, language, form))
@@ -185,6 +191,7 @@ async def _transcribe(request: Request, form: ReceivedForm) -> Response:
         audio = await asyncio.to_thread(decode_audio, form.file_path)
     except AudioDecodeError as exc:
         raise decode_error(exc) from None
+    check_duration(len(audio) / 16000, max_minutes)  # when the container did not say
     transcriber = await asyncio.to_thread(lambda: services.batch_transcriber)
     words = fmt == "verbose_json" and "word" in granularities
     result = await transcribe_async(

@@ -28,6 +28,19 @@ def decode_error(exc: AudioDecodeError) -> ApiError:
     return ApiError(status, code, f"cannot use this file: {why}", param="file")
 
 
+def check_duration(duration_s: float | None, max_minutes: float) -> None:
+    """413 ``audio_too_long`` when a recording is longer than ``max_minutes``
+    (``max_audio_minutes``); an unknown duration passes."""
+    if duration_s is not None and duration_s > max_minutes * 60:
+        raise ApiError(
+            413,
+            "audio_too_long",
+            f"the recording is {duration_s / 60:.1f} minutes long; "
+            f"the limit is {max_minutes:g} minutes",
+            param="file",
+        )
+
+
 def inspect_upload(path: Path, check_s: float = 2.0) -> AudioInfo:
     """Probe ``path`` and decode its first ``check_s`` seconds, so that a file whose
     header is fine but whose audio is not fails here rather than in a job. Blocking;

@@ -27,7 +27,9 @@ from pipelines.realtime.emitter import Send
 from pipelines.realtime.protocol import ProtocolError
 from pipelines.realtime.session import RealtimeSession
 from pipelines.services import Services
+from web.auth import ANONYMOUS, Principal
 from web.live_meetings import meeting_sink
+from web.live_sessions import Refused, expired
 from web.logs import set_log_context
 from web.observability import observed, session_observer
 from web.realtime_ws import create_session
@@ -46,6 +48,10 @@ def routes() -> list[BaseRoute]:
         Route("/v1/realtime/calls", create_call, methods=["POST"]),
         Route("/v1/realtime/calls/{call_id}/hangup", hang_up, methods=["POST"]),
     ]
+
+
+class OfferTooLarge(OfferError):
+    """The offer request exceeds :data:`MAX_BODY_BYTES` (HTTP 413)."""
 
 
 def calls(app: Starlette) -> CallRegistry:
@@ -69,22 +75,37 @@ async def create_call(request: Request) -> Response:
         return error(503, "the server is still loading its models", "server_not_ready")
     try:
         offer, session_update = await read_offer(request)
+    except OfferTooLarge as exc:
+        return error(413, str(exc), "request_too_large")
     except OfferError as exc:
         return error(400, str(exc), "invalid_offer")
     except ProtocolError as exc:
         return error(400, exc.message, exc.code or "invalid_session", param=exc.param)
+    principal: Principal = getattr(request.state, "principal", ANONYMOUS)
+    try:
+        slot = request.app.state.live_sessions.admit("webrtc")
+    except Refused as refused:
+        return refused.ending.response()
 
     def make_session(send: Send) -> RealtimeSession:
+        sink = meeting_sink(request.app, principal.owner)
         observer = session_observer(request.app, "webrtc")
-        session = create_session(services, observed(send, observer), meeting_sink(request.app))
+        session = create_session(services, observed(send, observer), sink, principal)
         set_log_context(session_id=session.id)
         if session_update is not None:
             session.config = apply_session_update(session.config, session_update)
+        slot.attach(session, lambda ending: call.end(ending.event()))
         return session
 
-    call = RtcCall(IceOptions.from_settings(request.app.state.settings))
+    settings = request.app.state.settings
+    call = RtcCall(
+        IceOptions.from_settings(settings),
+        owner=principal.owner,
+        max_s=settings.max_session_s,
+        expired_event=expired(settings.max_session_s).event(),
+    )
     try:
-        answer = await calls(request.app).open(call, offer, make_session)
+        answer = await calls(request.app).open(call, offer, make_session, on_end=slot.release)
     except OfferError as exc:
         return error(400, str(exc), "invalid_offer")
     except ProtocolError as exc:
@@ -99,8 +120,15 @@ async def create_call(request: Request) -> Response:
 
 
 async def hang_up(request: Request) -> Response:
+    """End a call; a call placed with another key is answered 404, like a missing one."""
     call_id = request.path_params["call_id"]
-    if not await calls(request.app).hang_up(call_id):
+    principal: Principal = getattr(request.state, "principal", ANONYMOUS)
+    call = calls(request.app).get(call_id)
+    if (
+        call is None
+        or not principal.may_see(call.owner)
+        or not await calls(request.app).hang_up(call_id)
+    ):
         return error(404, f"there is no call {call_id!r}", "call_not_found")
     return JSONResponse({"id": call_id, "status": "closed"})
 
@@ -109,7 +137,7 @@ async def read_offer(request: Request) -> tuple[str, RealtimeSessionCreateReques
     """The offer SDP and, if sent, the session config. Raises :class:`OfferError`."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise OfferError(f"the request is larger than {MAX_BODY_BYTES} bytes")
+        raise OfferTooLarge(f"the request is larger than {MAX_BODY_BYTES} bytes")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     session_raw: str | None = None
     if content_type == "multipart/form-data":
@@ -121,7 +149,7 @@ async def read_offer(request: Request) -> tuple[str, RealtimeSessionCreateReques
     elif content_type in ("application/sdp", "text/plain", ""):
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
-            raise OfferError(f"the request is larger than {MAX_BODY_BYTES} bytes")
+            raise OfferTooLarge(f"the request is larger than {MAX_BODY_BYTES} bytes")
         sdp = body.decode("utf-8", errors="replace")
     else:
         raise OfferError(

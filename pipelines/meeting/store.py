@@ -64,6 +64,8 @@ class Job:
     attempts: int = 0
     started_at: float | None = None
     finished_at: float | None = None
+    owner: str | None = None
+    """Who created the job (an API key's id, never the key); None without authentication."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -73,17 +75,20 @@ class Job:
 
 
 _COLUMNS = tuple(Job.__dataclass_fields__)
-_UPDATABLE = frozenset(_COLUMNS) - {"id", "created_at", "updated_at", "kind", "options"}
+_UPDATABLE = frozenset(_COLUMNS) - {"id", "created_at", "updated_at", "kind", "options", "owner"}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, state TEXT NOT NULL, created_at REAL NOT NULL,
     updated_at REAL NOT NULL, kind TEXT NOT NULL, options TEXT NOT NULL,
     stage TEXT, progress REAL NOT NULL, error TEXT, error_code TEXT, filename TEXT,
     media_type TEXT, duration_s REAL, size_bytes INTEGER, attempts INTEGER NOT NULL,
-    started_at REAL, finished_at REAL
+    started_at REAL, finished_at REAL, owner TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, created_at);
 """
+_MIGRATIONS = {"owner": "ALTER TABLE jobs ADD COLUMN owner TEXT"}
+"""Columns added since the first schema: a database without one gets it on open."""
+_OWNER_INDEX = "CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, created_at)"
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -123,6 +128,11 @@ class JobStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.executescript(_SCHEMA)
+        present = {row["name"] for row in conn.execute("PRAGMA table_info(jobs)")}
+        for column, sql in _MIGRATIONS.items():
+            if column not in present:
+                conn.execute(sql)
+        conn.execute(_OWNER_INDEX)
         self._conn = conn
 
     async def close(self) -> None:
@@ -163,15 +173,27 @@ class JobStore:
         return _row_to_job(rows[0]) if rows else None
 
     async def list(
-        self, *, states: Collection[JobState] = (), oldest_first: bool = False, limit: int = 1000
+        self,
+        *,
+        states: Collection[JobState] = (),
+        oldest_first: bool = False,
+        limit: int = 1000,
+        owner: str | None = None,
     ) -> list[Job]:
-        """Jobs, newest first (or oldest first), optionally only those in ``states``."""
-        where = f"WHERE state IN ({', '.join('?' for _ in states)})" if states else ""
+        """Jobs, newest first (or oldest first), optionally only those in ``states``
+        and only those of ``owner`` (None: everyone's)."""
+        clauses, params = [], [str(s) for s in states]
+        if states:
+            clauses.append(f"state IN ({', '.join('?' for _ in states)})")
+        if owner is not None:
+            clauses.append("owner = ?")
+            params.append(owner)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         order = "ASC" if oldest_first else "DESC"
         rows = await asyncio.to_thread(
             self._run,
             f"SELECT * FROM jobs {where} ORDER BY created_at {order}, id {order} LIMIT ?",
-            (*[str(s) for s in states], limit),
+            (*params, limit),
         )
         return [_row_to_job(row) for row in rows]
 

@@ -133,6 +133,17 @@ class RealtimeSession:
     def emitter(self) -> Emitter:
         return self.ctx.emitter
 
+    @property
+    def responding(self) -> bool:
+        """True while a response (LLM, tools, speech) is running."""
+        return self._response_active()
+
+    async def responses_finished(self) -> None:
+        """Wait until no response is running, including one queued behind the current.
+        Safe to cancel (the responses go on)."""
+        while (task := self._response_task) is not None and not task.done():
+            await asyncio.wait([task])
+
     # --- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
         """Start the input task and greet the client with ``session.created``."""

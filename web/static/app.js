@@ -256,12 +256,51 @@
       .join("\r\n");
   }
 
+  // --- API key (only when the server asks for one) --------------------------------------
+  // The key typed once is kept in sessionStorage (this tab only); before each call it is
+  // exchanged for a short-lived client secret, which is what the call itself carries.
+  const KEY_STORAGE = "voiceAgent.apiKey";
+
+  function askForKey() {
+    const key = (window.prompt("This server needs an API key. Enter it (kept in this tab only):") || "").trim();
+    if (key) sessionStorage.setItem(KEY_STORAGE, key);
+    return Boolean(key);
+  }
+
+  async function clientSecret() {
+    const key = sessionStorage.getItem(KEY_STORAGE);
+    if (!key) return null;
+    const response = await fetch("/v1/realtime/client_secrets", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+      body: "{}",
+    });
+    if (response.status === 401) {
+      sessionStorage.removeItem(KEY_STORAGE);
+      throw new Error("The API key was not accepted. Press “Start talking” to enter it again.");
+    }
+    if (!response.ok) throw new Error(`The server refused the API key exchange (status ${response.status}).`);
+    return (await response.json()).value;
+  }
+
+  function authHeaders(secret) {
+    return secret ? { Authorization: `Bearer ${secret}` } : {};
+  }
+
   async function postOffer(sdp) {
     let response;
+    let secret = null;
+    const send = () => fetch("/v1/realtime/calls", { method: "POST", headers: { "Content-Type": "application/sdp", ...authHeaders(secret) }, body: sdp });
     try {
-      response = await fetch("/v1/realtime/calls", { method: "POST", headers: { "Content-Type": "application/sdp" }, body: sdp });
-    } catch {
-      throw new Error("The server could not be reached. Check that it is running and that this page's address is right.");
+      secret = await clientSecret();
+      response = await send();
+      if (response.status === 401 && !secret && askForKey()) {
+        secret = await clientSecret();
+        response = await send();
+      }
+    } catch (err) {
+      if (err instanceof TypeError) throw new Error("The server could not be reached. Check that it is running and that this page's address is right.");
+      throw err;
     }
     if (response.status !== 201) {
       let detail = `status ${response.status}`;
@@ -270,7 +309,7 @@
       } catch {}
       throw new Error(`The server refused the call: ${detail}`);
     }
-    return { answer: await response.text(), location: response.headers.get("Location") };
+    return { answer: await response.text(), location: response.headers.get("Location"), secret };
   }
 
   async function connect() {
@@ -294,8 +333,9 @@
       await pc.setLocalDescription(await pc.createOffer());
       await gathered(pc, 3000);
       const offer = LOOPBACK ? loopbackOnly(pc.localDescription.sdp) : pc.localDescription.sdp;
-      const { answer, location: callUrl } = await postOffer(offer);
+      const { answer, location: callUrl, secret } = await postOffer(offer);
       current.location = callUrl;
+      current.secret = secret;
       await pc.setRemoteDescription({ type: "answer", sdp: answer });
       current.timers.push(watchStats(pc));
       current.timers.push(setTimeout(() => hook.state === "connecting" && dropped(current), CONNECT_TIMEOUT_MS));
@@ -344,7 +384,7 @@
     if (!current) return;
     if (call === current) call = null;
     current.timers.forEach((timer) => clearTimeout(timer)); // clears intervals too
-    if (current.location) fetch(`${current.location}/hangup`, { method: "POST", keepalive: true }).catch(() => {});
+    if (current.location) fetch(`${current.location}/hangup`, { method: "POST", keepalive: true, headers: authHeaders(current.secret) }).catch(() => {});
     if (current.pc) current.pc.close();
     if (current.mic) current.mic.getTracks().forEach((t) => t.stop());
     current.audioContext.close().catch(() => {});

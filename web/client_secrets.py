@@ -1,0 +1,161 @@
+"""Short-lived client secrets: ``POST /v1/realtime/client_secrets``.
+
+A caller with an API key mints a secret (``ek_…``) to hand to a browser or an
+app, which then uses it as its bearer token for ``/v1/realtime`` (WebSocket)
+and ``/v1/realtime/calls`` (WebRTC) until it expires; it opens sessions as the
+key that minted it, and a session config sent with the request is applied to
+every session the secret opens (the client may still change it). The request
+and response are those of the ``openai`` SDK's
+``client.realtime.client_secrets.create(expires_after=..., session=...)``.
+
+Secrets live in memory only (a restart invalidates them) and are looked up by
+their SHA-256 digest; expired ones are dropped as new ones are minted.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from openai.types.realtime import RealtimeSessionCreateRequest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from pipelines.realtime.config import apply_session_update
+from pipelines.realtime.protocol import Ids, ProtocolError
+from pipelines.services import Services
+from web.api_errors import ApiError
+from web.auth import Principal, digest
+from web.webrtc import parse_session
+
+MAX_SECRETS = 10_000
+"""Live secrets kept at most; minting more answers 429 until some expire."""
+MAX_PER_OWNER = 1_000
+"""Live secrets one key may hold, so that one key cannot use up :data:`MAX_SECRETS`."""
+MAX_BODY_BYTES = 256 * 1024
+MIN_TTL_S, MAX_TTL_S = 10, 7200
+
+
+@dataclass(frozen=True)
+class ClientSecret:
+    principal: Principal
+    expires_at: float
+    """Unix seconds."""
+
+
+class ClientSecretStore:
+    """Secrets by digest. ``now`` gives Unix seconds (injectable for tests)."""
+
+    def __init__(self, *, now: Callable[[], float] = time.time) -> None:
+        self._now = now
+        self._secrets: dict[bytes, ClientSecret] = {}
+
+    def mint(
+        self, owner: Principal, ttl_s: float, session: RealtimeSessionCreateRequest | None
+    ) -> tuple[str, ClientSecret]:
+        """A new secret for ``owner``, valid ``ttl_s`` seconds. Raises :class:`ApiError`
+        (429) when :data:`MAX_SECRETS` are live, or :data:`MAX_PER_OWNER` of this key's."""
+        self._prune()
+        mine = sum(1 for v in self._secrets.values() if v.principal.owner == owner.owner)
+        if len(self._secrets) >= MAX_SECRETS or mine >= MAX_PER_OWNER:
+            raise ApiError(
+                429, "too_many_client_secrets", "too many live client secrets; retry later"
+            )
+        value = "ek_" + secrets.token_urlsafe(24)
+        principal = replace(owner, via_client_secret=True, session=session)
+        entry = ClientSecret(principal, self._now() + ttl_s)
+        self._secrets[digest(value)] = entry
+        return value, entry
+
+    def lookup(self, token: str) -> Principal | None:
+        """The principal a live secret stands for; None when unknown or expired."""
+        if not token.startswith("ek_"):
+            return None
+        entry = self._secrets.get(digest(token))
+        if entry is None or entry.expires_at <= self._now():
+            return None
+        return entry.principal
+
+    def _prune(self) -> None:
+        now = self._now()
+        for key in [k for k, v in self._secrets.items() if v.expires_at <= now]:
+            del self._secrets[key]
+
+
+def _ttl(body: dict[str, Any], default_s: int) -> int:
+    after = body.get("expires_after")
+    if after is None:
+        return default_s
+    if not isinstance(after, dict) or after.get("anchor", "created_at") != "created_at":
+        raise ApiError(
+            400, "invalid_value", "expires_after.anchor must be 'created_at'", param="expires_after"
+        )
+    seconds = after.get("seconds", default_s)
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int)
+        or not (MIN_TTL_S <= seconds <= MAX_TTL_S)
+    ):
+        raise ApiError(
+            400,
+            "invalid_value",
+            f"expires_after.seconds must be a whole number from {MIN_TTL_S} to {MAX_TTL_S}",
+            param="expires_after.seconds",
+        )
+    return seconds
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise ApiError(413, "request_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    return body
+
+
+async def create_client_secret(request: Request) -> Response:
+    """``POST /v1/realtime/client_secrets`` (module docstring). Needs an API key: the
+    guard lets client secrets through on realtime paths only."""
+    try:
+        principal: Principal = request.state.principal
+        services: Services | None = getattr(request.app.state, "services", None)
+        if services is None:
+            raise ApiError(503, "not_ready", "models are still loading")
+        body = await _body(request)
+        ttl_s = _ttl(body, request.app.state.settings.client_secret_ttl_s)
+        session = None
+        if body.get("session") is not None:
+            try:
+                session = parse_session(json.dumps(body["session"]))
+                config = apply_session_update(services.session_config(), session)
+            except ProtocolError as exc:
+                raise ApiError(
+                    400, exc.code or "invalid_value", exc.message, param=exc.param
+                ) from None
+        else:
+            config = services.session_config()
+        store: ClientSecretStore = request.app.state.client_secrets
+        value, entry = store.mint(principal, ttl_s, session)
+    except ApiError as exc:
+        return exc.response()
+    expires_at = int(entry.expires_at)
+    effective = config.to_protocol(Ids().new("sess"), services.tools.realtime_tools())
+    effective["expires_at"] = expires_at
+    return JSONResponse({"value": value, "expires_at": expires_at, "session": effective})
+
+
+def routes() -> list[BaseRoute]:
+    """The HTTP routes of this feature, mounted by :func:`web.app.create_app`."""
+    return [Route("/v1/realtime/client_secrets", create_client_secret, methods=["POST"])]

@@ -1,0 +1,210 @@
+"""The gate in front of every route: authentication, rate limits, draining.
+
+An ASGI middleware. Open paths (health, readiness, metrics, the OpenAPI document,
+the pages and their static files) pass untouched. Every other request must carry a valid token
+(:mod:`web.auth`; a client secret only opens realtime sessions), passes the
+caller's rate limit, and, once the server is draining, new uploads, secrets and
+sessions are refused. The caller's :class:`~web.auth.Principal` is put in
+``request.state.principal`` for the routes.
+
+HTTP refusals are OpenAI-shaped JSON: 401 with ``WWW-Authenticate: Bearer``,
+429 and 503 with ``Retry-After``. A refused WebSocket gets the protocol's
+``error`` event and then a close code (:mod:`web.live_sessions`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from voice.settings import Settings
+from web.api_errors import error_response
+from web.auth import ANONYMOUS, KeyRing, Principal, bearer_token, subprotocol_token
+from web.client_secrets import ClientSecretStore
+from web.live_sessions import (
+    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNAUTHORIZED,
+    SHUTDOWN,
+    Ending,
+    LiveSessions,
+    refuse_websocket,
+)
+from web.rate_limit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+OPEN_PATHS = frozenset(
+    {"/", "/health", "/ready", "/metrics", "/openapi.json", "/meetings", "/favicon.ico"}
+)
+OPEN_PREFIXES = ("/static/",)
+REALTIME_WS = "/v1/realtime"
+CALLS = "/v1/realtime/calls"
+STARTS_WORK = frozenset(
+    {CALLS, "/v1/meetings", "/v1/audio/transcriptions", "/v1/realtime/client_secrets"}
+)
+"""POST paths refused (503) while the server drains."""
+
+
+class AuthFailure(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Guard:
+    """ASGI middleware; see the module docstring."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        keys: KeyRing,
+        secrets: ClientSecretStore,
+        limiter: RateLimiter,
+        live: LiveSessions,
+    ) -> None:
+        self.app = app
+        self.keys = keys
+        self.secrets = secrets
+        self.limiter = limiter
+        self.live = live
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        kind = scope["type"]
+        if (
+            kind not in ("http", "websocket")
+            or path in OPEN_PATHS
+            or path.startswith(OPEN_PREFIXES)
+        ):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if kind == "websocket":
+            await self._websocket(scope, receive, send, headers)
+            return
+        refusal = self._http_refusal(scope, path, headers)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _http_refusal(self, scope: Scope, path: str, headers: Headers) -> JSONResponse | None:
+        try:
+            principal = self.principal(bearer_token(headers), realtime=path.startswith(CALLS))
+        except AuthFailure as exc:
+            response = error_response(401, exc.code, exc.message)
+            response.headers["WWW-Authenticate"] = 'Bearer realm="voice-agent"'
+            return response
+        if self.live.draining and scope.get("method") == "POST" and path in STARTS_WORK:
+            return SHUTDOWN.response()
+        wait_s = self.limiter.take(principal.owner or "anonymous")
+        if wait_s > 0:
+            response = error_response(
+                429, "rate_limit_exceeded", f"too many requests; retry in {math.ceil(wait_s)} s"
+            )
+            return _with_retry(response, wait_s)
+        scope.setdefault("state", {})["principal"] = principal
+        return None
+
+    async def _websocket(
+        self, scope: Scope, receive: Receive, send: Send, headers: Headers
+    ) -> None:
+        offered = list(scope.get("subprotocols") or [])
+        subprotocol = "realtime" if "realtime" in offered else None
+        token = bearer_token(headers) or subprotocol_token(offered)
+        ending: Ending | None = None
+        try:
+            principal = self.principal(token, realtime=scope.get("path") == REALTIME_WS)
+        except AuthFailure as exc:
+            ending = Ending(exc.code, exc.message, CLOSE_UNAUTHORIZED, status=401)
+        else:
+            wait_s = self.limiter.take(principal.owner or "anonymous")
+            if wait_s > 0:
+                ending = Ending(
+                    "rate_limit_exceeded",
+                    f"too many requests; retry in {math.ceil(wait_s)} s",
+                    CLOSE_TRY_AGAIN_LATER,
+                    status=429,
+                    error_type="rate_limit_error",
+                )
+            else:
+                scope.setdefault("state", {})["principal"] = principal
+        if ending is not None:
+            await refuse_websocket(WebSocket(scope, receive, send), ending, subprotocol)
+            return
+        await self.app(scope, receive, send)
+
+    def principal(self, token: str | None, *, realtime: bool) -> Principal:
+        """Who ``token`` is; raises :class:`AuthFailure`. ``realtime``: client secrets
+        are accepted (they only open realtime sessions)."""
+        if token is not None and token.startswith("ek_"):
+            found = self.secrets.lookup(token)
+            if found is not None and realtime:
+                return found
+            if found is not None:
+                raise AuthFailure(
+                    "invalid_api_key",
+                    "a client secret only opens realtime sessions; use an API key",
+                )
+        if not self.keys.enabled:
+            return ANONYMOUS
+        if token is None:
+            raise AuthFailure(
+                "missing_api_key",
+                "no API key: send it as 'Authorization: Bearer <key>' "
+                "(or, on the WebSocket, as the subprotocol openai-insecure-api-key.<key>)",
+            )
+        principal = self.keys.lookup(token)
+        if principal is None:
+            what = (
+                "client secret is invalid or has expired"
+                if token.startswith("ek_")
+                else "API key is not valid"
+            )
+            raise AuthFailure("invalid_api_key", f"the {what}")
+        return principal
+
+
+def _with_retry(response: JSONResponse, wait_s: float) -> JSONResponse:
+    response.headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
+    return response
+
+
+def install(app: Starlette, settings: Settings) -> None:
+    """Put the guard in front of ``app`` (call before it starts) and its shared state on
+    ``app.state`` (``live_sessions``, ``client_secrets``, ``keys``). Reads the keys file
+    (blocking). Around the app's lifespan: logs at start-up whether authentication is
+    on, and at shutdown drains realtime sessions (:meth:`LiveSessions.drain`) before
+    the app closes its models."""
+    keys = KeyRing.from_settings(settings)
+    live = app.state.live_sessions = LiveSessions(settings.max_realtime_sessions)
+    secrets = app.state.client_secrets = ClientSecretStore()
+    app.state.keys = keys
+    limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    app.add_middleware(Guard, keys=keys, secrets=secrets, limiter=limiter, live=live)
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[Any]:
+        async with inner(app) as state:
+            if keys.enabled:
+                log.info("authentication on: %d API key(s)", len(keys))
+            else:
+                log.warning("authentication off: no API keys configured; serving loopback only")
+            try:
+                yield state
+            finally:
+                await live.drain(settings.shutdown_grace_s)
+
+    app.router.lifespan_context = lifespan
