@@ -3,8 +3,8 @@ diarized transcription), shared by the transcription and meeting uploads."""
 
 from __future__ import annotations
 
-from pipelines.meeting.known_speakers import reference_bytes
 from pipelines.meeting.meeting_jobs import SPEAKER_LIMIT
+from voice.audio.references import reference_bytes
 from web.api_errors import ApiError
 from web.uploads import ReceivedForm
 

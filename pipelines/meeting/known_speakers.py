@@ -20,8 +20,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from pipelines.meeting.document import TranscriptSegment
-from voice.audio.decode import decode_audio
-from voice.audio.references import parse_audio_reference
+from voice.audio.references import decode_reference, reference_bytes
 from voice.diarize.base import SpeakerEmbedder
 
 RATE = 16000
@@ -36,11 +35,6 @@ class KnownSpeaker:
 
     name: str
     embedding: np.ndarray
-
-
-def reference_bytes(reference: str | bytes) -> bytes:
-    """Audio file bytes of a reference given as bytes, base64 or a data URL."""
-    return parse_audio_reference(reference) if isinstance(reference, str) else reference
 
 
 def write_references(folder: Path, references: Sequence[str | bytes]) -> None:
@@ -63,7 +57,7 @@ def embed_known(
     out = []
     for name, reference in zip(names, references, strict=True):
         try:
-            audio = decode_audio(reference_bytes(reference), RATE)
+            audio = decode_reference(reference, RATE)
         except Exception as exc:
             raise ValueError(f"the voice sample of {name!r} is not usable audio: {exc}") from None
         if len(audio) < RATE:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from voice.audio.decode import AudioDecodeError, decode_audio
-from voice.audio.references import parse_audio_reference
+from voice.audio.decode import AudioDecodeError
+from voice.audio.references import decode_reference
 from voice.diarize.base import SpeakerEmbedder
 from voice.diarize.online import SpeakerMatch, SpeakerProfiles
 from voice.workers import run_on
@@ -140,8 +140,8 @@ class SessionSpeakers:
         return TurnVoice(self)
 
     async def embed(self, pcm: np.ndarray) -> np.ndarray:
-        """Embedding of 16 kHz int16 audio, computed in a worker thread."""
-        audio = pcm.astype(np.float32) / 32768.0
+        """Embedding of 16 kHz audio (int16, or float32 in [-1, 1)) in a worker thread."""
+        audio = pcm.astype(np.float32) / 32768.0 if pcm.dtype == np.int16 else pcm
         return await run_on(self.embedder, 1, self.embedder.embed, audio)
 
     async def embed_part(self, pcm: np.ndarray, start_s: float) -> VoicePart:
@@ -181,20 +181,12 @@ class SessionSpeakers:
         Raises ValueError naming the speaker when the sample cannot be used.
         """
         try:
-            pcm = await asyncio.to_thread(decode_reference, reference)
+            audio = await asyncio.to_thread(decode_reference, reference, RATE)
         except (ValueError, AudioDecodeError) as exc:
             raise ValueError(f"the voice sample of {name!r} is not usable audio: {exc}") from None
-        if len(pcm) < RATE:
+        if len(audio) < RATE:
             raise ValueError(f"the voice sample of {name!r} is shorter than 1 s")
-        self.profiles.enroll(name, await self.embed(pcm))
-
-
-def decode_reference(reference: str | bytes) -> np.ndarray:
-    """16 kHz int16 mono samples of a voice sample (file bytes, base64 or data URL). Blocking."""
-    data = parse_audio_reference(reference) if isinstance(reference, str) else reference
-    audio = decode_audio(data, RATE)
-    return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
-
+        self.profiles.enroll(name, await self.embed(audio))
 
 
 def split_by_voice(

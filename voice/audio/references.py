@@ -9,6 +9,10 @@ from __future__ import annotations
 import base64
 import binascii
 
+import numpy as np
+
+from voice.audio.decode import decode_audio
+
 MAX_REFERENCE_BYTES = 10 * 1024 * 1024
 """Largest voice sample accepted inline (bytes, decoded)."""
 
@@ -32,3 +36,14 @@ def parse_audio_reference(text: str) -> bytes:
     if not data:
         raise ValueError("the audio is empty")
     return data
+
+
+def reference_bytes(reference: str | bytes) -> bytes:
+    """Audio file bytes of a reference given as bytes, base64 or a data URL."""
+    return parse_audio_reference(reference) if isinstance(reference, str) else reference
+
+
+def decode_reference(reference: str | bytes, sample_rate: int = 16000) -> np.ndarray:
+    """A reference decoded to float32 mono at ``sample_rate`` Hz. Blocking; raises
+    ValueError or :class:`~voice.audio.decode.AudioDecodeError`."""
+    return decode_audio(reference_bytes(reference), sample_rate)
