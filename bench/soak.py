@@ -9,7 +9,7 @@ real recordings as meeting jobs (and a few that are not audio, and cancels some)
 
 Figures (from the server's own ``/metrics``): asyncio tasks, open fds and RSS after a
 warm-up (concurrent turns and a job: models loaded) and after each half of the load once
-the server is idle (each after a heap trim, :mod:`web.memory`), RSS every 5 s during the
+the server is idle (each after a heap trim, :mod:`web.operations.memory`), RSS every 5 s during the
 load, the
 sessions, turns, drops and client errors, and every job's final state.
 ``tests/test_soak.py`` runs it bounded and asserts no leak; run it by hand with

@@ -29,8 +29,8 @@ from av import AudioFrame
 
 from tests.conftest import load_clip
 from voice.audio.resample import resample
-from web.rtc_ice import ice_configuration, use_host_addresses
-from web.rtc_tracks import to_mono_int16
+from web.realtime.rtc_ice import ice_configuration, use_host_addresses
+from web.realtime.rtc_tracks import to_mono_int16
 
 RATE = 48000
 FRAME = 960  # 20 ms

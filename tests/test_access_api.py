@@ -29,8 +29,8 @@ from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.rtc_client import RtcCaller
 from tests.servers import ServerThread
 from voice.audio.resample import resample
-from web.client_secrets import ClientSecretStore
-from web.guard import OPEN_PATHS
+from web.access.client_secrets import ClientSecretStore
+from web.access.guard import OPEN_PATHS
 
 ALICE, BOB, CAROL = "sk-alice-0123456789", "sk-bob-0123456789", "sk-carol-0123456789"
 WRONG = "sk-nobody-0123456789"

@@ -15,12 +15,12 @@ import pytest
 
 from pipelines.meeting.store import JobState, JobStore
 from voice.settings import SettingsError, load_settings
-from web import client_secrets
+from web.access import client_secrets
 from web.api_errors import ApiError
-from web.auth import KeyRing, bearer_token, check_bind, parse_key_lines, subprotocol_token
-from web.client_secrets import ClientSecretStore
-from web.live_sessions import SHUTDOWN, LiveSessions, Refused
-from web.rate_limit import RateLimiter
+from web.access.auth import KeyRing, bearer_token, check_bind, parse_key_lines, subprotocol_token
+from web.access.client_secrets import ClientSecretStore
+from web.access.live_sessions import SHUTDOWN, LiveSessions, Refused
+from web.access.rate_limit import RateLimiter
 
 
 class FakeClock:

@@ -14,7 +14,7 @@ from schemathesis.checks import (
 )
 
 from tests.servers import ServerThread
-from web.openapi import openapi_document
+from web.operations.openapi import openapi_document
 
 
 @schemathesis.serializer("application/sdp")

@@ -25,7 +25,7 @@ from tests.fakes.llm_script import Turn, user_says
 from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.rtc_client import eventually
 from tests.servers import ServerThread
-from web.rtc_peer import CallRegistry
+from web.realtime.rtc_peer import CallRegistry
 
 CHROMIUM = "/usr/bin/chromium"
 CLIP = "azure-speech-sdk/whatstheweatherlike.wav"

@@ -17,7 +17,7 @@ from tests.api_helpers import api_settings, serve
 from tests.rtc_client import eventually
 from tests.servers import ServerThread
 from tests.test_browser import hook, open_page, wait_hook
-from web.rtc_peer import CallRegistry
+from web.realtime.rtc_peer import CallRegistry
 
 KEY = "sk-browser-0123456789"
 

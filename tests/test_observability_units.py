@@ -11,11 +11,11 @@ import logging
 from prometheus_client import generate_latest
 
 from voice.settings import load_settings
-from web.health import LlmProbe
-from web.http_middleware import error_code, request_id_from
-from web.logs import CONTENT_LOGGER, log_context, make_handler
-from web.metrics import Metrics
-from web.metrics_realtime import SessionObserver
+from web.operations.health import LlmProbe
+from web.operations.http_middleware import error_code, request_id_from
+from web.operations.logs import CONTENT_LOGGER, log_context, make_handler
+from web.operations.metrics import Metrics
+from web.operations.metrics_realtime import SessionObserver
 
 
 class FakeClock:

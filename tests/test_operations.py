@@ -26,8 +26,8 @@ from tests.servers import ServerThread
 from tests.test_realtime_ws import LONG_REPLY, client, pcm24k, stream_audio
 from voice.settings import load_settings
 from web.app import create_app
-from web.logs import make_handler
-from web.openapi import openapi_document
+from web.operations.logs import make_handler
+from web.operations.openapi import openapi_document
 
 QUESTION = "deepspeech/LDC93S1.wav"  # "She had your dark suit in greasy wash water all year."
 INTERRUPTION = "lhotse/2412-153948-0000.wav"
@@ -145,7 +145,7 @@ def test_logs_are_json_lines_with_ids_and_no_words(voice_turn: TurnRecord) -> No
     records = [json.loads(line) for line in voice_turn.log_lines]  # every line parses
     assert records
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
-    sessions = [r for r in records if r["logger"] == "web.realtime_ws"]
+    sessions = [r for r in records if r["logger"] == "web.realtime.websocket"]
     assert any("opened" in r["message"] for r in sessions)
     assert all(r.get("session_id", "").startswith("sess") for r in sessions), sessions
     access = [r for r in records if r["logger"] == "uvicorn.access" and "m_nope" in r["message"]]

@@ -20,7 +20,7 @@ SESSIONS = 3
 SECOND_HALF_GROWTH_MAX = 120 * 2**20
 """A leak grows RSS in the second half as in the first; caches and allocator high-water
 marks settle in the first (measured: +300 MB, then +24 MB). RSS is read idle, after a
-heap trim (web/memory.py)."""
+heap trim (web/operations/memory.py)."""
 TOTAL_GROWTH_MAX = 500 * 2**20
 
 

@@ -27,10 +27,10 @@ from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.rtc_client import RtcCaller, clip48k, eventually, voiced_span_s
 from tests.servers import ServerThread
 from voice.settings import load_settings
-from web import rtc_peer
+from web.realtime import rtc_peer
 from web.app import create_app
-from web.rtc_peer import CallRegistry
-from web.rtc_tracks import AgentAudioTrack, pump_input, to_mono_int16
+from web.realtime.rtc_peer import CallRegistry
+from web.realtime.rtc_tracks import AgentAudioTrack, pump_input, to_mono_int16
 
 WEATHER = "azure-speech-sdk/whatstheweatherlike.wav"
 INTERRUPTION = "lhotse/2412-153948-0000.wav"

@@ -16,10 +16,14 @@ from starlette.staticfiles import StaticFiles
 
 from pipelines.services import Services
 from voice.settings import Settings
-from web import client_secrets, guard, meetings, observability, transcriptions, webrtc
+from web.access import client_secrets, guard
+from web.meetings import routes as meetings
+from web.meetings import transcriptions
+from web.operations import observability
+from web.realtime import webrtc
 from web.api_errors import http_exception_response
-from web.health import health, ready
-from web.realtime_ws import realtime_endpoint
+from web.operations.health import health, ready
+from web.realtime.websocket import realtime_endpoint
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"

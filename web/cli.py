@@ -223,12 +223,12 @@ def serve(
     """Start the HTTP/WebSocket server on the configured models.
 
     Without API keys it only binds to loopback (a non-loopback host is refused).
-    SIGTERM drains sessions gracefully (see web/serving.py).
+    SIGTERM drains sessions gracefully (see web/operations/serving.py).
     """
     from web.app import create_app
-    from web.auth import KeyRing, check_bind
-    from web.logs import configure_logging, uvicorn_log_config
-    from web.serving import serve as run_server
+    from web.access.auth import KeyRing, check_bind
+    from web.operations.logs import configure_logging, uvicorn_log_config
+    from web.operations.serving import serve as run_server
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     try:

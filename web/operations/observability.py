@@ -1,9 +1,9 @@
 """Wires metrics, request ids and the OpenAPI document into an app.
 
-:func:`install` gives the app its own :class:`~web.metrics.Metrics`, the HTTP
-middleware (:mod:`web.http_middleware`) and, around the app's lifespan, the
+:func:`install` gives the app its own :class:`~web.operations.metrics.Metrics`, the HTTP
+middleware (:mod:`web.operations.http_middleware`) and, around the app's lifespan, the
 watchers that feed metrics from the shared models and the job queue, and the
-periodic heap trim (:mod:`web.memory`).
+periodic heap trim (:mod:`web.operations.memory`).
 :func:`routes` are ``GET /metrics`` and ``GET /openapi.json``.
 """
 
@@ -20,12 +20,12 @@ from pipelines.meeting.jobs import JobRunner, ProgressFn
 from pipelines.meeting.local_queue import LocalJobQueue
 from pipelines.meeting.store import Job
 from pipelines.realtime.emitter import Send
-from web.http_middleware import HttpMetricsMiddleware, RequestIdMiddleware
-from web.logs import log_context
-from web.memory import trimming
-from web.metrics import Metrics, metrics_endpoint, metrics_of
-from web.metrics_realtime import SessionObserver
-from web.openapi import openapi_endpoint
+from web.operations.http_middleware import HttpMetricsMiddleware, RequestIdMiddleware
+from web.operations.logs import log_context
+from web.operations.memory import trimming
+from web.operations.metrics import Metrics, metrics_endpoint, metrics_of
+from web.operations.metrics_realtime import SessionObserver
+from web.operations.openapi import openapi_endpoint
 
 
 def routes() -> list[BaseRoute]:

@@ -30,8 +30,8 @@ from pipelines.realtime.config import apply_session_update
 from pipelines.realtime.protocol import Ids, ProtocolError
 from pipelines.services import Services
 from web.api_errors import ApiError
-from web.auth import Principal, digest
-from web.webrtc import parse_session
+from web.access.auth import Principal, digest
+from web.realtime.webrtc import parse_session
 
 MAX_SECRETS = 10_000
 """Live secrets kept at most; minting more answers 429 until some expire."""

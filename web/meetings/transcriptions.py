@@ -37,9 +37,9 @@ from voice.audio.decode import AudioDecodeError, decode_audio, probe
 from voice.stt.base import Transcription, transcribe_async
 from voice.stt.formats import to_srt, to_vtt
 from web.api_errors import ApiError
-from web.known_speakers_form import known_speakers
-from web.upload_checks import check_duration, decode_error
-from web.uploads import ReceivedForm, receive_upload
+from web.meetings.known_speakers_form import known_speakers
+from web.meetings.upload_checks import check_duration, decode_error
+from web.meetings.uploads import ReceivedForm, receive_upload
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json", "diarized_json")
 GRANULARITIES = ("word", "segment")

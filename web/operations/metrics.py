@@ -5,12 +5,12 @@ process-wide default), so several apps in one process (tests) do not collide.
 Where the numbers come from:
 
 * realtime sessions, turns, latencies, barge-ins and ``error`` events: the
-  events a session sends, seen by :mod:`web.metrics_realtime`;
+  events a session sends, seen by :mod:`web.operations.metrics_realtime`;
 * STT real-time factor: the shared models' timings
   (:attr:`~pipelines.services.Services.stt_watchers`, :meth:`Metrics.stt_done`);
 * meeting jobs: the job snapshots the queue publishes (:meth:`Metrics.job_update`)
   and, at each scrape, the count of queued and running jobs in the store;
-* HTTP requests and error responses: :mod:`web.http_middleware`;
+* HTTP requests and error responses: :mod:`web.operations.http_middleware`;
 * process (RSS, open fds, CPU), garbage collector, and the event loop's task count.
 
 Times are seconds, as Prometheus expects.

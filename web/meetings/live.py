@@ -19,7 +19,7 @@ from pipelines.meeting.known_speakers import write_references
 from pipelines.meeting.store import new_job_id
 from pipelines.realtime.live_meeting import RATE, LiveMeeting, MeetingSink
 from voice.audio.wav import write_wav
-from web.meeting_common import MeetingContext
+from web.meetings.context import MeetingContext
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ MIN_RECORDING_S = 1.0
 
 def meeting_sink(app: Starlette, owner: str | None = None) -> MeetingSink | None:
     """The sink storing live meetings of ``app`` as jobs of ``owner`` (the session's
-    key, :mod:`web.auth`), or None without a job queue."""
+    key, :mod:`web.access.auth`), or None without a job queue."""
     if getattr(app.state, "meetings", None) is None:
         return None
 

@@ -1,7 +1,7 @@
 """Meeting jobs over HTTP: upload, list, inspect, follow (SSE), cancel, delete.
 
 Results (transcript, summary, audio, speaker names) are served by
-:mod:`web.meeting_results`. :func:`job_worker` is entered by the app's lifespan:
+:mod:`web.meetings.results`. :func:`job_worker` is entered by the app's lifespan:
 it opens the job store under ``data_dir`` and runs the job queue while the
 server is up. Errors are JSON ``{"error": {"type", "code", "message", "param"}}``.
 """
@@ -27,21 +27,21 @@ from pipelines.meeting.local_queue import LocalJobQueue
 from pipelines.meeting.meeting_jobs import meeting_options, meeting_runner
 from pipelines.meeting.store import JobStore, new_job_id
 from voice.audio.decode import AudioDecodeError
-from web import meeting_results
+from web.meetings import results as meeting_results
 from web.api_errors import ApiError
-from web.known_speakers_form import known_speakers
-from web.meeting_common import MeetingContext, api, context, job_json, job_or_404, principal
-from web.observability import with_job_ids
-from web.upload_checks import (
+from web.meetings.known_speakers_form import known_speakers
+from web.meetings.context import MeetingContext, api, context, job_json, job_or_404, principal
+from web.operations.observability import with_job_ids
+from web.meetings.upload_checks import (
     check_duration,
     decode_error,
     display_filename,
     inspect_upload,
     media_type,
 )
-from web.uploads import ReceivedForm, receive_upload
+from web.meetings.uploads import ReceivedForm, receive_upload
 
-PAGE = Path(__file__).parent / "static" / "meetings.html"
+PAGE = Path(__file__).parent.parent / "static" / "meetings.html"
 KEEPALIVE_S = 15.0
 """Seconds between SSE comments that keep idle proxies from closing the stream."""
 STREAM_MAX_S = 60.0

@@ -1,7 +1,7 @@
 """``/v1/realtime``: the OpenAI Realtime protocol over a WebSocket.
 
 One :class:`~pipelines.realtime.session.RealtimeSession` per connection, admitted
-by the app's :class:`~web.live_sessions.LiveSessions` (else refused with an
+by the app's :class:`~web.access.live_sessions.LiveSessions` (else refused with an
 ``error`` event and close code 1013 or 1012). A single writer task sends events
 in order; a reader task feeds client messages to the session. The session ends
 when the client closes, when it reaches ``max_session_s`` (``error`` event
@@ -24,11 +24,11 @@ from pipelines.realtime.config import apply_session_update
 from pipelines.realtime.live_meeting import MeetingSink
 from pipelines.realtime.session import RealtimeSession
 from pipelines.services import Services
-from web.auth import ANONYMOUS, Principal
-from web.live_meetings import meeting_sink
-from web.live_sessions import Ending, LiveSessions, Refused, expired, refuse_websocket
-from web.logs import set_log_context
-from web.observability import observed, session_observer
+from web.access.auth import ANONYMOUS, Principal
+from web.meetings.live import meeting_sink
+from web.access.live_sessions import Ending, LiveSessions, Refused, expired, refuse_websocket
+from web.operations.logs import set_log_context
+from web.operations.observability import observed, session_observer
 
 log = logging.getLogger(__name__)
 

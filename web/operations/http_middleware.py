@@ -2,7 +2,7 @@
 
 :class:`RequestIdMiddleware` takes the client's ``X-Request-Id`` when it is a
 sane token (else makes one), sets it as the log context for the request (see
-:func:`web.logs.log_context`) and echoes it in the response headers.
+:func:`web.operations.logs.log_context`) and echoes it in the response headers.
 
 :class:`HttpMetricsMiddleware` counts requests by method, route template and
 status, times them, and counts error responses by status and the ``code`` of
@@ -20,8 +20,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from web.logs import log_context
-from web.metrics import Metrics
+from web.operations.logs import log_context
+from web.operations.metrics import Metrics
 
 REQUEST_ID_HEADER = b"x-request-id"
 _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pipelines.meeting.meeting_jobs import SPEAKER_LIMIT
 from voice.audio.references import reference_bytes
 from web.api_errors import ApiError
-from web.uploads import ReceivedForm
+from web.meetings.uploads import ReceivedForm
 
 
 def known_speakers(form: ReceivedForm) -> tuple[list[str], list[bytes]]:

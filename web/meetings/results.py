@@ -22,7 +22,7 @@ from pipelines.meeting.meeting_jobs import SUMMARY, TRANSCRIPT
 from pipelines.meeting.store import Job
 from pipelines.meeting.summary import MeetingSummary
 from web.api_errors import ApiError
-from web.meeting_common import MeetingContext, api, job_or_404, require_succeeded
+from web.meetings.context import MeetingContext, api, job_or_404, require_succeeded
 
 MEDIA_TYPES = {
     "json": "application/json",

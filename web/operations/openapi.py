@@ -1,6 +1,6 @@
 """``GET /openapi.json``: the hand-written OpenAPI 3 document of the HTTP routes.
 
-The document (``web/openapi.json``) is written by hand so it states what the
+The document (``web/operations/openapi.json``) is written by hand so it states what the
 routes promise (error bodies, status codes, formats); a test checks that it
 names every HTTP route of the app, and schemathesis checks the server against it.
 """

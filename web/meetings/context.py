@@ -17,7 +17,7 @@ from pipelines.meeting.jobs import JobQueue
 from pipelines.meeting.store import Job, JobState, JobStore, is_job_id
 from voice.settings import Settings
 from web.api_errors import ApiError
-from web.auth import ANONYMOUS, Principal
+from web.access.auth import ANONYMOUS, Principal
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -53,7 +53,7 @@ def api(handler: Endpoint) -> Endpoint:
 
 
 def principal(request: Request) -> Principal:
-    """Who is asking (set by :mod:`web.guard`; anonymous when auth is off)."""
+    """Who is asking (set by :mod:`web.access.guard`; anonymous when auth is off)."""
     return getattr(request.state, "principal", ANONYMOUS)
 
 

@@ -25,8 +25,8 @@ from aiortc.mediastreams import MediaStreamTrack
 from pipelines.realtime.audio_out import FrameQueue
 from pipelines.realtime.emitter import Send
 from pipelines.realtime.session import RealtimeSession
-from web.rtc_ice import IceOptions, ice_configuration, use_host_addresses
-from web.rtc_tracks import AgentAudioTrack, pump_input
+from web.realtime.rtc_ice import IceOptions, ice_configuration, use_host_addresses
+from web.realtime.rtc_tracks import AgentAudioTrack, pump_input
 
 log = logging.getLogger(__name__)
 

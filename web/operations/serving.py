@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 class DrainingServer(uvicorn.Server):
-    """A :class:`uvicorn.Server` that drains ``app`` (:mod:`web.live_sessions`) first."""
+    """A :class:`uvicorn.Server` that drains ``app`` (:mod:`web.access.live_sessions`) first."""
 
     def __init__(self, config: uvicorn.Config, app: Starlette, grace_s: float) -> None:
         super().__init__(config)

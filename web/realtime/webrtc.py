@@ -27,14 +27,14 @@ from pipelines.realtime.emitter import Send
 from pipelines.realtime.protocol import ProtocolError
 from pipelines.realtime.session import RealtimeSession
 from pipelines.services import Services
-from web.auth import ANONYMOUS, Principal
-from web.live_meetings import meeting_sink
-from web.live_sessions import Refused, expired
-from web.logs import set_log_context
-from web.observability import observed, session_observer
-from web.realtime_ws import create_session
-from web.rtc_ice import IceOptions
-from web.rtc_peer import CallRegistry, OfferError, RtcCall
+from web.access.auth import ANONYMOUS, Principal
+from web.meetings.live import meeting_sink
+from web.access.live_sessions import Refused, expired
+from web.operations.logs import set_log_context
+from web.operations.observability import observed, session_observer
+from web.realtime.websocket import create_session
+from web.realtime.rtc_ice import IceOptions
+from web.realtime.rtc_peer import CallRegistry, OfferError, RtcCall
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pipelines.realtime.emitter import Send
-from web.logs import CONTENT_LOGGER
+from web.operations.logs import CONTENT_LOGGER
 
 if TYPE_CHECKING:
-    from web.metrics import Metrics
+    from web.operations.metrics import Metrics
 
 content_log = logging.getLogger(CONTENT_LOGGER)
 
@@ -35,7 +35,7 @@ content_log = logging.getLogger(CONTENT_LOGGER)
 class SessionObserver:
     """Metrics of one realtime session on ``transport`` (``ws`` or ``webrtc``).
 
-    ``metrics`` is the app's :class:`~web.metrics.Metrics`; ``clock`` returns seconds.
+    ``metrics`` is the app's :class:`~web.operations.metrics.Metrics`; ``clock`` returns seconds.
     """
 
     def __init__(

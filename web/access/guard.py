@@ -2,14 +2,14 @@
 
 An ASGI middleware. Open paths (health, readiness, metrics, the OpenAPI document,
 the pages and their static files) pass untouched. Every other request must carry a valid token
-(:mod:`web.auth`; a client secret only opens realtime sessions), passes the
+(:mod:`web.access.auth`; a client secret only opens realtime sessions), passes the
 caller's rate limit, and, once the server is draining, new uploads, secrets and
-sessions are refused. The caller's :class:`~web.auth.Principal` is put in
+sessions are refused. The caller's :class:`~web.access.auth.Principal` is put in
 ``request.state.principal`` for the routes.
 
 HTTP refusals are OpenAI-shaped JSON: 401 with ``WWW-Authenticate: Bearer``,
 429 and 503 with ``Retry-After``. A refused WebSocket gets the protocol's
-``error`` event and then a close code (:mod:`web.live_sessions`).
+``error`` event and then a close code (:mod:`web.access.live_sessions`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from starlette.websockets import WebSocket
 
 from voice.settings import Settings
 from web.api_errors import error_response
-from web.auth import ANONYMOUS, KeyRing, Principal, bearer_token, subprotocol_token
-from web.client_secrets import ClientSecretStore
-from web.live_sessions import (
+from web.access.auth import ANONYMOUS, KeyRing, Principal, bearer_token, subprotocol_token
+from web.access.client_secrets import ClientSecretStore
+from web.access.live_sessions import (
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHORIZED,
     SHUTDOWN,
@@ -38,7 +38,7 @@ from web.live_sessions import (
     LiveSessions,
     refuse_websocket,
 )
-from web.rate_limit import RateLimiter
+from web.access.rate_limit import RateLimiter
 
 log = logging.getLogger(__name__)
 

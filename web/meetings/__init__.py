@@ -1,0 +1,1 @@
+"""Recorded audio over HTTP: meeting jobs, transcriptions and the uploads they share."""

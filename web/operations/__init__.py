@@ -1,0 +1,1 @@
+"""Running the server: metrics, logs, health, the OpenAPI document and graceful serving."""

@@ -1,0 +1,1 @@
+"""Realtime transports: the OpenAI Realtime protocol over WebSocket and over WebRTC."""
