@@ -29,7 +29,7 @@ from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.rtc_client import RtcCaller
 from tests.servers import ServerThread
 from voice.audio.resample import resample
-from web.access.client_secrets import ClientSecretStore
+from web.access.client_secret_store import ClientSecretStore
 from web.access.guard import OPEN_PATHS
 
 ALICE, BOB, CAROL = "sk-alice-0123456789", "sk-bob-0123456789", "sk-carol-0123456789"

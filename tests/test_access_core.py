@@ -15,12 +15,12 @@ import pytest
 
 from pipelines.meeting.store import JobState, JobStore
 from voice.settings import SettingsError, load_settings
-from web.access import client_secrets
-from web.api_errors import ApiError
+from web.access import client_secret_store
 from web.access.auth import KeyRing, bearer_token, check_bind, parse_key_lines, subprotocol_token
-from web.access.client_secrets import ClientSecretStore
+from web.access.client_secret_store import ClientSecretStore
 from web.access.live_sessions import SHUTDOWN, LiveSessions, Refused
 from web.access.rate_limit import RateLimiter
+from web.api_errors import ApiError
 
 
 class FakeClock:
@@ -195,7 +195,7 @@ def test_serve_without_keys_refuses_a_public_address() -> None:
 
 
 def test_one_key_cannot_hold_every_client_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_secrets, "MAX_PER_OWNER", 2)
+    monkeypatch.setattr(client_secret_store, "MAX_PER_OWNER", 2)
     clock = FakeClock()
     store = ClientSecretStore(now=clock)
     ring = KeyRing([("alice", "sk-a"), ("bob", "sk-b")])

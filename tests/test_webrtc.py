@@ -27,8 +27,8 @@ from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.rtc_client import RtcCaller, clip48k, eventually, voiced_span_s
 from tests.servers import ServerThread
 from voice.settings import load_settings
-from web.realtime import rtc_peer
 from web.app import create_app
+from web.realtime import rtc_peer
 from web.realtime.rtc_peer import CallRegistry
 from web.realtime.rtc_tracks import AgentAudioTrack, pump_input, to_mono_int16
 

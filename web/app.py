@@ -17,12 +17,12 @@ from starlette.staticfiles import StaticFiles
 from pipelines.services import Services
 from voice.settings import Settings
 from web.access import client_secrets, guard
+from web.api_errors import http_exception_response
 from web.meetings import routes as meetings
 from web.meetings import transcriptions
 from web.operations import observability
-from web.realtime import webrtc
-from web.api_errors import http_exception_response
 from web.operations.health import health, ready
+from web.realtime import webrtc
 from web.realtime.websocket import realtime_endpoint
 
 log = logging.getLogger(__name__)

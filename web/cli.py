@@ -225,8 +225,8 @@ def serve(
     Without API keys it only binds to loopback (a non-loopback host is refused).
     SIGTERM drains sessions gracefully (see web/operations/serving.py).
     """
-    from web.app import create_app
     from web.access.auth import KeyRing, check_bind
+    from web.app import create_app
     from web.operations.logs import configure_logging, uvicorn_log_config
     from web.operations.serving import serve as run_server
 

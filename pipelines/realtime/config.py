@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from openai.types.realtime import RealtimeSessionCreateRequest
+from pydantic import ValidationError
 
 from pipelines.realtime.protocol import ProtocolError
 
@@ -144,6 +145,21 @@ class SessionConfig:
             "speakers": self.speakers.to_protocol(),
             "meeting": self.meeting.to_protocol(),
         }
+
+
+def session_request(data: Any) -> RealtimeSessionCreateRequest:
+    """A session config sent outside ``session.update`` (a WebRTC offer's ``session`` part,
+    a client secret request), validated as the SDK's create request; ``type`` defaults
+    to ``realtime``. Raises :class:`ProtocolError` naming the first invalid field."""
+    if not isinstance(data, dict):
+        raise ProtocolError("the session must be a JSON object", param="session")
+    data = {"type": "realtime", **data}
+    try:
+        return RealtimeSessionCreateRequest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ProtocolError(f"session.{where}: {first['msg']}", param=f"session.{where}") from None
 
 
 def _format_protocol(fmt: str) -> dict[str, Any]:

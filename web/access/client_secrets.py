@@ -8,83 +8,27 @@ every session the secret opens (the client may still change it). The request
 and response are those of the ``openai`` SDK's
 ``client.realtime.client_secrets.create(expires_after=..., session=...)``.
 
-Secrets live in memory only (a restart invalidates them) and are looked up by
-their SHA-256 digest; expired ones are dropped as new ones are minted.
+The secrets themselves are kept by :class:`~web.access.client_secret_store.ClientSecretStore`.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Any
 
-from openai.types.realtime import RealtimeSessionCreateRequest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from pipelines.realtime.config import apply_session_update
+from pipelines.realtime.config import apply_session_update, session_request
 from pipelines.realtime.protocol import Ids, ProtocolError
 from pipelines.services import Services
+from web.access.auth import Principal
+from web.access.client_secret_store import ClientSecretStore
 from web.api_errors import ApiError
-from web.access.auth import Principal, digest
-from web.realtime.webrtc import parse_session
 
-MAX_SECRETS = 10_000
-"""Live secrets kept at most; minting more answers 429 until some expire."""
-MAX_PER_OWNER = 1_000
-"""Live secrets one key may hold, so that one key cannot use up :data:`MAX_SECRETS`."""
 MAX_BODY_BYTES = 256 * 1024
 MIN_TTL_S, MAX_TTL_S = 10, 7200
-
-
-@dataclass(frozen=True)
-class ClientSecret:
-    principal: Principal
-    expires_at: float
-    """Unix seconds."""
-
-
-class ClientSecretStore:
-    """Secrets by digest. ``now`` gives Unix seconds (injectable for tests)."""
-
-    def __init__(self, *, now: Callable[[], float] = time.time) -> None:
-        self._now = now
-        self._secrets: dict[bytes, ClientSecret] = {}
-
-    def mint(
-        self, owner: Principal, ttl_s: float, session: RealtimeSessionCreateRequest | None
-    ) -> tuple[str, ClientSecret]:
-        """A new secret for ``owner``, valid ``ttl_s`` seconds. Raises :class:`ApiError`
-        (429) when :data:`MAX_SECRETS` are live, or :data:`MAX_PER_OWNER` of this key's."""
-        self._prune()
-        mine = sum(1 for v in self._secrets.values() if v.principal.owner == owner.owner)
-        if len(self._secrets) >= MAX_SECRETS or mine >= MAX_PER_OWNER:
-            raise ApiError(
-                429, "too_many_client_secrets", "too many live client secrets; retry later"
-            )
-        value = "ek_" + secrets.token_urlsafe(24)
-        principal = replace(owner, via_client_secret=True, session=session)
-        entry = ClientSecret(principal, self._now() + ttl_s)
-        self._secrets[digest(value)] = entry
-        return value, entry
-
-    def lookup(self, token: str) -> Principal | None:
-        """The principal a live secret stands for; None when unknown or expired."""
-        if not token.startswith("ek_"):
-            return None
-        entry = self._secrets.get(digest(token))
-        if entry is None or entry.expires_at <= self._now():
-            return None
-        return entry.principal
-
-    def _prune(self) -> None:
-        now = self._now()
-        for key in [k for k, v in self._secrets.items() if v.expires_at <= now]:
-            del self._secrets[key]
 
 
 def _ttl(body: dict[str, Any], default_s: int) -> int:
@@ -138,7 +82,7 @@ async def create_client_secret(request: Request) -> Response:
         session = None
         if body.get("session") is not None:
             try:
-                session = parse_session(json.dumps(body["session"]))
+                session = session_request(body["session"])
                 config = apply_session_update(services.session_config(), session)
             except ProtocolError as exc:
                 raise ApiError(

@@ -27,9 +27,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from voice.settings import Settings
-from web.api_errors import error_response
 from web.access.auth import ANONYMOUS, KeyRing, Principal, bearer_token, subprotocol_token
-from web.access.client_secrets import ClientSecretStore
+from web.access.client_secret_store import ClientSecretStore
 from web.access.live_sessions import (
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHORIZED,
@@ -39,6 +38,7 @@ from web.access.live_sessions import (
     refuse_websocket,
 )
 from web.access.rate_limit import RateLimiter
+from web.api_errors import error_response
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from pipelines.meeting.job_files import JobFiles
 from pipelines.meeting.jobs import JobQueue
 from pipelines.meeting.store import Job, JobState, JobStore, is_job_id
 from voice.settings import Settings
-from web.api_errors import ApiError
 from web.access.auth import ANONYMOUS, Principal
+from web.api_errors import ApiError
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 

@@ -27,11 +27,10 @@ from pipelines.meeting.local_queue import LocalJobQueue
 from pipelines.meeting.meeting_jobs import meeting_options, meeting_runner
 from pipelines.meeting.store import JobStore, new_job_id
 from voice.audio.decode import AudioDecodeError
-from web.meetings import results as meeting_results
 from web.api_errors import ApiError
-from web.meetings.known_speakers_form import known_speakers
+from web.meetings import results as meeting_results
 from web.meetings.context import MeetingContext, api, context, job_json, job_or_404, principal
-from web.operations.observability import with_job_ids
+from web.meetings.known_speakers_form import known_speakers
 from web.meetings.upload_checks import (
     check_duration,
     decode_error,
@@ -40,6 +39,7 @@ from web.meetings.upload_checks import (
     media_type,
 )
 from web.meetings.uploads import ReceivedForm, receive_upload
+from web.operations.observability import with_job_ids
 
 PAGE = Path(__file__).parent.parent / "static" / "meetings.html"
 KEEPALIVE_S = 15.0

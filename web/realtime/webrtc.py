@@ -15,26 +15,25 @@ import logging
 from typing import Any
 
 from openai.types.realtime import RealtimeSessionCreateRequest
-from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from pipelines.realtime.config import apply_session_update
+from pipelines.realtime.config import apply_session_update, session_request
 from pipelines.realtime.emitter import Send
 from pipelines.realtime.protocol import ProtocolError
 from pipelines.realtime.session import RealtimeSession
 from pipelines.services import Services
 from web.access.auth import ANONYMOUS, Principal
-from web.meetings.live import meeting_sink
 from web.access.live_sessions import Refused, expired
+from web.meetings.live import meeting_sink
 from web.operations.logs import set_log_context
 from web.operations.observability import observed, session_observer
-from web.realtime.websocket import create_session
 from web.realtime.rtc_ice import IceOptions
 from web.realtime.rtc_peer import CallRegistry, OfferError, RtcCall
+from web.realtime.websocket import create_session
 
 log = logging.getLogger(__name__)
 
@@ -180,15 +179,7 @@ def parse_session(raw: str) -> RealtimeSessionCreateRequest:
         data: Any = json.loads(raw)
     except ValueError:
         raise ProtocolError("the session part is not valid JSON", param="session") from None
-    if not isinstance(data, dict):
-        raise ProtocolError("the session part must be a JSON object", param="session")
-    data.setdefault("type", "realtime")
-    try:
-        return RealtimeSessionCreateRequest.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ProtocolError(f"session.{where}: {first['msg']}", param=f"session.{where}") from None
+    return session_request(data)
 
 
 def error(status: int, message: str, code: str, *, param: str | None = None) -> JSONResponse:

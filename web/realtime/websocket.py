@@ -25,8 +25,8 @@ from pipelines.realtime.live_meeting import MeetingSink
 from pipelines.realtime.session import RealtimeSession
 from pipelines.services import Services
 from web.access.auth import ANONYMOUS, Principal
-from web.meetings.live import meeting_sink
 from web.access.live_sessions import Ending, LiveSessions, Refused, expired, refuse_websocket
+from web.meetings.live import meeting_sink
 from web.operations.logs import set_log_context
 from web.operations.observability import observed, session_observer
 
