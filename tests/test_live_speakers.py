@@ -380,6 +380,7 @@ async def test_the_agents_own_voice_played_back_is_not_a_user(
     assert done["response"]["status"] == "completed", done["response"]
     assert types.count("response.created") == 1  # the echo started no reply
     heard = [e for e in events if e["type"] == "conversation.item.input_audio_transcription.completed"]
+    assert heard, "the agent's voice in the microphone was never heard as a turn"
     assert all(e.get("echo") for e in heard), heard
     deleted = {e["item_id"] for e in events if e["type"] == "conversation.item.deleted"}
     assert {e["item_id"] for e in heard} <= deleted

@@ -75,6 +75,19 @@ def upload(server: ServerThread, relative: str, **fields: str) -> httpx.Response
         )
 
 
+def raw_get(server: ServerThread, path: str) -> tuple[int, bytes]:
+    """``GET path`` sent byte for byte over a socket (no client-side path normalisation);
+    returns the status and the body."""
+    host, port = server.http_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
 def get(server: ServerThread, path: str, **kwargs: Any) -> httpx.Response:
     return request("GET", f"{server.http_url}{path}", **kwargs)
 
@@ -284,6 +297,17 @@ def test_request_validation(server: ServerThread) -> None:
     )
     assert missing.status_code == 422 and missing.json()["error"]["code"] == "missing_file"
     assert get(server, "/v1/meetings/" + "0" * 32).status_code == 404
-    assert get(server, "/v1/meetings/../../etc").status_code == 404
+    # Dot segments sent literally (httpx would resolve them away before sending):
+    # they reach the routes as ids and never become file paths.
+    for path in (
+        "/v1/meetings/../audio",
+        "/v1/meetings/..%2F..%2F..%2Fetc%2Fpasswd/audio",
+        "/v1/meetings/%2e%2e/transcript?format=txt",
+        "/v1/meetings/..%2Fuploads/summary",
+    ):
+        status, body = raw_get(server, path)
+        assert status == 404, (path, status, body[:200])
+        # no route (decoded slashes) or no such meeting: either way JSON, never a file
+        assert json.loads(body)["error"]["code"] in {"not_found", "meeting_not_found"}, body
     assert get(server, "/v1/meetings", params={"limit": "0"}).status_code == 422
     assert get(server, "/v1/meetings").json()["data"] == before
