@@ -575,7 +575,7 @@ async def test_cancelling_stops_between_windows(pipeline: MeetingPipeline) -> No
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert time.perf_counter() - t0 < 0.5
+    assert time.perf_counter() - t0 < 5  # a hang guard: not the rest of the windows
 
 
 async def test_bad_input_fails_before_any_model_work(tmp_path: Path) -> None:
