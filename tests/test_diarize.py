@@ -195,7 +195,7 @@ def test_clip_list_covers_every_annotated_diar_clip() -> None:
     assert data_path("assembled/assembled_meeting.rttm").exists()
 
 
-def _per_clip_cases() -> list[Any]:
+def _per_clip_cases() -> list[object]:
     """Every (backend, clip); a pair whose measured DER is over 1.0 (more false alarm
     than reference speech) is a known failure that must keep failing the 1.0 cap
     (strict xfail: it fails the run once it starts passing, so the table is updated)."""

@@ -27,8 +27,8 @@ import logging
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
