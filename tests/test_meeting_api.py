@@ -8,9 +8,11 @@ is the scripted OpenAI-compatible server from ``tests/fakes``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -185,13 +187,33 @@ def test_upload_to_summary_with_progress_renaming_and_delete(
     assert request("DELETE", f"{server.http_url}{base}").status_code == 404
 
 
+def hold_jobs(server: ServerThread) -> threading.Event:
+    """From now on, jobs that start on ``server`` wait (``running``, nothing done) until
+    the returned event is set, so a test acts on a running job without racing its
+    completion. The wait is cancellable, as the real runner is."""
+    queue = server.server.config.app.state.meetings.queue
+    real, gate = queue._runner, threading.Event()
+
+    async def held(job: Any, pump: Any) -> Any:
+        while not gate.is_set():  # noqa: ASYNC110 (set from the test's own thread)
+            await asyncio.sleep(0.05)
+        return await real(job, pump)
+
+    queue._runner = held
+    return gate
+
+
 def test_cancel_running_job_then_delete(server: ServerThread) -> None:
-    job = upload(server, LONGER, summarize="false").json()
-    base = f"/v1/meetings/{job['id']}"
-    wait_for(server, job["id"], lambda j: j["state"] == "running")
-    early = get(server, f"{base}/transcript")
+    gate = hold_jobs(server)
+    try:
+        job = upload(server, LONGER, summarize="false").json()
+        base = f"/v1/meetings/{job['id']}"
+        wait_for(server, job["id"], lambda j: j["state"] == "running")
+        early = get(server, f"{base}/transcript")
+        cancelled = request("POST", f"{server.http_url}{base}/cancel")
+    finally:
+        gate.set()  # later jobs on this shared server pass straight through
     assert early.status_code == 409 and early.json()["error"]["code"] == "result_not_ready"
-    cancelled = request("POST", f"{server.http_url}{base}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
     again = request("POST", f"{server.http_url}{base}/cancel")
     assert again.status_code == 409
@@ -207,8 +229,9 @@ def test_restart_mid_job_resumes_it(
     """The server stops while a job runs; a new one on the same data resumes it."""
     settings = api_settings(tmp_path, llm_base_url=llm.base_url)
     with serve(settings, services) as first:
+        hold_jobs(first)  # never released: the server stops with the job running
         job = upload(first, JFK, summarize="false").json()
-        wait_for(first, job["id"], lambda j: j["state"] == "running" and j["progress"] > 0)
+        wait_for(first, job["id"], lambda j: j["state"] == "running")
     with serve(settings, services) as second:
         assert get(second, "/v1/meetings").json()["data"][0]["id"] == job["id"]
         resumed = wait_for(second, job["id"], lambda j: j["state"] in FINAL)
