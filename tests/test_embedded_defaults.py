@@ -25,7 +25,7 @@ from voice.settings import load_settings
 from web.app import create_app
 
 QUESTION = "azure-speech-sdk/whatstheweatherlike.wav"
-MEETING = "assembled/assembled_meeting.wav"
+MEETING = "pyannote-audio/sample.wav"
 
 
 @pytest.fixture(scope="module")
