@@ -19,9 +19,10 @@ is fitted over the last five: with ±50 MB of noise per sample its own spread is
 12 MB per round, so the bound below sits over three spreads away from zero."""
 SESSIONS = 3
 SLOPE_MAX_MB = 40.0
-"""Idle RSS slope over rounds 2-6 (MB per round). Without a leak it is noise around 0
-(idle RSS moves ±70 MB between rounds, no trend); a leak of a few MB per session, with
-5-10 sessions a round, adds tens of MB every round. RSS is read idle, after a heap trim
+"""Idle RSS slope over rounds 2-6 (MB per round). Measured +9.9 with malloc arenas capped
+(+40 without the cap: fragmentation by the model and job threads, which the server now
+prevents); idle RSS moves ±70 MB between rounds with no trend. A leak of a few MB per
+session, with 5-10 sessions a round, adds tens of MB every round on top. RSS is read idle, after a heap trim
 (web/operations/memory.py)."""
 TOTAL_GROWTH_MAX = 500 * 2**20
 
