@@ -7,14 +7,20 @@ opening session after session and speaking a real clip at real-time pace; about
 connection), the others wait for the spoken answer. Beside them one client uploads
 real recordings as meeting jobs (and a few that are not audio, and cancels some).
 
-Figures (from the server's own ``/metrics``): asyncio tasks, open fds and RSS after a
-warm-up (concurrent turns and a job: models loaded) and after each half of the load once
-the server is idle (each after a heap trim, :mod:`web.operations.memory`), RSS every 5 s during the
-load, the
-sessions, turns, drops and client errors, and every job's final state.
-``tests/test_soak.py`` runs it bounded and asserts no leak; run it by hand with
+The load runs in ``rounds`` equal rounds, the server idle after each. Figures (from
+the server's own ``/metrics``): asyncio tasks, open fds and RSS after a warm-up
+(concurrent turns and a job: models loaded) and after every round once the server is
+idle (each after a heap trim, :mod:`web.operations.memory`), RSS every 5 s during the
+load, the sessions, turns, drops and client errors, and every job's final state.
 
-    .venv/bin/python -m bench.soak --duration 90 --sessions 3
+Leak or plateau: idle RSS after a round moves by ±70 MB from round to round with no
+trend (allocator arenas; measured over 6 rounds of sessions alone and of meetings
+alone), so two samples cannot tell a leak from a plateau. The figure that does is the
+least-squares slope of idle RSS over the rounds after the first (MB per round): a leak
+of a few MB per session grows it by tens of MB every round. ``tests/test_soak.py`` runs
+a short version and asserts on that slope; run the long one by hand with
+
+    .venv/bin/python -m bench.soak --duration 240 --rounds 8 --sessions 3
 
 which writes ``bench/results/soak.json``.
 """
@@ -61,8 +67,8 @@ class SoakFigures:
     """Job id → final state (``failed:<code>`` for failures)."""
     rejected_uploads: int = 0
     before: dict[str, float] = field(default_factory=dict)
-    middle: dict[str, float] = field(default_factory=dict)
-    after: dict[str, float] = field(default_factory=dict)
+    idle: list[dict[str, float]] = field(default_factory=list)
+    """Figures once idle after each round."""
     rss_mb_during: list[float] = field(default_factory=list)
     """RSS sampled every 5 s during the load (MB)."""
     server_log_lines: int = 0
@@ -234,8 +240,8 @@ async def sample_rss(url: str, fig: SoakFigures, every_s: float = 5.0) -> None:
         fig.rss_mb_during.append(round(figures["rss_bytes"] / 2**20, 1))
 
 
-async def run_load(url: str, *, duration_s: float, sessions: int, drop_p: float, seed: int,
-                   meetings: bool, fig: SoakFigures) -> None:
+async def run_load(url: str, *, duration_s: float, rounds: int, sessions: int, drop_p: float,
+                   seed: int, meetings: bool, fig: SoakFigures) -> None:
     clips = [prepare(q, pad_s=1.0) for q in QUESTIONS]
     rng = random.Random(seed)
     # Warm-up: concurrent answered turns and one meeting job, so every model is loaded
@@ -250,11 +256,11 @@ async def run_load(url: str, *, duration_s: float, sessions: int, drop_p: float,
     await settle_jobs(url, warm_fig, 180)
     await asyncio.sleep(TRIM_INTERVAL_S + 1)
     fig.before = await settle_server(url, baseline_tasks=float("inf"), timeout_s=5)
-    # Two equal halves, each ending idle: a leak keeps growing in the second half, while
+    # Equal rounds, each ending idle: a leak keeps growing round after round, while
     # caches and allocator high-water marks settle in the first.
     start = time.monotonic()
-    for half in ("middle", "after"):
-        until = time.monotonic() + duration_s / 2
+    for _ in range(rounds):
+        until = time.monotonic() + duration_s / rounds
         workers = [session_worker(url, clips, until, random.Random(rng.random()), drop_p, fig)
                    for _ in range(sessions)]
         if meetings:
@@ -268,7 +274,7 @@ async def run_load(url: str, *, duration_s: float, sessions: int, drop_p: float,
         await settle_jobs(url, fig, 240)
         await settle_server(url, fig.before["tasks"])
         await asyncio.sleep(TRIM_INTERVAL_S + 1)
-        setattr(fig, half, await settle_server(url, fig.before["tasks"]))
+        fig.idle.append(await settle_server(url, fig.before["tasks"]))
     fig.duration_s = round(time.monotonic() - start, 1)
 
 
@@ -281,13 +287,14 @@ def check_log(path: Path, fig: SoakFigures) -> None:
             fig.server_log_not_json += 1
 
 
-def soak(llm_url: str, workdir: Path, port: int, *, duration_s: float = 60.0, sessions: int = 3,
-         drop_p: float = 0.4, seed: int = 7, meetings: bool = True) -> SoakFigures:
+def soak(llm_url: str, workdir: Path, port: int, *, duration_s: float = 60.0, rounds: int = 4,
+         sessions: int = 3, drop_p: float = 0.4, seed: int = 7,
+         meetings: bool = True) -> SoakFigures:
     """Run the whole soak against a fresh server; returns the figures (asserts nothing)."""
     fig = SoakFigures()
     with serve(llm_url, workdir, port) as url:
-        asyncio.run(run_load(url, duration_s=duration_s, sessions=sessions, drop_p=drop_p,
-                             seed=seed, meetings=meetings, fig=fig))
+        asyncio.run(run_load(url, duration_s=duration_s, rounds=rounds, sessions=sessions,
+                             drop_p=drop_p, seed=seed, meetings=meetings, fig=fig))
     check_log(workdir / "server.log", fig)
     return fig
 
@@ -298,9 +305,22 @@ def summary(fig: SoakFigures) -> dict[str, Any]:
     for state in fig.jobs.values():
         states[state] = states.get(state, 0) + 1
     out["jobs"] = states
-    out["rss_mb"] = {k: round(v.get("rss_bytes", 0) / 2**20, 1) for k, v in
-                     (("before", fig.before), ("middle", fig.middle), ("after", fig.after))}
+    out["idle_rss_mb"] = [round(fig.before.get("rss_bytes", 0) / 2**20, 1)] + [
+        round(v.get("rss_bytes", 0) / 2**20, 1) for v in fig.idle]
+    out["rss_slope_mb_per_round"] = round(rss_slope_mb(fig), 1)
     return out
+
+
+def rss_slope_mb(fig: SoakFigures) -> float:
+    """Least-squares slope of idle RSS (MB per round) over the rounds after the first
+    (the first reaches the allocator's high-water mark); 0.0 with fewer than 2 of them."""
+    values = [v["rss_bytes"] / 2**20 for v in fig.idle[1:]]
+    if len(values) < 2:
+        return 0.0
+    xs = range(len(values))
+    mean_x, mean_y = (len(values) - 1) / 2, sum(values) / len(values)
+    num = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, values, strict=True))
+    return num / sum((x - mean_x) ** 2 for x in xs)
 
 
 def main() -> None:
@@ -311,7 +331,8 @@ def main() -> None:
     from tests.servers import free_port
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=90.0)
+    parser.add_argument("--duration", type=float, default=240.0)
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--sessions", type=int, default=3)
     parser.add_argument("--drop", type=float, default=0.4)
     parser.add_argument("--no-meetings", action="store_true", help="realtime sessions only")
@@ -320,7 +341,7 @@ def main() -> None:
     with ScriptedLlmServer(default=Turn.say("Hello there. How can I help?")) as llm, \
             tempfile.TemporaryDirectory() as tmp:
         fig = soak(llm.base_url, Path(tmp), free_port(), duration_s=args.duration,
-                   sessions=args.sessions, drop_p=args.drop, meetings=not args.no_meetings)
+                   rounds=args.rounds, sessions=args.sessions, drop_p=args.drop, meetings=not args.no_meetings)
     result = summary(fig)
     print(json.dumps(result, indent=2))
     path = write_result(args.out, result, command=" ".join(["python -m bench.soak", *sys.argv[1:]]),

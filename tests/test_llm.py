@@ -174,19 +174,22 @@ async def test_registry_call_paths() -> None:
 
 
 async def test_registry_timeouts_are_honoured() -> None:
+    finished: set[str] = set()
+
     async def slow_async() -> str:
         await asyncio.sleep(30)
+        finished.add("slow_async")
         return "late"
 
     def slow_sync() -> str:
         time.sleep(0.6)
+        finished.add("slow_sync")
         return "late"
 
     registry = ToolRegistry([Tool.from_function(slow_async), Tool.from_function(slow_sync)])
     for name in ("slow_async", "slow_sync"):
-        started = time.monotonic()
         result = await registry.call(name, "{}", timeout_s=0.1)
-        assert time.monotonic() - started < 0.4
+        assert name not in finished  # answered without waiting for the tool
         assert result.is_error and result.output == f"error: {name} timed out after 0.1 s"
 
 
@@ -399,7 +402,8 @@ async def test_first_token_timeout_and_read_timeout_retry() -> None:
         with pytest.raises(LlmError) as info:
             await collect(client)
         elapsed = time.monotonic() - started
-    assert info.value.kind == "timeout" and 0.35 < elapsed < 1.5
+    # timed out: not before the deadline, and without waiting for the 5 s chunk
+    assert info.value.kind == "timeout" and 0.35 < elapsed < 5
     assert len(server.chat_requests) == 1 and server.chat_requests[0].disconnected
     # A per-read timeout before the first token is retried within the overall deadline.
     script = [Turn.say("stalled", first_chunk_delay_s=5), Turn.say("Quick answer.")]

@@ -556,7 +556,7 @@ def test_result_document_and_files(runs: dict[str, Run]) -> None:
     ]
     assert "ask not what your country can do for you" in files["transcript.txt"].lower()
     assert runs[SAMPLE].result.summary is None
-    assert len(runs[SAMPLE].result.document.speakers) <= 2  # num_speakers=2 was honoured
+    assert len(runs[SAMPLE].result.document.speakers) == 2  # num_speakers=2 was honoured
 
 
 @pytest.mark.slow
@@ -575,7 +575,7 @@ async def test_cancelling_stops_between_windows(pipeline: MeetingPipeline) -> No
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert time.perf_counter() - t0 < 0.5
+    assert time.perf_counter() - t0 < 5  # a hang guard: not the rest of the windows
 
 
 async def test_bad_input_fails_before_any_model_work(tmp_path: Path) -> None:

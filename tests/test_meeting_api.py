@@ -8,9 +8,11 @@ is the scripted OpenAI-compatible server from ``tests/fakes``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +75,19 @@ def upload(server: ServerThread, relative: str, **fields: str) -> httpx.Response
             data=fields,
             timeout=60,
         )
+
+
+def raw_get(server: ServerThread, path: str) -> tuple[int, bytes]:
+    """``GET path`` sent byte for byte over a socket (no client-side path normalisation);
+    returns the status and the body."""
+    host, port = server.http_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
 
 
 def get(server: ServerThread, path: str, **kwargs: Any) -> httpx.Response:
@@ -172,13 +187,33 @@ def test_upload_to_summary_with_progress_renaming_and_delete(
     assert request("DELETE", f"{server.http_url}{base}").status_code == 404
 
 
+def hold_jobs(server: ServerThread) -> threading.Event:
+    """From now on, jobs that start on ``server`` wait (``running``, nothing done) until
+    the returned event is set, so a test acts on a running job without racing its
+    completion. The wait is cancellable, as the real runner is."""
+    queue = server.server.config.app.state.meetings.queue
+    real, gate = queue._runner, threading.Event()
+
+    async def held(job: Any, pump: Any) -> Any:
+        while not gate.is_set():  # noqa: ASYNC110 (set from the test's own thread)
+            await asyncio.sleep(0.05)
+        return await real(job, pump)
+
+    queue._runner = held
+    return gate
+
+
 def test_cancel_running_job_then_delete(server: ServerThread) -> None:
-    job = upload(server, LONGER, summarize="false").json()
-    base = f"/v1/meetings/{job['id']}"
-    wait_for(server, job["id"], lambda j: j["state"] == "running")
-    early = get(server, f"{base}/transcript")
+    gate = hold_jobs(server)
+    try:
+        job = upload(server, LONGER, summarize="false").json()
+        base = f"/v1/meetings/{job['id']}"
+        wait_for(server, job["id"], lambda j: j["state"] == "running")
+        early = get(server, f"{base}/transcript")
+        cancelled = request("POST", f"{server.http_url}{base}/cancel")
+    finally:
+        gate.set()  # later jobs on this shared server pass straight through
     assert early.status_code == 409 and early.json()["error"]["code"] == "result_not_ready"
-    cancelled = request("POST", f"{server.http_url}{base}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
     again = request("POST", f"{server.http_url}{base}/cancel")
     assert again.status_code == 409
@@ -194,8 +229,9 @@ def test_restart_mid_job_resumes_it(
     """The server stops while a job runs; a new one on the same data resumes it."""
     settings = api_settings(tmp_path, llm_base_url=llm.base_url)
     with serve(settings, services) as first:
+        hold_jobs(first)  # never released: the server stops with the job running
         job = upload(first, JFK, summarize="false").json()
-        wait_for(first, job["id"], lambda j: j["state"] == "running" and j["progress"] > 0)
+        wait_for(first, job["id"], lambda j: j["state"] == "running")
     with serve(settings, services) as second:
         assert get(second, "/v1/meetings").json()["data"][0]["id"] == job["id"]
         resumed = wait_for(second, job["id"], lambda j: j["state"] in FINAL)
@@ -284,6 +320,17 @@ def test_request_validation(server: ServerThread) -> None:
     )
     assert missing.status_code == 422 and missing.json()["error"]["code"] == "missing_file"
     assert get(server, "/v1/meetings/" + "0" * 32).status_code == 404
-    assert get(server, "/v1/meetings/../../etc").status_code == 404
+    # Dot segments sent literally (httpx would resolve them away before sending):
+    # they reach the routes as ids and never become file paths.
+    for path in (
+        "/v1/meetings/../audio",
+        "/v1/meetings/..%2F..%2F..%2Fetc%2Fpasswd/audio",
+        "/v1/meetings/%2e%2e/transcript?format=txt",
+        "/v1/meetings/..%2Fuploads/summary",
+    ):
+        status, body = raw_get(server, path)
+        assert status == 404, (path, status, body[:200])
+        # no route (decoded slashes) or no such meeting: either way JSON, never a file
+        assert json.loads(body)["error"]["code"] in {"not_found", "meeting_not_found"}, body
     assert get(server, "/v1/meetings", params={"limit": "0"}).status_code == 422
     assert get(server, "/v1/meetings").json()["data"] == before

@@ -222,12 +222,23 @@ def test_stable_prefix_emits_only_agreed_words_once() -> None:
 
 @given(st.lists(st.text(alphabet="ab ", max_size=12), max_size=8))
 def test_stable_prefix_output_is_append_only(hypotheses: list[str]) -> None:
+    """Each piece of text released is the next words of the newest hypothesis, and only
+    words on which it agrees with the one before (so nothing is emitted twice or early)."""
     prefix = StablePrefix()
-    emitted = ""
+    emitted: list[str] = []
+    previous: list[str] = []
     for h in hypotheses:
-        emitted += prefix.update(h)
-    assert emitted.split() == emitted.split()  # well-formed
-    assert len(emitted.split()) <= max((len(h.split()) for h in hypotheses), default=0)
+        out = prefix.update(h)
+        words = h.split()
+        if out:
+            assert out.startswith(" ") == bool(emitted)  # a separator only after earlier text
+            fresh = out.split()
+            start, end = len(emitted), len(emitted) + len(fresh)
+            assert fresh == words[start:end]
+            assert previous[start:end] == words[start:end]  # agreed by two hypotheses
+            emitted += fresh
+        previous = words
+    assert len(emitted) <= max((len(h.split()) for h in hypotheses), default=0)
 
 
 # --- pacing ------------------------------------------------------------------------

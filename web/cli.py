@@ -10,6 +10,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -228,8 +229,11 @@ def serve(
     from web.access.auth import KeyRing, check_bind
     from web.app import create_app
     from web.operations.logs import configure_logging, uvicorn_log_config
+    from web.operations.memory import limit_arenas
     from web.operations.serving import serve as run_server
 
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        limit_arenas(2)  # before any model thread starts (see web/operations/memory.py)
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     try:
         settings = load_settings(**overrides)

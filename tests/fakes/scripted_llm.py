@@ -27,6 +27,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +106,18 @@ class ScriptedLlmServer:
         with self._lock:
             text = message or f"scripted failure (HTTP {status})"
             self._failures.extend([(status, text, retry_after_s)] * count)
+
+    @contextlib.contextmanager
+    def failing(self, status: int = 500, count: int = 1, **kwargs: Any) -> Iterator[None]:
+        """:meth:`fail_next` for the ``with`` block only: failures it did not use are
+        dropped on the way out, even when the block raised, so a server shared by many
+        tests never carries one test's fault into the next."""
+        self.fail_next(status, count, **kwargs)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._failures.clear()
 
     # --- observations ------------------------------------------------------
     @property

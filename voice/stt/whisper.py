@@ -185,11 +185,21 @@ def _as_float32(audio: np.ndarray) -> np.ndarray:
 
 
 def _collect(raw: Iterable[Any]) -> tuple[Segment, ...]:
+    """Our segments from faster-whisper's. Word times come from cross-attention alignment
+    and segment times from timestamp tokens, so a word can run some tens of ms past its
+    segment (``you`` ends at 7.58 s in a segment ending at 7.54 s on jfk.wav): words are
+    clamped into their segment, so a segment always contains its words."""
     out: list[Segment] = []
     for seg in raw:
+        start, end = float(seg.start), float(seg.end)
         words = tuple(
-            Word(w.word.strip(), float(w.start), float(w.end), float(w.probability))
+            Word(w.word.strip(), _within(float(w.start), start, end),
+                 _within(float(w.end), start, end), float(w.probability))
             for w in (seg.words or ())
         )
-        out.append(Segment(len(out), float(seg.start), float(seg.end), seg.text.strip(), words))
+        out.append(Segment(len(out), start, end, seg.text.strip(), words))
     return tuple(out)
+
+
+def _within(t: float, start: float, end: float) -> float:
+    return min(max(t, start), end)

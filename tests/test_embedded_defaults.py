@@ -1,0 +1,107 @@
+"""Smoke tests on the embedded defaults, as a user runs ``voice serve`` with no settings:
+Whisper tiny.en live and base for meetings, the embedded llama.cpp server with SmolLM2 and
+the default tools, Piper. No scripted LLM anywhere in this module: what the embedded model
+says is not asserted (it is tiny), only that each path completes as the server promises."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from openai import AsyncOpenAI
+
+from tests.conftest import data_path, load_clip, reference_text
+from tests.servers import ServerThread
+from tests.test_transcriptions_api import wer
+from voice.audio.resample import resample
+from voice.settings import load_settings
+from web.app import create_app
+
+QUESTION = "azure-speech-sdk/whatstheweatherlike.wav"
+MEETING = "pyannote-audio/sample.wav"
+
+
+@pytest.fixture(scope="module")
+def defaults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """The app on the defaults: only the data and cache folders are the test's own."""
+    base = tmp_path_factory.mktemp("defaults")
+    settings = load_settings(cache_dir=base / "cache", data_dir=base / "data")
+    assert settings.llm_base_url is None  # the embedded LLM, as a user gets it
+    with ServerThread(create_app(settings), startup_timeout_s=300) as server:
+        yield server
+
+
+def pcm24k(relative: str, pad_s: float = 1.5) -> bytes:
+    audio = resample(load_clip(relative), 16000, 24000)
+    audio = np.concatenate([audio, np.zeros(int(24000 * pad_s), np.float32)])
+    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+async def test_a_spoken_turn_on_the_embedded_defaults(defaults: ServerThread) -> None:
+    client = AsyncOpenAI(base_url=f"{defaults.http_url}/v1", api_key="unused")
+    events: list[Any] = []
+    async with client.realtime.connect(model="voice-agent") as conn:
+        created = await asyncio.wait_for(conn.recv(), 60)
+        assert created.type == "session.created"
+        tools = {t.name for t in created.session.tools or []}
+        assert {"current_datetime", "calculate"} <= tools, tools  # the default tools are offered
+        pcm = pcm24k(QUESTION)
+        step = 24000 * 2 // 50  # 20 ms
+        for offset in range(0, len(pcm), step):
+            await conn.input_audio_buffer.append(
+                audio=base64.b64encode(pcm[offset : offset + step]).decode()
+            )
+            await asyncio.sleep(0.02)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            event = await asyncio.wait_for(conn.recv(), 120)
+            events.append(event)
+            if event.type == "response.done":
+                break
+    types = [e.type for e in events]
+    assert "error" not in types, [e for e in events if e.type == "error"]
+    heard = next(e for e in events
+                 if e.type == "conversation.item.input_audio_transcription.completed")
+    assert wer(reference_text(QUESTION), heard.transcript) <= 0.25, heard.transcript
+    done = events[-1]
+    assert done.type == "response.done" and done.response.status == "completed", done
+    audio = [e for e in events if e.type == "response.output_audio.delta"]
+    assert audio, types  # the reply was spoken
+    said = "".join(e.delta for e in events if e.type == "response.output_audio_transcript.delta")
+    assert said.strip()
+
+
+def test_a_meeting_summary_on_the_embedded_defaults(defaults: ServerThread) -> None:
+    """Upload → transcript with speakers → summary from the embedded LLM (or, per part,
+    the extractive fallback when the tiny model's answer does not validate), every item
+    citing real segments."""
+    with httpx.Client(base_url=defaults.http_url, timeout=60) as http:
+        made = http.post(
+            "/v1/meetings",
+            files={"file": (Path(MEETING).name, data_path(MEETING).read_bytes(), "audio/wav")},
+        )
+        assert made.status_code == 202, made.text
+        job_id = made.json()["id"]
+        deadline = time.monotonic() + 600
+        while (job := http.get(f"/v1/meetings/{job_id}").json())["state"] not in (
+            "succeeded", "failed", "cancelled"
+        ):
+            assert time.monotonic() < deadline, job
+            time.sleep(1.0)
+        assert job["state"] == "succeeded", job
+        transcript = http.get(f"/v1/meetings/{job_id}/transcript").json()
+        summary = http.get(f"/v1/meetings/{job_id}/summary").json()
+    segment_ids = {s["id"] for s in transcript["segments"]}
+    assert len(transcript["speakers"]) >= 2 and segment_ids
+    assert summary["key_points"], summary
+    assert set(summary["method"].values()) <= {"llm", "extractive"} and summary["method"]
+    for section in ("key_points", "decisions", "action_items", "open_questions"):
+        for item in summary[section]:
+            assert item["citations"] and set(item["citations"]) <= segment_ids, item
