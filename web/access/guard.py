@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from voice.settings import Settings
+from web.access import origins
 from web.access.auth import ANONYMOUS, KeyRing, Principal, bearer_token, subprotocol_token
 from web.access.client_secret_store import ClientSecretStore
 from web.access.live_sessions import (
@@ -182,7 +183,8 @@ def _with_retry(response: JSONResponse, wait_s: float) -> JSONResponse:
 
 
 def install(app: Starlette, settings: Settings) -> None:
-    """Put the guard in front of ``app`` (call before it starts) and its shared state on
+    """Put the guard, and in front of it the origin/host check and CORS
+    (:mod:`web.access.origins`), before ``app`` (call before it starts); its shared state on
     ``app.state`` (``live_sessions``, ``client_secrets``, ``keys``). Reads the keys file
     (blocking). Around the app's lifespan: logs at start-up whether authentication is
     on, and at shutdown drains realtime sessions (:meth:`LiveSessions.drain`) before
@@ -193,6 +195,7 @@ def install(app: Starlette, settings: Settings) -> None:
     app.state.keys = keys
     limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.add_middleware(Guard, keys=keys, secrets=secrets, limiter=limiter, live=live)
+    origins.install(app, settings, auth_on=keys.enabled)  # runs before the guard
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
