@@ -31,6 +31,7 @@ from web.api_errors import ApiError
 from web.meetings import results as meeting_results
 from web.meetings.context import MeetingContext, api, context, job_json, job_or_404, principal
 from web.meetings.known_speakers_form import known_speakers
+from web.meetings.languages import check_language
 from web.meetings.upload_checks import (
     decode_error,
     display_filename,
@@ -88,9 +89,9 @@ def _options(form: ReceivedForm) -> dict[str, Any]:
     summarize = (form.get("summarize") or "true").strip().lower()
     if summarize not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
         raise ApiError(422, "invalid_value", "summarize must be true or false", param="summarize")
-    language = (form.get("language") or "").strip() or None
+    language = (form.get("language") or "").strip()
     options: dict[str, Any] = {
-        "language": None if language == "auto" else language,
+        "language": None if language == "auto" else check_language(language, status=422),
         "num_speakers": _int_field(form, "num_speakers"),
         "min_speakers": _int_field(form, "min_speakers"),
         "max_speakers": _int_field(form, "max_speakers"),

@@ -39,6 +39,7 @@ from voice.stt.base import Transcription, transcribe_async
 from voice.stt.formats import to_srt, to_vtt
 from web.api_errors import ApiError
 from web.meetings.known_speakers_form import known_speakers
+from web.meetings.languages import check_language
 from web.meetings.upload_checks import decode_error, probe_length
 from web.meetings.uploads import ReceivedForm, receive_upload
 
@@ -172,7 +173,7 @@ async def _transcribe(request: Request, form: ReceivedForm) -> Response:
     if form.file_path is None:
         raise ApiError(400, "missing_file", "send the audio as form field 'file'", param="file")
     fmt, granularities = _choice(form)
-    language = (form.get("language") or "").strip() or None
+    language = check_language(form.get("language"))
     prompt = (form.get("prompt") or "").strip() or None
     services = _services(request)
     max_s = request.app.state.settings.max_audio_minutes * 60
