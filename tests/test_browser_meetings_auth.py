@@ -131,3 +131,46 @@ def test_read_links_are_bound_to_meeting_owner_and_time(keyed: ServerThread) -> 
     token = events_url.split("link=")[1]
     other = request("GET", f"{base}/v1/meetings/{'0' * 32}/events?link={token}")
     assert other.status_code == 401 and other.json()["error"]["code"] == "invalid_link"
+
+
+@pytest.fixture(scope="module")
+def open_server(
+    services: Services, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerThread]:
+    with serve(api_settings(tmp_path_factory.mktemp("open-meetings")), services) as running:
+        yield running
+
+
+async def test_without_keys_the_page_never_asks_and_uses_plain_urls(
+    open_server: ServerThread, tmp_path: Path
+) -> None:
+    asked: list[str] = []
+
+    async def answer(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        await dialog.dismiss()
+
+    async with open_page(tmp_path, allow_microphone=False) as page:
+        page.on("dialog", answer)
+        await page.goto(f"{open_server.http_url}/meetings")
+        await page.locator("#list-empty").wait_for(state="visible", timeout=20_000)
+        await page.set_input_files("#file", str(data_path(JFK)))
+        await page.uncheck("#summarize")
+        await page.click("#upload-button")
+        await page.locator("#segments li").first.wait_for(timeout=JOB_TIMEOUT_MS)
+        player_src = await page.get_attribute("#player", "src")
+        assert player_src is not None and player_src.endswith("/audio")
+        assert asked == []
+
+
+async def test_a_wrong_key_is_explained_and_forgotten(keyed: ServerThread, tmp_path: Path) -> None:
+    async def answer(dialog: Dialog) -> None:
+        await dialog.accept("sk-wrong-key")
+
+    async with open_page(tmp_path, allow_microphone=False) as page:
+        page.on("dialog", answer)
+        await page.goto(f"{keyed.http_url}/meetings")
+        error = page.locator("#upload-error")
+        await error.wait_for(state="visible", timeout=20_000)
+        assert "API key is not valid" in await error.inner_text()
+        assert await page.evaluate("() => sessionStorage.getItem('voiceAgent.apiKey')") is None

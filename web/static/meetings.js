@@ -195,6 +195,13 @@ async function follow(meeting) {
     }
   });
   source.addEventListener("deleted", () => { source.close(); uploadDone("The meeting was deleted."); });
+  // The browser retries a dropped stream by itself, but not one refused (an expired read
+  // link, a restarted server): follow again with fresh links.
+  source.addEventListener("error", () => {
+    if (source.readyState !== EventSource.CLOSED || state.events !== source) return;
+    state.events = null;
+    setTimeout(() => { if (state.followed === meeting.id && !state.events) follow(meeting); }, 2000);
+  });
 }
 
 function cancelCurrent() {
