@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 from playwright.async_api import Dialog
+from starlette.applications import Starlette
 
 from pipelines.services import Services
 from tests.api_helpers import api_settings, request, serve
@@ -131,6 +133,11 @@ def test_read_links_are_bound_to_meeting_owner_and_time(keyed: ServerThread) -> 
     token = events_url.split("link=")[1]
     other = request("GET", f"{base}/v1/meetings/{'0' * 32}/events?link={token}")
     assert other.status_code == 401 and other.json()["error"]["code"] == "invalid_link"
+    # A link signed for nobody (as with keys off) opens nothing while keys are on.
+    server_links = cast(Starlette, keyed.server.config.app).state.read_links
+    anonymous, _ = server_links.sign(meeting_id, None)
+    refused = request("GET", f"{base}/v1/meetings/{meeting_id}/transcript?link={anonymous}")
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_link"
 
 
 @pytest.fixture(scope="module")

@@ -162,9 +162,9 @@ class Guard:
         if meeting_id is None or link is None:
             return self.principal(None, realtime=False)
         owner = self.links.verify(link, meeting_id)
-        if owner is None:
+        if not owner:  # anonymous links (signed with keys off) never open anything here
             raise AuthFailure("invalid_link", "the link is invalid or has expired; reload the page")
-        return Principal(owner=owner or None, name=f"{owner or 'anonymous'} (read link)")
+        return Principal(owner=owner, name=f"{owner} (read link)")
 
     def principal(self, token: str | None, *, realtime: bool) -> Principal:
         """Who ``token`` is; raises :class:`AuthFailure`. ``realtime``: client secrets
