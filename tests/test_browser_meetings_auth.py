@@ -105,6 +105,8 @@ def test_read_links_are_bound_to_meeting_owner_and_time(keyed: ServerThread) -> 
     forged = token.rsplit(".", 1)[0] + ".AAAA"
     assert links.verify(forged, "a" * 32) is None
     assert ReadLinks(key=b"x" * 32, clock=lambda: now[0]).verify(token, "a" * 32) is None
+    for junk in ("", "..", "9" * 5000 + ".a.b", "٣.é.é", f"{expires_at}.!!.??"):
+        assert links.verify(junk, "a" * 32) is None
     now[0] += LINK_TTL_S + 1
     assert links.verify(token, "a" * 32) is None
 

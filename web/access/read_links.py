@@ -61,7 +61,7 @@ class ReadLinks:
         """The owner the token was signed for (``""`` for anonymous) when it is
         genuine, unexpired and for ``meeting_id``; else None."""
         parts = token.split(".")
-        if len(parts) != 3 or not parts[0].isdigit():
+        if len(parts) != 3 or not (parts[0].isascii() and parts[0].isdigit()) or len(token) > 512:
             return None
         try:
             who = _unb64(parts[1]).decode("utf-8")
