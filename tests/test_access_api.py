@@ -47,6 +47,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/v1/meetings/{id}/summary"): f"/v1/meetings/{JOB}/summary",
     ("GET", "/v1/meetings/{id}/audio"): f"/v1/meetings/{JOB}/audio",
     ("PATCH", "/v1/meetings/{id}/speakers"): f"/v1/meetings/{JOB}/speakers",
+    ("POST", "/v1/meetings/{id}/links"): f"/v1/meetings/{JOB}/links",
     ("POST", "/v1/audio/transcriptions"): "/v1/audio/transcriptions",
     ("POST", "/v1/realtime/calls"): "/v1/realtime/calls",
     ("POST", "/v1/realtime/calls/{call_id}/hangup"): "/v1/realtime/calls/rtc_x/hangup",

@@ -288,7 +288,7 @@ def partial_upload(server: ServerThread, *, declared: int, sent: int) -> Iterato
     head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.wav"\r\n\r\n'
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(
-            b"POST /v1/meetings HTTP/1.1\r\nHost: x\r\n"
+            b"POST /v1/meetings HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Content-Type: multipart/form-data; boundary=b\r\n"
             + f"Content-Length: {len(head) + declared}\r\n\r\n".encode()
             + head

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     and the server then only binds to loopback."""
     api_keys_file: Path | None = None
     """A file of API keys, one per line (``key`` or ``name:key``; ``#`` comments)."""
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Browser origins (``scheme://host[:port]``) other than the server's own that may
+    call the API and open realtime sessions (CORS); comma-separated or a JSON list.
+    ``*`` allows any origin and needs API keys."""
     client_secret_ttl_s: int = Field(600, ge=10, le=7200)
     """Lifetime of a client secret minted by ``POST /v1/realtime/client_secrets`` when
     the request does not say (seconds; OpenAI's default and range)."""
@@ -157,7 +161,7 @@ class Settings(BaseSettings):
     tool_timeout_s: float = Field(10.0, gt=0)
     tool_max_steps: int = Field(4, ge=1, le=32)
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "allowed_origins", mode="before")
     @classmethod
     def _key_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -166,6 +170,23 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        cleaned = []
+        for origin in value:
+            text = origin.strip().rstrip("/").lower()
+            scheme, sep, rest = text.partition("://")
+            if text != "*" and (
+                scheme not in ("http", "https") or not sep or not rest or "/" in rest
+            ):
+                raise ValueError(
+                    f"{origin!r} is not an origin: give scheme://host[:port] "
+                    "(e.g. http://localhost:5173) or *"
+                )
+            cleaned.append(text)
+        return cleaned
 
     @field_validator("api_keys_file")
     @classmethod

@@ -7,10 +7,13 @@ Handlers raise :class:`ApiError`; routes turn it into a response with
 
 from __future__ import annotations
 
+import logging
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+log = logging.getLogger(__name__)
 _TYPES = {404: "not_found_error", 409: "conflict_error", 500: "server_error"}
 
 
@@ -39,7 +42,12 @@ def error_response(
     return JSONResponse(body, status_code=status)
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+_HTTP_CODES = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+}
 
 
 async def http_exception_response(request: Request, exc: Exception) -> Response:
@@ -50,4 +58,23 @@ async def http_exception_response(request: Request, exc: Exception) -> Response:
     response = error_response(exc.status_code, code, str(exc.detail))
     for name, value in (exc.headers or {}).items():
         response.headers[name] = value
+    return response
+
+
+async def unexpected_error_response(request: Request, exc: Exception) -> Response:
+    """A bug: 500 ``server_error`` JSON naming the request id (the client can quote it),
+    with the traceback logged under that id. Installed as the app's ``Exception``
+    handler; Starlette re-raises ``exc`` after sending it, for the server's own log."""
+    request_id = getattr(request.state, "request_id", None)
+    log.error(
+        "unhandled error in %s %s (request %s)",
+        request.method,
+        request.url.path,
+        request_id,
+        exc_info=exc,
+    )
+    suffix = f" (request id {request_id})" if request_id else ""
+    response = error_response(500, "internal_error", f"the server failed{suffix}")
+    if request_id:
+        response.headers["x-request-id"] = request_id
     return response

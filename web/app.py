@@ -17,7 +17,8 @@ from starlette.staticfiles import StaticFiles
 from pipelines.services import Services
 from voice.settings import Settings
 from web.access import client_secrets, guard
-from web.api_errors import http_exception_response
+from web.api_errors import http_exception_response, unexpected_error_response
+from web.meetings import links as meeting_links
 from web.meetings import routes as meetings
 from web.meetings import transcriptions
 from web.operations import observability
@@ -57,6 +58,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         *client_secrets.routes(),
         *transcriptions.routes(),
         *meetings.routes(),
+        *meeting_links.routes(),
         *observability.routes(),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
@@ -65,4 +67,5 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     guard.install(app, settings)
     observability.install(app)  # outermost: request ids and metrics cover the guard's refusals
     app.add_exception_handler(HTTPException, http_exception_response)
+    app.add_exception_handler(Exception, unexpected_error_response)
     return app

@@ -22,7 +22,7 @@ from pipelines.meeting.jobs import JobError, JobRunner, ProgressFn
 from pipelines.meeting.known_speakers import KnownSpeaker, embed_known, read_references
 from pipelines.meeting.pipeline import MeetingOptions, MeetingPipeline
 from pipelines.meeting.store import Job
-from voice.audio.decode import AudioDecodeError
+from voice.audio.decode import AudioDecodeError, AudioTooLongError
 from voice.diarize.base import Diarizer, SpeakerEmbedder
 from voice.llm import ChatClient
 from voice.stt.base import Transcriber
@@ -83,15 +83,19 @@ def meeting_options(raw: Mapping[str, Any]) -> MeetingOptions:
     )
 
 
-def meeting_runner(models: MeetingModels, files: JobFiles) -> JobRunner:
+def meeting_runner(
+    models: MeetingModels, files: JobFiles, max_audio_s: float | None = None
+) -> JobRunner:
     """A :data:`~pipelines.meeting.jobs.JobRunner` for meeting jobs. Safe to cancel:
-    the pipeline stops its stages and nothing is written."""
+    the pipeline stops its stages and nothing is written. A recording longer than
+    ``max_audio_s`` seconds fails the job with ``audio_too_long``."""
 
     async def run(job: Job, progress: ProgressFn) -> Mapping[str, bytes]:
         try:
             options = meeting_options(job.options)
         except ValueError as exc:
             raise JobError("invalid_options", str(exc)) from exc
+        options = replace(options, max_audio_s=max_audio_s)
         progress("loading models", 0.0)
         transcriber = await asyncio.to_thread(lambda: models.batch_transcriber)
         diarizer = await asyncio.to_thread(lambda: models.diarizer)
@@ -103,6 +107,10 @@ def meeting_runner(models: MeetingModels, files: JobFiles) -> JobRunner:
         pipeline = MeetingPipeline(transcriber, diarizer, models.llm, embedder=embedder)
         try:
             result = await pipeline.run(files.upload(job.id), options, progress)
+        except AudioTooLongError as exc:
+            raise JobError(
+                "audio_too_long", f"the recording is longer than {exc.limit_s / 60:g} minutes"
+            ) from exc
         except AudioDecodeError as exc:  # its detail names server paths: keep it out
             raise JobError(
                 f"audio_{exc.reason}", f"the audio could not be decoded ({exc.reason})"

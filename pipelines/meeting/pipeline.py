@@ -66,6 +66,9 @@ class MeetingOptions:
     summarize: bool = True
     known_speakers: tuple[KnownSpeaker, ...] = ()
     """Named voices; matching diarized speakers get these names (needs an embedder)."""
+    max_audio_s: float | None = None
+    """Longest recording processed (seconds); decoding stops past it with
+    :class:`~voice.audio.decode.AudioTooLongError`. None = no limit."""
 
     def diarize_options(self) -> DiarizeOptions:
         """The speaker-count options; raises ``ValueError`` on inconsistent counts."""
@@ -131,7 +134,7 @@ class MeetingPipeline:
             report(stage, 1.0)
 
         report("decode", 0.0)
-        audio = await self._decode(Path(source), report)
+        audio = await self._decode(Path(source), report, opts.max_audio_s)
         lap("decode")
         words, language, stt_used, windows = await self._transcribe(audio, opts.language, report)
         lap("transcribe")
@@ -174,7 +177,9 @@ class MeetingPipeline:
         report("done", 1.0)
         return MeetingResult(replace(document, meta={**meta, "timings_s": dict(timings)}), summary)
 
-    async def _decode(self, source: Path, report: Callable[[str, float], None]) -> DecodedAudio:
+    async def _decode(
+        self, source: Path, report: Callable[[str, float], None], max_s: float | None
+    ) -> DecodedAudio:
         stop = threading.Event()
         try:
             return await asyncio.to_thread(
@@ -184,6 +189,7 @@ class MeetingPipeline:
                 PLANNING_VAD,
                 lambda f: report("decode", f),
                 stop,
+                max_s,
             )
         finally:
             stop.set()  # on cancellation the thread stops at its next chunk

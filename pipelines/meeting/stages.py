@@ -72,20 +72,25 @@ def decode_with_vad(
     vad_options: VadOptions,
     report: Callable[[float], None],
     stop: threading.Event,
+    max_s: float | None = None,
 ) -> DecodedAudio:
     """Decode ``source`` to 16 kHz float32 and find its speech. Blocking.
 
     ``report(fraction)`` is called after each chunk (the fraction is estimated
     from the container's claimed duration, 0 when unknown). Setting ``stop``
     ends the work at the next chunk with :class:`StageCancelled`. Raises
-    :class:`~voice.audio.decode.AudioDecodeError` for an undecodable file.
+    :class:`~voice.audio.decode.AudioDecodeError` for an undecodable file, and
+    :class:`~voice.audio.decode.AudioTooLongError` once more than ``max_s`` seconds
+    decoded (memory stays bounded by ``max_s``, whatever the file holds).
     """
     expected = probe(source).duration_s
+    if expected is not None and max_s is not None:
+        expected = min(expected, max_s)  # a header may lie: never reserve past the limit
     buffer = _Buffer(expected)
     vad = StreamingVad(classifier, vad_options)
     regions: list[tuple[float, float]] = []
     start_ms: float | None = None
-    chunks = iter_decode(source, SAMPLE_RATE, DECODE_CHUNK_S)
+    chunks = iter_decode(source, SAMPLE_RATE, DECODE_CHUNK_S, max_s=max_s)
     try:
         for chunk in chunks:
             if stop.is_set():

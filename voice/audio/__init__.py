@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from voice.audio.decode import AudioDecodeError, AudioInfo, decode_audio, iter_decode, probe
+from voice.audio.decode import (
+    AudioDecodeError,
+    AudioInfo,
+    AudioTooLongError,
+    decode_audio,
+    iter_decode,
+    measure_duration_s,
+    probe,
+)
 from voice.audio.frames import (
     SUPPORTED_RATES,
     AudioFrame,
@@ -18,10 +26,12 @@ __all__ = [
     "AudioDecodeError",
     "AudioFrame",
     "AudioInfo",
+    "AudioTooLongError",
     "StreamResampler",
     "decode_audio",
     "float32_to_pcm16",
     "iter_decode",
+    "measure_duration_s",
     "pcm16_to_float32",
     "probe",
     "read_wav",

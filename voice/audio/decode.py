@@ -15,6 +15,12 @@ unreadable, ``unsupported`` for something that is not audio or video (text,
 images), ``no_audio`` for a video without an audio track and ``empty`` for an
 empty file or a valid file holding no samples.
 
+Length limit. Given ``max_s``, decoding stops as soon as more than ``max_s``
+seconds of audio came out and raises :class:`AudioTooLongError` (reason
+``too_long``). The check counts decoded samples, not what the container claims
+(browser-recorded WebM declares no duration, and a header may lie), so memory
+and time are bounded by the limit whatever the file holds.
+
 All functions block; run them in a worker thread from async code.
 """
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 import errno
 import io
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -39,7 +46,7 @@ from voice.audio.sniff import SNIFF_BYTES, cut_short, media_family
 log = logging.getLogger(__name__)
 
 AudioSource = str | Path | bytes | BinaryIO
-DecodeFailure = Literal["empty", "truncated", "corrupt", "unsupported", "no_audio"]
+DecodeFailure = Literal["empty", "truncated", "corrupt", "unsupported", "no_audio", "too_long"]
 
 _MESSAGES: dict[str, str] = {
     "empty": "the file contains no audio samples",
@@ -47,6 +54,7 @@ _MESSAGES: dict[str, str] = {
     "corrupt": "the audio data could not be decoded; the file looks damaged",
     "unsupported": "not a recognised audio or video format",
     "no_audio": "the file has no audio track",
+    "too_long": "the recording is longer than the limit",
 }
 _NOT_MEDIA_FORMATS = {"image2", "tty", "gif", "webp_pipe", "apng", "bin"}
 
@@ -58,6 +66,14 @@ class AudioDecodeError(Exception):
         self.reason: DecodeFailure = reason
         message = f"{reason}: {_MESSAGES[reason]}"
         super().__init__(f"{message} ({detail})" if detail else message)
+
+
+class AudioTooLongError(AudioDecodeError):
+    """More than ``limit_s`` seconds of audio were decoded (or measured); decoding stopped there."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        super().__init__("too_long", f"over {limit_s:g} s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +195,11 @@ def _mono_pcm(
 
 
 def iter_decode(
-    source: AudioSource, sample_rate: int = 16000, chunk_s: float = 30.0
+    source: AudioSource,
+    sample_rate: int = 16000,
+    chunk_s: float = 30.0,
+    *,
+    max_s: float | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode lazily into float32 mono chunks of ``chunk_s`` seconds at ``sample_rate`` Hz.
 
@@ -189,11 +209,15 @@ def iter_decode(
     opened here and closed when the generator finishes or is closed (``close()``
     it to stop early); a file object is read from its current position and left
     open. A file that decodes only in part (cut short, damaged packets) yields
-    what decoded and logs a warning.
+    what decoded and logs a warning. With ``max_s``, :class:`AudioTooLongError` is
+    raised once more than ``max_s`` seconds came out (chunks before it were yielded).
     """
     if sample_rate <= 0 or chunk_s <= 0:
         raise ValueError("sample_rate and chunk_s must be positive")
+    if max_s is not None and max_s <= 0:
+        raise ValueError("max_s must be positive")
     chunk = max(1, round(chunk_s * sample_rate))
+    limit = None if max_s is None else math.floor(max_s * sample_rate)
     pending: list[np.ndarray] = []
     held = 0
     total = 0
@@ -202,6 +226,8 @@ def iter_decode(
         for piece in _mono_pcm(container, stream, sample_rate, problems):
             pending.append(piece)
             held += len(piece)
+            if limit is not None and total + held > limit:
+                raise AudioTooLongError(max_s or 0.0)
             while held >= chunk:
                 joined = np.concatenate(pending)
                 total += chunk
@@ -220,9 +246,12 @@ def iter_decode(
             yield np.concatenate(pending)
 
 
-def decode_audio(source: AudioSource, sample_rate: int = 16000) -> np.ndarray:
-    """Decode a whole file to float32 mono samples at ``sample_rate`` Hz (see module notes)."""
-    return np.concatenate(list(iter_decode(source, sample_rate, chunk_s=60.0)))
+def decode_audio(
+    source: AudioSource, sample_rate: int = 16000, *, max_s: float | None = None
+) -> np.ndarray:
+    """Decode a whole file to float32 mono samples at ``sample_rate`` Hz (see module
+    notes); :class:`AudioTooLongError` past ``max_s`` seconds, before holding more."""
+    return np.concatenate(list(iter_decode(source, sample_rate, chunk_s=60.0, max_s=max_s)))
 
 
 def probe(source: AudioSource) -> AudioInfo:
@@ -236,3 +265,30 @@ def probe(source: AudioSource) -> AudioInfo:
             codec=stream.codec_context.name,
             container=container.format.name,
         )
+
+
+def measure_duration_s(source: AudioSource, max_s: float | None = None) -> float:
+    """The first audio track's length in seconds from its packets' timestamps, read
+    without decoding (fast: for a file whose container declares no duration). Raises
+    :class:`AudioTooLongError` as soon as a packet ends past ``max_s`` seconds, and
+    :class:`AudioDecodeError` when the file cannot be opened. Packets that are
+    unreadable end the measurement. Blocking.
+
+    A file can still decode to more audio than its timestamps say; decoding with
+    ``max_s`` (:func:`iter_decode`) is the check that cannot be fooled.
+    """
+    with _open_audio(source) as (container, stream):
+        time_base = stream.time_base
+        first: int | None = None
+        end = 0
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is None or time_base is None:
+                    continue
+                first = packet.pts if first is None else min(first, packet.pts)
+                end = max(end, packet.pts + (packet.duration or 0))
+                if max_s is not None and float((end - first) * time_base) > max_s:
+                    raise AudioTooLongError(max_s)
+        except av.error.FFmpegError as exc:
+            log.warning("measuring stopped at an unreadable packet: %s", exc)
+        return 0.0 if first is None or time_base is None else float((end - first) * time_base)

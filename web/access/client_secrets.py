@@ -24,6 +24,7 @@ from pipelines.realtime.config import apply_session_update, session_request
 from pipelines.realtime.protocol import Ids, ProtocolError
 from pipelines.services import Services
 from web.access.auth import Principal
+from web.access.bodies import read_body
 from web.access.client_secret_store import ClientSecretStore
 from web.api_errors import ApiError
 
@@ -55,9 +56,7 @@ def _ttl(body: dict[str, Any], default_s: int) -> int:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, "request_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+    raw = await read_body(request, MAX_BODY_BYTES)
     if not raw.strip():
         return {}
     try:

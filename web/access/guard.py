@@ -2,7 +2,8 @@
 
 An ASGI middleware. Open paths (health, readiness, metrics, the OpenAPI document,
 the pages and their static files) pass untouched. Every other request must carry a valid token
-(:mod:`web.access.auth`; a client secret only opens realtime sessions), passes the
+(:mod:`web.access.auth`; a client secret only opens realtime sessions; a signed read
+link, :mod:`web.access.read_links`, only reads one meeting's streams and files), passes the
 caller's rate limit, and, once the server is draining, new uploads, secrets and
 sessions are refused. The caller's :class:`~web.access.auth.Principal` is put in
 ``request.state.principal`` for the routes.
@@ -21,12 +22,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from voice.settings import Settings
+from web.access import origins
 from web.access.auth import ANONYMOUS, KeyRing, Principal, bearer_token, subprotocol_token
 from web.access.client_secret_store import ClientSecretStore
 from web.access.live_sessions import (
@@ -38,6 +40,7 @@ from web.access.live_sessions import (
     refuse_websocket,
 )
 from web.access.rate_limit import RateLimiter
+from web.access.read_links import LINK_PARAM, ReadLinks, read_path_meeting
 from web.api_errors import error_response
 
 log = logging.getLogger(__name__)
@@ -72,12 +75,14 @@ class Guard:
         secrets: ClientSecretStore,
         limiter: RateLimiter,
         live: LiveSessions,
+        links: ReadLinks,
     ) -> None:
         self.app = app
         self.keys = keys
         self.secrets = secrets
         self.limiter = limiter
         self.live = live
+        self.links = links
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -101,7 +106,11 @@ class Guard:
 
     def _http_refusal(self, scope: Scope, path: str, headers: Headers) -> JSONResponse | None:
         try:
-            principal = self.principal(bearer_token(headers), realtime=path.startswith(CALLS))
+            token = bearer_token(headers)
+            if token is None and self.keys.enabled:
+                principal = self.link_principal(scope, path)
+            else:
+                principal = self.principal(token, realtime=path.startswith(CALLS))
         except AuthFailure as exc:
             response = error_response(401, exc.code, exc.message)
             response.headers["WWW-Authenticate"] = 'Bearer realm="voice-agent"'
@@ -145,6 +154,18 @@ class Guard:
             return
         await self.app(scope, receive, send)
 
+    def link_principal(self, scope: Scope, path: str) -> Principal:
+        """Who a read link in the query names, for the paths it opens; without a
+        link, the missing-key refusal. Raises :class:`AuthFailure`."""
+        meeting_id = read_path_meeting(scope.get("method", ""), path)
+        link = QueryParams(scope.get("query_string", b"")).get(LINK_PARAM)
+        if meeting_id is None or link is None:
+            return self.principal(None, realtime=False)
+        owner = self.links.verify(link, meeting_id)
+        if not owner:  # anonymous links (signed with keys off) never open anything here
+            raise AuthFailure("invalid_link", "the link is invalid or has expired; reload the page")
+        return Principal(owner=owner, name=f"{owner} (read link)")
+
     def principal(self, token: str | None, *, realtime: bool) -> Principal:
         """Who ``token`` is; raises :class:`AuthFailure`. ``realtime``: client secrets
         are accepted (they only open realtime sessions)."""
@@ -182,8 +203,9 @@ def _with_retry(response: JSONResponse, wait_s: float) -> JSONResponse:
 
 
 def install(app: Starlette, settings: Settings) -> None:
-    """Put the guard in front of ``app`` (call before it starts) and its shared state on
-    ``app.state`` (``live_sessions``, ``client_secrets``, ``keys``). Reads the keys file
+    """Put the guard, and in front of it the origin/host check and CORS
+    (:mod:`web.access.origins`), before ``app`` (call before it starts); its shared state on
+    ``app.state`` (``live_sessions``, ``client_secrets``, ``keys``, ``read_links``). Reads the keys file
     (blocking). Around the app's lifespan: logs at start-up whether authentication is
     on, and at shutdown drains realtime sessions (:meth:`LiveSessions.drain`) before
     the app closes its models."""
@@ -191,8 +213,12 @@ def install(app: Starlette, settings: Settings) -> None:
     live = app.state.live_sessions = LiveSessions(settings.max_realtime_sessions)
     secrets = app.state.client_secrets = ClientSecretStore()
     app.state.keys = keys
+    links = app.state.read_links = ReadLinks()
     limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
-    app.add_middleware(Guard, keys=keys, secrets=secrets, limiter=limiter, live=live)
+    app.add_middleware(
+        Guard, keys=keys, secrets=secrets, limiter=limiter, live=live, links=links
+    )
+    origins.install(app, settings, auth_on=keys.enabled)  # runs before the guard
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager

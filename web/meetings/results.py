@@ -21,6 +21,7 @@ from pipelines.meeting.document import RENDER_FORMATS, TranscriptDocument
 from pipelines.meeting.meeting_jobs import SUMMARY, TRANSCRIPT
 from pipelines.meeting.store import Job
 from pipelines.meeting.summary import MeetingSummary
+from web.access.bodies import read_body
 from web.api_errors import ApiError
 from web.meetings.context import MeetingContext, api, job_or_404, require_succeeded
 
@@ -33,6 +34,8 @@ MEDIA_TYPES = {
 }
 NAME_LIMIT = 100
 """Longest accepted speaker name (characters)."""
+RENAME_BODY_BYTES = 64 * 1024
+"""Largest accepted rename request."""
 _rename_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
 
@@ -128,10 +131,12 @@ async def rename_speakers(request: Request) -> Response:
     """``PATCH /v1/meetings/{id}/speakers`` with ``{"SPEAKER_00": "Alice", ...}``;
     answers with the whole ``speakers`` map after the change."""
     ctx, job = await job_or_404(request)
+    raw = await read_body(request, RENAME_BODY_BYTES)
     try:
-        mapping = _mapping(await request.json())
-    except json.JSONDecodeError:
-        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+        body = json.loads(raw)
+    except ValueError:  # not JSON, or not UTF-8 (UnicodeDecodeError)
+        raise ApiError(400, "invalid_json", "the body is not valid UTF-8 JSON") from None
+    mapping = _mapping(body)
     require_succeeded(job)
     lock = _rename_locks.setdefault(job.id, asyncio.Lock())
     async with lock:

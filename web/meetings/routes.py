@@ -31,8 +31,8 @@ from web.api_errors import ApiError
 from web.meetings import results as meeting_results
 from web.meetings.context import MeetingContext, api, context, job_json, job_or_404, principal
 from web.meetings.known_speakers_form import known_speakers
+from web.meetings.languages import check_language
 from web.meetings.upload_checks import (
-    check_duration,
     decode_error,
     display_filename,
     inspect_upload,
@@ -60,7 +60,9 @@ async def job_worker(app: Starlette) -> AsyncIterator[None]:
     queue = LocalJobQueue(
         store,
         files,
-        with_job_ids(meeting_runner(app.state.services, files)),
+        with_job_ids(
+            meeting_runner(app.state.services, files, settings.max_audio_minutes * 60)
+        ),
         concurrency=settings.max_concurrent_jobs,
     )
     try:
@@ -87,9 +89,9 @@ def _options(form: ReceivedForm) -> dict[str, Any]:
     summarize = (form.get("summarize") or "true").strip().lower()
     if summarize not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
         raise ApiError(422, "invalid_value", "summarize must be true or false", param="summarize")
-    language = (form.get("language") or "").strip() or None
+    language = (form.get("language") or "").strip()
     options: dict[str, Any] = {
-        "language": None if language == "auto" else language,
+        "language": None if language == "auto" else check_language(language, status=422),
         "num_speakers": _int_field(form, "num_speakers"),
         "min_speakers": _int_field(form, "min_speakers"),
         "max_speakers": _int_field(form, "max_speakers"),
@@ -121,10 +123,11 @@ async def create_meeting(request: Request) -> Response:
             options["known_speaker_names"] = names
             await asyncio.to_thread(write_references, ctx.files.upload_dir(job_id), samples)
         try:
-            info = await asyncio.to_thread(inspect_upload, form.file_path)
+            info = await asyncio.to_thread(
+                inspect_upload, form.file_path, ctx.settings.max_audio_minutes * 60
+            )
         except AudioDecodeError as exc:
             raise decode_error(exc) from None
-        check_duration(info.duration_s, ctx.settings.max_audio_minutes)
         job = ctx.store.new(
             job_id,
             options=options,

@@ -14,7 +14,8 @@ without a summary; speakers are ``A``, ``B``... in order of first appearance.
 The upload goes to a scratch folder under ``data_dir`` (removed afterwards) with
 the ``max_upload_mb`` limit; models run in worker threads. Errors use OpenAI's
 shape (:mod:`web.api_errors`): 400 bad request or undecodable file, 413 too
-large or longer than ``max_audio_minutes``, 415 not audio.
+large or longer than ``max_audio_minutes`` (checked before models load, from the
+container or the packets, and again while decoding), 415 not audio.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ from starlette.routing import BaseRoute, Route
 from pipelines.meeting.known_speakers import embed_known
 from pipelines.meeting.pipeline import MeetingOptions, MeetingPipeline
 from pipelines.services import Services
-from voice.audio.decode import AudioDecodeError, decode_audio, probe
+from voice.audio.decode import AudioDecodeError, decode_audio
 from voice.stt.base import Transcription, transcribe_async
 from voice.stt.formats import to_srt, to_vtt
 from web.api_errors import ApiError
 from web.meetings.known_speakers_form import known_speakers
-from web.meetings.upload_checks import check_duration, decode_error
+from web.meetings.languages import check_language
+from web.meetings.upload_checks import decode_error, probe_length
 from web.meetings.uploads import ReceivedForm, receive_upload
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json", "diarized_json")
@@ -123,16 +125,14 @@ def _letter(index: int) -> str:
 
 
 async def _diarized(
-    services: Services, path: Path, language: str | None, form: ReceivedForm
+    services: Services, path: Path, language: str | None, form: ReceivedForm, max_s: float
 ) -> dict[str, Any]:
     """``TranscriptionDiarized`` from the meeting pipeline (no summary); speakers matching
-    a known voice are named, the others lettered. The file is probed first, so what is
-    not audio is refused before the models load."""
-    await asyncio.to_thread(probe, path)
+    a known voice are named, the others lettered. Decoding stops past ``max_s`` seconds."""
     names, samples = known_speakers(form)
     transcriber = await asyncio.to_thread(lambda: services.batch_transcriber)
     diarizer = await asyncio.to_thread(lambda: services.diarizer)
-    options = MeetingOptions(language=language, summarize=False)
+    options = MeetingOptions(language=language, summarize=False, max_audio_s=max_s)
     embedder = None
     if names:
         embedder = await asyncio.to_thread(lambda: services.speaker_embedder)
@@ -173,25 +173,23 @@ async def _transcribe(request: Request, form: ReceivedForm) -> Response:
     if form.file_path is None:
         raise ApiError(400, "missing_file", "send the audio as form field 'file'", param="file")
     fmt, granularities = _choice(form)
-    language = (form.get("language") or "").strip() or None
+    language = check_language(form.get("language"))
     prompt = (form.get("prompt") or "").strip() or None
     services = _services(request)
-    max_minutes = request.app.state.settings.max_audio_minutes
+    max_s = request.app.state.settings.max_audio_minutes * 60
     try:
-        info = await asyncio.to_thread(probe, form.file_path)
+        await asyncio.to_thread(probe_length, form.file_path, max_s)
     except AudioDecodeError as exc:
         raise decode_error(exc) from None
-    check_duration(info.duration_s, max_minutes)
     if fmt == "diarized_json":
         try:
-            return JSONResponse(await _diarized(services, form.file_path, language, form))
+            return JSONResponse(await _diarized(services, form.file_path, language, form, max_s))
         except AudioDecodeError as exc:
             raise decode_error(exc) from None
     try:
-        audio = await asyncio.to_thread(decode_audio, form.file_path)
-    except AudioDecodeError as exc:
+        audio = await asyncio.to_thread(decode_audio, form.file_path, max_s=max_s)
+    except AudioDecodeError as exc:  # AudioTooLongError included: 413 audio_too_long
         raise decode_error(exc) from None
-    check_duration(len(audio) / 16000, max_minutes)  # when the container did not say
     transcriber = await asyncio.to_thread(lambda: services.batch_transcriber)
     words = fmt == "verbose_json" and "word" in granularities
     result = await transcribe_async(

@@ -6,9 +6,17 @@ maps :class:`~voice.audio.decode.AudioDecodeError` to the HTTP error both APIs u
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from voice.audio.decode import AudioDecodeError, AudioInfo, iter_decode, probe
+from voice.audio.decode import (
+    AudioDecodeError,
+    AudioInfo,
+    AudioTooLongError,
+    iter_decode,
+    measure_duration_s,
+    probe,
+)
 from web.api_errors import ApiError
 
 _DECODE_ERRORS = {
@@ -22,30 +30,44 @@ _DECODE_ERRORS = {
 
 def decode_error(exc: AudioDecodeError) -> ApiError:
     """The HTTP error for an upload that cannot be decoded: 415 when it is not audio
-    or video at all, 400 when it is empty, cut short, damaged or has no audio track.
-    The message does not repeat the decoder's detail (it names server paths)."""
+    or video at all, 400 when it is empty, cut short, damaged or has no audio track,
+    413 ``audio_too_long`` past the length limit. The message does not repeat the
+    decoder's detail (it names server paths)."""
+    if isinstance(exc, AudioTooLongError):
+        return too_long(exc.limit_s / 60)
     status, code, why = _DECODE_ERRORS[exc.reason]
     return ApiError(status, code, f"cannot use this file: {why}", param="file")
 
 
-def check_duration(duration_s: float | None, max_minutes: float) -> None:
-    """413 ``audio_too_long`` when a recording is longer than ``max_minutes``
-    (``max_audio_minutes``); an unknown duration passes."""
-    if duration_s is not None and duration_s > max_minutes * 60:
-        raise ApiError(
-            413,
-            "audio_too_long",
-            f"the recording is {duration_s / 60:.1f} minutes long; "
-            f"the limit is {max_minutes:g} minutes",
-            param="file",
-        )
+def too_long(max_minutes: float) -> ApiError:
+    """413 ``audio_too_long``: the recording is longer than ``max_minutes``."""
+    return ApiError(
+        413,
+        "audio_too_long",
+        f"the recording is longer than the limit of {max_minutes:g} minutes",
+        param="file",
+    )
 
 
-def inspect_upload(path: Path, check_s: float = 2.0) -> AudioInfo:
-    """Probe ``path`` and decode its first ``check_s`` seconds, so that a file whose
-    header is fine but whose audio is not fails here rather than in a job. Blocking;
-    raises :class:`AudioDecodeError`."""
+def probe_length(path: Path, max_s: float) -> AudioInfo:
+    """Probe ``path``; when its container declares no duration, measure it from the
+    packets' timestamps (no decoding, stops past ``max_s`` seconds). Blocking; raises
+    :class:`AudioDecodeError`, :class:`AudioTooLongError` when longer than ``max_s``.
+    Cheap, so a long file is refused before models load; decoding with the limit is
+    the check a file with lying timestamps cannot pass."""
     info = probe(path)
+    if info.duration_s is None:
+        info = replace(info, duration_s=measure_duration_s(path, max_s) or None)
+    elif info.duration_s > max_s:
+        raise AudioTooLongError(max_s)
+    return info
+
+
+def inspect_upload(path: Path, max_s: float, check_s: float = 2.0) -> AudioInfo:
+    """:func:`probe_length`, then decode the first ``check_s`` seconds, so that a file
+    whose header is fine but whose audio is not fails here rather than in a job.
+    Blocking; raises :class:`AudioDecodeError`."""
+    info = probe_length(path, max_s)
     chunks = iter_decode(path, chunk_s=check_s)
     try:
         next(chunks)

@@ -5,7 +5,10 @@ file part goes to a path the server chose, in chunks written from a worker
 thread, so memory stays at about :data:`FLUSH_BYTES` whatever the upload's
 size. The limit is enforced as soon as it is crossed: a declared
 ``Content-Length`` that cannot fit is refused before any byte is read, and a
-file part that grows past the limit stops the upload at once. On any failure
+file part that grows past the limit stops the upload at once. Other fields are
+counted and measured as they arrive too (:data:`MAX_FIELDS`, at most
+``SPEAKER_LIMIT`` voice samples of :data:`REFERENCE_LIMIT_BYTES` each and
+:data:`REFERENCES_TOTAL_BYTES` together). On any failure
 the partial file is removed. The client's filename is returned for display
 only; it never becomes part of a path.
 
@@ -25,6 +28,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from pipelines.meeting.meeting_jobs import SPEAKER_LIMIT
 from web.api_errors import ApiError
 
 FLUSH_BYTES = 256 * 1024
@@ -32,7 +36,10 @@ FLUSH_BYTES = 256 * 1024
 FIELD_LIMIT_BYTES = 64 * 1024
 """Largest accepted non-file field value..."""
 REFERENCE_LIMIT_BYTES = 4 * 1024 * 1024
-"""...except voice samples (``known_speaker_references[]`` data URLs)."""
+"""...except voice samples (``known_speaker_references[]`` data URLs)..."""
+REFERENCES_TOTAL_BYTES = 16 * 1024 * 1024
+"""...which together may not exceed this (counted as they arrive)."""
+REFERENCE_FIELD = "known_speaker_references"
 FORM_OVERHEAD_BYTES = 1 << 20
 """Allowance for boundaries, headers and small fields on top of the file limit."""
 MAX_FIELDS = 64
@@ -80,6 +87,8 @@ class _Receiver:
         self._in_file = False
         self._value = bytearray()
         self._fields = 0
+        self._references = 0
+        self._reference_bytes = 0
 
     def callbacks(self) -> dict[str, object]:
         return {
@@ -124,6 +133,15 @@ class _Receiver:
             self._fields += 1
             if self._fields > MAX_FIELDS:
                 raise ApiError(400, "too_many_fields", f"more than {MAX_FIELDS} form fields")
+            if self._name.startswith(REFERENCE_FIELD):
+                self._references += 1
+                if self._references > SPEAKER_LIMIT:
+                    raise ApiError(
+                        400,
+                        "too_many_fields",
+                        f"more than {SPEAKER_LIMIT} known_speaker_references[]",
+                        param=self._name,
+                    )
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self._in_file:
@@ -133,7 +151,16 @@ class _Receiver:
             self.pending.extend(data[start:end])
         else:
             self._value.extend(data[start:end])
-            reference = (self._name or "").startswith("known_speaker_references")
+            reference = (self._name or "").startswith(REFERENCE_FIELD)
+            if reference:
+                self._reference_bytes += end - start
+                if self._reference_bytes > REFERENCES_TOTAL_BYTES:
+                    raise ApiError(
+                        413,
+                        "request_too_large",
+                        f"the voice samples exceed {REFERENCES_TOTAL_BYTES >> 20} MB together",
+                        param=self._name,
+                    )
             if len(self._value) > (REFERENCE_LIMIT_BYTES if reference else FIELD_LIMIT_BYTES):
                 raise ApiError(
                     400,

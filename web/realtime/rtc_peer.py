@@ -25,6 +25,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from pipelines.realtime.audio_out import FrameQueue
 from pipelines.realtime.emitter import Send
 from pipelines.realtime.session import RealtimeSession
+from web.realtime.client_events import handle_client_event
 from web.realtime.rtc_ice import IceOptions, ice_configuration, use_host_addresses
 from web.realtime.rtc_tracks import AgentAudioTrack, pump_input
 
@@ -218,7 +219,7 @@ class RtcCall:
     async def _read_events(self, session: RealtimeSession) -> None:
         """Hand client events to the session in arrival order. Runs until cancelled."""
         while True:
-            await session.handle(await self._inbox.get())
+            await handle_client_event(session, await self._inbox.get())
 
     async def _write_events(self) -> None:
         """The single writer: session events as JSON text, once the channel is open.

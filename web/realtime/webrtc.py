@@ -27,7 +27,9 @@ from pipelines.realtime.protocol import ProtocolError
 from pipelines.realtime.session import RealtimeSession
 from pipelines.services import Services
 from web.access.auth import ANONYMOUS, Principal
+from web.access.bodies import read_body, replay
 from web.access.live_sessions import Refused, expired
+from web.api_errors import ApiError
 from web.meetings.live import meeting_sink
 from web.operations.logs import set_log_context
 from web.operations.observability import observed, session_observer
@@ -47,10 +49,6 @@ def routes() -> list[BaseRoute]:
         Route("/v1/realtime/calls", create_call, methods=["POST"]),
         Route("/v1/realtime/calls/{call_id}/hangup", hang_up, methods=["POST"]),
     ]
-
-
-class OfferTooLarge(OfferError):
-    """The offer request exceeds :data:`MAX_BODY_BYTES` (HTTP 413)."""
 
 
 def calls(app: Starlette) -> CallRegistry:
@@ -74,8 +72,8 @@ async def create_call(request: Request) -> Response:
         return error(503, "the server is still loading its models", "server_not_ready")
     try:
         offer, session_update = await read_offer(request)
-    except OfferTooLarge as exc:
-        return error(413, str(exc), "request_too_large")
+    except ApiError as exc:
+        return exc.response()
     except OfferError as exc:
         return error(400, str(exc), "invalid_offer")
     except ProtocolError as exc:
@@ -133,27 +131,25 @@ async def hang_up(request: Request) -> Response:
 
 
 async def read_offer(request: Request) -> tuple[str, RealtimeSessionCreateRequest | None]:
-    """The offer SDP and, if sent, the session config. Raises :class:`OfferError`."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise OfferTooLarge(f"the request is larger than {MAX_BODY_BYTES} bytes")
+    """The offer SDP and, if sent, the session config. Raises :class:`OfferError`, and
+    :class:`ApiError` 413 as soon as the body (declared or chunked) passes
+    :data:`MAX_BODY_BYTES`."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in ("multipart/form-data", "application/sdp", "text/plain", ""):
+        raise OfferError(
+            f"send the offer as application/sdp or multipart/form-data, not {content_type!r}"
+        )
+    body = await read_body(request, MAX_BODY_BYTES)
     session_raw: str | None = None
     if content_type == "multipart/form-data":
-        async with request.form(max_files=2, max_fields=4, max_part_size=MAX_BODY_BYTES) as form:
+        parsed = Request(request.scope, replay(body))
+        async with parsed.form(max_files=2, max_fields=4, max_part_size=MAX_BODY_BYTES) as form:
             sdp = await _part_text(form.get("sdp"))
             session_raw = await _part_text(form.get("session"))
         if sdp is None:
             raise OfferError("the form has no 'sdp' part")
-    elif content_type in ("application/sdp", "text/plain", ""):
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise OfferTooLarge(f"the request is larger than {MAX_BODY_BYTES} bytes")
-        sdp = body.decode("utf-8", errors="replace")
     else:
-        raise OfferError(
-            f"send the offer as application/sdp or multipart/form-data, not {content_type!r}"
-        )
+        sdp = body.decode("utf-8", errors="replace")
     check_sdp(sdp)
     return sdp, parse_session(session_raw) if session_raw else None
 

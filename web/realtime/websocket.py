@@ -8,6 +8,11 @@ when the client closes, when it reaches ``max_session_s`` (``error`` event
 ``session_expired``, close 1008) or when the server ends it (shutdown: ``error``
 event ``server_shutting_down``, close 1012); then it is closed and its tasks
 awaited before the socket closes.
+
+Failures are never silent: a client event whose handling raises an unexpected
+exception (a server bug) is answered with an ``error`` event
+(:mod:`web.realtime.client_events`) and the session carries on. A session that cannot start, or whose
+reader fails, ends with that ``error`` event and close code 1011.
 """
 
 from __future__ import annotations
@@ -29,11 +34,20 @@ from web.access.live_sessions import Ending, LiveSessions, Refused, expired, ref
 from web.meetings.live import meeting_sink
 from web.operations.logs import set_log_context
 from web.operations.observability import observed, session_observer
+from web.realtime.client_events import handle_client_event
 
 log = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_S = 2.0
 """How long the last events (an ending's ``error``) may take to be written."""
+CLOSE_INTERNAL_ERROR = 1011
+INTERNAL_ERROR = Ending(
+    "internal_error",
+    "the server failed and ended this session; please reconnect",
+    CLOSE_INTERNAL_ERROR,
+    status=500,
+    error_type="server_error",
+)
 
 
 def create_session(
@@ -114,6 +128,11 @@ async def _serve(
             ending = ended.result()
         elif not reader_task.done() and not writer_task.done():
             ending = expired(max_s)
+        elif reader_task.done() and not reader_task.cancelled() and reader_task.exception():
+            ending = INTERNAL_ERROR
+    except Exception:
+        log.exception("realtime session %s failed", session.id)
+        ending = INTERNAL_ERROR
     finally:
         reader_task.cancel()
         try:
@@ -145,7 +164,7 @@ async def _read(websocket: WebSocket, session: RealtimeSession) -> None:
             raw = message.get("text")
             if raw is None:
                 raw = message.get("bytes") or b""
-            await session.handle(raw)
+            await handle_client_event(session, raw)
 
 
 async def _flush(

@@ -40,15 +40,60 @@ function when(unixSeconds) {
   });
 }
 
-async function api(path, options = {}) {
-  const response = await fetch(path, options);
+// --- API keys ---------------------------------------------------------------------
+// With keys on, the key typed once is kept in sessionStorage (this tab only; the realtime
+// page shares it) and sent as a bearer header. The event stream, the audio player and the
+// download links cannot send headers: they use signed read links instead (one meeting,
+// read-only, an hour; POST /v1/meetings/{id}/links), so the key never appears in a URL.
+const KEY_STORAGE = "voiceAgent.apiKey";
+
+function storedKey() {
+  return sessionStorage.getItem(KEY_STORAGE);
+}
+
+function withKey(headers = {}) {
+  const key = storedKey();
+  return key ? { ...headers, Authorization: `Bearer ${key}` } : headers;
+}
+
+// After a 401 for a request sent with `used` (null: none): true when a key to retry with
+// is now stored (another call may already have asked), after asking the user at most once.
+function keyAfter401(used) {
+  const now = storedKey();
+  if (now && now !== used) return true;
+  sessionStorage.removeItem(KEY_STORAGE);
+  const message = used
+    ? "That API key was not accepted. Enter a valid key (kept in this tab only):"
+    : "This server needs an API key. Enter it (kept in this tab only):";
+  const key = (window.prompt(message) || "").trim();
+  if (key) sessionStorage.setItem(KEY_STORAGE, key);
+  return Boolean(key);
+}
+
+async function api(path, options = {}, retried = false) {
+  const used = storedKey();
+  const response = await fetch(path, { ...options, headers: withKey(options.headers) });
+  if (response.status === 401 && !retried && keyAfter401(used)) return api(path, options, true);
   const type = response.headers.get("content-type") || "";
   const body = type.includes("json") ? await response.json() : await response.text();
   if (!response.ok) {
+    if (response.status === 401 && storedKey() === used) sessionStorage.removeItem(KEY_STORAGE);
     const message = body && body.error ? body.error.message : `HTTP ${response.status}`;
     throw Object.assign(new Error(message), { status: response.status, body });
   }
   return body;
+}
+
+// The meeting's URLs that the browser opens itself (events, audio, transcript, summary):
+// signed read links when a key is in use, else the plain ones.
+async function readUrls(meeting) {
+  if (!storedKey()) return meeting.urls;
+  const links = await api(`/v1/meetings/${meeting.id}/links`, { method: "POST" });
+  return { ...meeting.urls, ...links.urls };
+}
+
+function withQuery(url, query) {
+  return `${url}${url.includes("?") ? "&" : "?"}${query}`;
 }
 
 function showError(box, message) {
@@ -79,15 +124,23 @@ function uploadForm(event) {
   if ($("language").value) form.append("language", $("language").value);
   form.append("summarize", $("summarize").checked ? "true" : "false");
 
+  sendUpload(form, file, false);
+}
+
+function sendUpload(form, file, retried) {
+  const used = storedKey();
   const xhr = (state.xhr = new XMLHttpRequest());
   xhr.open("POST", "/v1/meetings");
+  if (used) xhr.setRequestHeader("Authorization", `Bearer ${used}`);
   xhr.responseType = "json";
   xhr.upload.onprogress = (e) => {
     if (e.lengthComputable) setProgress(`Uploading ${file.name}…`, (100 * e.loaded) / e.total);
   };
   xhr.onload = () => {
     state.xhr = null;
-    if (xhr.status === 202) {
+    if (xhr.status === 401 && !retried && keyAfter401(used)) {
+      sendUpload(form, file, true);
+    } else if (xhr.status === 202) {
       $("upload-status").textContent = "Uploaded. Processing…";
       $("upload-form").reset();
       follow(xhr.response);
@@ -112,10 +165,18 @@ function uploadDone(error) {
   if (error) showError($("upload-error"), error);
 }
 
-function follow(meeting) {
+async function follow(meeting) {
   if (state.events) state.events.close();
   state.followed = meeting.id;
-  const source = (state.events = new EventSource(`/v1/meetings/${meeting.id}/events`));
+  let urls;
+  try {
+    urls = await readUrls(meeting);
+  } catch (error) {
+    uploadDone(`Could not follow the processing: ${error.message}`);
+    return;
+  }
+  if (state.followed !== meeting.id) return; // another upload took over meanwhile
+  const source = (state.events = new EventSource(urls.events));
   let lastStage = null;
   source.addEventListener("job", (e) => {
     const job = JSON.parse(e.data);
@@ -134,6 +195,13 @@ function follow(meeting) {
     }
   });
   source.addEventListener("deleted", () => { source.close(); uploadDone("The meeting was deleted."); });
+  // The browser retries a dropped stream by itself, but not one refused (an expired read
+  // link, a restarted server): follow again with fresh links.
+  source.addEventListener("error", () => {
+    if (source.readyState !== EventSource.CLOSED || state.events !== source) return;
+    state.events = null;
+    setTimeout(() => { if (state.followed === meeting.id && !state.events) follow(meeting); }, 2000);
+  });
 }
 
 function cancelCurrent() {
@@ -202,6 +270,7 @@ async function openMeeting(id, focus) {
   try {
     const [meeting, doc] = await Promise.all([
       api(`/v1/meetings/${id}`), api(`/v1/meetings/${id}/transcript?format=json`)]);
+    const urls = await readUrls(meeting);
     state.meeting = meeting;
     history.replaceState(null, "", `#meeting=${id}`);
     $("viewer").hidden = false;
@@ -209,13 +278,13 @@ async function openMeeting(id, focus) {
     $("viewer-meta").textContent = `${when(meeting.created_at)} · ${clock(doc.duration)} · ` +
       `${Object.keys(doc.speakers).length} speaker(s)`;
     if ($("player").dataset.id !== id) {
-      $("player").src = meeting.urls.audio;
+      $("player").src = urls.audio;
       $("player").dataset.id = id;
     }
     for (const link of document.querySelectorAll(".downloads a[data-format]")) {
-      link.href = `${meeting.urls.transcript}?format=${link.dataset.format}`;
+      link.href = withQuery(urls.transcript, `format=${link.dataset.format}`);
     }
-    $("summary-download").href = `${meeting.urls.summary}?format=md`;
+    $("summary-download").href = withQuery(urls.summary, "format=md");
     $("summary-download").hidden = !meeting.options.summarize;
     showDocument(doc);
     await showSummary(meeting);
@@ -223,6 +292,22 @@ async function openMeeting(id, focus) {
   } catch (error) {
     $("viewer").hidden = false;
     showError($("viewer-error"), `Could not open the meeting: ${error.message}`);
+  }
+}
+
+// A read link expires after an hour: when the player fails (an expired link refuses its
+// next range request), fetch fresh links and resume where it was, at most once a minute.
+async function renewAudioLink() {
+  const player = $("player");
+  const meeting = state.meeting;
+  if (!meeting || !storedKey() || Date.now() - (state.linkRenewedAt || 0) < 60000) return;
+  state.linkRenewedAt = Date.now();
+  const at = player.currentTime;
+  try {
+    player.src = (await readUrls(meeting)).audio;
+    player.currentTime = at;
+  } catch (error) {
+    showError($("viewer-error"), `The audio is unavailable: ${error.message}`);
   }
 }
 
@@ -347,6 +432,7 @@ function start() {
   $("refresh-button").addEventListener("click", loadList);
   $("speakers-form").addEventListener("submit", saveSpeakers);
   $("player").addEventListener("timeupdate", () => highlight($("player").currentTime));
+  $("player").addEventListener("error", renewAudioLink);
   loadList();
   const match = location.hash.match(/^#meeting=([0-9a-f]{32})$/);
   if (match) openMeeting(match[1], false);
