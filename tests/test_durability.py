@@ -48,7 +48,7 @@ async def spool_clip(path: Path, pcm: np.ndarray, chunk: int = 640) -> Recording
     spool = await asyncio.to_thread(RecordingSpool.create, path)
     for offset in range(0, len(pcm), chunk):
         await spool.append(pcm[offset : offset + chunk])
-        assert path.stat().st_size == HEADER_BYTES + 2 * spool.samples
+        assert (await asyncio.to_thread(path.stat)).st_size == HEADER_BYTES + 2 * spool.samples
     return spool
 
 
