@@ -264,7 +264,13 @@ async def test_retention_deletes_old_finished_jobs_with_their_files(
     recent = await finished_job(store, files, now() - 29 * DAY_S)
     running = await finished_job(store, files, 0.0, JobState.RUNNING)  # interrupted long ago
     queue = LocalJobQueue(
-        store, files, script, now=now, clock=clock, retention_s=30 * DAY_S, retention_interval_s=3600
+        store,
+        files,
+        script,
+        now=now,
+        clock=clock,
+        retention_s=30 * DAY_S,
+        retention_interval_s=3600,
     )
     script.gate(running)
     await queue.start()  # resumes the running job, and sweeps once
