@@ -96,21 +96,31 @@ def spool_samples(data: Path) -> int:
     return (spools[0].stat().st_size - HEADER_BYTES) // 2
 
 
-async def record_live(ws_url: str, data: Path, seconds: float) -> tuple[Any, int]:
+async def drain(ws: Any) -> None:
+    """Read (and drop) the session's events, so the connection answers pings."""
+    async for _ in ws:
+        pass
+
+
+async def record_live(
+    ws_url: str, data: Path, seconds: float
+) -> tuple[Any, asyncio.Task[None], int]:
     """Open a recording session, stream JFK (with a pause after it) at 4× real time and
-    wait until the spool holds it all. Returns the open connection and the sample count."""
+    wait until the spool holds it all (but the resampler's last ~30 ms). Returns the
+    open connection, the task reading its events and the sample count."""
     ws = await websockets.connect(f"{ws_url}/v1/realtime?model=x", max_size=None)
     await ws.send(json.dumps(transcribe_only(meeting={"record": True, "title": TITLE})))
     while json.loads(await asyncio.wait_for(ws.recv(), 30))["type"] != "session.updated":
         pass
+    reader = asyncio.create_task(drain(ws))
     pcm = pcm24k(load_clip(JFK), pad_s=seconds - len(load_clip(JFK)) / RATE)
     await send_pcm(ws, pcm, pace=4.0)
     sent = len(pcm) * RATE // CLIENT_RATE
     deadline = time.monotonic() + 60
-    while (held := await asyncio.to_thread(spool_samples, data)) < sent - RATE // 50:
-        assert time.monotonic() < deadline, f"spool holds {held} of {sent} samples"
+    while (held := await asyncio.to_thread(spool_samples, data)) < sent - RATE // 10:
+        assert time.monotonic() < deadline, f"the spool holds {held} of {sent} samples"
         await asyncio.sleep(0.1)
-    return ws, held
+    return ws, reader, held
 
 
 async def record_upload_and_kill(
@@ -118,13 +128,16 @@ async def record_upload_and_kill(
 ) -> tuple[int, httpx.Response]:
     """Record 13 s live, then upload JFK (202), then SIGKILL the server while the
     session is still open (no shutdown, no session close)."""
-    ws, held = await record_live(url.replace("http://", "ws://"), data, seconds=13.0)
+    ws, reader, held = await record_live(url.replace("http://", "ws://"), data, seconds=13.0)
     try:
         accepted = await asyncio.to_thread(upload_jfk, url)
         assert accepted.status_code == 202, accepted.text
         os.kill(proc.pid, signal.SIGKILL)
         await asyncio.to_thread(proc.wait, 10)
     finally:
+        reader.cancel()
+        with contextlib.suppress(BaseException):
+            await reader
         with contextlib.suppress(Exception):
             await ws.close()
     return held, accepted
