@@ -204,7 +204,13 @@ class RealtimeSession:
                 raise ProtocolError(
                     "this server cannot store meetings", param="session.meeting.record"
                 )
-            self.input.recording = await self._meeting_sink.open(config.meeting.title)
+            try:
+                self.input.recording = await self._meeting_sink.open(config.meeting.title)
+            except (OSError, RuntimeError) as exc:  # disk full, job queue gone
+                log.error("cannot start recording the meeting of %s: %s", self.id, exc)
+                raise ProtocolError(
+                    "the server cannot record this meeting now", param="session.meeting.record"
+                ) from None
         self.config = config
         await self.emitter.emit("session.updated", session=self._session_protocol())
 
