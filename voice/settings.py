@@ -117,6 +117,11 @@ class Settings(BaseSettings):
     diarize_device: Literal["auto", "cpu", "cuda"] = "auto"
     max_upload_mb: int = Field(1024, ge=1)
     max_concurrent_jobs: int = Field(1, ge=1)
+    max_queued_jobs_per_key: int = Field(20, ge=0)
+    """Unfinished (queued or running) meeting uploads one API key may have; more get
+    429 ``too_many_jobs``. Anonymous jobs (auth off) count together. 0: no limit."""
+    job_retention_days: float = Field(30.0, ge=0.0)
+    """Finished meeting jobs older than this are deleted with their files. 0: keep forever."""
 
     # --- realtime sessions ------------------------------------------------------
     realtime_output_lead_ms: int = Field(250, ge=20, le=5000)

@@ -3,6 +3,9 @@
 The upload is ``uploads/<job_id>/original`` (the client's filename is kept in the
 job record for display only, never used as a path) and results are
 ``results/<job_id>/<name>``, each written atomically (:func:`write_atomic`).
+An upload folder holding :data:`SPOOL_MARKER` is a live recording being spooled
+(or one a crash interrupted): it may have no job row yet, and the orphan sweep
+leaves it to :mod:`pipelines.meeting.spool_recovery`.
 Everything here blocks: call it from a worker thread in async code.
 """
 
@@ -17,6 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.meeting.store import is_job_id
+
+SPOOL_MARKER = "spool.json"
+"""In an upload folder: a live recording whose job is not stored yet (JSON: the job's
+owner and title)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +52,20 @@ class JobFiles:
         for name, data in files.items():
             write_atomic(self.result(job_id, name), data)
 
+    def spool_marker(self, job_id: str) -> Path:
+        return self.upload_dir(job_id) / SPOOL_MARKER
+
+    def sync_upload(self, job_id: str) -> None:
+        """fsync every file of the job's upload folder and the folders above it, so
+        that a job row committed afterwards never points at a file a power loss
+        took away. Blocking."""
+        folder = self.upload_dir(job_id)
+        for path in folder.iterdir():
+            if path.is_file():
+                _fsync(path, os.O_RDONLY)
+        for path in (folder, folder.parent):
+            _fsync(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+
     def remove(self, job_id: str) -> None:
         """Delete the job's upload and results (missing ones are fine). Blocking."""
         for folder in (self.upload_dir(job_id), self.results_dir(job_id)):
@@ -52,17 +73,33 @@ class JobFiles:
 
     def sweep_orphans(self, known_ids: Collection[str]) -> list[str]:
         """Remove job folders whose id is not in ``known_ids`` (left by an upload cut
-        short by a crash, or a delete interrupted between files and row). Blocking;
+        short by a crash, or a delete interrupted between files and row); a spooling
+        live recording (:data:`SPOOL_MARKER`) is kept. The store commits with
+        ``synchronous=FULL`` and :meth:`sync_upload` runs before the row is written,
+        so a job that was accepted always has its row here. Blocking;
         call only while no upload is being received. Returns the removed ids."""
         removed: set[str] = set()
         for parent in (self.data_dir / "uploads", self.data_dir / "results"):
             if not parent.is_dir():
                 continue
             for child in parent.iterdir():
-                if child.is_dir() and is_job_id(child.name) and child.name not in known_ids:
+                if (
+                    child.is_dir()
+                    and is_job_id(child.name)
+                    and child.name not in known_ids
+                    and not (child / SPOOL_MARKER).exists()
+                ):
                     shutil.rmtree(child, ignore_errors=True)
                     removed.add(child.name)
         return sorted(removed)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _checked(job_id: str) -> str:

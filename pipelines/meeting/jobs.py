@@ -50,8 +50,11 @@ class JobQueue(Protocol):
         """Stop workers; running jobs stay ``running`` and resume at the next start."""
         ...
 
-    async def submit(self, job: Job) -> Job:
-        """Store a new ``queued`` job (its upload already in place) and schedule it."""
+    async def submit(self, job: Job, *, limit_owner: bool = True) -> Job:
+        """Store a new ``queued`` job (its upload already in place, made durable
+        first) and schedule it; ``limit_owner``: refuse it with
+        :class:`~pipelines.meeting.store.TooManyJobs` when its owner has too many
+        unfinished jobs."""
         ...
 
     async def cancel(self, job_id: str) -> Job | None:

@@ -9,6 +9,12 @@ removes files of unknown jobs and picks up every ``queued`` one, oldest first.
 the next start to resume. Each job's task is owned by the worker that started
 it, which cancels and awaits it; a finished job's results are written
 atomically before it is marked ``succeeded``.
+
+:meth:`~LocalJobQueue.submit` fsyncs the upload before the row is committed and
+refuses (:class:`~pipelines.meeting.store.TooManyJobs`) an owner's job beyond
+``max_unfinished_per_owner``. With ``retention_s``, a sweep at start and then
+every ``retention_interval_s`` deletes finished jobs (row and files) that
+finished longer ago than that; queued and running jobs are never swept.
 """
 
 from __future__ import annotations
@@ -54,7 +60,12 @@ class LocalJobQueue:
         progress_interval_s: float = 0.5,
         clock: Clock | None = None,
         now: Callable[[], float] = time.time,
+        max_unfinished_per_owner: int | None = None,
+        retention_s: float | None = None,
+        retention_interval_s: float = 3600.0,
     ) -> None:
+        """``now`` is wall-clock Unix seconds (job times, retention); ``clock`` paces
+        progress reports and the retention sweep. ``None`` limits: unlimited, kept forever."""
         self.store = store
         self.files = files
         self.events = JobEvents()
@@ -66,6 +77,10 @@ class LocalJobQueue:
         self._pending: asyncio.Queue[str] = asyncio.Queue()
         self._active: dict[str, _Active] = {}
         self._workers: list[asyncio.Task[None]] = []
+        self._max_unfinished = max_unfinished_per_owner
+        self._retention_s = retention_s
+        self._retention_interval_s = retention_interval_s
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         for job in await self.store.list(states=[JobState.RUNNING], oldest_first=True):
@@ -79,6 +94,8 @@ class LocalJobQueue:
             asyncio.create_task(self._work(), name=f"job-worker-{n}")
             for n in range(self._concurrency)
         ]
+        if self._retention_s is not None:
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name="job-retention")
 
     async def _recover(self, job: Job) -> None:
         present = await asyncio.to_thread(self.files.upload(job.id).is_file)
@@ -103,6 +120,10 @@ class LocalJobQueue:
         )
 
     async def stop(self, timeout_s: float = 10.0) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         for worker in self._workers:
             worker.cancel()
         if self._workers:
@@ -111,8 +132,13 @@ class LocalJobQueue:
                 log.warning("%d job worker(s) did not stop within %.0f s", len(late), timeout_s)
         self._workers = []
 
-    async def submit(self, job: Job) -> Job:
-        stored = await self.store.create(job)
+    async def submit(self, job: Job, *, limit_owner: bool = True) -> Job:
+        """Make the upload durable, store the job and schedule it. Raises
+        :class:`~pipelines.meeting.store.TooManyJobs` when ``limit_owner`` and the
+        owner is at ``max_unfinished_per_owner``."""
+        await asyncio.to_thread(self.files.sync_upload, job.id)
+        limit = self._max_unfinished if limit_owner else None
+        stored = await self.store.create(job, max_unfinished=limit)
         self._pending.put_nowait(job.id)
         self.events.publish(job.id, stored)
         return stored
@@ -144,6 +170,30 @@ class LocalJobQueue:
         deleted = await self.store.delete(job_id)
         self.events.publish(job_id, None)
         return deleted
+
+    async def sweep_expired(self) -> list[str]:
+        """Delete finished jobs (row and files) older than ``retention_s``; returns
+        their ids. Safe to cancel (a job is removed files first, then row, so an
+        interrupted one is swept again or its files as orphans)."""
+        if self._retention_s is None:
+            return []
+        removed = []
+        for job in await self.store.finished_before(self._now() - self._retention_s):
+            await asyncio.to_thread(self.files.remove, job.id)
+            if await self.store.delete(job.id):
+                removed.append(job.id)
+                self.events.publish(job.id, None)
+        if removed:
+            log.info("retention: deleted %d finished job(s) and their files", len(removed))
+        return removed
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep_expired()
+            except Exception:  # a store failure must not end the sweeps
+                log.exception("retention sweep failed")
+            await self._clock.sleep(self._retention_interval_s)
 
     def subscribe(
         self, job_id: str

@@ -1,7 +1,8 @@
 """Durable job records in SQLite.
 
 One row per job in ``<data_dir>/jobs.sqlite3`` (WAL journal: readers never wait for
-the writer, and a crash loses at most the transaction in flight). A job moves
+the writer; ``synchronous=FULL``: a committed transaction survives a power loss,
+not only a process crash, so a job accepted with 202 is never lost). A job moves
 ``queued → running → succeeded | failed | cancelled``; transitions are conditional
 (:meth:`JobStore.update` with ``expect``) so two actors racing for the same job
 (a worker starting it, a user cancelling it) cannot both win.
@@ -92,6 +93,19 @@ _OWNER_INDEX = "CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, created
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
+UNFINISHED = (JobState.QUEUED, JobState.RUNNING)
+
+
+class TooManyJobs(Exception):
+    """The owner already has ``limit`` unfinished (queued or running) jobs."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"this key already has {limit} unfinished meeting jobs; wait for one to finish"
+        )
+        self.limit = limit
+
+
 def new_job_id() -> str:
     """A fresh random id: 32 lowercase hex digits (safe as a directory name)."""
     return uuid.uuid4().hex
@@ -126,7 +140,7 @@ class JobStore:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA synchronous=FULL")  # WAL fsynced at each commit
         conn.executescript(_SCHEMA)
         present = {row["name"] for row in conn.execute("PRAGMA table_info(jobs)")}
         for column, sql in _MIGRATIONS.items():
@@ -150,17 +164,28 @@ class JobStore:
                 raise RuntimeError("JobStore is not open")
             return self._conn.execute(sql, params).fetchall()
 
-    async def create(self, job: Job) -> Job:
-        """Insert ``job`` (its ``created_at``/``updated_at`` are kept as given)."""
+    async def create(self, job: Job, *, max_unfinished: int | None = None) -> Job:
+        """Insert ``job`` (its ``created_at``/``updated_at`` are kept as given).
+
+        With ``max_unfinished``, the insert happens only while the job's owner (one
+        API key; all anonymous jobs count together) has fewer unfinished jobs, checked
+        in the same statement so concurrent submits cannot overshoot; otherwise
+        :class:`TooManyJobs` is raised."""
         values = job.to_dict()
         values["options"] = json.dumps(values["options"])
         names = ", ".join(_COLUMNS)
         marks = ", ".join("?" for _ in _COLUMNS)
-        await asyncio.to_thread(
-            self._run,
-            f"INSERT INTO jobs ({names}) VALUES ({marks})",
-            tuple(values[name] for name in _COLUMNS),
-        )
+        params = tuple(values[name] for name in _COLUMNS)
+        if max_unfinished is None:
+            sql = f"INSERT INTO jobs ({names}) VALUES ({marks}) RETURNING id"
+        else:
+            sql = (
+                f"INSERT INTO jobs ({names}) SELECT {marks} WHERE (SELECT COUNT(*) FROM jobs"
+                " WHERE owner IS ? AND state IN (?, ?)) < ? RETURNING id"
+            )
+            params += (job.owner, *map(str, UNFINISHED), max_unfinished)
+        if not await asyncio.to_thread(self._run, sql, params):
+            raise TooManyJobs(max_unfinished or 0)
         return job
 
     def new(self, job_id: str, **fields: Any) -> Job:
@@ -227,6 +252,18 @@ class JobStore:
             self._run, "DELETE FROM jobs WHERE id = ? RETURNING id", (job_id,)
         )
         return bool(rows)
+
+    async def finished_before(self, cutoff: float, limit: int = 1000) -> tuple[Job, ...]:
+        """Finished jobs (succeeded, failed, cancelled) whose ``finished_at`` (Unix s)
+        is before ``cutoff``, oldest first."""
+        finals = [str(s) for s in JobState if s.final]
+        rows = await asyncio.to_thread(
+            self._run,
+            f"SELECT * FROM jobs WHERE state IN ({', '.join('?' for _ in finals)})"
+            " AND COALESCE(finished_at, updated_at) < ? ORDER BY finished_at LIMIT ?",
+            (*finals, cutoff, limit),
+        )
+        return tuple(_row_to_job(row) for row in rows)
 
     async def ids(self) -> set[str]:
         rows = await asyncio.to_thread(self._run, "SELECT id FROM jobs")

@@ -21,7 +21,7 @@ from pipelines.realtime.config import SessionConfig, TurnDetection
 from pipelines.realtime.context import SessionContext
 from pipelines.realtime.conversation import Item
 from pipelines.realtime.latency import TurnLatency
-from pipelines.realtime.live_meeting import LiveSegment
+from pipelines.realtime.live_meeting import LiveSegment, RecordingSpool
 from pipelines.realtime.partials import StablePrefix
 from pipelines.realtime.protocol import ProtocolError
 from pipelines.realtime.speakers import TurnSpeakers, TurnVoice
@@ -126,8 +126,8 @@ class InputAudio:
         self._announced = False
         """The listener was told this utterance started (it is not echo, and focus allows)."""
         self._focus_check: asyncio.Task[None] | None = None
-        self.recording: list[np.ndarray] | None = None
-        """When a list, every 16 kHz input chunk is appended to it (live meeting recording)."""
+        self.recording: RecordingSpool | None = None
+        """When set, every 16 kHz input chunk is written to it (live meeting recording)."""
         self.segments: list[LiveSegment] = []
         """User turns transcribed while recording, with their live speaker labels."""
         self._recording_start_ms = 0.0
@@ -186,9 +186,9 @@ class InputAudio:
         self._position_ms += 1000.0 * len(pcm) / RATE
         self._append_buffer(pcm)
         if self.recording is not None:
-            if not self.recording:
+            if self.recording.samples == 0:
                 self._recording_start_ms = self._position_ms - 1000.0 * len(pcm) / RATE
-            self.recording.append(pcm)
+            await self.recording.append(pcm)
         now = self.ctx.clock.now()
         echo_guard = self.ctx.echo
         if echo_guard is not None:

@@ -1,21 +1,21 @@
 """A meeting recorded live by a realtime session (``session.meeting.record``).
 
-While recording, the session keeps its 16 kHz input audio and the labelled
-user turns as they were transcribed live. When the session closes it hands a
-:class:`LiveMeeting` to a :data:`MeetingSink`, which the server turns into a
-stored meeting job (the same transcript document and summary as an upload).
+While recording, the session writes its 16 kHz input audio to a
+:class:`~pipelines.meeting.spool.RecordingSpool` that the :class:`MeetingSink`
+opened on disk (memory stays bounded; a crash leaves the audio so far), and
+keeps the labelled user turns as they were transcribed live. When the session
+closes it hands a :class:`LiveMeeting` to the sink, which the server turns into
+a stored meeting job (the same transcript document and summary as an upload).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-import numpy as np
+from pipelines.meeting.spool import RATE, RecordingSpool
 
-RATE = 16000
-"""Sample rate (Hz) of the recording."""
+__all__ = ["RATE", "LiveMeeting", "LiveSegment", "MeetingSink", "RecordingSpool"]
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,8 @@ class LiveSegment:
 class LiveMeeting:
     """What a recorded session leaves behind."""
 
-    audio: np.ndarray
-    """16 kHz mono int16."""
+    spool: RecordingSpool
+    """The recording (16 kHz mono int16 WAV on disk), not yet finished."""
     title: str | None = None
     segments: list[LiveSegment] = field(default_factory=list)
     known_speakers: dict[str, str] = field(default_factory=dict)
@@ -49,8 +49,18 @@ class LiveMeeting:
 
     @property
     def duration_s(self) -> float:
-        return len(self.audio) / RATE
+        return self.spool.duration_s
 
 
-MeetingSink = Callable[[LiveMeeting], Awaitable[None]]
-"""Stores a finished live meeting; called once when the session closes."""
+class MeetingSink(Protocol):
+    """Where recorded sessions go: a spool per recording, then the finished meeting."""
+
+    async def open(self, title: str | None) -> RecordingSpool:
+        """A new spool on disk for a session that starts recording (recovered as a
+        meeting after a crash)."""
+        ...
+
+    async def store(self, meeting: LiveMeeting) -> None:
+        """Store the meeting recorded in ``meeting.spool``; called once when the
+        session closes. It owns the spool from then on (finishes or discards it)."""
+        ...

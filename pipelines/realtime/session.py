@@ -162,16 +162,16 @@ class RealtimeSession:
                     task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, timeout=5.0)
-        recording, self.input.recording = self.input.recording, None
-        if recording and self._meeting_sink is not None:
+        spool, self.input.recording = self.input.recording, None
+        if spool is not None and self._meeting_sink is not None:
             meeting = LiveMeeting(
-                np.concatenate(recording),
+                spool,
                 self.config.meeting.title,
                 list(self.input.segments),
                 dict(self._references),
             )
             try:
-                await self._meeting_sink(meeting)
+                await self._meeting_sink.store(meeting)
             except Exception:
                 log.exception("storing the live meeting of %s failed", self.id)
 
@@ -204,7 +204,13 @@ class RealtimeSession:
                 raise ProtocolError(
                     "this server cannot store meetings", param="session.meeting.record"
                 )
-            self.input.recording = []
+            try:
+                self.input.recording = await self._meeting_sink.open(config.meeting.title)
+            except (OSError, RuntimeError) as exc:  # disk full, job queue gone
+                log.error("cannot start recording the meeting of %s: %s", self.id, exc)
+                raise ProtocolError(
+                    "the server cannot record this meeting now", param="session.meeting.record"
+                ) from None
         self.config = config
         await self.emitter.emit("session.updated", session=self._session_protocol())
 

@@ -25,7 +25,8 @@ from pipelines.meeting.jobs import running
 from pipelines.meeting.known_speakers import write_references
 from pipelines.meeting.local_queue import LocalJobQueue
 from pipelines.meeting.meeting_jobs import meeting_options, meeting_runner
-from pipelines.meeting.store import JobStore, new_job_id
+from pipelines.meeting.spool_recovery import recover_spools
+from pipelines.meeting.store import JobStore, TooManyJobs, new_job_id
 from voice.audio.decode import AudioDecodeError
 from web.api_errors import ApiError
 from web.meetings import results as meeting_results
@@ -64,9 +65,12 @@ async def job_worker(app: Starlette) -> AsyncIterator[None]:
             meeting_runner(app.state.services, files, settings.max_audio_minutes * 60)
         ),
         concurrency=settings.max_concurrent_jobs,
+        max_unfinished_per_owner=settings.max_queued_jobs_per_key or None,
+        retention_s=settings.job_retention_days * 86400.0 or None,
     )
     try:
         async with running(queue):
+            await recover_spools(store, queue, files)
             app.state.meetings = MeetingContext(settings, store, queue, files)
             yield
     finally:
@@ -137,7 +141,10 @@ async def create_meeting(request: Request) -> Response:
             size_bytes=form.size_bytes,
             owner=principal(request).owner,
         )
-        job = await ctx.queue.submit(job)
+        try:
+            job = await ctx.queue.submit(job)
+        except TooManyJobs as exc:
+            raise ApiError(429, "too_many_jobs", str(exc)) from None
     except BaseException:
         await asyncio.to_thread(ctx.files.remove, job_id)
         raise
