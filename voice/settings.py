@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(2, ge=0, le=10)
     llm_temperature: float = Field(0.7, ge=0.0, le=2.0)
     llm_max_tokens: int = Field(256, ge=1)
+    llm_max_concurrent: int = Field(0, ge=0)
+    """Requests sent to ``llm_base_url`` at once, the rest waiting in a fair queue
+    (realtime first, round-robin between sessions); 0 = no limit. The embedded server
+    always gets one at a time (it generates one reply at a time)."""
     llm_embedded_model: str = "smollm2"
     """``smollm2`` (shipped SmolLM2-135M-Instruct) or a path to a GGUF file."""
     llm_embedded_chat_format: str = "chatml"
