@@ -200,15 +200,17 @@ class ResponseRun:
         self.status, self.reason = "incomplete", "max_tool_steps"
 
     async def _llm_step(self) -> _Step:
-        """One LLM call. A stream cut off before any of its output reached the client
-        is asked again (:data:`CUT_OFF_RETRIES`); after that, the :class:`LlmError`
-        ends the response."""
+        """One LLM call. A stream cut off after some output, none of which reached the
+        client yet, is asked again (:data:`CUT_OFF_RETRIES`); otherwise the
+        :class:`LlmError` ends the response (the chat client itself retries a stream
+        cut off before any output)."""
         for attempt in range(CUT_OFF_RETRIES + 1):
             sent = len(self.items.items)
             try:
                 return await self._llm_call()
             except LlmError as exc:
-                if exc.kind != "cut_off" or len(self.items.items) != sent:
+                # Not partial: the client already asked again before any output.
+                if exc.kind != "cut_off" or not exc.partial or len(self.items.items) != sent:
                     raise
                 if attempt == CUT_OFF_RETRIES:
                     raise

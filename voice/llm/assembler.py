@@ -82,7 +82,7 @@ class StreamAssembler:
         """
         if self.finish_reason is None:
             raise LlmError("cut_off", "the stream ended without a finish reason "
-                           "(the LLM server stopped mid-reply)")
+                           "(the LLM server stopped mid-reply)", partial=self.has_output)
         events: list[LlmEvent] = []
         for index in sorted(self._calls):
             call = self._calls[index]

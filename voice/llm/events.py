@@ -52,9 +52,11 @@ class LlmError(Exception):
     failure, 429 or 5xx after retries), ``cut_off`` (the stream ended without a
     finish reason), ``bad_request`` (the server rejected the request: 4xx) or
     ``bad_response`` (the server's answer could not be understood).
+    ``partial``: some of the reply had already been streamed when it failed.
     """
 
-    def __init__(self, kind: LlmErrorKind, message: str) -> None:
+    def __init__(self, kind: LlmErrorKind, message: str, *, partial: bool = False) -> None:
         super().__init__(f"{kind}: {message}")
         self.kind: LlmErrorKind = kind
         self.message = message
+        self.partial = partial
