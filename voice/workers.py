@@ -6,6 +6,10 @@ fills with threads blocked on the model, and the quick calls behind them (a
 VAD frame, a resample) wait too: input backs up and WebSocket keep-alives
 time out. :func:`run_on` gives each model object its own pool, sized to the
 calls it can really run at once.
+
+An owner given a CPU share with :func:`assign` also takes that many slots of the
+process budget (:data:`voice.cpu_budget.process_slots`) for each call, at its
+priority, so the busy inference threads of all models stay within the cores.
 """
 
 from __future__ import annotations
@@ -18,12 +22,40 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from voice.cpu_budget import REALTIME, process_slots
+
 T = TypeVar("T")
 
 _pools: weakref.WeakKeyDictionary[Any, ThreadPoolExecutor] = weakref.WeakKeyDictionary()
 _queued: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 """Calls submitted to each owner's pool and not finished yet."""
+_shares: weakref.WeakKeyDictionary[Any, tuple[int, int]] = weakref.WeakKeyDictionary()
+"""Per owner: (threads each call runs, priority) in the process CPU budget."""
 _lock = threading.Lock()
+
+
+def assign(owner: Any, threads: int, priority: int = REALTIME) -> None:
+    """Calls on ``owner`` run ``threads`` threads and wait for that many free slots of
+    the process CPU budget, at ``priority`` (lower first). Unassigned owners are not gated."""
+    with _lock:
+        _shares[owner] = (max(1, threads), priority)
+
+
+def _gated(owner: Any, fn: Callable[..., T]) -> Callable[..., T]:
+    with _lock:
+        try:
+            share = _shares.get(owner)
+        except TypeError:
+            share = None
+    if share is None:
+        return fn
+    threads, priority = share
+
+    def call(*args: Any, **kwargs: Any) -> T:
+        with process_slots.hold(threads, priority):
+            return fn(*args, **kwargs)
+
+    return call
 
 
 def executor_for(owner: Any, workers: int) -> ThreadPoolExecutor:
@@ -47,7 +79,7 @@ async def run_on(owner: Any, workers: int, fn: Callable[..., T], *args: Any, **k
     except TypeError:  # an owner that cannot be weakly referenced: the shared pool
         return await asyncio.to_thread(fn, *args, **kwargs)
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(pool, functools.partial(fn, *args, **kwargs))
+    future = loop.run_in_executor(pool, functools.partial(_gated(owner, fn), *args, **kwargs))
     with _lock:
         _queued[owner] = _queued.get(owner, 0) + 1
 
