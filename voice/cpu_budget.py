@@ -79,13 +79,21 @@ def plan(
 class CpuSlots:
     """At most ``slots`` model threads busy at once, granted by priority (then FIFO).
 
-    :meth:`hold` blocks the calling worker thread: use it inside model worker
-    threads, never on the event loop. ``slots`` = 0 means no limit.
+    Background work (priority >= :data:`BACKGROUND`) starts only while the whole
+    budget has room; realtime work counts only realtime holders, so it never waits
+    for a background call that is already running (a meeting window can take
+    seconds): the cores are then oversubscribed by at most the background calls
+    in flight, until they end. :meth:`hold` blocks the calling worker thread: use
+    it inside model worker threads, never on the event loop. ``slots`` = 0 means
+    no limit.
     """
 
     def __init__(self, slots: int = 0) -> None:
         self.slots = slots
         self.busy = 0
+        """Slots held now, realtime and background."""
+        self.busy_realtime = 0
+        """Slots held now by realtime work (priority below :data:`BACKGROUND`)."""
         self._cond = threading.Condition()
         self._queue: list[tuple[int, int]] = []
         self._order = itertools.count()
@@ -102,20 +110,24 @@ class CpuSlots:
             need = max(1, min(threads, self.slots)) if self.slots > 0 else threads
             ticket = (priority, next(self._order))
             heapq.heappush(self._queue, ticket)
-            while not (self._queue[0] == ticket and self._fits(need)):
+            realtime = priority < BACKGROUND
+            while not (self._queue[0] == ticket and self._fits(need, realtime)):
                 self._cond.wait()
             heapq.heappop(self._queue)
             self.busy += need
+            self.busy_realtime += need if realtime else 0
             self._cond.notify_all()  # the next in line may fit too
         try:
             yield
         finally:
             with self._cond:
                 self.busy -= need
+                self.busy_realtime -= need if realtime else 0
                 self._cond.notify_all()
 
-    def _fits(self, need: int) -> bool:
-        return self.slots <= 0 or self.busy + need <= self.slots
+    def _fits(self, need: int, realtime: bool) -> bool:
+        held = self.busy_realtime if realtime else self.busy
+        return self.slots <= 0 or held + need <= self.slots
 
 
 process_slots = CpuSlots()
