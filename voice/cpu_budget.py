@@ -4,7 +4,8 @@ process-wide gate that keeps the busy inference threads within the cores.
 :func:`plan` sizes CTranslate2 (Whisper), onnxruntime (Piper), torch (speaker
 embeddings, diarization) and llama.cpp from the cores the server may use.
 :class:`CpuSlots` is the gate: a model call takes as many slots as it runs
-threads and waits, in priority order, while the cores are busy. llama.cpp runs
+threads and waits, in priority order, while the cores are busy (live calls count
+only live work, so a long meeting call never holds them up). llama.cpp runs
 in its own process and is not gated; its threads are taken out of the budget
 instead. Nothing here touches a model; the model modules read the plan.
 """
@@ -79,21 +80,23 @@ def plan(
 class CpuSlots:
     """At most ``slots`` model threads busy at once, granted by priority (then FIFO).
 
-    Background work (priority >= :data:`BACKGROUND`) starts only while the whole
-    budget has room; realtime work counts only realtime holders, so it never waits
-    for a background call that is already running (a meeting window can take
-    seconds): the cores are then oversubscribed by at most the background calls
-    in flight, until they end. :meth:`hold` blocks the calling worker thread: use
-    it inside model worker threads, never on the event loop. ``slots`` = 0 means
-    no limit.
+    Live conversation never waits for background work that is already running (a
+    meeting window or a diarization pass holds its threads for seconds): a
+    :data:`REALTIME` call needs room among the realtime calls only, while a
+    background call needs room in the whole budget. So realtime calls share the
+    cores among themselves, background work starts only when the budget has room,
+    and at worst a running background call briefly shares a core with live work.
+
+    :meth:`hold` blocks the calling worker thread: use it inside model worker
+    threads, never on the event loop. ``slots`` = 0 means no limit.
     """
 
     def __init__(self, slots: int = 0) -> None:
         self.slots = slots
         self.busy = 0
-        """Slots held now, realtime and background."""
+        """Slots held now, by every priority."""
         self.busy_realtime = 0
-        """Slots held now by realtime work (priority below :data:`BACKGROUND`)."""
+        """Slots held now by :data:`REALTIME` calls."""
         self._cond = threading.Condition()
         self._queue: list[tuple[int, int]] = []
         self._order = itertools.count()
@@ -106,11 +109,11 @@ class CpuSlots:
     @contextlib.contextmanager
     def hold(self, threads: int = 1, priority: int = REALTIME) -> Iterator[None]:
         """Take ``threads`` slots (at most all of them) for the block."""
+        realtime = priority <= REALTIME
         with self._cond:
             need = max(1, min(threads, self.slots)) if self.slots > 0 else threads
             ticket = (priority, next(self._order))
             heapq.heappush(self._queue, ticket)
-            realtime = priority < BACKGROUND
             while not (self._queue[0] == ticket and self._fits(need, realtime)):
                 self._cond.wait()
             heapq.heappop(self._queue)
@@ -126,8 +129,10 @@ class CpuSlots:
                 self._cond.notify_all()
 
     def _fits(self, need: int, realtime: bool) -> bool:
-        held = self.busy_realtime if realtime else self.busy
-        return self.slots <= 0 or held + need <= self.slots
+        if self.slots <= 0:
+            return True
+        used = self.busy_realtime if realtime else self.busy
+        return used + need <= self.slots
 
 
 process_slots = CpuSlots()

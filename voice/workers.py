@@ -15,6 +15,7 @@ priority, so the busy inference threads of all models stay within the cores.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 import weakref
@@ -37,7 +38,7 @@ _lock = threading.Lock()
 def assign(owner: Any, threads: int, priority: int = REALTIME) -> None:
     """Calls on ``owner`` run ``threads`` threads and wait for that many free slots of
     the process CPU budget, at ``priority`` (lower first). Unassigned owners are not gated."""
-    with _lock:
+    with _lock, contextlib.suppress(TypeError):  # not weakly referable: not gated
         _shares[owner] = (max(1, threads), priority)
 
 
