@@ -17,7 +17,7 @@ from tests.servers import ServerThread
 from tests.test_limits import next_event, refused
 from tests.test_realtime_ws import raw_connect
 from voice import cpu_budget, workers
-from voice.cpu_budget import BACKGROUND, REALTIME, CpuSlots, plan
+from voice.cpu_budget import BACKGROUND, LIVE_AUX, REALTIME, CpuSlots, plan
 from voice.settings import load_settings
 from web.access.live_sessions import session_capacity
 
@@ -53,6 +53,8 @@ def test_session_capacity_follows_the_cores() -> None:
 
 
 def test_slots_bound_busy_threads_and_serve_realtime_first() -> None:
+    """Speaker embeddings (live, secondary) and meeting work wait behind a final and a
+    sentence of speech; live calls never run more threads than the slots."""
     slots = CpuSlots(2)
     peak = 0
     order: list[str] = []
@@ -76,7 +78,7 @@ def test_slots_bound_busy_threads_and_serve_realtime_first() -> None:
     first = threading.Thread(target=blocker)
     first.start()
     assert blocker_in.wait(5)
-    jobs = [("meeting", 1, BACKGROUND), ("embed", 1, BACKGROUND), ("final", 1, REALTIME),
+    jobs = [("meeting", 1, BACKGROUND), ("embed", 1, LIVE_AUX), ("final", 1, REALTIME),
             ("tts", 2, REALTIME)]
     threads = []
     for label, n, priority in jobs:

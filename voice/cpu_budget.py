@@ -22,8 +22,11 @@ from dataclasses import dataclass
 
 REALTIME = 0
 """Live conversation (finals, speech synthesis): served first."""
+LIVE_AUX = 1
+"""Live but secondary (speaker embeddings): after :data:`REALTIME` calls, yet never
+behind background work (a turn may wait for its speaker label)."""
 BACKGROUND = 2
-"""Off the critical path: speaker embeddings, meeting jobs."""
+"""Meeting jobs: only when the budget has room."""
 
 
 def available_cores() -> int:
@@ -81,8 +84,8 @@ class CpuSlots:
     """At most ``slots`` model threads busy at once, granted by priority (then FIFO).
 
     Live conversation never waits for background work that is already running (a
-    meeting window or a diarization pass holds its threads for seconds): a
-    :data:`REALTIME` call needs room among the realtime calls only, while a
+    meeting window or a diarization pass holds its threads for seconds): a live
+    (:data:`REALTIME`, :data:`LIVE_AUX`) call needs room among the live calls only, while a
     background call needs room in the whole budget. So realtime calls share the
     cores among themselves, background work starts only when the budget has room,
     and at worst a running background call briefly shares a core with live work.
@@ -96,7 +99,7 @@ class CpuSlots:
         self.busy = 0
         """Slots held now, by every priority."""
         self.busy_realtime = 0
-        """Slots held now by :data:`REALTIME` calls."""
+        """Slots held now by live (:data:`REALTIME`, :data:`LIVE_AUX`) calls."""
         self._cond = threading.Condition()
         self._queue: list[tuple[int, int]] = []
         self._order = itertools.count()
@@ -109,7 +112,7 @@ class CpuSlots:
     @contextlib.contextmanager
     def hold(self, threads: int = 1, priority: int = REALTIME) -> Iterator[None]:
         """Take ``threads`` slots (at most all of them) for the block."""
-        realtime = priority <= REALTIME
+        realtime = priority < BACKGROUND
         with self._cond:
             need = max(1, min(threads, self.slots)) if self.slots > 0 else threads
             ticket = (priority, next(self._order))
