@@ -23,8 +23,9 @@ from dataclasses import dataclass
 REALTIME = 0
 """Live conversation (finals, speech synthesis): served first."""
 LIVE_AUX = 1
-"""Live but secondary (speaker embeddings): after :data:`REALTIME` calls, yet never
-behind background work (a turn may wait for its speaker label)."""
+"""Live but secondary (partial transcripts, speaker embeddings): after
+:data:`REALTIME` calls, yet never behind background work (a turn may wait for
+its speaker label)."""
 BACKGROUND = 2
 """Meeting jobs: only when the budget has room."""
 
@@ -103,6 +104,12 @@ class CpuSlots:
         self._cond = threading.Condition()
         self._queue: list[tuple[int, int]] = []
         self._order = itertools.count()
+
+    @property
+    def waiting(self) -> int:
+        """Calls queued for slots now (not yet holding any)."""
+        with self._cond:
+            return len(self._queue)
 
     def resize(self, slots: int) -> None:
         with self._cond:

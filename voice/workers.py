@@ -42,7 +42,7 @@ def assign(owner: Any, threads: int, priority: int = REALTIME) -> None:
         _shares[owner] = (max(1, threads), priority)
 
 
-def _gated(owner: Any, fn: Callable[..., T]) -> Callable[..., T]:
+def _gated(owner: Any, fn: Callable[..., T], priority: int | None) -> Callable[..., T]:
     with _lock:
         try:
             share = _shares.get(owner)
@@ -50,7 +50,9 @@ def _gated(owner: Any, fn: Callable[..., T]) -> Callable[..., T]:
             share = None
     if share is None:
         return fn
-    threads, priority = share
+    threads, owner_priority = share
+    if priority is None:
+        priority = owner_priority
 
     def call(*args: Any, **kwargs: Any) -> T:
         with process_slots.hold(threads, priority):
@@ -75,12 +77,22 @@ def executor_for(owner: Any, workers: int) -> ThreadPoolExecutor:
 async def run_on(owner: Any, workers: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run ``fn(*args, **kwargs)`` in ``owner``'s pool. Safe to cancel: the call finishes
     in its thread and the result is dropped."""
+    return await run_on_at(None, owner, workers, fn, *args, **kwargs)
+
+
+async def run_on_at(
+    priority: int | None, owner: Any, workers: int, fn: Callable[..., T], *args: Any,
+    **kwargs: Any,
+) -> T:
+    """:func:`run_on` with this call's ``priority`` in the CPU budget instead of the
+    one :func:`assign` gave ``owner`` (None = that one), e.g. a partial transcript
+    after the finals of the same model. Safe to cancel, like :func:`run_on`."""
     try:
         pool = executor_for(owner, workers)
     except TypeError:  # an owner that cannot be weakly referenced: the shared pool
         return await asyncio.to_thread(fn, *args, **kwargs)
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(pool, functools.partial(_gated(owner, fn), *args, **kwargs))
+    future = loop.run_in_executor(pool, functools.partial(_gated(owner, fn, priority), *args, **kwargs))
     with _lock:
         _queued[owner] = _queued.get(owner, 0) + 1
 
