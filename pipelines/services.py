@@ -114,20 +114,21 @@ class Services:
         """The meeting/batch STT model (``stt_model``), loaded on first use. Blocking."""
         with self._batch_lock:
             if self._batch_transcriber is None:
+                model: Transcriber
                 if self.settings.stt_model == self.settings.realtime_stt_model:
-                    # One model, one worker pool (keyed by the object): its timings
-                    # then all count as ``realtime``.
-                    self._batch_transcriber = self.transcriber
+                    # One model in memory, but its own worker pool and place in the
+                    # CPU budget: meeting windows must not queue as live work.
+                    model = getattr(self.transcriber, "inner", self.transcriber)
                 else:
                     model = WhisperTranscriber.from_settings(
                         self.settings, False, self.threads.stt_threads
                     )
-                    self._batch_transcriber = TimedTranscriber(model, self._timed("batch"))
-                    # Meeting jobs wait behind live conversation for the cores.
-                    workers.assign(
-                        self._batch_transcriber, self.threads.stt_threads,
-                        cpu_budget.BACKGROUND,
-                    )
+                self._batch_transcriber = TimedTranscriber(model, self._timed("batch"))
+                # Meeting jobs wait behind live conversation for the cores.
+                workers.assign(
+                    self._batch_transcriber, self.threads.stt_threads,
+                    cpu_budget.BACKGROUND,
+                )
             return self._batch_transcriber
 
     @property

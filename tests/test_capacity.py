@@ -44,7 +44,7 @@ def test_plan_keeps_explicit_settings_and_reserves_nothing_for_a_hosted_llm() ->
 
 
 def test_session_capacity_follows_the_cores() -> None:
-    assert session_capacity(load_settings(cpu_cores=2)) == 4
+    assert session_capacity(load_settings(cpu_cores=2)) == 6
     assert session_capacity(load_settings(cpu_cores=2, realtime_sessions_per_core=0.5)) == 1
     assert session_capacity(load_settings(cpu_cores=64, max_realtime_sessions=16)) == 16
 

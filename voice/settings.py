@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     max_realtime_sessions: int = Field(16, ge=1)
     """Realtime sessions open at once, WebSocket and WebRTC together (an upper bound:
     ``realtime_sessions_per_core`` may admit fewer)."""
-    realtime_sessions_per_core: float = Field(2.0, gt=0)
+    realtime_sessions_per_core: float = Field(3.0, gt=0)
     """Capacity: sessions admitted per core of the CPU budget (``cpu_cores``); a
     session over it is refused with ``session_limit_reached`` rather than slowing
     every session down."""
