@@ -16,6 +16,7 @@ from tests.conftest import load_clip
 from voice import cpu_budget
 from voice.cpu_budget import REALTIME
 from voice.stt.base import transcribe_async
+from voice.stt.timed import TimedTranscriber
 
 CLIP = "speechbrain/spk2_snt1.wav"
 
@@ -46,7 +47,9 @@ async def wait_for(predicate: Callable[[], bool], timeout_s: float = 30.0) -> No
 async def test_a_meeting_window_queues_behind_live_speech(services: Services) -> None:
     batch = services.batch_transcriber
     assert batch is not services.transcriber
-    assert getattr(batch, "inner") is getattr(services.transcriber, "inner")  # one model
+    live_model = services.transcriber
+    assert isinstance(batch, TimedTranscriber) and isinstance(live_model, TimedTranscriber)
+    assert batch.inner is live_model.inner  # one model in memory
 
     gate = cpu_budget.process_slots
     previous = gate.slots
