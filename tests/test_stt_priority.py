@@ -79,3 +79,56 @@ async def test_a_final_goes_before_an_earlier_partial(live_model: WhisperTranscr
         release.set()
         holder.join(5)
         gate.resize(previous)
+
+
+async def test_a_final_reaches_the_cores_while_partials_fill_the_models_workers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Two sessions' partials take both of the model's workers; a third session's final
+    still gets the next free core (a gated model's pool has a spare thread)."""
+    model = WhisperTranscriber(
+        WhisperOptions("tiny.en", tmp_path_factory.mktemp("stt-cache"), cpu_threads=1,
+                       num_workers=2)
+    )
+    gate = cpu_budget.process_slots
+    previous = gate.slots
+    gate.resize(1)
+    workers.assign(model, 1, REALTIME)
+    busy, release = threading.Event(), threading.Event()
+
+    def other_sessions_speech() -> None:
+        with gate.hold(1, REALTIME):
+            busy.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=other_sessions_speech)
+    holder.start()
+    try:
+        assert busy.wait(5)
+        speech = load_clip(CLIP)
+        a, b, c = (StreamingRecognizer(model) for _ in range(3))
+        order: list[str] = []
+
+        async def partial(rec: StreamingRecognizer, label: str) -> None:
+            rec.append(speech)
+            assert await rec.maybe_partial()
+            order.append(label)
+
+        async def final() -> None:
+            c.append(speech)
+            assert (await c.finalize()).text.strip()
+            order.append("final")
+
+        tasks = [asyncio.create_task(partial(a, "partial a"))]
+        await wait_for(lambda: gate.waiting == 1)
+        tasks.append(asyncio.create_task(partial(b, "partial b")))
+        await wait_for(lambda: gate.waiting == 2)
+        tasks.append(asyncio.create_task(final()))
+        await wait_for(lambda: gate.waiting == 3)  # the final is in the gate's queue too
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 180)
+        assert order[0] == "final", order
+    finally:
+        release.set()
+        holder.join(5)
+        gate.resize(previous)

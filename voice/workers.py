@@ -62,12 +62,16 @@ def _gated(owner: Any, fn: Callable[..., T], priority: int | None) -> Callable[.
 
 
 def executor_for(owner: Any, workers: int) -> ThreadPoolExecutor:
-    """The thread pool of ``owner`` (created on first use with ``workers`` threads)."""
+    """The thread pool of ``owner``, created on first use with ``workers`` threads, one
+    more for an owner :func:`assign` gated: a call waiting for the cores holds a pool
+    thread, and the spare lets an urgent call (a final while partials wait) reach the
+    CPU budget's priority queue instead of waiting behind them in the pool's FIFO."""
     with _lock:
         pool = _pools.get(owner)
         if pool is None:
+            spare = 1 if owner in _shares else 0
             pool = ThreadPoolExecutor(
-                max_workers=max(1, workers), thread_name_prefix=type(owner).__name__
+                max_workers=max(1, workers) + spare, thread_name_prefix=type(owner).__name__
             )
             _pools[owner] = pool
             weakref.finalize(owner, pool.shutdown, wait=False)
