@@ -46,8 +46,8 @@ class LlmOptions:
     first text or tool-call fragment across all retries. ``retry_backoff_s`` is
     the first backoff, doubled on each retry (at most 4 s, or a longer
     ``Retry-After`` up to the deadline). ``max_concurrent``: requests sent at once
-    (0 = no limit); the others wait in a fair queue, and that wait counts against
-    the first-token deadline.
+    (0 = no limit); the others wait in a fair queue, at most ``queue_timeout_s``
+    (the first-token deadline starts once a request is sent).
     """
 
     base_url: str
@@ -60,6 +60,7 @@ class LlmOptions:
     first_token_timeout_s: float | None = None
     retry_backoff_s: float = 0.25
     max_concurrent: int = 0
+    queue_timeout_s: float = 120.0
 
     @classmethod
     def from_settings(
@@ -135,14 +136,14 @@ class ChatClient:
         """
         loop = asyncio.get_running_loop()
         limit = self.options.first_token_timeout_s or self.options.timeout_s
-        deadline = loop.time() + limit
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout(self.options.queue_timeout_s):
                 await self.gate.acquire(queue_key, priority)
         except TimeoutError:
             raise LlmError(
-                "timeout", f"waited {limit:g} s for the LLM ({self.gate.waiting} requests "
-                "queued); the server is over capacity") from None
+                "timeout", f"waited {self.options.queue_timeout_s:g} s for a turn at the LLM "
+                f"({self.gate.waiting} requests queued): it is over capacity") from None
+        deadline = loop.time() + limit
         try:
             async for event in self._stream(messages, tools, tool_choice, temperature,
                                             max_tokens, deadline, limit):
