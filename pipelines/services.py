@@ -93,8 +93,9 @@ class Services:
         services = cls(settings, transcriber, synthesizer, llm, tools, embedded, threads=plan)
         if settings.realtime_speakers:
             services.embedder = await asyncio.to_thread(_load_embedder, settings, plan)
-            # Speaker labels yield to live STT and TTS, never to meeting jobs.
-            workers.assign(services.embedder, plan.torch_threads, cpu_budget.LIVE_AUX)
+            # A turn waits for its speaker label (pipelines.realtime.ingress), so live
+            # embeddings queue with STT and TTS, first come first served.
+            workers.assign(services.embedder, plan.torch_threads, cpu_budget.REALTIME)
         if warm_up:
             await asyncio.to_thread(services._warm_up)
         log.info("services ready (LLM: %s)", "embedded" if embedded else settings.llm_base_url)
