@@ -38,7 +38,6 @@ def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
         data_dir=base / "data",
         stt_model="tiny.en",
         realtime_stt_model="tiny.en",
-        realtime_speakers=False,  # no torch model: the LLM is what this test is about
         rate_limit_per_minute=0,
     )
     assert settings.llm_base_url is None
