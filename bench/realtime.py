@@ -17,7 +17,9 @@ import argparse
 import asyncio
 import base64
 import json
+import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +55,16 @@ class ClientStats:
     barge_in_stop_ms: list[float] = field(default_factory=list)
     waterfalls: list[dict[str, float | None]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+    """``response.done`` statuses (a failed one's error code is added as ``failed:<code>``)."""
+
+    def done(self, event: dict[str, Any]) -> None:
+        response = event.get("response") or {}
+        status = str(response.get("status"))
+        self.statuses[status] += 1
+        if status == "failed":
+            error = (response.get("status_details") or {}).get("error") or {}
+            self.statuses[f"failed:{error.get('code') or error.get('type')}"] += 1
 
 
 async def send_clip(ws: Any, clip: Clip) -> float:
@@ -96,6 +108,7 @@ async def one_client(url: str, turns: int, stats: ClientStats, questions: list[C
                         if barge_in:
                             break
                     if event["type"] == "response.done":
+                        stats.done(event)
                         break
                 if barge_in and first_audio is not None:
                     await interrupt(ws, inbox, interruption, stats)
@@ -120,6 +133,7 @@ async def interrupt(ws: Any, inbox: asyncio.Queue[tuple[float, dict[str, Any]]],
             detected = at
             stats.barge_in_detect_ms.append(1000 * (at - onset_at))
         if event["type"] == "response.done":
+            stats.done(event)
             break
     stats.barge_in_stop_ms.append(max(0.0, 1000 * (last_audio - onset_at)))
     await sender
@@ -136,6 +150,7 @@ async def drain(inbox: asyncio.Queue[tuple[float, dict[str, Any]]], stats: Clien
         if event["type"] == "voice.latency":
             stats.waterfalls.append(event["latency_ms"])
         if event["type"] == "response.done":
+            stats.done(event)
             return
 
 
@@ -151,6 +166,7 @@ async def run_level(url: str, clients: int, turns: int, barge_in: bool) -> dict[
         merged.barge_in_stop_ms += s.barge_in_stop_ms
         merged.waterfalls += s.waterfalls
         merged.errors += s.errors
+        merged.statuses += s.statuses
     stages = sorted({k for w in merged.waterfalls for k in w})
     return {
         "clients": clients,
@@ -160,6 +176,7 @@ async def run_level(url: str, clients: int, turns: int, barge_in: bool) -> dict[
         "barge_in_audio_stop_ms": percentiles(merged.barge_in_stop_ms),
         "waterfall_ms": {s: percentiles([w[s] for w in merged.waterfalls if w.get(s) is not None]) for s in stages},
         "errors": merged.errors,
+        "responses": dict(merged.statuses),
     }
 
 
@@ -169,6 +186,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--turns", type=int, default=3)
     parser.add_argument("--no-barge-in", action="store_true")
+    parser.add_argument("--out", default="realtime", help="result name under bench/results/")
     args = parser.parse_args()
 
     server = None
@@ -188,7 +206,8 @@ def main() -> None:
     finally:
         if server is not None:
             server.__exit__(None, None, None)
-    path = write_result("realtime", results, transport="websocket", settings="embedded defaults")
+    path = write_result(args.out, results, transport="websocket", settings="embedded defaults",
+                        load_average=os.getloadavg())
     print(f"wrote {path}")
 
 

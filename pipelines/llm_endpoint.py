@@ -11,28 +11,35 @@ from voice.llm.embedded import EmbeddedLlamaServer, resolve_gguf
 from voice.settings import Settings
 
 
-def embedded_server(settings: Settings) -> EmbeddedLlamaServer:
-    """The embedded llama.cpp server described by the ``llm_embedded_*`` settings (not started)."""
+def embedded_server(settings: Settings, threads: int | None = None) -> EmbeddedLlamaServer:
+    """The embedded llama.cpp server described by the ``llm_embedded_*`` settings (not
+    started); ``threads``: the CPU budget's share (default: the setting, 0 = 1)."""
     return EmbeddedLlamaServer(
         resolve_gguf(settings.llm_embedded_model),
-        threads=settings.llm_embedded_threads,
+        threads=threads or settings.llm_embedded_threads or 1,
         context=settings.llm_embedded_context,
         chat_format=settings.llm_embedded_chat_format,
     )
 
 
-async def start_llm(settings: Settings) -> tuple[ChatClient, EmbeddedLlamaServer | None]:
+async def start_llm(
+    settings: Settings, threads: int | None = None
+) -> tuple[ChatClient, EmbeddedLlamaServer | None]:
     """A chat client for ``llm_base_url``, or for an embedded server started when none is set.
 
-    The caller owns both: release them with :func:`close_llm`.
+    The embedded server generates one reply at a time, so its client sends one
+    request at a time and queues the rest fairly. The caller owns both: release
+    them with :func:`close_llm`.
     """
     embedded: EmbeddedLlamaServer | None = None
     base_url = settings.llm_base_url
+    max_concurrent: int | None = None
     if base_url is None:
-        embedded = embedded_server(settings)
+        embedded = embedded_server(settings, threads)
         await embedded.start()
-        base_url = embedded.base_url
-    return ChatClient(LlmOptions.from_settings(settings, base_url=base_url)), embedded
+        base_url, max_concurrent = embedded.base_url, 1
+    options = LlmOptions.from_settings(settings, base_url=base_url, max_concurrent=max_concurrent)
+    return ChatClient(options), embedded
 
 
 async def close_llm(client: ChatClient, embedded: EmbeddedLlamaServer | None) -> None:

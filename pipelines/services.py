@@ -20,6 +20,8 @@ import numpy as np
 from pipelines.llm_endpoint import close_llm, start_llm
 from pipelines.realtime.config import SessionConfig, SpeakerConfig, TurnDetection
 from pipelines.realtime.context import RealtimeOptions
+from voice import cpu_budget, workers
+from voice.cpu_budget import ThreadPlan
 from voice.diarize import Diarizer, SpeakerEmbedder
 from voice.llm import ChatClient, ToolRegistry
 from voice.llm.builtin_tools import registry_from_names
@@ -56,9 +58,12 @@ class Services:
     _batch_embedder: SpeakerEmbedder | None = None
     stt_watchers: list[SttWatcher] = field(default_factory=list)
     """Who wants STT timings (metrics); both transcribers report to each."""
+    threads: ThreadPlan = field(default_factory=lambda: thread_plan(None))
+    """The CPU budget: threads per model (see :mod:`voice.cpu_budget`)."""
 
     def __post_init__(self) -> None:
         self.transcriber = TimedTranscriber(self.transcriber, self._timed("realtime"))
+        workers.assign(self.transcriber, self.threads.stt_threads)
 
     def _timed(self, use: str) -> Callable[[float, float], None]:
         def tell(audio_s: float, compute_s: float) -> None:
@@ -71,18 +76,26 @@ class Services:
     async def start(cls, settings: Settings, *, warm_up: bool = True) -> Services:
         """Load models and connect the LLM. Raises on a model that cannot load."""
         tools = registry_from_names(list(settings.tools))
-        llm, embedded = await start_llm(settings)
+        plan = thread_plan(settings)
+        cpu_budget.configure(plan)
+        log.info("CPU budget: %s", plan)
+        llm, embedded = await start_llm(settings, plan.llm_threads)
         try:
             transcriber, synthesizer = await asyncio.gather(
-                asyncio.to_thread(WhisperTranscriber.from_settings, settings, True),
-                asyncio.to_thread(PiperSynthesizer.from_settings, settings),
+                asyncio.to_thread(
+                    WhisperTranscriber.from_settings, settings, True, plan.stt_threads
+                ),
+                asyncio.to_thread(PiperSynthesizer.from_settings, settings, plan.tts_threads),
             )
         except BaseException:
             await close_llm(llm, embedded)
             raise
-        services = cls(settings, transcriber, synthesizer, llm, tools, embedded)
+        services = cls(settings, transcriber, synthesizer, llm, tools, embedded, threads=plan)
         if settings.realtime_speakers:
-            services.embedder = await asyncio.to_thread(_load_embedder, settings)
+            services.embedder = await asyncio.to_thread(_load_embedder, settings, plan)
+            # A turn waits for its speaker label (pipelines.realtime.ingress), so live
+            # embeddings queue with STT and TTS, first come first served.
+            workers.assign(services.embedder, plan.torch_threads, cpu_budget.REALTIME)
         if warm_up:
             await asyncio.to_thread(services._warm_up)
         log.info("services ready (LLM: %s)", "embedded" if embedded else settings.llm_base_url)
@@ -102,13 +115,21 @@ class Services:
         """The meeting/batch STT model (``stt_model``), loaded on first use. Blocking."""
         with self._batch_lock:
             if self._batch_transcriber is None:
+                model: Transcriber
                 if self.settings.stt_model == self.settings.realtime_stt_model:
-                    # One model, one worker pool (keyed by the object): its timings
-                    # then all count as ``realtime``.
-                    self._batch_transcriber = self.transcriber
+                    # One model in memory, but its own worker pool and place in the
+                    # CPU budget: meeting windows must not queue as live work.
+                    model = getattr(self.transcriber, "inner", self.transcriber)
                 else:
-                    model = WhisperTranscriber.from_settings(self.settings, False)
-                    self._batch_transcriber = TimedTranscriber(model, self._timed("batch"))
+                    model = WhisperTranscriber.from_settings(
+                        self.settings, False, self.threads.stt_threads
+                    )
+                self._batch_transcriber = TimedTranscriber(model, self._timed("batch"))
+                # Meeting jobs wait behind live conversation for the cores.
+                workers.assign(
+                    self._batch_transcriber, self.threads.stt_threads,
+                    cpu_budget.BACKGROUND,
+                )
             return self._batch_transcriber
 
     @property
@@ -118,6 +139,7 @@ class Services:
             if self._diarizer is None:
                 from voice.diarize import make_diarizer  # imports torch: only when needed
 
+                _torch_threads(self.threads)
                 self._diarizer = make_diarizer(self.settings)
             return self._diarizer
 
@@ -128,7 +150,10 @@ class Services:
             if self.embedder is not None:
                 return self.embedder
             if self._batch_embedder is None:
-                self._batch_embedder = _load_embedder(self.settings)
+                self._batch_embedder = _load_embedder(self.settings, self.threads)
+                workers.assign(
+                    self._batch_embedder, self.threads.torch_threads, cpu_budget.BACKGROUND
+                )
             return self._batch_embedder
 
     def realtime_options(self) -> RealtimeOptions:
@@ -169,6 +194,14 @@ class Services:
             "stt_model": self.settings.stt_model,
             "tts_voice": self.settings.tts_voice,
             "tools": self.tools.names(),
+            "threads": {
+                "cores": self.threads.cores,
+                "llm": self.threads.llm_threads if self.embedded_llm else 0,
+                "stt": self.threads.stt_threads,
+                "stt_workers": self.threads.stt_workers,
+                "tts": self.threads.tts_threads,
+                "torch": self.threads.torch_threads,
+            },
         }
 
     async def aclose(self) -> None:
@@ -176,7 +209,27 @@ class Services:
         await close_llm(self.llm, self.embedded_llm)
 
 
-def _load_embedder(settings: Settings) -> SpeakerEmbedder:
+def thread_plan(settings: Settings | None) -> ThreadPlan:
+    """The CPU budget for ``settings`` (``cpu_cores``, explicit thread settings)."""
+    if settings is None:
+        return cpu_budget.plan(cpu_budget.available_cores())
+    return cpu_budget.plan(
+        settings.cpu_cores or cpu_budget.available_cores(),
+        llm_threads=settings.llm_embedded_threads,
+        stt_threads=settings.stt_cpu_threads,
+        local_llm=settings.llm_base_url is None,
+    )
+
+
+def _torch_threads(plan: ThreadPlan) -> None:
+    """torch's intra-op threads for the plan (process-wide; set before a torch model runs)."""
+    import torch
+
+    torch.set_num_threads(plan.torch_threads)
+
+
+def _load_embedder(settings: Settings, plan: ThreadPlan) -> SpeakerEmbedder:
     from voice.diarize import make_embedder  # imports torch: only when enabled
 
+    _torch_threads(plan)
     return make_embedder(settings)

@@ -59,7 +59,15 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(200, ge=1)
     """Requests a key may make at once before the per-minute rate applies."""
     max_realtime_sessions: int = Field(16, ge=1)
-    """Realtime sessions open at once, WebSocket and WebRTC together."""
+    """Realtime sessions open at once, WebSocket and WebRTC together (an upper bound:
+    ``realtime_sessions_per_core`` may admit fewer)."""
+    realtime_sessions_per_core: float = Field(3.0, gt=0)
+    """Capacity: sessions admitted per core of the CPU budget (``cpu_cores``); a
+    session over it is refused with ``session_limit_reached`` rather than slowing
+    every session down."""
+    cpu_cores: int = Field(0, ge=0)
+    """Cores the server sizes its model threads and capacity for; 0 = the cores the
+    process may run on (its CPU affinity)."""
     max_session_s: float = Field(3600.0, gt=0)
     """A realtime session ends (``error`` event ``session_expired``) after this long."""
     max_audio_minutes: float = Field(240.0, gt=0)
@@ -76,7 +84,7 @@ class Settings(BaseSettings):
     stt_compute_type: str = "auto"
     """``auto`` picks float16 on CUDA and int8 on CPU; any CTranslate2 compute type is accepted."""
     stt_cpu_threads: int = Field(0, ge=0)
-    """0 = one per core, at most 4."""
+    """CTranslate2 threads per transcription; 0 = from the CPU budget (1 on up to 4 cores)."""
     stt_beam_size: int = Field(1, ge=1, le=10)
     stt_language: str | None = "en"
     stt_batch_size: int = Field(8, ge=1)
@@ -103,11 +111,16 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(2, ge=0, le=10)
     llm_temperature: float = Field(0.7, ge=0.0, le=2.0)
     llm_max_tokens: int = Field(256, ge=1)
+    llm_max_concurrent: int = Field(0, ge=0)
+    """Requests sent to ``llm_base_url`` at once, the rest waiting in a fair queue
+    (realtime first, round-robin between sessions); 0 = no limit. The embedded server
+    always gets one at a time (it generates one reply at a time)."""
     llm_embedded_model: str = "smollm2"
     """``smollm2`` (shipped SmolLM2-135M-Instruct) or a path to a GGUF file."""
     llm_embedded_chat_format: str = "chatml"
-    llm_embedded_threads: int = Field(1, ge=1)
-    """llama.cpp threads; 1 keeps it fast while STT and TTS share a 2-core CPU (its threads spin)."""
+    llm_embedded_threads: int = Field(0, ge=0)
+    """llama.cpp threads; 0 = from the CPU budget (1 up to 7 cores: its threads spin, and
+    STT and TTS share the cores)."""
     llm_embedded_context: int = Field(4096, ge=512)
 
     # --- diarization and meetings -------------------------------------------

@@ -35,6 +35,9 @@ from voice.tts.stream import SpeechChunk, speak
 log = logging.getLogger(__name__)
 
 Status = Literal["completed", "cancelled", "incomplete", "failed"]
+CUT_OFF_RETRIES = 2
+"""LLM steps whose stream was cut off (no finish reason) before anything of them was
+sent to the client are asked again, at most this many times per step."""
 
 
 @dataclass
@@ -136,6 +139,8 @@ class ResponseRun:
                 try:
                     await work
                 except LlmError as exc:
+                    log.warning("response %s failed: llm_error %s: %s", self.id, exc.kind,
+                                exc.message)
                     self.status, self.error = (
                         "failed",
                         {"type": "llm_error", "code": exc.kind, "message": exc.message},
@@ -176,6 +181,7 @@ class ResponseRun:
             tool_choice=self.config.tool_choice if tools else "auto",
             temperature=self.config.temperature,
             max_tokens=self.config.max_output_tokens or self.ctx.options.max_output_tokens,
+            queue_key=self.ctx.conversation_id,  # one place in the LLM's fair queue per session
         )
 
     async def _work(self) -> None:
@@ -194,6 +200,25 @@ class ResponseRun:
         self.status, self.reason = "incomplete", "max_tool_steps"
 
     async def _llm_step(self) -> _Step:
+        """One LLM call. A stream cut off after some output, none of which reached the
+        client yet, is asked again (:data:`CUT_OFF_RETRIES`); otherwise the
+        :class:`LlmError` ends the response (the chat client itself retries a stream
+        cut off before any output)."""
+        for attempt in range(CUT_OFF_RETRIES + 1):
+            sent = len(self.items.items)
+            try:
+                return await self._llm_call()
+            except LlmError as exc:
+                # Not partial: the client already asked again before any output.
+                if exc.kind != "cut_off" or not exc.partial or len(self.items.items) != sent:
+                    raise
+                if attempt == CUT_OFF_RETRIES:
+                    raise
+                log.warning("response %s: LLM stream cut off before anything was sent; "
+                            "asking again (retry %d)", self.id, attempt + 1)
+        raise AssertionError("unreachable")
+
+    async def _llm_call(self) -> _Step:
         step = _Step()
         messages = self.ctx.conversation.chat_messages(self.instructions)
         prefetch, self._prefetch = self._prefetch, None

@@ -41,6 +41,8 @@ class Turn:
     (for a non-streamed request: before the response).
     ``chunk_delay_s``: pause between chunks (None: the server's default).
     ``disconnect_after``: drop the connection after this many chunks (no ``[DONE]``).
+    ``end_after``: send ``[DONE]`` after this many chunks, so the stream ends cleanly
+    without a finish reason (what llama.cpp's server does to a reply it interrupts).
     ``finish_reason``: default ``tool_calls`` when there are tool calls, else ``stop``.
     """
 
@@ -51,6 +53,7 @@ class Turn:
     first_chunk_delay_s: float = 0.0
     chunk_delay_s: float | None = None
     disconnect_after: int | None = None
+    end_after: int | None = None
 
     @classmethod
     def say(cls, text: str, **options: Any) -> Turn:

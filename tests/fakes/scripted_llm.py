@@ -14,7 +14,7 @@ Each chat request takes the first unused turn whose ``when`` matches its last
 message (``default`` once the script is used up). Every request is recorded
 (:class:`RecordedRequest`). Faults: :meth:`fail_next` answers the next requests
 with an HTTP error; a turn's ``first_chunk_delay_s``, ``chunk_delay_s`` and
-``disconnect_after`` shape its stream. Requests are validated like OpenAI does
+``disconnect_after`` and ``end_after`` shape its stream. Requests are validated like OpenAI does
 (400 for a tool message that answers no earlier tool call, for example).
 """
 
@@ -270,6 +270,8 @@ class _SseResponse(Response):
         try:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             payloads = [f"data: {json.dumps(c)}\n\n" for c in self.rendered.chunks]
+            if self.turn.end_after is not None:  # cut short, but ended cleanly
+                payloads = payloads[: self.turn.end_after]
             for index, payload in enumerate([*payloads, "data: [DONE]\n\n"]):
                 delay = self.turn.first_chunk_delay_s if index == 0 else self.chunk_delay_s
                 if delay > 0:

@@ -49,8 +49,9 @@ class SenkoDiarizer:
     """:class:`~voice.diarize.base.Diarizer` backed by ``senko.Diarizer``.
 
     ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``. One
-    diarization runs at a time (locked); senko resets torch's thread count to
-    the number of cores on every call.
+    diarization runs at a time (locked); senko resets torch's thread count on
+    every call, to torch's thread count when this object was built (the server's
+    CPU budget) rather than to every core.
     """
 
     def __init__(self, device: Device = "auto") -> None:
@@ -65,6 +66,11 @@ class SenkoDiarizer:
         if not getattr(self._senko, "use_gpu_fbank", False):
             self._senko.kaldifeat_fbank = KaldiFbank(self.device)
             self._senko.use_gpu_fbank = True
+        # senko resets torch's threads to this on every call: keep the CPU budget's
+        # share (torch.set_num_threads, set by the server before loading) instead.
+        import torch
+
+        self._senko.logical_cores = max(1, torch.get_num_threads())
         self._lock = threading.Lock()
 
     def diarize(

@@ -77,11 +77,12 @@ class StreamAssembler:
     def finish(self) -> list[LlmEvent]:
         """The assembled tool calls, then :class:`Completion`.
 
-        Raises :class:`LlmError` (``bad_response``) when the stream ended without a
-        finish reason (cut off) or a tool call has no name.
+        Raises :class:`LlmError`: ``cut_off`` when the stream ended without a finish
+        reason, ``bad_response`` when a tool call has no name.
         """
         if self.finish_reason is None:
-            raise LlmError("bad_response", "the stream ended without a finish reason")
+            raise LlmError("cut_off", "the stream ended without a finish reason "
+                           "(the LLM server stopped mid-reply)", partial=self.has_output)
         events: list[LlmEvent] = []
         for index in sorted(self._calls):
             call = self._calls[index]

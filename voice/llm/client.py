@@ -5,13 +5,20 @@ failures (connection errors, HTTP 408/409/429/5xx, a read timeout) are retried
 with exponential backoff, but only until the first text or tool-call fragment
 has been received, and only within the first-token deadline. Once output has
 been yielded a failure surfaces as :class:`LlmError`, because replaying a
-reply the user has already heard would repeat it.
+reply the user has already heard would repeat it. A stream that ends without a
+finish reason (the server cut it off) is retried the same way before any
+output, and raises :class:`LlmError` ``cut_off`` after.
+
+With ``max_concurrent`` set (the embedded server generates one reply at a time)
+requests wait in a :class:`~voice.llm.fair_gate.FairGate`: realtime before
+background work, round-robin between sessions, so none cuts off or starves another.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+import logging
+from collections.abc import AsyncGenerator, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -22,9 +29,12 @@ from openai.types.chat import ChatCompletionChunk
 from voice.llm.assembler import StreamAssembler
 from voice.llm.events import LlmError, LlmEvent
 from voice.llm.failures import backoff_s, classify, rejects
+from voice.llm.fair_gate import BACKGROUND, REALTIME, FairGate
 
 if TYPE_CHECKING:
     from voice.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +45,9 @@ class LlmOptions:
     ``first_token_timeout_s`` (default: ``timeout_s``) bounds the wait for the
     first text or tool-call fragment across all retries. ``retry_backoff_s`` is
     the first backoff, doubled on each retry (at most 4 s, or a longer
-    ``Retry-After`` up to the deadline).
+    ``Retry-After`` up to the deadline). ``max_concurrent``: requests sent at once
+    (0 = no limit); the others wait in a fair queue, at most ``queue_timeout_s``
+    (the first-token deadline starts once a request is sent).
     """
 
     base_url: str
@@ -47,13 +59,21 @@ class LlmOptions:
     max_tokens: int = 256
     first_token_timeout_s: float | None = None
     retry_backoff_s: float = 0.25
+    max_concurrent: int = 0
+    queue_timeout_s: float = 120.0
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, base_url: str | None = None, model: str | None = None
+        cls,
+        settings: Settings,
+        *,
+        base_url: str | None = None,
+        model: str | None = None,
+        max_concurrent: int | None = None,
     ) -> LlmOptions:
         """Options from settings; ``base_url`` (e.g. the embedded server's) wins over
-        ``llm_base_url``. Raises ``ValueError`` when neither is set."""
+        ``llm_base_url``; ``max_concurrent`` wins over ``llm_max_concurrent``. Raises
+        ``ValueError`` when neither URL is set."""
         url = base_url or settings.llm_base_url
         if not url:
             raise ValueError("no LLM endpoint: set VOICE_LLM_BASE_URL or start the embedded server")
@@ -65,6 +85,8 @@ class LlmOptions:
             max_retries=settings.llm_max_retries,
             temperature=settings.llm_temperature,
             max_tokens=settings.llm_max_tokens,
+            max_concurrent=settings.llm_max_concurrent if max_concurrent is None
+            else max_concurrent,
         )
 
 
@@ -80,6 +102,8 @@ class ChatClient:
             max_retries=0,
         )
         self._usage_in_stream = True
+        self.gate = FairGate(options.max_concurrent)
+        """Requests waiting for (or holding) one of the endpoint's slots."""
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -99,22 +123,50 @@ class ChatClient:
         tool_choice: str | dict[str, Any] = "auto",
         temperature: float | None = None,
         max_tokens: int | None = None,
+        queue_key: Hashable = None,
+        priority: int = REALTIME,
     ) -> AsyncGenerator[LlmEvent, None]:
         """Stream one reply: text and argument deltas as they arrive, then the complete
         tool calls, then :class:`Completion`. Raises :class:`LlmError`.
 
-        Safe to cancel, and to stop iterating early: closing the generator (use
-        ``contextlib.aclosing``) or cancelling its consumer closes the HTTP stream.
+        ``queue_key`` (a session id) and ``priority`` place the request in the fair
+        queue when the endpoint has limited slots. Safe to cancel, and to stop
+        iterating early: closing the generator (use ``contextlib.aclosing``) or
+        cancelling its consumer closes the HTTP stream and frees the slot.
         """
         loop = asyncio.get_running_loop()
         limit = self.options.first_token_timeout_s or self.options.timeout_s
+        try:
+            async with asyncio.timeout(self.options.queue_timeout_s):
+                await self.gate.acquire(queue_key, priority)
+        except TimeoutError:
+            raise LlmError(
+                "timeout", f"waited {self.options.queue_timeout_s:g} s for a turn at the LLM "
+                f"({self.gate.waiting} requests queued): it is over capacity") from None
         deadline = loop.time() + limit
+        try:
+            async for event in self._stream(messages, tools, tool_choice, temperature,
+                                            max_tokens, deadline, limit):
+                yield event
+        finally:
+            self.gate.release()
+
+    async def _stream(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        tool_choice: str | dict[str, Any],
+        temperature: float | None,
+        max_tokens: int | None,
+        deadline: float,
+        limit: float,
+    ) -> AsyncGenerator[LlmEvent, None]:
+        loop = asyncio.get_running_loop()
         attempt = 0
         while True:
             params = self._params(messages, tools, tool_choice, temperature, max_tokens)
             try:
                 stream, assembler, first = await self._start(params, deadline, limit)
-                break
             except (openai.OpenAIError, ValueError) as exc:
                 if self._usage_in_stream and rejects(exc, "stream_options", "include_usage"):
                     self._usage_in_stream = False
@@ -127,6 +179,16 @@ class ChatClient:
                     raise error from exc
                 attempt += 1
                 await asyncio.sleep(delay)
+                continue
+            if assembler.has_output or assembler.finish_reason is not None:
+                break
+            # The stream ended before any output and without a finish reason: cut off.
+            await stream.close()
+            if attempt >= self.options.max_retries or loop.time() >= deadline:
+                raise LlmError("cut_off", "the stream ended without a finish reason "
+                               f"before any output ({attempt + 1} attempts)")
+            attempt += 1
+            log.warning("LLM stream cut off before any output; retrying (attempt %d)", attempt)
         try:
             for event in first:
                 yield event
@@ -178,13 +240,27 @@ class ChatClient:
         temperature: float | None = None,
         max_tokens: int | None = None,
         timeout_s: float | None = None,
+        priority: int = BACKGROUND,
     ) -> str:
         """One non-streamed reply's text. ``response_format`` (e.g. a JSON schema) is
         dropped and the request repeated if the server rejects it with 400/422.
 
-        ``timeout_s`` (default: the options') bounds each attempt. Raises
-        :class:`LlmError`. Safe to cancel.
+        ``timeout_s`` (default: the options') bounds each attempt. It waits its turn
+        in the fair queue at ``priority`` (background: after every realtime request).
+        Raises :class:`LlmError`. Safe to cancel.
         """
+        async with self.gate.slot("complete", priority):
+            return await self._complete(messages, response_format, temperature,
+                                        max_tokens, timeout_s)
+
+    async def _complete(
+        self,
+        messages: list[dict[str, Any]],
+        response_format: dict[str, Any] | None,
+        temperature: float | None,
+        max_tokens: int | None,
+        timeout_s: float | None,
+    ) -> str:
         params = self._params(messages, None, "auto", temperature, max_tokens, stream=False)
         if response_format is not None:
             params["response_format"] = response_format

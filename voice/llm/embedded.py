@@ -60,7 +60,9 @@ class EmbeddedLlamaServer:
 
     ``threads``: CPU threads for generation and prompt processing; ``context``:
     context window in tokens. Output goes to ``log_path`` (a temporary file when
-    None, deleted on stop), so the child never blocks on a full pipe.
+    None, deleted on stop), so the child never blocks on a full pipe. It
+    generates one reply at a time: concurrent requests wait (never interrupt the
+    one streaming), so clients should queue them (``LlmOptions.max_concurrent=1``).
     """
 
     def __init__(self, model_path: Path, *, threads: int = 2, context: int = 4096,
@@ -112,6 +114,9 @@ class EmbeddedLlamaServer:
             "--host", self.host, "--port", str(self.port),
             "--n_threads", str(self.threads), "--n_threads_batch", str(self.threads),
             "--n_ctx", str(self.context), "--chat_format", self.chat_format,
+            # A new request must wait, not cut off the reply streaming now (the
+            # default ends that stream without a finish reason).
+            "--interrupt_requests", "false",
             stdin=asyncio.subprocess.DEVNULL, stdout=self._log, stderr=asyncio.subprocess.STDOUT,
             preexec_fn=_die_with_parent,
         )

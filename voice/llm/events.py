@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-LlmErrorKind = Literal["timeout", "unavailable", "bad_request", "bad_response"]
+LlmErrorKind = Literal["timeout", "unavailable", "bad_request", "bad_response", "cut_off"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +49,14 @@ class LlmError(Exception):
     """The LLM call failed.
 
     ``kind`` is ``timeout`` (no answer in time), ``unavailable`` (connection
-    failure, 429 or 5xx after retries, or a stream cut off), ``bad_request``
-    (the server rejected the request: 4xx) or ``bad_response`` (the server's
-    answer could not be understood).
+    failure, 429 or 5xx after retries), ``cut_off`` (the stream ended without a
+    finish reason), ``bad_request`` (the server rejected the request: 4xx) or
+    ``bad_response`` (the server's answer could not be understood).
+    ``partial``: some of the reply had already been streamed when it failed.
     """
 
-    def __init__(self, kind: LlmErrorKind, message: str) -> None:
+    def __init__(self, kind: LlmErrorKind, message: str, *, partial: bool = False) -> None:
         super().__init__(f"{kind}: {message}")
         self.kind: LlmErrorKind = kind
         self.message = message
+        self.partial = partial

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from voice.workers import run_on
+from voice.workers import run_on_at
 
 SAMPLE_RATE = 16000
 """The only input rate transcribers accept (Hz)."""
@@ -95,14 +95,17 @@ async def transcribe_async(
     language: str | None = None,
     prompt: str | None = None,
     vad_filter: bool = False,
+    priority: int | None = None,
 ) -> Transcription:
     """Run ``transcriber.transcribe`` in the transcriber's own worker threads
-    (:func:`voice.workers.run_on`, as many as its ``concurrency``).
+    (:func:`voice.workers.run_on`, as many as its ``concurrency``); ``priority`` in
+    the process CPU budget (:mod:`voice.cpu_budget`; None = the transcriber's).
 
     Safe to cancel: the awaiting stops at once, the thread finishes its inference in
     the background and its result is dropped.
     """
-    return await run_on(
+    return await run_on_at(
+        priority,
         transcriber,
         getattr(transcriber, "concurrency", 2),
         transcriber.transcribe,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from voice.audio.frames import pcm16_to_float32, rms_dbfs
+from voice.cpu_budget import LIVE_AUX
 from voice.stt.base import SAMPLE_RATE, Transcriber, Transcription, transcribe_async
 from voice.workers import queued
 
@@ -118,7 +119,7 @@ class StreamingRecognizer:
         self._partial_running = True
         self._partial_from = n
         try:
-            result = await self._infer(self._buf[:n].copy())
+            result = await self._infer(self._buf[:n].copy(), LIVE_AUX)
         finally:
             if generation == self._generation:
                 self._partial_running = False
@@ -200,12 +201,16 @@ class StreamingRecognizer:
                 return False
         return True
 
-    async def _infer(self, audio: np.ndarray) -> Transcription:
-        """Run one inference after any previous one has finished; safe to cancel."""
+    async def _infer(self, audio: np.ndarray, priority: int | None = None) -> Transcription:
+        """Run one inference after any previous one has finished; safe to cancel.
+        ``priority`` in the CPU budget: partials pass :data:`LIVE_AUX`, so finals and
+        speech of every session go first (None = the transcriber's own)."""
         while self._worker is not None and not self._worker.done():
             await asyncio.wait([self._worker])
         worker = asyncio.ensure_future(
-            transcribe_async(self._transcriber, audio, language=self._language)
+            transcribe_async(
+                self._transcriber, audio, language=self._language, priority=priority
+            )
         )
         worker.add_done_callback(_retrieve)
         self._worker = worker

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 
 from voice.audio.frames import pcm16_to_float32
+from voice.cpu_budget import available_cores
 from voice.stt.base import SAMPLE_RATE, Segment, SttCapabilities, Transcription, Word
 from voice.stt.models import choose_device, resolve_model
 
@@ -31,7 +31,8 @@ class WhisperOptions:
 
     ``model``: ``tiny.en``, ``base`` or a CTranslate2 model directory; ``cache_dir``
     where ``base`` is joined; ``device``/``compute_type``: ``auto`` or explicit
-    (see :func:`choose_device`); ``cpu_threads``: 0 = min(4, cores);
+    (see :func:`choose_device`); ``cpu_threads``: 0 = min(4, cores) (the server
+    passes its CPU budget's share);
     ``language``: default language (None = detect); ``num_workers``: how many
     transcriptions may run in parallel; ``batch_size`` > 1 enables batched decoding
     of long audio (meant for GPUs).
@@ -67,7 +68,7 @@ class WhisperTranscriber:
         self.options = options
         self.model_path = resolve_model(options.model, options.cache_dir)
         self.device, self.compute_type = choose_device(options.device, options.compute_type)
-        self.cpu_threads = options.cpu_threads or min(4, os.cpu_count() or 1)
+        self.cpu_threads = options.cpu_threads or min(4, available_cores())
         self._model = WhisperModel(
             str(self.model_path),
             device=self.device,
@@ -85,10 +86,13 @@ class WhisperTranscriber:
         return self.options.num_workers
 
     @classmethod
-    def from_settings(cls, settings: Settings, realtime: bool) -> WhisperTranscriber:
+    def from_settings(
+        cls, settings: Settings, realtime: bool, cpu_threads: int | None = None
+    ) -> WhisperTranscriber:
         """Build from settings: ``realtime_stt_model`` for live talk, ``stt_model`` otherwise.
 
-        Batching is used only for non-realtime work on CUDA (it helps little on CPU).
+        ``cpu_threads``: the CPU budget's share (default ``stt_cpu_threads``). Batching
+        is used only for non-realtime work on CUDA (it helps little on CPU).
         """
         device, compute_type = choose_device(settings.stt_device, settings.stt_compute_type)
         batch = settings.stt_batch_size if not realtime and device == "cuda" else 1
@@ -98,7 +102,7 @@ class WhisperTranscriber:
                 cache_dir=settings.cache_dir,
                 device=device,
                 compute_type=compute_type,
-                cpu_threads=settings.stt_cpu_threads,
+                cpu_threads=settings.stt_cpu_threads if cpu_threads is None else cpu_threads,
                 beam_size=settings.stt_beam_size,
                 language=settings.stt_language,
                 batch_size=batch,

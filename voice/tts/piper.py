@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import onnxruntime
 from piper import PiperVoice, SynthesisConfig
 from piper.config import PiperConfig
 
+from voice.cpu_budget import REALTIME, available_cores, process_slots
 from voice.tts.base import TtsError, TtsOptions, VoiceLoadError
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def default_threads() -> int:
     On 2 cores a second thread barely speeds Piper up while it competes with
     the LLM and Whisper threads that run concurrently in a live turn.
     """
-    return 1 if (os.cpu_count() or 1) <= 2 else 2
+    return 1 if available_cores() <= 2 else 2
 
 
 def _load_config(path: Path) -> PiperConfig:
@@ -125,20 +125,29 @@ class PiperSynthesizer:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> PiperSynthesizer:
-        """Build from ``VOICE_TTS_VOICE`` and ``VOICE_TTS_LENGTH_SCALE``."""
-        return cls(TtsOptions(voice=settings.tts_voice, length_scale=settings.tts_length_scale))
+    def from_settings(cls, settings: Settings, cpu_threads: int = 0) -> PiperSynthesizer:
+        """Build from ``VOICE_TTS_VOICE`` and ``VOICE_TTS_LENGTH_SCALE``; ``cpu_threads``
+        is the CPU budget's share (0 = :func:`default_threads`)."""
+        return cls(TtsOptions(voice=settings.tts_voice, length_scale=settings.tts_length_scale,
+                              cpu_threads=cpu_threads))
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         """int16 mono chunks (one per sentence Piper finds) at :attr:`sample_rate` Hz.
 
-        Blocking and lazy: consume in the worker thread that called it.
+        Blocking and lazy: consume in the worker thread that called it. Each
+        sentence holds :data:`voice.cpu_budget.process_slots` while it is synthesised.
         Text without anything speakable yields nothing.
         """
         if not text.strip():
             return
         try:
-            for chunk in self._voice.synthesize(text, syn_config=self._syn_config):
+            chunks = iter(self._voice.synthesize(text, syn_config=self._syn_config))
+            while True:
+                # Each sentence's inference waits for a free core of the process budget.
+                with process_slots.hold(self.threads, REALTIME):
+                    chunk = next(chunks, None)
+                if chunk is None:
+                    return
                 yield chunk.audio_int16_array
         except Exception as exc:  # espeak and onnxruntime raise assorted types
             raise TtsError(f"piper failed on {text[:60]!r}: {exc}") from exc

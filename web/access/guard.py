@@ -38,6 +38,7 @@ from web.access.live_sessions import (
     Ending,
     LiveSessions,
     refuse_websocket,
+    session_capacity,
 )
 from web.access.rate_limit import RateLimiter
 from web.access.read_links import LINK_PARAM, ReadLinks, read_path_meeting
@@ -210,7 +211,7 @@ def install(app: Starlette, settings: Settings) -> None:
     on, and at shutdown drains realtime sessions (:meth:`LiveSessions.drain`) before
     the app closes its models."""
     keys = KeyRing.from_settings(settings)
-    live = app.state.live_sessions = LiveSessions(settings.max_realtime_sessions)
+    live = app.state.live_sessions = LiveSessions(session_capacity(settings))
     secrets = app.state.client_secrets = ClientSecretStore()
     app.state.keys = keys
     links = app.state.read_links = ReadLinks()

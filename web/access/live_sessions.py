@@ -1,8 +1,9 @@
 """The realtime sessions a server has open, over WebSocket and WebRTC together.
 
-:meth:`LiveSessions.admit` hands out a :class:`Slot` while fewer than
-``max_realtime_sessions`` are open and the server is not draining; otherwise
-it raises :class:`Refused`. A transport attaches its session and an ``end``
+:meth:`LiveSessions.admit` hands out a :class:`Slot` while fewer sessions than
+the server's capacity (:func:`session_capacity`: ``realtime_sessions_per_core``
+per core of the CPU budget, at most ``max_realtime_sessions``) are open and the
+server is not draining; otherwise it raises :class:`Refused`. A transport attaches its session and an ``end``
 callback to the slot and releases it when the session is over.
 :meth:`LiveSessions.drain` (graceful shutdown) refuses new sessions, waits up
 to a grace period for running responses to finish, then asks every transport
@@ -28,6 +29,8 @@ from starlette.websockets import WebSocket
 
 from pipelines.realtime.protocol import Ids, ProtocolError, error_event
 from pipelines.realtime.session import RealtimeSession
+from voice.cpu_budget import available_cores
+from voice.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,15 @@ def expired(max_s: float) -> Ending:
     )
 
 
+def session_capacity(settings: Settings) -> int:
+    """Realtime sessions the machine serves at once at the expected latency:
+    ``realtime_sessions_per_core`` × the cores of the CPU budget (``cpu_cores``, else
+    the process's), at least 1 and at most ``max_realtime_sessions``."""
+    cores = settings.cpu_cores or available_cores()
+    capacity = int(cores * settings.realtime_sessions_per_core)
+    return max(1, min(settings.max_realtime_sessions, capacity))
+
+
 class Refused(Exception):
     """A new session cannot be admitted; ``ending`` says why."""
 
@@ -124,6 +136,7 @@ class LiveSessions:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
+        """Sessions admitted at once (see :func:`session_capacity`)."""
         self.draining = False
         self._slots: set[Slot] = set()
         self._empty = asyncio.Event()
@@ -140,8 +153,8 @@ class LiveSessions:
             raise Refused(
                 Ending(
                     "session_limit_reached",
-                    f"the server already has its maximum of {self.limit} realtime sessions; "
-                    "try again later",
+                    f"the server is at capacity: it already serves its maximum of "
+                    f"{self.limit} realtime sessions at once; try again later",
                     CLOSE_TRY_AGAIN_LATER,
                     status=429,
                     error_type="rate_limit_error",

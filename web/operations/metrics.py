@@ -66,6 +66,12 @@ class Metrics:
             "voice_realtime_responses", "Responses ended, by final status.", ["status"],
             registry=r,
         )
+        self.failed_responses = Counter(
+            "voice_realtime_failed_responses",
+            "Responses that ended failed, by cause (the error code: cut_off, timeout, "
+            "unavailable, bad_request, bad_response, or the error type).",
+            ["cause"], registry=r,
+        )
         self.turn_latency = Histogram(
             "voice_realtime_turn_latency_seconds",
             "Time from the end of the user's speech to each stage of the answer "

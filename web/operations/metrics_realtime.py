@@ -6,7 +6,8 @@ outbound events into numbers, without touching the session itself:
 
 * ``input_audio_buffer.committed``: a user turn;
 * ``voice.latency``: the turn's latency waterfall (ms from the end of speech);
-* ``response.done``: responses by status; with status ``cancelled`` and reason
+* ``response.done``: responses by status, failed ones also by cause (the error's
+  code); with status ``cancelled`` and reason
   ``turn_detected`` (a barge-in) also the barge-in figures, measured on this
   side from ``input_audio_buffer.speech_started`` during the response;
 * ``error``: errors by code.
@@ -97,7 +98,12 @@ class SessionObserver:
     def _response_done(self, response: dict[str, Any]) -> None:
         status = str(response.get("status") or "unknown")
         self._m.responses.labels(status).inc()
-        reason = (response.get("status_details") or {}).get("reason")
+        details = response.get("status_details") or {}
+        reason = details.get("reason")
+        if status == "failed":
+            error = details.get("error") or {}
+            cause = error.get("code") or error.get("type") or "unknown"
+            self._m.failed_responses.labels(str(cause)).inc()
         if status == "cancelled" and reason == "turn_detected" and self._speech_at is not None:
             now = self._clock()
             last = self._last_audio_at

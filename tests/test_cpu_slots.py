@@ -1,0 +1,74 @@
+"""The process CPU gate never makes live conversation wait for background work that
+is already running (a meeting window or a diarization pass takes seconds), while
+background work still starts only when the budget has room."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from voice.cpu_budget import BACKGROUND, REALTIME, CpuSlots
+
+
+def test_realtime_does_not_wait_for_a_running_background_call() -> None:
+    slots = CpuSlots(1)
+    meeting_in, meeting_may_end = threading.Event(), threading.Event()
+    realtime_done = threading.Event()
+    second_meeting_in = threading.Event()
+
+    def meeting(entered: threading.Event) -> None:
+        with slots.hold(1, BACKGROUND):
+            entered.set()
+            meeting_may_end.wait(10)
+
+    first = threading.Thread(target=meeting, args=(meeting_in,))
+    first.start()
+    assert meeting_in.wait(5)
+
+    def final() -> None:
+        with slots.hold(1, REALTIME):
+            assert slots.busy_realtime == 1
+        realtime_done.set()
+
+    live = threading.Thread(target=final)
+    live.start()
+    # The realtime call runs and ends while the meeting still holds its slot.
+    assert realtime_done.wait(5)
+    assert not meeting_may_end.is_set()
+
+    # Another background call waits: the budget is full.
+    second = threading.Thread(target=meeting, args=(second_meeting_in,))
+    second.start()
+    time.sleep(0.2)
+    assert not second_meeting_in.is_set()
+    assert (slots.busy, slots.busy_realtime) == (1, 0)
+
+    meeting_may_end.set()
+    for t in (first, live, second):
+        t.join(5)
+    assert second_meeting_in.is_set()
+    assert (slots.busy, slots.busy_realtime) == (0, 0)
+
+
+def test_realtime_calls_still_share_the_budget_among_themselves() -> None:
+    slots = CpuSlots(1)
+    inside = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def final() -> None:
+        nonlocal inside, peak
+        with slots.hold(1, REALTIME):
+            with lock:
+                inside += 1
+                peak = max(peak, inside)
+            time.sleep(0.02)
+            with lock:
+                inside -= 1
+
+    threads = [threading.Thread(target=final) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert peak == 1 and slots.busy == 0

@@ -1,0 +1,129 @@
+"""Several realtime sessions at once on the embedded defaults: the real app with the
+embedded llama.cpp server (SmolLM2, not a scripted LLM), driven by the ``openai``
+SDK's realtime client. Every response of every session must end ``completed``.
+
+Before the fix, a new request to the embedded server cut off the one streaming,
+and most concurrent responses failed with "the stream ended without a finish reason".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from openai import AsyncOpenAI
+
+from tests.servers import ServerThread
+from tests.test_realtime_ws import events_until, pcm24k, stream_audio
+from voice.settings import load_settings
+from web.app import create_app
+
+pytestmark = pytest.mark.slow
+
+QUESTIONS = ("Say hello.", "Name a colour.", "What is two plus two?")
+SPOKEN = ("speechbrain/spk1_snt1.wav", "speechbrain/spk2_snt1.wav", "speechbrain/spk1_snt2.wav")
+INSTRUCTIONS = "You are a helpful voice assistant. Answer in one short sentence."
+
+
+@pytest.fixture(scope="module")
+def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """The real app on the embedded defaults (no ``llm_base_url``: llama.cpp is started)."""
+    base: Path = tmp_path_factory.mktemp("embedded")
+    settings = load_settings(
+        cache_dir=base / "cache",
+        data_dir=base / "data",
+        stt_model="tiny.en",
+        realtime_stt_model="tiny.en",
+        rate_limit_per_minute=0,
+    )
+    assert settings.llm_base_url is None
+    with ServerThread(create_app(settings), ws_max_size=4 * 1024 * 1024) as running:
+        yield running
+
+
+def sdk(server: ServerThread) -> AsyncOpenAI:
+    return AsyncOpenAI(base_url=f"{server.http_url}/v1", api_key="local")
+
+
+async def typed_session(server: ServerThread) -> list[Any]:
+    """Three typed turns with text replies; the ``response.done`` of each."""
+    done = []
+    async with sdk(server).realtime.connect(model="voice-agent") as conn:
+        assert (await conn.recv()).type == "session.created"
+        await conn.session.update(
+            session={
+                "type": "realtime",
+                "output_modalities": ["text"],
+                "instructions": INSTRUCTIONS,
+            }
+        )
+        for question in QUESTIONS:
+            await conn.conversation.item.create(
+                item={
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": question}],
+                }
+            )
+            await conn.response.create()
+            events = await events_until(conn, "response.done", timeout_s=240)
+            done.append(events[-1])
+    return done
+
+
+async def spoken_session(server: ServerThread) -> list[Any]:
+    """Three spoken turns (real speech, server VAD) with spoken replies."""
+    done = []
+    async with sdk(server).realtime.connect(model="voice-agent") as conn:
+        assert (await conn.recv()).type == "session.created"
+        await conn.session.update(
+            session={"type": "realtime", "instructions": INSTRUCTIONS}
+        )
+        for clip in SPOKEN:
+            sender = asyncio.create_task(stream_audio(conn, pcm24k(clip)))
+            try:
+                events = await events_until(conn, "response.done", timeout_s=240)
+            finally:
+                await sender
+            done.append(events[-1])
+    return done
+
+
+def failed_responses(metrics_text: str) -> float:
+    for line in metrics_text.splitlines():
+        if line.startswith('voice_realtime_responses_total{status="failed"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_four_sessions_at_once_all_complete(embedded_server: ServerThread) -> None:
+    results = await asyncio.gather(
+        typed_session(embedded_server),
+        typed_session(embedded_server),
+        spoken_session(embedded_server),
+        spoken_session(embedded_server),
+    )
+    statuses = [
+        (session, turn, done.response.status, done.response.status_details)
+        for session, dones in enumerate(results)
+        for turn, done in enumerate(dones)
+    ]
+    assert len(statuses) == 12
+    not_completed = [s for s in statuses if s[2] != "completed"]
+    assert not not_completed, f"{len(not_completed)} of 12 not completed: {not_completed}"
+    # Every reply has words in it: the model really answered each.
+    for dones in results:
+        for done in dones:
+            texts = [
+                getattr(part, "text", None) or getattr(part, "transcript", None) or ""
+                for item in done.response.output or []
+                for part in getattr(item, "content", None) or []
+            ]
+            assert any(t.strip() for t in texts), done.response
+    async with httpx.AsyncClient(timeout=30) as http:
+        metrics = (await http.get(f"{embedded_server.http_url}/metrics")).text
+    assert failed_responses(metrics) == 0
