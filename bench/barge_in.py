@@ -78,7 +78,6 @@ async def trial(ws: Any, speech: bytes, speech_start_ms: float, talk_s: float) -
     response_id: str | None = None
     first_audio: float | None = None
     played_ms = 0.0
-    onset: float | None = None
     sender: asyncio.Task[float] | None = None
     last_delta: float | None = None
     speech_started: float | None = None
@@ -103,8 +102,6 @@ async def trial(ws: Any, speech: bytes, speech_start_ms: float, talk_s: float) -
                 played_ms += len(base64.b64decode(event["delta"])) / 2 / RATE * 1000
             if sender is None and at - first_audio >= talk_s:
                 sender = asyncio.create_task(_send(ws, speech))
-                await asyncio.sleep(0)
-                onset = time.monotonic() + speech_start_ms / 1000
         if kind == "input_audio_buffer.speech_started" and sender is not None and speech_started is None:
             speech_started = at
             playing = False  # OpenAI guidance: stop playback, truncate to what was heard
@@ -123,10 +120,9 @@ async def trial(ws: Any, speech: bytes, speech_start_ms: float, talk_s: float) -
         if kind == "response.done" and event["response"]["id"] == response_id:
             status = event["response"]["status"]
             break
-    if sender is not None:
-        await sender
+    assert sender is not None and last_delta is not None, "the reply ended before the interruption"
+    onset = await sender + speech_start_ms / 1000
     await _drain(ws)
-    assert onset is not None and last_delta is not None
     return {
         "status": status,
         "stop_ms": round(max(0.0, 1000 * (last_delta - onset)), 1),
@@ -136,13 +132,16 @@ async def trial(ws: Any, speech: bytes, speech_start_ms: float, talk_s: float) -
 
 
 async def _drain(ws: Any) -> None:
-    """Wait for the answer to the interruption to finish, so trials do not overlap."""
+    """Cancel the answer to the interruption (if one starts), so trials do not overlap."""
     while True:
         try:
-            raw = await asyncio.wait_for(ws.recv(), 4)
+            raw = await asyncio.wait_for(ws.recv(), 6)
         except TimeoutError:
             return
-        if json.loads(raw)["type"] == "response.done":
+        kind = json.loads(raw)["type"]
+        if kind == "response.created":
+            await ws.send(json.dumps({"type": "response.cancel"}))
+        if kind == "response.done":
             return
 
 
