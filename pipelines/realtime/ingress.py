@@ -254,11 +254,14 @@ class InputAudio:
             if voiced:
                 self._voiced_checks += 1
                 self._echo_checks += echo
-                self._voiced_ms += 1000.0 * len(pcm) / RATE
+                if not echo:  # the agent's own voice never confirms a barge-in
+                    self._voiced_ms += 1000.0 * len(pcm) / RATE
             if voiced and not echo and not self._announced:
                 self._announce()
-            if self._deferred_start is not None and self._listener.confirms_interruption(
-                "", self._voiced_ms
+            if (
+                self._deferred_start is not None
+                and not self._is_echo_turn()
+                and self._listener.confirms_interruption("", self._voiced_ms)
             ):
                 await self._confirm_deferred()
             await self._maybe_speculate(vad)
@@ -475,6 +478,7 @@ class InputAudio:
         if (
             self._deferred_start is not None
             and self._announced
+            and not self._is_echo_turn()
             and self._listener.confirms_interruption(text, self._voiced_ms)
         ):
             await self._confirm_deferred()

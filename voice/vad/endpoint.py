@@ -272,20 +272,32 @@ def semantic_wait_ms(eagerness: str, model_probability: float | None, text: str 
 
 ADAPTIVE_INCOMPLETE_EXTRA_MS = 1000.0
 """server_vad: a turn that stops mid-clause waits this much longer than ``silence_ms``."""
+ADAPTIVE_UNSURE_EXTRA_MS = 500.0
+"""server_vad: a sentence the turn model thinks goes on waits this much longer."""
 
 
 def adaptive_wait_ms(
     silence_ms: float, text: str | None, model_probability: float | None = None
 ) -> float:
-    """``server_vad`` with adaptive silence: 0.6 x ``silence_ms`` (at least 200 ms) after a
-    complete sentence, ``silence_ms`` + 1 s (at most 10 s) when the transcript stops
-    mid-clause or the turn model (when given) says the speaker is not done,
-    ``silence_ms`` otherwise."""
-    cue = text_verdict(text)
-    if cue == "incomplete" or (model_probability is not None and model_probability < 0.5):
-        return min(10000.0, silence_ms + ADAPTIVE_INCOMPLETE_EXTRA_MS)
-    if cue == "complete" or model_probability is not None:
+    """``server_vad`` with adaptive silence, in ms (capped at 10 s).
+
+    0.6 x ``silence_ms`` (at least 200 ms) when the turn is finished (a question, or a
+    sentence the turn model, when given, agrees with); ``silence_ms`` + 1 s when the
+    transcript stops mid-clause, or the model says "not done" and the transcript has no
+    ending; ``silence_ms`` + 0.5 s when the model says "not done" but Whisper ended a
+    sentence ("unsure"); ``silence_ms`` when nothing is known.
+    """
+    verdict = (
+        semantic_verdict(model_probability, text)
+        if model_probability is not None
+        else text_verdict(text)
+    )
+    if verdict == "complete":
         return max(200.0, 0.6 * silence_ms) if silence_ms > 200.0 else silence_ms
+    if verdict == "incomplete":
+        return min(10000.0, silence_ms + ADAPTIVE_INCOMPLETE_EXTRA_MS)
+    if verdict == "unsure":
+        return min(10000.0, silence_ms + ADAPTIVE_UNSURE_EXTRA_MS)
     return silence_ms
 
 
