@@ -361,7 +361,8 @@ class InputAudio:
             await self._voice.aclose()
             self._voice = None
         self._recognizer = self._new_recognizer()
-        self._window.clear(self._position_ms)
+        if self._vad is not None:
+            self._vad.detector.reset()  # more speech is a new turn, with a new onset
         self._listener.turn_dropped()
 
     def _is_echo_turn(self) -> bool:
@@ -417,7 +418,13 @@ class InputAudio:
         if item_id != self._item_id:
             return
         self._pause_text = result.text.strip()
-        if self._pause_text and self._deferred_start is None:
+        if self._deferred_start is not None:
+            if self._is_echo_turn() or not self._listener.keeps_deferred_turn(self._pause_text):
+                await self._drop_turn()  # a cough or an "mm-hm": let the reply go on now
+            else:
+                await self._confirm_deferred()  # words: an interruption
+            return
+        if self._pause_text:
             await self._listener.speculative_transcript(self._pause_text)
 
     def _reset_pause(self) -> None:

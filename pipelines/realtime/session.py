@@ -436,8 +436,12 @@ class RealtimeSession:
             return
         if self._quiet_since is None:
             self._quiet_since = now
-        if run.held and now - self._quiet_since >= self.options.barge_in_min_ms / 1000.0:
-            run.release()  # quiet again and not confirmed: a click or a cough, carry on
+        if (
+            run.held
+            and not self._interrupt_pending  # speech under judgement: turn_dropped() releases
+            and now - self._quiet_since >= self.options.barge_in_min_ms / 1000.0
+        ):
+            run.release()  # a click too short to be speech: carry on
 
     def speech_started(self) -> None:
         run = self.response
