@@ -145,12 +145,14 @@ async def _drain(ws: Any) -> None:
             return
 
 
-async def run(url: str, trials: int, talk_s: float) -> dict[str, Any]:
+async def run(url: str, trials: int, talk_s: float, warm_s: float) -> dict[str, Any]:
     pcm, start_ms, _ = speech_clip(INTERRUPTION, RATE, max_s=4.0, pad_s=1.5)
     speech = pcm.astype("<i2").tobytes()
     rows = []
     async with websockets.connect(f"{url}/v1/realtime", max_size=None) as ws:
         await ws.recv()  # session.created
+        if warm_s > 0:  # a client streams its microphone from the start: the VAD exists
+            await _send(ws, bytes(int(warm_s * RATE) * 2))
         for _ in range(trials):
             rows.append(await trial(ws, speech, start_ms, talk_s))
             print(json.dumps(rows[-1]))
@@ -167,6 +169,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--talk-s", type=float, default=1.5, help="agent speech before the interruption")
+    parser.add_argument(
+        "--warm-s", type=float, default=1.0, help="silence streamed before the first trial (0: none)"
+    )
     args = parser.parse_args()
 
     from tests.fakes.llm_script import Turn
@@ -179,13 +184,14 @@ def main() -> None:
     with ScriptedLlmServer(default=Turn.say(LONG_REPLY)) as llm:
         settings = load_settings(llm_base_url=llm.base_url, rate_limit_per_minute=0)
         with ServerThread(create_app(settings), startup_timeout_s=300) as server:
-            results = asyncio.run(run(server.ws_url, args.trials, args.talk_s))
+            results = asyncio.run(run(server.ws_url, args.trials, args.talk_s, args.warm_s))
     print(json.dumps({k: v for k, v in results.items() if k != "trials"}, indent=2))
     path = write_result(
         "barge_in",
         results,
         transport="websocket",
         settings="defaults; scripted LLM (fixed long reply)",
+        warm_s=args.warm_s,
         load_average_before=[round(x, 2) for x in load_before],
         load_average_after=[round(x, 2) for x in os.getloadavg()],
     )
