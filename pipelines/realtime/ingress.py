@@ -232,7 +232,7 @@ class InputAudio:
         if td is None:
             self._trim_buffer(self.ctx.options.max_input_buffer_ms)
             return
-        vad = self._ensure_vad(td)
+        vad = await self._ensure_vad(td)
         events = await asyncio.to_thread(vad.push, pcm)
         voiced = vad.last_probability >= td.threshold
         echo = voiced and echo_guard is not None and echo_guard.is_echo(now)
@@ -280,7 +280,9 @@ class InputAudio:
             self._resampler_rate = rate
         return self._resampler.process(samples)
 
-    def _ensure_vad(self, td: TurnDetection) -> StreamingVad:
+    async def _ensure_vad(self, td: TurnDetection) -> StreamingVad:
+        """The session's VAD for ``td``; a new one is built in a worker thread (loading
+        the Silero session takes 100-250 ms, too long for the event loop)."""
         if self._vad is None or self._vad_turns != td:
             options = VadOptions(
                 threshold=td.threshold,
@@ -297,7 +299,8 @@ class InputAudio:
                 and (td.type == "semantic_vad" or td.adaptive),
             )
             options = replace(options, silence_ms=self._policy.max_wait_ms)
-            self._vad = StreamingVad(make_classifier(self.ctx.options.vad_backend), options)
+            classifier = await asyncio.to_thread(make_classifier, self.ctx.options.vad_backend)
+            self._vad = StreamingVad(classifier, options)
             self._vad_offset_ms = self._position_ms
             self._vad_turns = td
         return self._vad
