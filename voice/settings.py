@@ -96,6 +96,13 @@ class Settings(BaseSettings):
     vad_min_speech_ms: int = Field(200, ge=0)
     vad_silence_ms: int = Field(500, ge=50)
     vad_prefix_padding_ms: int = Field(300, ge=0)
+    turn_detection: Literal["server_vad", "semantic_vad"] = "server_vad"
+    """Turn detection of new sessions (clients may change it with ``session.update``)."""
+    turn_eagerness: Literal["low", "medium", "high", "auto"] = "auto"
+    """``semantic_vad``: how soon a finished thought ends the turn (low waits longest)."""
+    turn_adaptive_wait: bool = True
+    """``server_vad``: wait less after a finished sentence and longer mid-clause (judged
+    from the transcript and, when installed, the turn model); off = exact OpenAI timing."""
 
     # --- text-to-speech ------------------------------------------------------
     tts_voice: str = "joe"
@@ -140,7 +147,11 @@ class Settings(BaseSettings):
     realtime_output_lead_ms: int = Field(250, ge=20, le=5000)
     """How far ahead of real time agent audio is sent (bounds sound after a barge-in)."""
     barge_in_min_ms: int = Field(250, ge=0, le=5000)
-    """Speech over the agent shorter than this does not interrupt it."""
+    """Quiet (ms) after which a sound over the agent that was not confirmed as speech
+    releases it (its audio resumes)."""
+    barge_in_confirm_ms: int = Field(1500, ge=100, le=10000)
+    """Voice over the agent that interrupts it even when no words are recognised yet;
+    words beyond a backchannel ("mm-hm", "yeah") interrupt sooner."""
     realtime_speculative_response: bool = True
     """Start the LLM while the end of a turn is being confirmed (hides its latency; may
     spend tokens on requests that are then discarded)."""

@@ -20,17 +20,38 @@ FORMAT_RATES: dict[str, int] = {"audio/pcm": 24000, "audio/pcmu": 8000, "audio/p
 """Sample rate (Hz) each protocol audio format is carried at."""
 
 
+Eagerness = Literal["low", "medium", "high", "auto"]
+
+
 @dataclass(frozen=True)
 class TurnDetection:
-    """Server VAD parameters (the protocol's ``server_vad``); times in ms."""
+    """Turn detection (the protocol's ``server_vad`` or ``semantic_vad``); times in ms.
+
+    ``server_vad`` ends a turn after ``silence_duration_ms`` of silence; with
+    ``adaptive`` (a server setting, not in the protocol) that wait is shortened
+    after a finished sentence and lengthened mid-clause. ``semantic_vad`` ends it
+    when the turn model and the transcript say the user has finished, waiting
+    longer or shorter according to ``eagerness``. ``threshold`` and
+    ``prefix_padding_ms`` apply to both (the VAD that finds speech).
+    """
 
     threshold: float = 0.5
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 500
     create_response: bool = True
     interrupt_response: bool = True
+    type: Literal["server_vad", "semantic_vad"] = "server_vad"
+    eagerness: Eagerness = "auto"
+    adaptive: bool = True
 
     def to_protocol(self) -> dict[str, Any]:
+        if self.type == "semantic_vad":
+            return {
+                "type": "semantic_vad",
+                "eagerness": self.eagerness,
+                "create_response": self.create_response,
+                "interrupt_response": self.interrupt_response,
+            }
         return {
             "type": "server_vad",
             "threshold": self.threshold,
@@ -253,13 +274,20 @@ def _turn_detection(current: TurnDetection | None, td: Any) -> TurnDetection | N
         return None
     base = current or TurnDetection()
     if td.type == "semantic_vad":
-        # Accepted and served by the server VAD: there is no semantic turn model offline.
+        eagerness: Eagerness = getattr(td, "eagerness", None) or "auto"
+        if eagerness not in ("low", "medium", "high", "auto"):
+            raise ProtocolError(
+                "eagerness must be low, medium, high or auto",
+                param="session.audio.input.turn_detection.eagerness",
+            )
         return replace(
             base,
+            type="semantic_vad",
+            eagerness=eagerness,
             create_response=td.create_response if td.create_response is not None else True,
             interrupt_response=td.interrupt_response if td.interrupt_response is not None else True,
         )
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {"type": "server_vad"}
     for name in (
         "threshold",
         "prefix_padding_ms",

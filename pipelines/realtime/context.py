@@ -27,6 +27,8 @@ class RealtimeOptions:
     """Duration of each outgoing audio delta."""
     barge_in_min_ms: int = 250
     """Speech shorter than this over the agent does not interrupt it."""
+    barge_in_confirm_ms: int = 1500
+    """Voice over a reply that interrupts it even without recognised words."""
     partial_interval_ms: int = 400
     """How often a partial transcript is attempted while the user speaks."""
     max_event_bytes: int = 2 * 1024 * 1024

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -20,6 +20,7 @@ import numpy as np
 from pipelines.realtime.config import SessionConfig, TurnDetection
 from pipelines.realtime.context import SessionContext
 from pipelines.realtime.conversation import Item
+from pipelines.realtime.input_window import AudioWindow
 from pipelines.realtime.latency import TurnLatency
 from pipelines.realtime.live_meeting import LiveSegment, RecordingSpool
 from pipelines.realtime.partials import StablePrefix
@@ -28,11 +29,16 @@ from pipelines.realtime.speakers import TurnSpeakers, TurnVoice
 from voice.audio.resample import StreamResampler
 from voice.stt import StreamingRecognizer, Transcriber
 from voice.vad import SpeechStarted, SpeechStopped, StreamingVad, VadOptions, make_classifier
+from voice.vad.endpoint import EndpointPolicy
+from voice.vad.smart_turn import shared_turn_model, turn_model_available
+from voice.workers import run_on
 
 log = logging.getLogger(__name__)
 
 RATE = 16000
 """Rate (Hz) of the VAD and STT side."""
+PROBE_AFTER_MS = 200.0
+"""Silence (ms) into a pause at which the turn model is asked whether the turn is over."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,22 @@ class TurnListener(Protocol):
     def may_interrupt(self, speaker: str | None) -> bool:
         """Whether a voice (None: not yet known) may hold or interrupt the agent (focus)."""
 
+    def defers_speech_started(self) -> bool:
+        """Speech is starting: should ``speech_started`` wait until it is confirmed (a
+        reply is playing that it would interrupt)?"""
+
+    def confirms_interruption(self, text: str, voiced_ms: float) -> bool:
+        """Does a deferred turn with this partial text and voiced time interrupt the reply?"""
+
+    def keeps_deferred_turn(self, text: str) -> bool:
+        """A deferred turn ended with this transcript: is it a user turn (else dropped)?"""
+
+    def turn_confirmed(self) -> None:
+        """A deferred turn is confirmed: stop the reply for good (``speech_started`` follows)."""
+
+    def turn_dropped(self) -> None:
+        """A deferred turn was a cough or a backchannel: the reply carries on."""
+
 
 class InputAudio:
     """Owns the input buffer, VAD and streaming recognizer of one session."""
@@ -107,13 +129,20 @@ class InputAudio:
         self._vad_turns: TurnDetection | None = None
         self._vad_offset_ms = 0.0
         """Stream position (ms) at which the current VAD was created."""
-        self._buffer = np.zeros(0, dtype=np.int16)
+        self._window = AudioWindow()
         """Recent 16 kHz audio: the prefix window while idle, the whole utterance in speech."""
-        self._buffer_start_ms = 0.0
         self._position_ms = 0.0
         self._item_id: str | None = None
         self._utterance_start_ms = 0.0
         self._speculated_at: float | None = None
+        self._pause_text: str | None = None
+        self._pause_probability: float | None = None
+        """What is known about the current pause: its transcript and the turn model's view."""
+        self._probe: asyncio.Task[None] | None = None
+        self._policy = EndpointPolicy("server_vad")
+        self._deferred_start: float | None = None
+        """audio_start_ms of a turn whose ``speech_started`` waits for confirmation."""
+        self._voiced_ms = 0.0
         self._partial_task: asyncio.Task[None] | None = None
         self._speculation: asyncio.Task[None] | None = None
         self._turn_tasks: set[asyncio.Task[None]] = set()
@@ -166,7 +195,13 @@ class InputAudio:
     async def _cancel_work(self) -> None:
         tasks = [
             t
-            for t in (self._partial_task, self._speculation, self._focus_check, *self._turn_tasks)
+            for t in (
+                self._partial_task,
+                self._speculation,
+                self._focus_check,
+                self._probe,
+                *self._turn_tasks,
+            )
             if t is not None
         ]
         for task in tasks:
@@ -197,7 +232,7 @@ class InputAudio:
         if td is None:
             self._trim_buffer(self.ctx.options.max_input_buffer_ms)
             return
-        vad = self._ensure_vad(td)
+        vad = await self._ensure_vad(td)
         events = await asyncio.to_thread(vad.push, pcm)
         voiced = vad.last_probability >= td.threshold
         echo = voiced and echo_guard is not None and echo_guard.is_echo(now)
@@ -219,11 +254,21 @@ class InputAudio:
             if voiced:
                 self._voiced_checks += 1
                 self._echo_checks += echo
+                if not echo:  # the agent's own voice never confirms a barge-in
+                    self._voiced_ms += 1000.0 * len(pcm) / RATE
             if voiced and not echo and not self._announced:
                 self._announce()
+            if (
+                self._deferred_start is not None
+                and not self._is_echo_turn()
+                and self._listener.confirms_interruption("", self._voiced_ms)
+            ):
+                await self._confirm_deferred()
             await self._maybe_speculate(vad)
             if vad.pending_end_ms is None:  # no partial once trailing silence began:
                 self._schedule_partial()  # it would delay the final transcription
+            else:
+                await self._maybe_end_pause(vad)
         else:
             self._trim_buffer(td.prefix_padding_ms + self.ctx.options.vad_min_speech_ms + 500)
 
@@ -235,7 +280,9 @@ class InputAudio:
             self._resampler_rate = rate
         return self._resampler.process(samples)
 
-    def _ensure_vad(self, td: TurnDetection) -> StreamingVad:
+    async def _ensure_vad(self, td: TurnDetection) -> StreamingVad:
+        """The session's VAD for ``td``; a new one is built in a worker thread (loading
+        the Silero session takes 100-250 ms, too long for the event loop)."""
         if self._vad is None or self._vad_turns != td:
             options = VadOptions(
                 threshold=td.threshold,
@@ -243,49 +290,83 @@ class InputAudio:
                 silence_ms=td.silence_duration_ms,
                 prefix_padding_ms=td.prefix_padding_ms,
             )
-            self._vad = StreamingVad(make_classifier(self.ctx.options.vad_backend), options)
+            self._policy = EndpointPolicy(
+                td.type,
+                silence_ms=td.silence_duration_ms,
+                adaptive=td.adaptive,
+                eagerness=td.eagerness,
+                use_model=turn_model_available()
+                and (td.type == "semantic_vad" or td.adaptive),
+            )
+            options = replace(options, silence_ms=self._policy.max_wait_ms)
+            classifier = await asyncio.to_thread(make_classifier, self.ctx.options.vad_backend)
+            self._vad = StreamingVad(classifier, options)
             self._vad_offset_ms = self._position_ms
             self._vad_turns = td
         return self._vad
 
     def _append_buffer(self, pcm: np.ndarray) -> None:
-        self._buffer = np.concatenate([self._buffer, pcm])
+        self._window.append(pcm)
 
     def _trim_buffer(self, keep_ms: float) -> None:
-        excess = len(self._buffer) - int(keep_ms * RATE / 1000)
-        if excess > 0:
-            self._buffer = self._buffer[excess:]
-            self._buffer_start_ms += 1000.0 * excess / RATE
+        self._window.keep_last(keep_ms)
 
     def _slice(self, start_ms: float, end_ms: float | None = None) -> np.ndarray:
-        first = max(0, int((start_ms - self._buffer_start_ms) * RATE / 1000))
-        last = (
-            None
-            if end_ms is None
-            else max(first, int((end_ms - self._buffer_start_ms) * RATE / 1000))
-        )
-        return self._buffer[first:last]
+        return self._window.slice(start_ms, end_ms)
 
     # --- turns -------------------------------------------------------------------
     async def _speech_started(self, start_ms: float, td: TurnDetection) -> None:
         self._item_id = self.ctx.emitter.ids.new("item")
-        self._utterance_start_ms = max(self._buffer_start_ms, start_ms - td.prefix_padding_ms)
+        self._utterance_start_ms = max(self._window.start_ms, start_ms - td.prefix_padding_ms)
         self._speculated_at = None
         self._prefix = StablePrefix()
         self._recognizer = self._new_recognizer()
-        self._recognizer.append(self._slice(self._utterance_start_ms))
-        self._buffer = self._slice(self._utterance_start_ms)
-        self._buffer_start_ms = self._utterance_start_ms
+        self._window.drop_before(self._utterance_start_ms)
+        self._recognizer.append(self._window.samples)
         self._voiced_checks = self._echo_checks = 0
         self._announced = False
+        self._voiced_ms = 0.0
         speakers = self.ctx.speakers
         self._voice = None
         if speakers is not None and self._config().speakers.enabled:
             self._voice = speakers.begin()
-            self._voice.add(self._buffer)
+            self._voice.add(self._window.samples.copy())
+        if self._listener.defers_speech_started():
+            self._deferred_start = start_ms  # told once confirmed (see _confirm_deferred)
+            return
+        self._deferred_start = None
+        await self._emit_started(start_ms)
+
+    async def _emit_started(self, start_ms: float) -> None:
         await self.ctx.emitter.emit(
             "input_audio_buffer.speech_started", audio_start_ms=int(start_ms), item_id=self._item_id
         )
+
+    async def _confirm_deferred(self) -> None:
+        """The deferred turn is real speech: stop the reply for good, then tell the client."""
+        start_ms, self._deferred_start = self._deferred_start, None
+        if start_ms is None:
+            return
+        self._listener.turn_confirmed()
+        await self._emit_started(start_ms)
+
+    async def _drop_turn(self) -> None:
+        """Forget the current (deferred) utterance without a word to the client."""
+        self._deferred_start = None
+        self._item_id = None
+        self._reset_pause()
+        if self._focus_check is not None:
+            self._focus_check.cancel()
+            self._focus_check = None
+        if self._partial_task is not None:
+            self._partial_task.cancel()
+        if self._voice is not None:
+            await self._voice.aclose()
+            self._voice = None
+        self._recognizer = self._new_recognizer()
+        if self._vad is not None:
+            self._vad.detector.reset()  # more speech is a new turn, with a new onset
+        self._listener.turn_dropped()
 
     def _is_echo_turn(self) -> bool:
         return self._voiced_checks > 0 and self._echo_checks >= 0.6 * self._voiced_checks
@@ -321,6 +402,7 @@ class InputAudio:
         if pending == self._speculated_at:
             return
         self._speculated_at = pending
+        self._reset_pause()
         if self._speculation is not None:
             self._speculation.cancel()
             self._speculation = None
@@ -336,8 +418,47 @@ class InputAudio:
         self, recognizer: StreamingRecognizer, upto_ms: float, item_id: str | None
     ) -> None:
         result = await recognizer.finalize(upto_ms)
-        if item_id == self._item_id and result.text.strip():
-            await self._listener.speculative_transcript(result.text.strip())
+        if item_id != self._item_id:
+            return
+        self._pause_text = result.text.strip()
+        if self._deferred_start is not None:
+            if self._is_echo_turn() or not self._listener.keeps_deferred_turn(self._pause_text):
+                await self._drop_turn()  # a cough or an "mm-hm": let the reply go on now
+            else:
+                await self._confirm_deferred()  # words: an interruption
+            return
+        if self._pause_text:
+            await self._listener.speculative_transcript(self._pause_text)
+
+    def _reset_pause(self) -> None:
+        self._pause_text = None
+        self._pause_probability = None
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
+
+    async def _maybe_end_pause(self, vad: StreamingVad) -> None:
+        """During trailing silence: consult the turn model once, and end the turn as soon
+        as the pause has lasted as long as the policy asks for what is known of it."""
+        pending = vad.pending_end_ms
+        if pending is None or self._item_id is None:
+            return
+        silence_ms = vad.classified_ms - pending
+        if self._policy.use_model and self._probe is None and silence_ms >= PROBE_AFTER_MS:
+            audio = self._window.slice(self._utterance_start_ms)
+            self._probe = asyncio.create_task(self._run_probe(audio, self._item_id, pending))
+        wait_ms = self._policy.wait_ms(self._pause_text, self._pause_probability)
+        if wait_ms is None or silence_ms < wait_ms:
+            return
+        event = vad.end_turn()
+        if event is not None:
+            await self._speech_stopped(event.end_ms + self._vad_offset_ms)
+
+    async def _run_probe(self, audio: np.ndarray, item_id: str | None, pending: float) -> None:
+        model = await shared_turn_model()
+        probability = await run_on(model, model.workers, model.probability, audio)
+        if item_id == self._item_id and pending == self._speculated_at:
+            self._pause_probability = probability
 
     def _schedule_partial(self) -> None:
         if self._partial_task is None or self._partial_task.done():
@@ -364,6 +485,13 @@ class InputAudio:
                 partial=text,
                 **extra,
             )
+        if (
+            self._deferred_start is not None
+            and self._announced
+            and not self._is_echo_turn()
+            and self._listener.confirms_interruption(text, self._voiced_ms)
+        ):
+            await self._confirm_deferred()
         if self._announced and (self._focus_check is None or self._focus_check.done()):
             await self._listener.partial_transcript(text)
 
@@ -371,6 +499,15 @@ class InputAudio:
         item_id = self._item_id
         if item_id is None:
             return
+        if self._deferred_start is not None:
+            upto = end_ms - self._utterance_start_ms
+            text = (await self._recognizer.finalize(upto)).text.strip()
+            if item_id != self._item_id:
+                return
+            if self._is_echo_turn() or not self._listener.keeps_deferred_turn(text):
+                await self._drop_turn()
+                return
+            await self._confirm_deferred()
         now = self.ctx.clock.now()
         latency = TurnLatency(
             speech_end=now - (self._position_ms - end_ms) / 1000.0, item_id=item_id
@@ -384,19 +521,19 @@ class InputAudio:
     async def _commit(self, command: Commit) -> None:
         if self._item_id is None:
             # Manual turn mode (or a commit outside speech): the whole buffer is the turn.
-            if len(self._buffer) < RATE // 10:
+            if len(self._window) < RATE // 10:
                 raise ProtocolError(
                     "buffer too small: at least 100 ms of audio must be appended before commit",
                     code="input_audio_buffer_commit_empty",
                     event_id=command.event_id,
                 )
             self._item_id = self.ctx.emitter.ids.new("item")
-            self._utterance_start_ms = self._buffer_start_ms
+            self._utterance_start_ms = self._window.start_ms
             self._recognizer = self._new_recognizer()
-            self._recognizer.append(self._buffer)
+            self._recognizer.append(self._window.samples)
             if self.ctx.speakers is not None and self._config().speakers.enabled:
                 self._voice = self.ctx.speakers.begin()
-                self._voice.add(self._buffer)
+                self._voice.add(self._window.samples.copy())
         await self._commit_turn(self._item_id, upto_ms=None, latency=None)
 
     async def _commit_turn(
@@ -425,11 +562,11 @@ class InputAudio:
             self._focus_check = None
         self._item_id = None
         self._speculated_at = None
+        self._reset_pause()
         if self._speculation is not None:
             self._speculation.cancel()
             self._speculation = None
-        self._buffer = np.zeros(0, dtype=np.int16)
-        self._buffer_start_ms = self._position_ms
+        self._window.clear(self._position_ms)
         if self._partial_task is not None:
             self._partial_task.cancel()
         task = asyncio.create_task(
@@ -527,11 +664,12 @@ class InputAudio:
         await self._listener.echo_turn(item)
 
     async def _clear(self) -> None:
-        self._buffer = np.zeros(0, dtype=np.int16)
-        self._buffer_start_ms = self._position_ms
+        self._window.clear(self._position_ms)
         self._recognizer.reset()
         self._recognizer = self._new_recognizer()
         self._item_id = None
+        self._deferred_start = None
+        self._reset_pause()
         self._vad = None
         if self._voice is not None:
             await self._voice.aclose()

@@ -6,9 +6,12 @@ input task (audio → VAD → STT) and at most one response task; :meth:`close`
 cancels both and waits for them.
 
 Barge-in: the first voiced frame while the agent speaks *holds* its audio at
-once; a confirmed interruption (speech with recognised words, not just a
-backchannel) cancels the response and cuts history to what was heard; speech
-that yields no words releases the hold and the agent carries on.
+once (no audio delta goes out while held); ``barge_in_min_ms`` of quiet releases
+it. ``input_audio_buffer.speech_started`` over a reply is deferred until the
+speech is confirmed (words beyond a backchannel, or ``barge_in_confirm_ms`` of
+voice): then the response is cancelled, every later audio delta of it is
+dropped at the door, and only then is ``speech_started`` sent. A cough or an
+"mm-hm" is never announced; the agent carries on. See docs/realtime-protocol.md.
 """
 
 from __future__ import annotations
@@ -94,6 +97,9 @@ class RealtimeSession:
         recording of a session with ``session.meeting.record`` on when it closes."""
         ids = Ids()
         self.id = ids.new("sess")
+        self._silenced: set[str] = set()
+        """Responses whose audio must not reach the client any more (barge-in confirmed)."""
+        send = self._gate(send)
         self.options = options or RealtimeOptions()
         self.config = config
         self.ctx = SessionContext(
@@ -124,6 +130,7 @@ class RealtimeSession:
         self._input_task: asyncio.Task[None] | None = None
         self._interrupt_pending = False
         self._hold_since: float | None = None
+        self._quiet_since: float | None = None
         self._queued_turn: tuple[Item, TurnLatency | None] | None = None
         self._speculative: tuple[str, ResponseRun] | None = None
         """A response whose LLM request started on a speculative transcript."""
@@ -427,17 +434,20 @@ class RealtimeSession:
         if run is None or not self._response_active() or td is None or not td.interrupt_response:
             return
         now = self.ctx.clock.now()
-        if voiced and not run.held:
-            run.hold()
-            self._hold_since = now
-        elif (
-            not voiced
-            and run.held
-            and not self._interrupt_pending
-            and self._hold_since is not None
-            and now - self._hold_since > self.options.barge_in_min_ms / 1000.0
+        if voiced:
+            self._quiet_since = None
+            if not run.held:
+                run.hold()
+                self._hold_since = now
+            return
+        if self._quiet_since is None:
+            self._quiet_since = now
+        if (
+            run.held
+            and not self._interrupt_pending  # speech under judgement: turn_dropped() releases
+            and now - self._quiet_since >= self.options.barge_in_min_ms / 1000.0
         ):
-            run.release()  # a click or a cough: carry on
+            run.release()  # a click too short to be speech: carry on
 
     def speech_started(self) -> None:
         run = self.response
@@ -454,7 +464,56 @@ class RealtimeSession:
         run = self.response
         self._interrupt_pending = False
         if run is not None and self._response_active():
+            self._silenced.add(run.id)  # speech_started was sent: none of its audio after
             run.cancel("turn_detected")
+
+    def _gate(self, send: Send) -> Send:
+        """``send``, minus audio deltas of responses the user has been told they interrupted."""
+
+        async def gated(event: dict[str, Any]) -> None:
+            if (
+                event.get("type") == "response.output_audio.delta"
+                and event.get("response_id") in self._silenced
+            ):
+                return
+            await send(event)
+
+        return gated
+
+    def _interrupts_now(self) -> bool:
+        td = self.config.turn_detection
+        return (
+            self.response is not None
+            and self._response_active()
+            and td is not None
+            and td.interrupt_response
+        )
+
+    def defers_speech_started(self) -> bool:
+        return self._interrupts_now() and self.config.speakers.focus is None
+
+    def confirms_interruption(self, text: str, voiced_ms: float) -> bool:
+        if not self._interrupts_now():
+            return False
+        return _is_interruption(text) or voiced_ms >= self.options.barge_in_confirm_ms
+
+    def keeps_deferred_turn(self, text: str) -> bool:
+        if self._interrupts_now():
+            return _is_interruption(text)
+        return bool(text)  # the reply ended meanwhile: any words are a turn
+
+    def turn_confirmed(self) -> None:
+        run = self.response
+        self._interrupt_pending = False
+        if run is not None and self._response_active():
+            self._silenced.add(run.id)
+            run.hold()
+            run.cancel("turn_detected")
+
+    def turn_dropped(self) -> None:
+        self._interrupt_pending = False
+        if self.response is not None and self.response.held:
+            self.response.release()
 
     def may_interrupt(self, speaker: str | None) -> bool:
         focus = self.config.speakers.focus

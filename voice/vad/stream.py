@@ -58,6 +58,15 @@ class StreamingVad:
         """See :attr:`TurnDetector.pending_end_ms`."""
         return self.detector.pending_end_ms
 
+    @property
+    def classified_ms(self) -> float:
+        """Stream time of the end of the last classified frame (ms)."""
+        return self._frames_done * self._frame_ms
+
+    def end_turn(self) -> SpeechStopped | None:
+        """See :meth:`TurnDetector.end_turn`."""
+        return self.detector.end_turn()
+
     def reset(self) -> None:
         """Start a new stream at position 0."""
         self.classifier.reset()

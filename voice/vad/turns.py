@@ -40,6 +40,16 @@ class TurnDetector:
         """
         return self._silence_ms if self._in_speech else None
 
+    def end_turn(self) -> SpeechStopped | None:
+        """End speech now, during trailing silence (an end-of-turn decision made outside,
+        e.g. by a turn model); the event carries when that silence began. None (and no
+        change) while voiced or outside speech."""
+        if not self._in_speech or self._silence_ms is None:
+            return None
+        end_ms = self._silence_ms
+        self.reset()
+        return SpeechStopped(end_ms)
+
     def reset(self) -> None:
         """Back to silence, forgetting any partial run."""
         self._in_speech = False

@@ -1,0 +1,75 @@
+"""Whole utterances with pauses inside them, streamed at real-time pace through the
+real server (Silero VAD, Whisper tiny.en, the Smart-Turn model; the scripted LLM):
+each is one user turn and one reply, with ``semantic_vad`` and with the default
+(adaptive ``server_vad``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.conftest import reference_text
+from tests.fakes.llm_script import Turn, user_says
+from tests.fakes.scripted_llm import ScriptedLlmServer
+from tests.servers import ServerThread
+from tests.test_realtime_ws import normalize, pcm24k, raw_connect, recv_json, stream_raw, wer
+
+JFK = "openai-whisper/jfk.wav"  # pauses of about 1 s inside one sentence
+
+
+async def _one_utterance(
+    server: ServerThread, clip: str, turn_detection: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Stream ``clip`` (then 4.5 s of silence) and return every event until the reply is done."""
+    ws = await raw_connect(server)
+    try:
+        await recv_json(ws)
+        if turn_detection is not None:
+            await ws.send(json.dumps({
+                "type": "session.update",
+                "session": {"type": "realtime", "audio": {"input": {"turn_detection": turn_detection}}},
+            }))
+            updated = await recv_json(ws)
+            assert updated["type"] == "session.updated"
+            assert updated["session"]["audio"]["input"]["turn_detection"]["type"] == turn_detection["type"]
+        events: list[dict[str, Any]] = []
+        await stream_raw(ws, pcm24k(clip, pad_s=4.5))
+        while True:  # the reply may still be under way once the audio is sent
+            event = await recv_json(ws, 60)
+            events.append(event)
+            if event["type"] == "response.done":
+                break
+        return events
+    finally:
+        await ws.close()
+
+
+def _committed(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e["type"] == "input_audio_buffer.committed"]
+
+
+@pytest.mark.parametrize(
+    "turn_detection",
+    [{"type": "semantic_vad", "eagerness": "auto"}, None],
+    ids=["semantic_vad", "default"],
+)
+async def test_jfk_is_one_turn_and_one_reply(
+    server: ServerThread, llm: ScriptedLlmServer, turn_detection: dict[str, Any] | None
+) -> None:
+    llm.add(Turn.say("I will ask.", when=user_says("country")))
+    events = await _one_utterance(server, JFK, turn_detection)
+    types = [e["type"] for e in events]
+    assert len(_committed(events)) == 1, types
+    assert types.count("input_audio_buffer.speech_started") == 1
+    assert types.count("input_audio_buffer.speech_stopped") == 1
+    assert types.count("response.created") == 1
+    transcript = next(
+        e["transcript"] for e in events
+        if e["type"] == "conversation.item.input_audio_transcription.completed"
+    )
+    # The one turn holds the whole sentence, not "And so my fellow Americans".
+    assert wer(reference_text(JFK), transcript) < 0.3, transcript
+    assert normalize(transcript).endswith("country")
+    assert events[-1]["response"]["status"] == "completed"
