@@ -38,7 +38,7 @@ def defaults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]
         yield server
 
 
-def pcm24k(relative: str, pad_s: float = 1.5) -> bytes:
+def pcm24k(relative: str, pad_s: float = 2.5) -> bytes:
     audio = resample(load_clip(relative), 16000, 24000)
     audio = np.concatenate([audio, np.zeros(int(24000 * pad_s), np.float32)])
     return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
