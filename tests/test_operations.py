@@ -62,16 +62,17 @@ async def barge_in_turn(server: ServerThread) -> list[Any]:
     events: list[Any] = []
     async with client(server).realtime.connect(model="voice-agent") as conn:
         await conn.recv()
-        sender = asyncio.create_task(stream_audio(conn, pcm24k(QUESTION, pad_s=0.8)))
+        sender = asyncio.create_task(stream_audio(conn, pcm24k(QUESTION)))
         interrupter: asyncio.Task[None] | None = None
-        async for event in conn:
-            events.append(event)
-            if event.type == "response.output_audio.delta" and interrupter is None:
-                await sender
-                await asyncio.sleep(1.0)
-                interrupter = asyncio.create_task(stream_audio(conn, pcm24k(INTERRUPTION)))
-            if event.type == "response.done":
-                break
+        async with asyncio.timeout(180):  # a failure, never a hang
+            async for event in conn:
+                events.append(event)
+                if event.type == "response.output_audio.delta" and interrupter is None:
+                    await sender
+                    await asyncio.sleep(1.0)
+                    interrupter = asyncio.create_task(stream_audio(conn, pcm24k(INTERRUPTION)))
+                if event.type == "response.done":
+                    break
         assert interrupter is not None
         interrupter.cancel()
         await asyncio.gather(interrupter, return_exceptions=True)
