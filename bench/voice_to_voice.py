@@ -1,0 +1,248 @@
+"""Voice-to-voice latency, measured by the rule the Pipecat peer harness uses
+(../shared/peers/pipecat/client.py), so the two can be compared in one run.
+
+Every clip gets a new realtime session, opened with the ``openai`` SDK as a user would, with
+the server's default turn detection (server VAD; ``--semantic`` sends a ``session.update``
+for ``semantic_vad``). The client acts as a live microphone: 20 ms chunks of PCM16 mono
+24 kHz at real-time pace, 1 s of silence, then the clip, then silence until the reply's
+``response.done`` (or 30 s after the clip ends).
+
+    voice-to-voice (ms) = arrival of the first ``response.output_audio.delta`` after the
+                          reference end of speech
+                        - the time the client sent the 20 ms chunk holding the clip's last
+                          speech sample
+
+Speech = 20 ms frames of the 16 kHz clip whose RMS (dBFS) is above
+max(peak - 35 dB, noise floor + 10 dB), the floor being the frames' 10th percentile.
+``speech_end_ms`` is the end of the last such frame, from the clip's start.
+
+Per clip it also counts the responses the server started (more than one = a premature
+reply), their ``response.done`` statuses, the user turns committed, and whether bot audio
+arrived before the end of speech. One uncounted warm-up turn (``speechbrain/LJ050-0131.wav``,
+the peer's) comes first. Starts the server in-process on the embedded offline defaults
+unless ``--url`` is given.
+
+    .venv/bin/python -m bench.voice_to_voice [--url ws://HOST:PORT] [--clips N] [--extra]
+                                             [--semantic] [--out NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import itertools
+import os
+import tempfile
+import time
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from openai import AsyncOpenAI
+from openai.types.realtime import RealtimeErrorEvent, ResponseDoneEvent
+from websockets.exceptions import ConnectionClosed
+
+from bench.common import DATA, percentiles, write_result
+
+CLIPS = (
+    *(f"speechbrain/spk{s}_snt{n}.wav" for s in (1, 2) for n in range(1, 6)),
+    "deepspeech/LDC93S1.wav",
+    "deepspeech/arctic_a0024.wav",
+)
+LONG = ("speechbrain/LJ050-0131.wav", "lhotse/2412-153948-0000.wav", "openai-whisper/jfk.wav")
+WARM_UP = "speechbrain/LJ050-0131.wav"
+IN_RATE, RATE = 16000, 24000
+CHUNK_S = 0.02
+LEAD_IN_CHUNKS = 50  # 1 s of silence before the clip
+TIMEOUT_S = 30.0  # after the clip ends
+SETTLE_S = 1.0  # silence kept streaming after the last response.done, to catch a second reply
+METHOD = (
+    "first response.output_audio.delta after the end of speech - send time of the 20 ms chunk "
+    "holding the last speech sample (RMS > max(peak - 35 dB, p10 floor + 10 dB)); "
+    "one session per clip, real-time 20 ms chunks, 1 s silence lead-in"
+)
+SILENCE = base64.b64encode(bytes(2 * int(RATE * CHUNK_S))).decode()
+
+
+@dataclass
+class Clip:
+    name: str
+    chunks: list[str]
+    """Base64 20 ms chunks of 24 kHz PCM16 (the last one zero-padded)."""
+    speech_end_chunk: int
+    """Index of the chunk holding the last speech sample."""
+
+
+def speech_end_frame(audio: np.ndarray) -> int:
+    """Index of the last 20 ms frame of ``audio`` (16 kHz float) whose RMS is speech."""
+    size = int(IN_RATE * CHUNK_S)
+    n = len(audio) // size
+    frames = audio[: n * size].astype(np.float32).reshape(n, size)
+    rms_db = 20 * np.log10(np.sqrt((frames**2).mean(axis=1)) + 1e-9)
+    threshold = max(rms_db.max() - 35.0, np.percentile(rms_db, 10) + 10.0)
+    return int(np.nonzero(rms_db > threshold)[0][-1])
+
+
+def prepare(relative: str) -> Clip:
+    from voice.audio.resample import resample
+
+    with wave.open(str(DATA / relative), "rb") as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (IN_RATE, 1, 2), relative
+        audio = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").astype(np.float32) / 32768
+    pcm = (np.clip(resample(audio, IN_RATE, RATE), -1, 1) * 32767).astype("<i2").tobytes()
+    step = 2 * int(RATE * CHUNK_S)
+    chunks = [pcm[i : i + step].ljust(step, b"\0") for i in range(0, len(pcm), step)]
+    return Clip(relative, [base64.b64encode(c).decode() for c in chunks], speech_end_frame(audio))
+
+
+async def one_clip(client: AsyncOpenAI, clip: Clip, semantic: bool) -> dict[str, Any]:
+    """One session, one clip: the row for the result file."""
+    stream = [SILENCE] * LEAD_IN_CHUNKS + clip.chunks
+    speech_end_sent: float | None = None
+    async with client.realtime.connect(model="voice-agent") as conn:
+        first = await asyncio.wait_for(conn.recv(), 60)
+        assert first.type == "session.created", first
+        if semantic:
+            await conn.session.update(session={
+                "type": "realtime", "audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}})
+
+        start = time.monotonic()
+        clip_end = start + len(stream) * CHUNK_S
+
+        async def mic() -> None:
+            """Chunk k is sent once it has been "recorded", at start + (k + 1) * 20 ms."""
+            nonlocal speech_end_sent
+            for k in itertools.count():
+                delay = start + (k + 1) * CHUNK_S - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await conn.input_audio_buffer.append(audio=stream[k] if k < len(stream) else SILENCE)
+                if k == LEAD_IN_CHUNKS + clip.speech_end_chunk:
+                    speech_end_sent = time.monotonic()
+
+        sender = asyncio.create_task(mic())
+        audio_at: list[float] = []
+        statuses: list[str] = []
+        errors: list[str] = []
+        responses = committed = open_responses = 0
+        last_done: float | None = None
+        timed_out = False
+        try:
+            while True:
+                ref = speech_end_sent
+                ready = open_responses == 0 and ref is not None and last_done is not None and last_done > ref
+                until = max(last_done or 0.0, clip_end) + SETTLE_S if ready else clip_end + TIMEOUT_S
+                try:
+                    event = await asyncio.wait_for(conn.recv(), max(0.0, until - time.monotonic()))
+                except TimeoutError:
+                    timed_out = not ready
+                    break
+                except ConnectionClosed as exc:
+                    errors.append(f"connection closed: {exc}")
+                    break
+                now = time.monotonic()
+                if event.type == "response.output_audio.delta":
+                    audio_at.append(now)
+                elif event.type == "response.created":
+                    responses += 1
+                    open_responses += 1
+                elif isinstance(event, ResponseDoneEvent):
+                    open_responses = max(0, open_responses - 1)
+                    statuses.append(str(event.response.status))
+                    last_done = now
+                elif event.type == "input_audio_buffer.committed":
+                    committed += 1
+                elif isinstance(event, RealtimeErrorEvent):
+                    errors.append(event.error.message)
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await sender
+    ref = speech_end_sent
+    after = [t for t in audio_at if ref is not None and t > ref]
+    return {
+        "clip": clip.name,
+        "speech_end_ms": round((clip.speech_end_chunk + 1) * CHUNK_S * 1000),
+        "v2v_ms": round(1000 * (after[0] - ref), 1) if after and ref is not None else None,
+        "responses": responses,
+        "statuses": statuses,
+        "turns_committed": committed,
+        "audio_before_speech_end": len(after) < len(audio_at),
+        "timed_out": timed_out,
+        "errors": errors,
+    }
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "v2v_ms": percentiles([r["v2v_ms"] for r in rows if r["v2v_ms"] is not None]),
+        "clips": len(rows),
+        "no_reply": sum(r["v2v_ms"] is None for r in rows),
+        "premature": sum(r["responses"] > 1 for r in rows),
+        "audio_before_speech_end": sum(r["audio_before_speech_end"] for r in rows),
+    }
+
+
+async def run(base_url: str, names: dict[str, list[str]], semantic: bool) -> dict[str, Any]:
+    client = AsyncOpenAI(base_url=base_url, api_key="unused")
+    warm = await one_clip(client, prepare(WARM_UP), semantic)
+    print(f"warm-up {warm['clip']}: {warm['v2v_ms']} ms")
+    results: dict[str, Any] = {"warm_up": warm}
+    for group, clips in names.items():
+        rows = []
+        for name in clips:
+            rows.append(await one_clip(client, prepare(name), semantic))
+            print({k: rows[-1][k] for k in ("clip", "v2v_ms", "responses", "statuses")}, flush=True)
+        results[group] = {"clips": rows, "summary": summary(rows)}
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="ws://HOST:PORT of a running server (default: start one in-process)")
+    parser.add_argument("--clips", type=int, help="only the first N default clips")
+    parser.add_argument("--extra", action="store_true", help="also the long utterances, reported as 'long'")
+    parser.add_argument("--semantic", action="store_true", help="turn detection semantic_vad")
+    parser.add_argument("--out", default="voice_to_voice", help="result name under bench/results/")
+    args = parser.parse_args()
+    names = {"short": list(CLIPS[: args.clips])}
+    if args.extra:
+        names["long"] = list(LONG)
+    missing = [n for n in [WARM_UP, *names["short"], *names.get("long", [])] if not (DATA / n).exists()]
+    if missing:
+        parser.error(f"missing clips under {DATA}: {missing}")
+
+    load_before = os.getloadavg()[0]
+    with contextlib.ExitStack() as stack:
+        if args.url:
+            url = args.url.rstrip("/").removesuffix("/v1/realtime").removesuffix("/v1")
+            url = url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+        else:
+            from tests.servers import ServerThread
+            from voice.settings import load_settings
+            from web.app import create_app
+
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            settings = load_settings(data_dir=tmp / "data", cache_dir=tmp / "cache")
+            url = stack.enter_context(ServerThread(create_app(settings), startup_timeout_s=300)).http_url
+        results = asyncio.run(run(f"{url}/v1", names, args.semantic))
+    path = write_result(
+        args.out, results, url=args.url or "in-process embedded defaults",
+        turn_detection="semantic_vad" if args.semantic else "server default",
+        load_average_1m={"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+        method=METHOD,
+    )
+    line = ", ".join(
+        f"{g}: n={s['v2v_ms']['n']} P50 {s['v2v_ms']['p50']} ms P95 {s['v2v_ms']['p95']} ms "
+        f"premature {s['premature']} no reply {s['no_reply']}"
+        for g, s in ((g, results[g]["summary"]) for g in names)
+    )
+    print(f"voice-to-voice {line} -> {path}")
+
+
+if __name__ == "__main__":
+    main()
