@@ -96,7 +96,7 @@ async def _reply_with(
     server: ServerThread, llm: ScriptedLlmServer, topic: str, sound: np.ndarray, *, stop: str
 ) -> GuidedClient:
     """Ask for a long reply about ``topic``; 1 s into its audio, stream ``sound``; collect
-    events until ``stop`` follows the first ``response.done`` (or is that event)."""
+    events until both ``response.done`` and ``stop`` arrived (or ``stop`` is that event)."""
     llm.add(Turn.say(LONG_REPLY, when=user_says(topic)))
     ws = await raw_connect(server)
     client = GuidedClient(ws)
@@ -109,14 +109,15 @@ async def _reply_with(
                      "content": [{"type": "input_text", "text": f"tell me about {topic}"}]},
         }))
         await ws.send(json.dumps({"type": "response.create"}))
-        done = False
+        done = stopped = False
         while True:
             event = await recv_json(ws, 90)
             await client.handle(event)
             if event["type"] == "response.output_audio.delta" and sender is None:
                 sender = asyncio.create_task(_after(1.0, stream_raw(ws, sound)))
             done = done or event["type"] == "response.done"
-            if done and event["type"] == stop:
+            stopped = stopped or event["type"] == stop
+            if done and stopped:  # in either order: the truncate may be answered first
                 break
         assert sender is not None
         await sender
@@ -174,6 +175,6 @@ async def test_speech_over_a_reply_stops_its_audio_before_speech_started(
     )
     assert done["response"]["status"] == "cancelled"
     assert done["response"]["status_details"]["reason"] == "turn_detected"
-    truncated = client.events[-1][1]
+    truncated = next(e for _, e in client.events if e["type"] == "conversation.item.truncated")
     assert truncated["item_id"] == client.item_id
     assert client.truncated_at_ms is not None and client.truncated_at_ms < client.received_ms + 1

@@ -1,11 +1,12 @@
 """Whole utterances with pauses inside them, streamed at real-time pace through the
 real server (Silero VAD, Whisper tiny.en, the Smart-Turn model; the scripted LLM):
-each is one user turn and one reply, with ``semantic_vad`` and with the default
-(adaptive ``server_vad``)."""
+each is one user turn and one reply, with ``semantic_vad`` and with the adaptive
+``server_vad`` (``VOICE_TURN_ADAPTIVE_WAIT``, off by default)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,8 +16,26 @@ from tests.fakes.llm_script import Turn, user_says
 from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.servers import ServerThread
 from tests.test_realtime_ws import normalize, pcm24k, raw_connect, recv_json, stream_raw, wer
+from voice.settings import load_settings
+from web.app import create_app
 
 JFK = "openai-whisper/jfk.wav"  # pauses of about 1 s inside one sentence
+
+
+@pytest.fixture(scope="module")
+def adaptive_server(
+    llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerThread]:
+    """The real app with the adaptive server_vad on (new sessions default to server_vad)."""
+    settings = load_settings(
+        llm_base_url=llm.base_url,
+        cache_dir=tmp_path_factory.mktemp("cache"),
+        data_dir=tmp_path_factory.mktemp("data"),
+        turn_adaptive_wait=True,
+        rate_limit_per_minute=0,
+    )
+    with ServerThread(create_app(settings)) as running:
+        yield running
 
 
 async def _one_utterance(
@@ -53,11 +72,12 @@ def _committed(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     "turn_detection",
     [{"type": "semantic_vad", "eagerness": "auto"}, None],
-    ids=["semantic_vad", "default"],
+    ids=["semantic_vad", "adaptive_server_vad"],
 )
 async def test_jfk_is_one_turn_and_one_reply(
-    server: ServerThread, llm: ScriptedLlmServer, turn_detection: dict[str, Any] | None
+    adaptive_server: ServerThread, llm: ScriptedLlmServer, turn_detection: dict[str, Any] | None
 ) -> None:
+    server = adaptive_server
     llm.add(Turn.say("I will ask.", when=user_says("country")))
     events = await _one_utterance(server, JFK, turn_detection)
     types = [e["type"] for e in events]
