@@ -6,21 +6,19 @@ says is not asserted (it is tiny), only that each path completes as the server p
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from openai import AsyncOpenAI
 
-from tests.conftest import data_path, load_clip, reference_text
+from tests.conftest import data_path, reference_text
 from tests.servers import ServerThread
+from tests.test_realtime_ws import pcm24k, stream_audio
 from tests.test_transcriptions_api import wer
-from voice.audio.resample import resample
 from voice.settings import load_settings
 from web.app import create_app
 
@@ -38,12 +36,6 @@ def defaults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]
         yield server
 
 
-def pcm24k(relative: str, pad_s: float = 2.5) -> bytes:
-    audio = resample(load_clip(relative), 16000, 24000)
-    audio = np.concatenate([audio, np.zeros(int(24000 * pad_s), np.float32)])
-    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
-
-
 async def test_a_spoken_turn_on_the_embedded_defaults(defaults: ServerThread) -> None:
     client = AsyncOpenAI(base_url=f"{defaults.http_url}/v1", api_key="unused")
     events: list[Any] = []
@@ -52,13 +44,7 @@ async def test_a_spoken_turn_on_the_embedded_defaults(defaults: ServerThread) ->
         assert created.type == "session.created"
         tools = {t.name for t in created.session.tools or []}
         assert {"current_datetime", "calculate"} <= tools, tools  # the default tools are offered
-        pcm = pcm24k(QUESTION)
-        step = 24000 * 2 // 50  # 20 ms
-        for offset in range(0, len(pcm), step):
-            await conn.input_audio_buffer.append(
-                audio=base64.b64encode(pcm[offset : offset + step]).decode()
-            )
-            await asyncio.sleep(0.02)
+        await stream_audio(conn, pcm24k(QUESTION, pad_s=2.5))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             event = await asyncio.wait_for(conn.recv(), 120)
