@@ -79,3 +79,15 @@ def server(llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory) -> 
     )
     with ServerThread(create_app(settings), ws_max_size=1024 * 1024) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def embedded_defaults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """The app as ``voice serve`` runs it with no settings (the embedded llama.cpp LLM,
+    Whisper tiny.en live and base for meetings, Piper): only the data and cache folders
+    are the test's own. Started once for every module that tests the defaults."""
+    base = tmp_path_factory.mktemp("defaults")
+    settings = load_settings(cache_dir=base / "cache", data_dir=base / "data")
+    assert settings.llm_base_url is None  # the embedded LLM, as a user gets it
+    with ServerThread(create_app(settings), startup_timeout_s=300) as running:
+        yield running

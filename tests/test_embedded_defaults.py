@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +18,14 @@ from tests.conftest import data_path, reference_text
 from tests.servers import ServerThread
 from tests.test_realtime_ws import pcm24k, stream_audio
 from tests.test_transcriptions_api import wer
-from voice.settings import load_settings
-from web.app import create_app
 
 QUESTION = "azure-speech-sdk/whatstheweatherlike.wav"
 MEETING = "pyannote-audio/sample.wav"
 
 
-@pytest.fixture(scope="module")
-def defaults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    """The app on the defaults: only the data and cache folders are the test's own."""
-    base = tmp_path_factory.mktemp("defaults")
-    settings = load_settings(cache_dir=base / "cache", data_dir=base / "data")
-    assert settings.llm_base_url is None  # the embedded LLM, as a user gets it
-    with ServerThread(create_app(settings), startup_timeout_s=300) as server:
-        yield server
+@pytest.fixture
+def defaults(embedded_defaults: ServerThread) -> ServerThread:
+    return embedded_defaults
 
 
 async def test_a_spoken_turn_on_the_embedded_defaults(defaults: ServerThread) -> None:

@@ -9,8 +9,6 @@ and most concurrent responses failed with "the stream ended without a finish rea
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,8 +17,6 @@ from openai import AsyncOpenAI
 
 from tests.servers import ServerThread
 from tests.test_realtime_ws import events_until, pcm24k, stream_audio
-from voice.settings import load_settings
-from web.app import create_app
 
 pytestmark = pytest.mark.slow
 
@@ -29,20 +25,10 @@ SPOKEN = ("speechbrain/spk1_snt1.wav", "speechbrain/spk2_snt1.wav", "speechbrain
 INSTRUCTIONS = "You are a helpful voice assistant. Answer in one short sentence."
 
 
-@pytest.fixture(scope="module")
-def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    """The real app on the embedded defaults (no ``llm_base_url``: llama.cpp is started)."""
-    base: Path = tmp_path_factory.mktemp("embedded")
-    settings = load_settings(
-        cache_dir=base / "cache",
-        data_dir=base / "data",
-        stt_model="tiny.en",
-        realtime_stt_model="tiny.en",
-        rate_limit_per_minute=0,
-    )
-    assert settings.llm_base_url is None
-    with ServerThread(create_app(settings), ws_max_size=4 * 1024 * 1024) as running:
-        yield running
+@pytest.fixture
+def embedded_server(embedded_defaults: ServerThread) -> ServerThread:
+    """The real app on the embedded defaults (shared with tests/test_embedded_defaults.py)."""
+    return embedded_defaults
 
 
 def sdk(server: ServerThread) -> AsyncOpenAI:

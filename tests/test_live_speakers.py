@@ -315,13 +315,6 @@ async def events_while(ws: Any, audio: np.ndarray, stop: str = "response.done") 
     return events
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect, to fix next: since the CPU gate and the deferred barge-in merged, "
-    "the primary speaker's interruption in focus mode sometimes comes too late and the reply "
-    "completes (1 of 3 full runs on a quiet machine); every other step of this test is checked "
-    "before that last assertion",
-)
 async def test_focus_ignores_a_second_voice_but_follows_the_primary(
     server: ServerThread, llm: ScriptedLlmServer
 ) -> None:

@@ -39,6 +39,9 @@ RATE = 16000
 """Rate (Hz) of the VAD and STT side."""
 PROBE_AFTER_MS = 200.0
 """Silence (ms) into a pause at which the turn model is asked whether the turn is over."""
+FOCUS_JUDGE_MS = (600, 1000, 1400, 1800, 2200, 2600, 3000)
+"""Voice (ms) into a turn at which focus mode asks whose voice it is, until it is the
+primary speaker's (each look embeds the whole turn so far)."""
 
 
 @dataclass(frozen=True)
@@ -383,17 +386,26 @@ class InputAudio:
             self._focus_check = asyncio.create_task(self._check_focus(audio, self._item_id))
 
     async def _check_focus(self, audio: np.ndarray, item_id: str | None) -> None:
-        """Focus mode: let the turn hold the agent only once its voice is the primary one."""
+        """Focus mode: let the turn hold the agent only once its voice is the primary one.
+
+        Judged on the turn's first 0.6 s of voice, then again on all of it every further
+        0.4 s up to 3 s: a short stretch can sound as much like one enrolled voice as the
+        other (no name given), and a single early look would then let the primary speaker
+        talk over the agent unheard for the whole turn. Ends with the turn (cancelled)."""
         assert self.ctx.speakers is not None
-        min_samples = RATE * 6 // 10  # 0.6 s of voice before judging
-        while len(audio) < min_samples and item_id == self._item_id:
-            await asyncio.sleep(0.05)
-            audio = self._slice(self._utterance_start_ms)
-        if item_id != self._item_id:
-            return
-        match = await self.ctx.speakers.quick(audio)
-        if item_id == self._item_id and self._listener.may_interrupt(match.label if match else None):
-            self._listener.speech_started()
+        for judge_ms in FOCUS_JUDGE_MS:
+            while len(audio) < RATE * judge_ms // 1000 and item_id == self._item_id:
+                await asyncio.sleep(0.05)
+                audio = self._slice(self._utterance_start_ms)
+            if item_id != self._item_id:
+                return
+            match = await self.ctx.speakers.quick(audio)
+            log.debug("focus: %d ms of voice sounds like %s", 1000 * len(audio) // RATE, match)
+            if item_id != self._item_id:
+                return
+            if self._listener.may_interrupt(match.label if match else None):
+                self._listener.speech_started()
+                return
 
     async def _maybe_speculate(self, vad: StreamingVad) -> None:
         """Start the final transcription (and, through the listener, the LLM) as soon as

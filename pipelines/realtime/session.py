@@ -544,6 +544,10 @@ class RealtimeSession:
         words = item.text.strip()
         if not self._follows(item):
             await self.speculation_cancelled()
+            if self._interrupt_pending:  # focus let the turn hold the reply on an early
+                self._interrupt_pending = False  # look; the whole turn is someone else's
+                if self.response is not None:
+                    self.response.release()
             return
         if self._interrupt_pending:
             if _is_interruption(words):
