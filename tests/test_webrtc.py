@@ -68,6 +68,9 @@ async def test_caller_speaks_and_hears_a_spoken_answer(
         assert caller.location and caller.location.startswith("/v1/realtime/calls/rtc_")
         created = await caller.wait_for("session.created", 10)
         assert created["session"]["type"] == "realtime"
+        caller.send({"type": "session.update",
+                     "session": {"type": "realtime", "voice_extensions": ["latency"]}})
+        await caller.wait_for("session.updated", 10)
         clip = caller.mic.play(clip48k(WEATHER))
         done = await caller.wait_for("response.done", 40)
         assert clip.started_at is not None

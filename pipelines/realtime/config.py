@@ -12,6 +12,7 @@ from typing import Any, Literal
 from openai.types.realtime import RealtimeSessionCreateRequest
 from pydantic import ValidationError
 
+from pipelines.realtime.extensions import parse_extensions
 from pipelines.realtime.protocol import ProtocolError
 
 AudioFormat = Literal["audio/pcm", "audio/pcmu", "audio/pcma"]
@@ -120,6 +121,8 @@ class SessionConfig:
     max_output_tokens: int | None = None
     speakers: SpeakerConfig = field(default_factory=SpeakerConfig)
     meeting: MeetingConfig = field(default_factory=MeetingConfig)
+    extensions: frozenset[str] = frozenset()
+    """Opt-in protocol extensions (``session.voice_extensions``); none by default."""
 
     @property
     def input_rate(self) -> int:
@@ -165,6 +168,7 @@ class SessionConfig:
             "temperature": self.temperature,
             "speakers": self.speakers.to_protocol(),
             "meeting": self.meeting.to_protocol(),
+            "voice_extensions": sorted(self.extensions),
         }
 
 
@@ -214,6 +218,11 @@ def apply_session_update(
         mot = session.max_output_tokens
         changes["max_output_tokens"] = None if mot in (None, "inf") else int(mot)
     extra = session.model_extra or {}
+    if "voice_extensions" in extra:
+        try:
+            changes["extensions"] = parse_extensions(extra["voice_extensions"])
+        except ValueError as exc:
+            raise ProtocolError(str(exc), param="session.voice_extensions") from None
     if "temperature" in extra:
         temp = extra["temperature"]
         if not isinstance(temp, int | float) or not 0.0 <= temp <= 2.0:

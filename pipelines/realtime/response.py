@@ -52,6 +52,9 @@ class _Step:
 
     message: Item | None = None
     calls: list[Item] = field(default_factory=list)
+    """Calls of the client's tools (function_call items the client sees)."""
+    server_calls: list[ToolCallRequest] = field(default_factory=list)
+    """Calls of the server's own tools: run here, never shown as items."""
 
 
 class ResponseRun:
@@ -185,19 +188,24 @@ class ResponseRun:
         )
 
     async def _work(self) -> None:
-        for _ in range(self.ctx.options.tool_max_steps):
+        steps = self.ctx.options.tool_max_steps
+        for _ in range(steps):
             step = await self._llm_step()
-            if not step.calls:
-                return
-            client_calls = [c for c in step.calls if self.ctx.tools.get(c.name or "") is None]
-            for call in step.calls:
-                if call not in client_calls:
-                    await self._run_server_tool(call)
-            if client_calls:
+            if step.calls:
                 # The client runs these and answers with function_call_output + response.create.
                 self.waiting_for_client_tool = True
                 return
-        self.status, self.reason = "incomplete", "max_tool_steps"
+            if not step.server_calls:
+                return
+            for call in step.server_calls:
+                await self._run_server_tool(call)
+        # The protocol has no reason for this; the closest it knows, and an error saying why.
+        self.status, self.reason = "incomplete", "max_output_tokens"
+        self.error = {
+            "type": "server_error",
+            "code": "max_tool_steps",
+            "message": f"the response stopped after {steps} steps of server tool calls",
+        }
 
     async def _llm_step(self) -> _Step:
         """One LLM call. A stream cut off after some output, none of which reached the
@@ -277,9 +285,13 @@ class ResponseRun:
                 for sentence in chunker.push(event.text):
                     yield sentence
             elif isinstance(event, ToolCallArgumentsDelta):
-                await self.items.call_delta(event)
+                if self.ctx.tools.get(event.name) is None:
+                    await self.items.call_delta(event)
             elif isinstance(event, ToolCallRequest):
-                step.calls.append(await self.items.call_done(event))
+                if self.ctx.tools.get(event.name) is None:
+                    step.calls.append(await self.items.call_done(event))
+                else:
+                    step.server_calls.append(event)
             elif isinstance(event, Completion):
                 self.usage.input_tokens += event.input_tokens
                 self.usage.output_tokens += event.output_tokens
@@ -379,20 +391,30 @@ class ResponseRun:
         step.message = self._message = item
         return item
 
-    async def _run_server_tool(self, call: Item) -> None:
+    async def _run_server_tool(self, call: ToolCallRequest) -> None:
+        """Run one of the server's own tools. The call and its result stay on the server:
+        they join the conversation as internal items (the LLM sees them, the client never
+        does); the ``server_tools`` extension shows them as a ``voice.tool_call`` event."""
         result = await self.ctx.tools.call(
-            call.name or "", call.arguments or "{}", timeout_s=self.ctx.options.tool_timeout_s
+            call.name, call.arguments or "{}", timeout_s=self.ctx.options.tool_timeout_s
         )
         output = result.output if not result.is_error else json.dumps({"error": result.output})
-        item = Item(
-            id=self.ctx.emitter.ids.new("item"),
-            type="function_call_output",
+        ids = self.ctx.emitter.ids
+        for item in (
+            Item(id=ids.new("item"), type="function_call", call_id=call.call_id,
+                 name=call.name, arguments=call.arguments or "{}", internal=True),
+            Item(id=ids.new("item"), type="function_call_output", call_id=call.call_id,
+                 output=output, internal=True),
+        ):
+            self.ctx.conversation.add(item)
+        await self.ctx.emitter.emit(
+            "voice.tool_call",
+            response_id=self.id,
             call_id=call.call_id,
+            name=call.name,
+            arguments=call.arguments,
             output=output,
         )
-        previous = self.ctx.conversation.add(item)
-        await self.ctx.emitter.item_added(item, previous)
-        await self.ctx.emitter.item_done(item, previous)
 
     async def _close_open_items(self) -> None:
         """Close items left open by a cancel, cutting the message to what was heard."""
@@ -426,9 +448,23 @@ class ResponseRun:
             },
             "max_output_tokens": self.config.max_output_tokens or "inf",
             "conversation_id": self.ctx.conversation_id,
-            "usage": {
-                "total_tokens": self.usage.input_tokens + self.usage.output_tokens,
-                "input_tokens": self.usage.input_tokens,
-                "output_tokens": self.usage.output_tokens,
+            "usage": None if status == "in_progress" else self._usage(),
+        }
+
+    def _usage(self) -> dict[str, Any]:
+        """Token usage as the protocol reports it. The LLM counts text tokens only (the
+        user's audio reaches it as a transcript; speech is made from its text)."""
+        usage = self.usage
+        return {
+            "total_tokens": usage.input_tokens + usage.output_tokens,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "input_token_details": {
+                "text_tokens": usage.input_tokens,
+                "audio_tokens": 0,
+                "image_tokens": 0,
+                "cached_tokens": 0,
+                "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0, "image_tokens": 0},
             },
+            "output_token_details": {"text_tokens": usage.output_tokens, "audio_tokens": 0},
         }

@@ -22,6 +22,7 @@ import binascii
 import contextlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -34,6 +35,7 @@ from pipelines.realtime.context import RealtimeOptions, SessionContext
 from pipelines.realtime.conversation import Conversation, Item
 from pipelines.realtime.echo import EchoGuard
 from pipelines.realtime.emitter import Emitter, Send
+from pipelines.realtime.extensions import client_view
 from pipelines.realtime.ingress import Audio, Clear, Commit, InputAudio
 from pipelines.realtime.latency import TurnLatency
 from pipelines.realtime.live_meeting import LiveMeeting, MeetingSink
@@ -92,9 +94,13 @@ class RealtimeSession:
         clock: Clock | None = None,
         embedder: SpeakerEmbedder | None = None,
         meeting_sink: MeetingSink | None = None,
+        tap: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         """``embedder`` enables live speaker labels; ``meeting_sink`` receives the
-        recording of a session with ``session.meeting.record`` on when it closes."""
+        recording of a session with ``session.meeting.record`` on when it closes;
+        ``tap`` sees every event in full (extensions included: metrics) before the
+        client's view of it is sent."""
+        self._tap = tap
         ids = Ids()
         self.id = ids.new("sess")
         self._silenced: set[str] = set()
@@ -468,7 +474,8 @@ class RealtimeSession:
             run.cancel("turn_detected")
 
     def _gate(self, send: Send) -> Send:
-        """``send``, minus audio deltas of responses the user has been told they interrupted."""
+        """``send``, minus audio deltas of responses the user has been told they
+        interrupted, and minus the extensions the client did not ask for."""
 
         async def gated(event: dict[str, Any]) -> None:
             if (
@@ -476,7 +483,11 @@ class RealtimeSession:
                 and event.get("response_id") in self._silenced
             ):
                 return
-            await send(event)
+            if self._tap is not None:
+                self._tap(event)
+            view = client_view(event, self.config.extensions)
+            if view is not None:
+                await send(view)
 
         return gated
 
@@ -590,7 +601,10 @@ class RealtimeSession:
             await speculative[1].discard_prefetch()
 
     def _session_protocol(self) -> dict[str, Any]:
-        return self.config.to_protocol(self.id, self.ctx.tools.realtime_tools())
+        server_tools = (
+            self.ctx.tools.realtime_tools() if "server_tools" in self.config.extensions else []
+        )
+        return self.config.to_protocol(self.id, server_tools)
 
 
 def _is_interruption(text: str) -> bool:

@@ -32,7 +32,7 @@ from web.access.live_sessions import Refused, expired
 from web.api_errors import ApiError
 from web.meetings.live import meeting_sink
 from web.operations.logs import set_log_context
-from web.operations.observability import observed, session_observer
+from web.operations.observability import session_observer
 from web.realtime.rtc_ice import IceOptions
 from web.realtime.rtc_peer import CallRegistry, OfferError, RtcCall
 from web.realtime.websocket import create_session
@@ -87,7 +87,7 @@ async def create_call(request: Request) -> Response:
     def make_session(send: Send) -> RealtimeSession:
         sink = meeting_sink(request.app, principal.owner)
         observer = session_observer(request.app, "webrtc")
-        session = create_session(services, observed(send, observer), sink, principal)
+        session = create_session(services, send, sink, principal, observer)
         set_log_context(session_id=session.id)
         if session_update is not None:
             session.config = apply_session_update(session.config, session_update)

@@ -33,7 +33,8 @@ from web.access.auth import ANONYMOUS, Principal
 from web.access.live_sessions import Ending, LiveSessions, Refused, expired, refuse_websocket
 from web.meetings.live import meeting_sink
 from web.operations.logs import set_log_context
-from web.operations.observability import observed, session_observer
+from web.operations.metrics_realtime import SessionObserver
+from web.operations.observability import session_observer
 from web.realtime.client_events import handle_client_event
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,11 @@ def create_session(
     send: Any,
     meeting_sink: MeetingSink | None = None,
     principal: Principal = ANONYMOUS,
+    observer: SessionObserver | None = None,
 ) -> RealtimeSession:
     """A session wired to the server's shared models (and meeting store, when given),
-    with the session config a client secret carries applied."""
+    with the session config a client secret carries applied; ``observer`` sees every
+    event in full (metrics), before extensions the client did not ask for are removed."""
     session = RealtimeSession(
         send=send,
         llm=services.llm,
@@ -68,6 +71,7 @@ def create_session(
         options=services.realtime_options(),
         embedder=services.embedder,
         meeting_sink=meeting_sink,
+        tap=observer.observe if observer is not None else None,
     )
     if principal.session is not None:
         session.config = apply_session_update(session.config, principal.session)
@@ -112,7 +116,7 @@ async def _serve(
 
     sink = meeting_sink(websocket.app, principal.owner)
     observer = session_observer(websocket.app, "ws")
-    session = create_session(services, observed(send, observer), sink, principal)
+    session = create_session(services, send, sink, principal, observer)
     set_log_context(session_id=session.id)
     attach(session, end)
     max_s = websocket.app.state.settings.max_session_s
