@@ -210,10 +210,11 @@ def apply_session_update(
     if "output_modalities" in set_fields and session.output_modalities:
         changes["output_modalities"] = tuple(session.output_modalities)
     if "tool_choice" in set_fields and session.tool_choice is not None:
-        choice = session.tool_choice
-        changes["tool_choice"] = choice if isinstance(choice, str) else choice.model_dump()
+        changes["tool_choice"] = _tool_choice(session.tool_choice, "session.tool_choice")
     if "tools" in set_fields and session.tools is not None:
-        changes["tools"] = tuple(_client_tool(t, i) for i, t in enumerate(session.tools))
+        changes["tools"] = tuple(
+            _client_tool(t, f"session.tools[{i}]") for i, t in enumerate(session.tools)
+        )
     if "max_output_tokens" in set_fields:
         mot = session.max_output_tokens
         changes["max_output_tokens"] = None if mot in (None, "inf") else int(mot)
@@ -239,12 +240,73 @@ def apply_session_update(
     return replace(config, **changes)
 
 
-def _client_tool(tool: Any, index: int) -> dict[str, Any]:
+def response_config(config: SessionConfig, params: Any) -> SessionConfig:
+    """The config of one response: the session's, with what ``response.create``'s
+    ``response`` (the SDK's ``RealtimeResponseCreateParams``) sets for it alone:
+    modalities, token budget, tools, tool choice and output voice/format.
+    Raises :class:`ProtocolError` naming the field for values the server cannot honour."""
+    if params is None:
+        return config
+    changes: dict[str, Any] = {}
+    if params.output_modalities:
+        changes["output_modalities"] = tuple(params.output_modalities)
+    if params.max_output_tokens is not None:
+        mot = params.max_output_tokens
+        changes["max_output_tokens"] = None if mot == "inf" else int(mot)
+    if params.tools is not None:
+        changes["tools"] = tuple(
+            _client_tool(t, f"response.tools[{i}]") for i, t in enumerate(params.tools)
+        )
+    if params.tool_choice is not None:
+        changes["tool_choice"] = _tool_choice(params.tool_choice, "response.tool_choice")
+    output = params.audio.output if params.audio is not None else None
+    if output is not None:
+        if output.format is not None and output.format.type is not None:
+            changes["output_format"] = output.format.type
+        if output.voice is not None:
+            changes["voice"] = output.voice if isinstance(output.voice, str) else output.voice.id
+    return replace(config, **changes)
+
+
+def _tool_choice(choice: Any, param: str) -> str | dict[str, Any]:
+    """A tool choice in the protocol's shape: ``auto``/``none``/``required`` or
+    ``{"type": "function", "name": ...}``; MCP choices are refused."""
+    if isinstance(choice, str):
+        return choice
+    data = choice.model_dump(exclude_none=True) if hasattr(choice, "model_dump") else dict(choice)
+    if data.get("type") != "function" or not data.get("name"):
+        raise ProtocolError(
+            "tool_choice must be auto, none, required or a function "
+            '({"type": "function", "name": ...}); MCP tools are not supported',
+            param=param,
+        )
+    return {"type": "function", "name": data["name"]}
+
+
+def chat_tool_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:
+    """A protocol tool choice in the shape Chat Completions takes."""
+    if isinstance(choice, str):
+        return choice
+    return {"type": "function", "function": {"name": choice["name"]}}
+
+
+def check_tool_choice(config: SessionConfig, server_tools: set[str], param: str) -> None:
+    """Raise :class:`ProtocolError` when ``config`` names a function it does not have."""
+    choice = config.tool_choice
+    if isinstance(choice, dict):
+        names = server_tools | {t["name"] for t in config.tools}
+        if choice["name"] not in names:
+            raise ProtocolError(
+                f"tool_choice names the function {choice['name']!r}, which is not among the "
+                f"tools ({', '.join(sorted(names)) or 'none'})",
+                param=param,
+            )
+
+
+def _client_tool(tool: Any, param: str) -> dict[str, Any]:
     data = tool.model_dump(exclude_none=True) if hasattr(tool, "model_dump") else dict(tool)
     if data.get("type", "function") != "function" or not data.get("name"):
-        raise ProtocolError(
-            "only function tools with a name are supported", param=f"session.tools[{index}]"
-        )
+        raise ProtocolError("only function tools with a name are supported", param=param)
     data.setdefault("type", "function")
     data.setdefault("parameters", {"type": "object", "properties": {}})
     return data

@@ -53,9 +53,11 @@ class Audio:
 
 @dataclass(frozen=True)
 class Commit:
-    """Client asked to commit the input buffer (``input_audio_buffer.commit``)."""
+    """Client asked to commit the input buffer (``input_audio_buffer.commit``); ``done``
+    is resolved once the committed turn is transcribed (or the commit failed)."""
 
     event_id: str | None
+    done: asyncio.Future[None] | None = None
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,11 @@ class InputAudio:
                 entry = await self._queue.get()
                 try:
                     if isinstance(entry, Commit):
-                        await self._commit(entry)
+                        try:
+                            await self._commit(entry)
+                        except BaseException:
+                            _resolve(entry.done)  # nothing committed: nothing to wait for
+                            raise
                     elif isinstance(entry, Clear):
                         await self._clear()
                     else:
@@ -534,12 +540,16 @@ class InputAudio:
             if self.ctx.speakers is not None and self._config().speakers.enabled:
                 self._voice = self.ctx.speakers.begin()
                 self._voice.add(self._window.samples.copy())
-        await self._commit_turn(self._item_id, upto_ms=None, latency=None)
+        task = await self._commit_turn(self._item_id, upto_ms=None, latency=None)
+        if command.done is not None and not command.done.done():
+            done = command.done
+            task.add_done_callback(lambda _: _resolve(done))
 
     async def _commit_turn(
         self, item_id: str, upto_ms: float | None, latency: TurnLatency | None
-    ) -> None:
-        """Commit the current utterance as a user item and transcribe it in a task."""
+    ) -> asyncio.Task[None]:
+        """Commit the current utterance as a user item and transcribe it in a task
+        (returned: it ends once the turn is transcribed and handed to the listener)."""
         item = Item(id=item_id, type="message", role="user", audio=True, status="completed")
         previous = self.ctx.conversation.add(item)
         await self.ctx.emitter.emit(
@@ -576,6 +586,7 @@ class InputAudio:
         )
         self._turn_tasks.add(task)
         task.add_done_callback(self._turn_tasks.discard)
+        return task
 
     async def _identify(self, voice: TurnVoice) -> tuple[TurnSpeakers | None, float]:
         """The turn's speakers (None if too short) and the clock time they were ready."""
@@ -675,3 +686,8 @@ class InputAudio:
             await self._voice.aclose()
             self._voice = None
         await self.ctx.emitter.emit("input_audio_buffer.cleared")
+
+
+def _resolve(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)

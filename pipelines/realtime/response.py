@@ -20,9 +20,9 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
-from pipelines.realtime.config import SessionConfig
+from pipelines.realtime.config import SessionConfig, chat_tool_choice
 from pipelines.realtime.context import SessionContext
-from pipelines.realtime.conversation import Item, SpokenSpan
+from pipelines.realtime.conversation import Conversation, Item, SpokenSpan
 from pipelines.realtime.latency import TurnLatency
 from pipelines.realtime.output_items import OutputItems
 from pipelines.realtime.playout import AudioPacer
@@ -67,16 +67,26 @@ class ResponseRun:
         *,
         latency: TurnLatency | None = None,
         instructions: str | None = None,
+        history: Conversation | None = None,
+        in_conversation: bool = True,
+        metadata: dict[str, str] | None = None,
     ) -> None:
+        """``history``: what the LLM reads (default: the session's conversation; a
+        ``response.create`` with ``input`` or ``conversation: "none"`` gives its own);
+        ``in_conversation``: False for an out-of-band response, whose items stay out of
+        the session's conversation (no ``conversation.item.*`` events)."""
         self.ctx = ctx
         self.config = config
+        self.history = history if history is not None else ctx.conversation
+        self.in_conversation = in_conversation
+        self.metadata = metadata
         self.id = ctx.emitter.ids.new("resp")
         self.latency = latency
         self.instructions = instructions or config.instructions
         self.status: Status = "completed"
         self.reason: str | None = None
         self.error: dict[str, Any] | None = None
-        self.items = OutputItems(ctx, self.id)
+        self.items = OutputItems(ctx, self.id, self.history, in_conversation)
         self.usage = _Usage()
         self.pacer = AudioPacer(ctx.clock, ctx.options.output_lead_ms)
         self._audible = asyncio.Event()
@@ -165,7 +175,7 @@ class ResponseRun:
         :meth:`run` uses it if the conversation then reads exactly as assumed here.
         """
         messages = [
-            *self.ctx.conversation.chat_messages(self.instructions),
+            *self.history.chat_messages(self.instructions),
             {"role": "user", "content": user_text},
         ]
         self._prefetch = Prefetch(messages, self._llm_stream(messages))
@@ -181,7 +191,7 @@ class ResponseRun:
         return self.ctx.llm.stream(
             messages,
             tools=tools or None,
-            tool_choice=self.config.tool_choice if tools else "auto",
+            tool_choice=chat_tool_choice(self.config.tool_choice) if tools else "auto",
             temperature=self.config.temperature,
             max_tokens=self.config.max_output_tokens or self.ctx.options.max_output_tokens,
             queue_key=self.ctx.conversation_id,  # one place in the LLM's fair queue per session
@@ -228,7 +238,7 @@ class ResponseRun:
 
     async def _llm_call(self) -> _Step:
         step = _Step()
-        messages = self.ctx.conversation.chat_messages(self.instructions)
+        messages = self.history.chat_messages(self.instructions)
         prefetch, self._prefetch = self._prefetch, None
         if prefetch is not None and prefetch.messages == messages:
             self.prefetched = True
@@ -406,7 +416,7 @@ class ResponseRun:
             Item(id=ids.new("item"), type="function_call_output", call_id=call.call_id,
                  output=output, internal=True),
         ):
-            self.ctx.conversation.add(item)
+            self.items.store(item)
         await self.ctx.emitter.emit(
             "voice.tool_call",
             response_id=self.id,
@@ -447,7 +457,8 @@ class ResponseRun:
                 }
             },
             "max_output_tokens": self.config.max_output_tokens or "inf",
-            "conversation_id": self.ctx.conversation_id,
+            "conversation_id": self.ctx.conversation_id if self.in_conversation else None,
+            "metadata": self.metadata,
             "usage": None if status == "in_progress" else self._usage(),
         }
 

@@ -23,14 +23,18 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
 
 from pipelines.clock import Clock, MonotonicClock
-from pipelines.realtime.config import SessionConfig, apply_session_update
+from pipelines.realtime.config import (
+    SessionConfig,
+    apply_session_update,
+    check_tool_choice,
+    response_config,
+)
 from pipelines.realtime.context import RealtimeOptions, SessionContext
 from pipelines.realtime.conversation import Conversation, Item
 from pipelines.realtime.echo import EchoGuard
@@ -74,6 +78,10 @@ BACKCHANNELS = frozenset(
     ]
 )
 """Utterances made only of these words do not interrupt the agent."""
+
+COMMIT_WAIT_S = 30.0
+"""A ``response.create`` right after a manual commit waits at most this long (s) for the
+committed turn's transcription (push-to-talk), then answers with what is there."""
 
 _CONTAINER_MAGIC = (b"RIFF", b"OggS", b"fLaC", b"ID3", b"\x1aE\xdf\xa3", b"\xff\xfb", b"\xff\xf3")
 
@@ -141,6 +149,10 @@ class RealtimeSession:
         self._speculative: tuple[str, ResponseRun] | None = None
         """A response whose LLM request started on a speculative transcript."""
         self.latencies: list[dict[str, Any]] = []
+        self._side_runs: dict[ResponseRun, asyncio.Task[None]] = {}
+        """Out-of-band responses (``conversation: "none"``) running beside the main one."""
+        self._commits: list[asyncio.Future[None]] = []
+        """Manual commits whose turn is not transcribed yet."""
 
     @property
     def emitter(self) -> Emitter:
@@ -169,7 +181,9 @@ class RealtimeSession:
         await self.speculation_cancelled()
         if self.response is not None:
             self.response.cancel("client_disconnected")
-        for task in (self._response_task, self._input_task):
+        for run in list(self._side_runs):
+            run.cancel("client_disconnected")
+        for task in (self._response_task, self._input_task, *self._side_runs.values()):
             if task is not None and not task.done():
                 if task is self._input_task:
                     task.cancel()
@@ -209,6 +223,7 @@ class RealtimeSession:
 
     async def _on_session_update(self, event: Any) -> None:
         config = apply_session_update(self.config, event.session)
+        self._check_config(config, "session.tool_choice")
         extra = event.session.model_extra or {}
         if "speakers" in extra:
             await self._enroll(config, extra["speakers"])
@@ -291,7 +306,10 @@ class RealtimeSession:
         return np.frombuffer(data, dtype="<i2").astype(np.int16)
 
     async def _on_input_audio_buffer_commit(self, event: Any) -> None:
-        await self.input.put(Commit(event.event_id))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._commits.append(done)
+        done.add_done_callback(self._commits.remove)
+        await self.input.put(Commit(event.event_id, done))
 
     async def _on_input_audio_buffer_clear(self, event: Any) -> None:
         await self.input.put(Clear())
@@ -302,7 +320,7 @@ class RealtimeSession:
             await self.emitter.emit("output_audio_buffer.cleared", response_id=self.response.id)
 
     async def _on_conversation_item_create(self, event: Any) -> None:
-        item = self._item_from_client(event.item)
+        item = self._item_from_client(event.item, "item")
         try:
             previous = self.ctx.conversation.add(item, event.previous_item_id)
         except KeyError:
@@ -314,11 +332,13 @@ class RealtimeSession:
         await self.emitter.item_added(item, previous)
         await self.emitter.item_done(item, previous)
 
-    def _item_from_client(self, data: Any) -> Item:
+    def _item_from_client(self, data: Any, param: str, *, fresh: bool = True) -> Item:
+        """A conversation item a client sent (``param`` names it in errors); ``fresh``:
+        its id must not be in the conversation yet."""
         item_id = data.id or self.emitter.ids.new("item")
-        if self.ctx.conversation.get(item_id) is not None:
+        if fresh and self.ctx.conversation.get(item_id) is not None:
             raise ProtocolError(
-                f"item {item_id!r} already exists", code="item_exists", param="item.id"
+                f"item {item_id!r} already exists", code="item_exists", param=f"{param}.id"
             )
         if data.type == "function_call_output":
             return Item(
@@ -333,7 +353,9 @@ class RealtimeSession:
                 arguments=data.arguments,
             )
         if data.type != "message":
-            raise ProtocolError(f"item type {data.type!r} is not supported", param="item.type")
+            raise ProtocolError(
+                f"item type {data.type!r} is not supported", param=f"{param}.type"
+            )
         texts = []
         for part in data.content or []:
             if part.type in ("input_text", "output_text", "text", None) and part.text:
@@ -341,7 +363,7 @@ class RealtimeSession:
             elif part.type in ("input_audio", "output_audio") and (part.transcript or part.text):
                 texts.append(part.transcript or part.text or "")
             elif part.type == "input_image":
-                raise ProtocolError("image input is not supported", param="item.content")
+                raise ProtocolError("image input is not supported", param=f"{param}.content")
         return Item(id=item_id, type="message", role=data.role, text=" ".join(texts))
 
     async def _on_conversation_item_retrieve(self, event: Any) -> None:
@@ -375,31 +397,71 @@ class RealtimeSession:
         return item
 
     async def _on_response_create(self, event: Any) -> None:
-        if self._response_active():
+        params = event.response
+        conversation = getattr(params, "conversation", None) or "auto"
+        if conversation not in ("auto", "none"):
+            raise ProtocolError(
+                "conversation must be 'auto' or 'none' (a session has one conversation)",
+                param="response.conversation",
+            )
+        out_of_band = conversation == "none"
+        if not out_of_band and self._response_active():
             raise ProtocolError(
                 "the conversation already has an active response",
                 code="conversation_already_has_active_response",
             )
-        config, instructions = self.config, None
-        params = event.response
-        if params is not None:
-            if params.output_modalities:
-                config = replace(config, output_modalities=tuple(params.output_modalities))
-            if params.max_output_tokens is not None:
-                mot = params.max_output_tokens
-                config = replace(config, max_output_tokens=None if mot == "inf" else int(mot))
-            if params.tool_choice is not None:
-                choice = params.tool_choice
-                config = replace(
-                    config, tool_choice=choice if isinstance(choice, str) else choice.model_dump()
-                )
-            instructions = params.instructions
-        self._start_response(config, instructions=instructions)
+        config = response_config(self.config, params)
+        self._check_config(config, "response.tool_choice")
+        history: Conversation | None = None
+        if params is not None and params.input is not None:
+            history = self._new_history()
+            for index, data in enumerate(params.input):
+                history.add(self._item_from_client(data, f"response.input[{index}]", fresh=False))
+        elif out_of_band:  # reads the conversation as it is now, adds nothing to it
+            history = self._new_history(self.ctx.conversation)
+        run = ResponseRun(
+            self.ctx,
+            config,
+            instructions=params.instructions if params is not None else None,
+            history=history,
+            in_conversation=not out_of_band,
+            metadata=params.metadata if params is not None else None,
+        )
+        if out_of_band:
+            task = asyncio.create_task(run.run(), name=f"resp-{run.id}")
+            self._side_runs[run] = task
+            task.add_done_callback(lambda _: self._side_runs.pop(run, None))
+            return
+        # Push-to-talk: a commit just before this must be transcribed before answering.
+        self._start_response(config, run=run, after=list(self._commits))
+
+    def _new_history(self, source: Conversation | None = None) -> Conversation:
+        history = Conversation(
+            max_items=self.options.max_items, max_context_chars=self.options.max_context_chars
+        )
+        for item in source or ():
+            history.add(item)
+        return history
+
+    def _check_config(self, config: SessionConfig, param: str) -> None:
+        check_tool_choice(config, set(self.ctx.tools.names()), param)
 
     async def _on_response_cancel(self, event: Any) -> None:
-        if not self._response_active() or self.response is None:
+        wanted = event.response_id
+        for run in list(self._side_runs):
+            if run.id == wanted:
+                run.cancel("client_cancelled")
+                return
+        if (
+            not self._response_active()
+            or self.response is None
+            or (wanted is not None and wanted != self.response.id)
+        ):
             raise ProtocolError(
-                "there is no active response to cancel", code="response_cancel_not_active"
+                "there is no active response to cancel"
+                + (f" with id {wanted!r}" if wanted else ""),
+                code="response_cancel_not_active",
+                param="response_id" if wanted else None,
             )
         self.response.cancel("client_cancelled")
 
@@ -414,14 +476,24 @@ class RealtimeSession:
         latency: TurnLatency | None = None,
         instructions: str | None = None,
         run: ResponseRun | None = None,
+        after: list[asyncio.Future[None]] | None = None,
     ) -> None:
+        """Run a response as the session's one active response; ``after``: transcriptions
+        of committed turns it waits for first (at most :data:`COMMIT_WAIT_S`)."""
         if run is None:
             run = ResponseRun(self.ctx, config, latency=latency, instructions=instructions)
         self.response = run
         self._interrupt_pending = False
-        self._response_task = asyncio.create_task(self._run_response(run), name=f"resp-{run.id}")
+        self._response_task = asyncio.create_task(
+            self._run_response(run, after), name=f"resp-{run.id}"
+        )
 
-    async def _run_response(self, run: ResponseRun) -> None:
+    async def _run_response(
+        self, run: ResponseRun, after: list[asyncio.Future[None]] | None = None
+    ) -> None:
+        pending = [f for f in after or () if not f.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=COMMIT_WAIT_S)
         await run.run()
         queued, self._queued_turn = self._queued_turn, None
         if queued is not None and self.response is run:
