@@ -237,9 +237,9 @@ class Conversation:
 
 def _to_chat(item: Item, mark_speaker: bool = False) -> dict[str, Any] | None:
     if item.type == "function_call":
-        return {
+        return {  # "" not null: llama-cpp-python's server refuses null (and a missing one)
             "role": "assistant",
-            "content": None,
+            "content": "",
             "tool_calls": [
                 {
                     "id": item.call_id,

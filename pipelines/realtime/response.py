@@ -98,6 +98,8 @@ class ResponseRun:
         self._prefetch: Prefetch | None = None
         self.prefetched = False
         """Whether the first LLM request was started speculatively and used."""
+        self._step_choice: str | None = None
+        """Tool choice of the LLM steps after the first (a forced choice applies once)."""
 
     # --- control from the session -----------------------------------------
     @property
@@ -191,7 +193,9 @@ class ResponseRun:
         return self.ctx.llm.stream(
             messages,
             tools=tools or None,
-            tool_choice=chat_tool_choice(self.config.tool_choice) if tools else "auto",
+            tool_choice=chat_tool_choice(self._step_choice or self.config.tool_choice)
+            if tools
+            else "auto",
             temperature=self.config.temperature,
             max_tokens=self.config.max_output_tokens or self.ctx.options.max_output_tokens,
             queue_key=self.ctx.conversation_id,  # one place in the LLM's fair queue per session
@@ -199,7 +203,9 @@ class ResponseRun:
 
     async def _work(self) -> None:
         steps = self.ctx.options.tool_max_steps
-        for _ in range(steps):
+        for n in range(steps):
+            if n and self.config.tool_choice != "none":
+                self._step_choice = "auto"  # a forced call was made (a server tool's)
             step = await self._llm_step()
             if step.calls:
                 # The client runs these and answers with function_call_output + response.create.
