@@ -105,6 +105,8 @@ class SessionConfig:
     """What a realtime session does; every field has a protocol counterpart."""
 
     instructions: str
+    type: Literal["realtime", "transcription"] = "realtime"
+    """``transcription``: input is transcribed, no response is ever created."""
     model: str = "voice-agent"
     voice: str = "joe"
     speed: float = 1.0
@@ -134,6 +136,25 @@ class SessionConfig:
 
     def to_protocol(self, session_id: str, server_tools: list[dict[str, Any]]) -> dict[str, Any]:
         """The ``session`` object of ``session.created`` / ``session.updated``."""
+        audio_input = {
+            "format": _format_protocol(self.input_format),
+            "transcription": {
+                "model": "whisper",
+                "language": self.transcription_language,
+                "prompt": self.transcription_prompt,
+            },
+            "noise_reduction": None,
+            "turn_detection": self.turn_detection.to_protocol() if self.turn_detection else None,
+        }
+        if self.type == "transcription":
+            return {
+                "type": "transcription",
+                "object": "realtime.transcription_session",
+                "id": session_id,
+                "audio": {"input": audio_input},
+                "include": None,
+                **self._extension_fields(),
+            }
         return {
             "type": "realtime",
             "object": "realtime.session",
@@ -142,18 +163,7 @@ class SessionConfig:
             "output_modalities": list(self.output_modalities),
             "instructions": self.instructions,
             "audio": {
-                "input": {
-                    "format": _format_protocol(self.input_format),
-                    "transcription": {
-                        "model": "whisper",
-                        "language": self.transcription_language,
-                        "prompt": self.transcription_prompt,
-                    },
-                    "noise_reduction": None,
-                    "turn_detection": self.turn_detection.to_protocol()
-                    if self.turn_detection
-                    else None,
-                },
+                "input": audio_input,
                 "output": {
                     "format": _format_protocol(self.output_format),
                     "voice": self.voice,
@@ -165,6 +175,12 @@ class SessionConfig:
             "max_output_tokens": self.max_output_tokens
             if self.max_output_tokens is not None
             else "inf",
+            **self._extension_fields(),
+        }
+
+    def _extension_fields(self) -> dict[str, Any]:
+        """Extension settings; the client's view drops them unless it uses extensions."""
+        return {
             "temperature": self.temperature,
             "speakers": self.speakers.to_protocol(),
             "meeting": self.meeting.to_protocol(),
@@ -198,13 +214,13 @@ def apply_session_update(
 
     Raises :class:`ProtocolError` naming the field for values the server cannot honour.
     """
-    if getattr(session, "type", "realtime") != "realtime":
-        raise ProtocolError(
-            "only realtime sessions are supported (session.type must be 'realtime')",
-            param="session.type",
-        )
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = {"type": getattr(session, "type", "realtime")}
     set_fields = session.model_fields_set
+    if "include" in set_fields and session.include:
+        raise ProtocolError(
+            "include (transcription logprobs) is not available in realtime sessions",
+            param="session.include",
+        )
     if "instructions" in set_fields and session.instructions is not None:
         changes["instructions"] = session.instructions
     if "output_modalities" in set_fields and session.output_modalities:
@@ -316,6 +332,12 @@ def _audio_changes(config: SessionConfig, audio: Any) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     if audio.input is not None:
         inp = audio.input
+        if inp.noise_reduction is not None:
+            raise ProtocolError(
+                "noise reduction is not available on this server (no denoiser fits its "
+                "latency budget); send null or leave it out",
+                param="session.audio.input.noise_reduction",
+            )
         if inp.format is not None and inp.format.type is not None:
             changes["input_format"] = inp.format.type
         if "turn_detection" in inp.model_fields_set:
@@ -325,8 +347,8 @@ def _audio_changes(config: SessionConfig, audio: Any) -> dict[str, Any]:
                 changes["transcription_language"] = inp.transcription.language
             if inp.transcription.prompt is not None:
                 changes["transcription_prompt"] = inp.transcription.prompt
-    if audio.output is not None:
-        out = audio.output
+    out = getattr(audio, "output", None)  # transcription sessions have no output
+    if out is not None:
         if out.format is not None and out.format.type is not None:
             changes["output_format"] = out.format.type
         if out.voice is not None:

@@ -26,7 +26,7 @@ from pipelines.realtime.live_meeting import LiveSegment, RecordingSpool
 from pipelines.realtime.partials import StablePrefix
 from pipelines.realtime.protocol import ProtocolError
 from pipelines.realtime.speakers import TurnSpeakers, TurnVoice
-from voice.audio.resample import StreamResampler
+from voice.audio.resample import StreamResampler, resample
 from voice.stt import StreamingRecognizer, Transcriber
 from voice.vad import SpeechStarted, SpeechStopped, StreamingVad, VadOptions, make_classifier
 from voice.vad.endpoint import EndpointPolicy
@@ -170,6 +170,7 @@ class InputAudio:
             self._transcriber,
             partial_interval_ms=self.ctx.options.partial_interval_ms,
             language=self._config().transcription_language,
+            prompt=self._config().transcription_prompt,
         )
 
     # --- called by the session (event loop, non-blocking) ------------------
@@ -187,7 +188,7 @@ class InputAudio:
                         try:
                             await self._commit(entry)
                         except BaseException:
-                            _resolve(entry.done)  # nothing committed: nothing to wait for
+                            settle(entry.done)  # nothing committed: nothing to wait for
                             raise
                     elif isinstance(entry, Clear):
                         await self._clear()
@@ -543,7 +544,7 @@ class InputAudio:
         task = await self._commit_turn(self._item_id, upto_ms=None, latency=None)
         if command.done is not None and not command.done.done():
             done = command.done
-            task.add_done_callback(lambda _: _resolve(done))
+            task.add_done_callback(lambda _: settle(done))
 
     async def _commit_turn(
         self, item_id: str, upto_ms: float | None, latency: TurnLatency | None
@@ -588,6 +589,21 @@ class InputAudio:
         task.add_done_callback(self._turn_tasks.discard)
         return task
 
+    async def transcribe_item(
+        self, item: Item, previous: str | None, samples: np.ndarray, rate: int
+    ) -> asyncio.Task[None]:
+        """Transcribe the audio of a client-created user item (``conversation.item.create``
+        with ``input_audio``): int16 at ``rate`` Hz. The transcription events and
+        ``conversation.item.done`` follow from the returned task; no response is started."""
+        pcm = await asyncio.to_thread(resample, samples, rate, RATE)
+        recognizer = self._new_recognizer()
+        recognizer.append(pcm)
+        finalize = asyncio.create_task(recognizer.finalize(None))
+        task = asyncio.create_task(self._transcribed(item, previous, finalize, None, answer=False))
+        self._turn_tasks.add(task)
+        task.add_done_callback(self._turn_tasks.discard)
+        return task
+
     async def _identify(self, voice: TurnVoice) -> tuple[TurnSpeakers | None, float]:
         """The turn's speakers (None if too short) and the clock time they were ready."""
         assert self.ctx.speakers is not None
@@ -608,7 +624,10 @@ class InputAudio:
         *,
         echo: bool = False,
         echo_possible: bool = False,
+        answer: bool = True,
     ) -> None:
+        """Emit the turn's transcription events and ``conversation.item.done``, then (if
+        ``answer``) hand it to the listener as a user turn."""
         try:
             result = await finalize
         except Exception as exc:
@@ -665,7 +684,8 @@ class InputAudio:
                 )
             )
         await self.ctx.emitter.item_done(item, previous)
-        await self._listener.user_turn(item, latency)
+        if answer:
+            await self._listener.user_turn(item, latency)
 
     async def _drop_echo(self, item: Item) -> None:
         """The turn was the agent's own voice: remove it from the conversation."""
@@ -688,6 +708,7 @@ class InputAudio:
         await self.ctx.emitter.emit("input_audio_buffer.cleared")
 
 
-def _resolve(future: asyncio.Future[None] | None) -> None:
+def settle(future: asyncio.Future[None] | None) -> None:
+    """Resolve ``future`` (if any, and not yet done) with None."""
     if future is not None and not future.done():
         future.set_result(None)

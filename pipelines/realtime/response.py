@@ -27,8 +27,10 @@ from pipelines.realtime.latency import TurnLatency
 from pipelines.realtime.output_items import OutputItems
 from pipelines.realtime.playout import AudioPacer
 from pipelines.realtime.prefetch import Prefetch
+from pipelines.realtime.voices import synthesizer_for
 from voice.audio.g711 import alaw_encode, ulaw_encode
 from voice.llm import Completion, LlmError, TextDelta, ToolCallArgumentsDelta, ToolCallRequest
+from voice.tts.base import TtsError
 from voice.tts.chunker import SentenceChunker
 from voice.tts.stream import SpeechChunk, speak
 
@@ -317,10 +319,16 @@ class ResponseRun:
             yield sentence
 
     async def _speak(self, sentences: AsyncIterator[str], step: _Step) -> None:
+        try:
+            synthesizer = await synthesizer_for(
+                self.ctx.synthesizer, self.config.voice, self.config.speed
+            )
+        except (ValueError, TtsError) as exc:
+            raise RuntimeError(f"voice {self.config.voice!r}: {exc}") from None
         chunks = cast(
             AsyncGenerator[SpeechChunk, None],
             speak(
-                self.ctx.synthesizer,
+                synthesizer,
                 sentences,
                 sample_rate=self.ctx.audio_output.sample_rate
                 if self.ctx.audio_output is not None

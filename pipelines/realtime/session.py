@@ -40,12 +40,13 @@ from pipelines.realtime.conversation import Conversation, Item
 from pipelines.realtime.echo import EchoGuard
 from pipelines.realtime.emitter import Emitter, Send
 from pipelines.realtime.extensions import client_view
-from pipelines.realtime.ingress import Audio, Clear, Commit, InputAudio
+from pipelines.realtime.ingress import Audio, Clear, Commit, InputAudio, settle
 from pipelines.realtime.latency import TurnLatency
 from pipelines.realtime.live_meeting import LiveMeeting, MeetingSink
 from pipelines.realtime.protocol import Ids, ProtocolError, parse_client_event
 from pipelines.realtime.response import ResponseRun
 from pipelines.realtime.speakers import SessionSpeakers, SpeakerOptions
+from pipelines.realtime.voices import check_voice
 from voice.audio.g711 import alaw_decode, ulaw_decode
 from voice.diarize.base import SpeakerEmbedder
 from voice.llm import ChatClient, ToolRegistry
@@ -223,7 +224,7 @@ class RealtimeSession:
 
     async def _on_session_update(self, event: Any) -> None:
         config = apply_session_update(self.config, event.session)
-        self._check_config(config, "session.tool_choice")
+        self._check_config(config, "session")
         extra = event.session.model_extra or {}
         if "speakers" in extra:
             await self._enroll(config, extra["speakers"])
@@ -321,6 +322,13 @@ class RealtimeSession:
 
     async def _on_conversation_item_create(self, event: Any) -> None:
         item = self._item_from_client(event.item, "item")
+        audio = self._client_audio(event.item, "item")
+        if audio is not None:
+            if item.role != "user":
+                raise ProtocolError(
+                    "input audio belongs in a user message", param="item.role"
+                )
+            item.audio, item.status = True, "completed"
         try:
             previous = self.ctx.conversation.add(item, event.previous_item_id)
         except KeyError:
@@ -330,7 +338,39 @@ class RealtimeSession:
                 param="previous_item_id",
             ) from None
         await self.emitter.item_added(item, previous)
-        await self.emitter.item_done(item, previous)
+        if audio is None:
+            await self.emitter.item_done(item, previous)
+            return
+        # Transcribed like a committed turn; a response.create right after waits for it.
+        task = await self.input.transcribe_item(item, previous, audio, self.config.input_rate)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._commits.append(done)
+        done.add_done_callback(self._commits.remove)
+        task.add_done_callback(lambda _: settle(done))
+
+    def _client_audio(self, data: Any, param: str) -> np.ndarray | None:
+        """The ``input_audio`` of a client item (base64 in the session's input format)
+        as int16 samples at the input rate; None when it carries none."""
+        chunks = []
+        for index, part in enumerate(getattr(data, "content", None) or []):
+            if part.type == "input_audio" and part.audio and not part.transcript:
+                try:
+                    raw = base64.b64decode(part.audio, validate=True)
+                except (binascii.Error, ValueError):
+                    raise ProtocolError(
+                        "audio is not valid base64", param=f"{param}.content[{index}].audio"
+                    ) from None
+                chunks.append(self._decode_audio(raw))
+        if not chunks:
+            return None
+        audio = np.concatenate(chunks)
+        if len(audio) < self.config.input_rate // 10:
+            raise ProtocolError(
+                "input audio must be at least 100 ms long",
+                code="invalid_audio_format",
+                param=f"{param}.content",
+            )
+        return audio
 
     def _item_from_client(self, data: Any, param: str, *, fresh: bool = True) -> Item:
         """A conversation item a client sent (``param`` names it in errors); ``fresh``:
@@ -397,6 +437,12 @@ class RealtimeSession:
         return item
 
     async def _on_response_create(self, event: Any) -> None:
+        if self.config.type == "transcription":
+            raise ProtocolError(
+                "a transcription session creates no responses (session.type is 'transcription')",
+                code="invalid_request",
+                param="type",
+            )
         params = event.response
         conversation = getattr(params, "conversation", None) or "auto"
         if conversation not in ("auto", "none"):
@@ -411,12 +457,19 @@ class RealtimeSession:
                 code="conversation_already_has_active_response",
             )
         config = response_config(self.config, params)
-        self._check_config(config, "response.tool_choice")
+        self._check_config(config, "response")
         history: Conversation | None = None
         if params is not None and params.input is not None:
             history = self._new_history()
             for index, data in enumerate(params.input):
-                history.add(self._item_from_client(data, f"response.input[{index}]", fresh=False))
+                where = f"response.input[{index}]"
+                if self._client_audio(data, where) is not None:
+                    raise ProtocolError(
+                        "audio in response.input is not transcribed; add it with "
+                        "conversation.item.create, or send its transcript",
+                        param=f"{where}.content",
+                    )
+                history.add(self._item_from_client(data, where, fresh=False))
         elif out_of_band:  # reads the conversation as it is now, adds nothing to it
             history = self._new_history(self.ctx.conversation)
         run = ResponseRun(
@@ -443,8 +496,19 @@ class RealtimeSession:
             history.add(item)
         return history
 
-    def _check_config(self, config: SessionConfig, param: str) -> None:
-        check_tool_choice(config, set(self.ctx.tools.names()), param)
+    def _check_config(self, config: SessionConfig, where: str) -> None:
+        """Raise :class:`ProtocolError` for a tool choice or voice ``config`` cannot have
+        (``where``: ``session`` or ``response``, naming the fields in errors)."""
+        check_tool_choice(config, set(self.ctx.tools.names()), f"{where}.tool_choice")
+        audio = "session.audio.output" if where == "session" else "response.audio.output"
+        try:
+            check_voice(config.voice, self.ctx.synthesizer)
+        except ValueError as exc:
+            raise ProtocolError(str(exc), param=f"{audio}.voice") from None
+        if config.speed != 1.0 and not hasattr(self.ctx.synthesizer, "at_speed"):
+            raise ProtocolError(
+                "this server's voice cannot change its speed", param=f"{audio}.speed"
+            )
 
     async def _on_response_cancel(self, event: Any) -> None:
         wanted = event.response_id
@@ -625,6 +689,8 @@ class RealtimeSession:
     async def user_turn(self, item: Item, latency: TurnLatency | None) -> None:
         td = self.config.turn_detection
         words = item.text.strip()
+        if self.config.type == "transcription":
+            return
         if not self._follows(item):
             await self.speculation_cancelled()
             return
@@ -657,6 +723,7 @@ class RealtimeSession:
         await self.speculation_cancelled()
         if (
             not self.options.speculative_response
+            or self.config.type == "transcription"
             or td is None
             or not td.create_response
             or self._response_active()

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from dataclasses import replace
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 FLUSH_TIMEOUT_S = 2.0
 """How long the last events (an ending's ``error``) may take to be written."""
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_POLICY = 1008
 INTERNAL_ERROR = Ending(
     "internal_error",
     "the server failed and ended this session; please reconnect",
@@ -84,6 +86,12 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
     principal: Principal = getattr(websocket.state, "principal", ANONYMOUS)
     offered = websocket.scope.get("subprotocols") or []
     subprotocol = "realtime" if "realtime" in offered else None
+    intent = websocket.query_params.get("intent")
+    if intent not in (None, "transcription"):
+        bad = Ending("invalid_intent", f"unknown intent {intent!r}; the only intent is "
+                     "'transcription' (leave it out for a conversation)", CLOSE_POLICY)
+        await refuse_websocket(websocket, bad, subprotocol)
+        return
     try:
         slot = live.admit("websocket")
     except Refused as refused:
@@ -91,15 +99,20 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
         return
     try:
         await websocket.accept(subprotocol=subprotocol)
-        await _serve(websocket, services, principal, slot.attach)
+        await _serve(websocket, services, principal, slot.attach, intent)
     finally:
         slot.release()
 
 
 async def _serve(
-    websocket: WebSocket, services: Services, principal: Principal, attach: Any
+    websocket: WebSocket,
+    services: Services,
+    principal: Principal,
+    attach: Any,
+    intent: str | None = None,
 ) -> None:
-    """Run one session until it ends, then close the socket with the ending's code."""
+    """Run one session until it ends, then close the socket with the ending's code;
+    ``intent`` ``transcription`` starts a transcription session."""
     outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=2048)
     ended: asyncio.Future[Ending] = asyncio.get_running_loop().create_future()
 
@@ -117,6 +130,8 @@ async def _serve(
     sink = meeting_sink(websocket.app, principal.owner)
     observer = session_observer(websocket.app, "ws")
     session = create_session(services, send, sink, principal, observer)
+    if intent == "transcription":
+        session.config = replace(session.config, type="transcription")
     set_log_context(session_id=session.id)
     attach(session, end)
     max_s = websocket.app.state.settings.max_session_s
