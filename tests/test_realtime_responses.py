@@ -12,25 +12,13 @@ from tests.conftest import reference_text
 from tests.fakes.llm_script import Turn, user_says
 from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.servers import ServerThread
-from tests.test_realtime_ws import RATE, pcm24k, raw_connect, recv_json, wer
+from tests.test_realtime_ws import RATE, pcm24k, raw_connect, recv_json, send, until, wer
 
 TEXT = {"output_modalities": ["text"]}
 
 
-async def send(ws: Any, event: dict[str, Any]) -> None:
-    await ws.send(json.dumps(event))
-
-
 def user_text(text: str) -> dict[str, Any]:
     return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
-
-
-async def until(ws: Any, kind: str, timeout_s: float = 60) -> list[dict[str, Any]]:
-    events = []
-    while True:
-        events.append(await recv_json(ws, timeout_s))
-        if events[-1]["type"] == kind:
-            return events
 
 
 async def test_an_out_of_band_response_reads_its_input_and_leaves_the_conversation_alone(

@@ -5,7 +5,6 @@ and the clear errors for what the server cannot do."""
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,7 @@ from tests.conftest import reference_text
 from tests.fakes.llm_script import Turn, user_says
 from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.servers import ServerThread
-from tests.test_realtime_ws import RATE, pcm24k, recv_json, wer
+from tests.test_realtime_ws import RATE, pcm24k, recv_json, send, until, wer
 
 JFK = "openai-whisper/jfk.wav"
 WEATHER = "azure-speech-sdk/whatstheweatherlike.wav"
@@ -24,18 +23,6 @@ WEATHER = "azure-speech-sdk/whatstheweatherlike.wav"
 
 async def connect(server: ServerThread, query: str = "") -> Any:
     return await websockets.connect(f"{server.ws_url}/v1/realtime?model=x{query}", max_size=None)
-
-
-async def send(ws: Any, event: dict[str, Any]) -> None:
-    await ws.send(json.dumps(event))
-
-
-async def until(ws: Any, kind: str, timeout_s: float = 60) -> list[dict[str, Any]]:
-    events = []
-    while True:
-        events.append(await recv_json(ws, timeout_s))
-        if events[-1]["type"] == kind:
-            return events
 
 
 async def append_fast(ws: Any, pcm: np.ndarray) -> None:

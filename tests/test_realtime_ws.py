@@ -145,6 +145,19 @@ async def recv_json(ws: Any, timeout_s: float = 30.0) -> dict[str, Any]:
     return json.loads(await asyncio.wait_for(ws.recv(), timeout_s))
 
 
+async def send(ws: Any, event: dict[str, Any]) -> None:
+    await ws.send(json.dumps(event))
+
+
+async def until(ws: Any, kind: str, timeout_s: float = 60) -> list[dict[str, Any]]:
+    """Events of a raw socket up to and including the first of type ``kind``."""
+    events = []
+    while True:
+        events.append(await recv_json(ws, timeout_s))
+        if events[-1]["type"] == kind:
+            return events
+
+
 async def expect_error(ws: Any, raw: str | bytes) -> dict[str, Any]:
     await ws.send(raw)
     while True:
