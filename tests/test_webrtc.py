@@ -90,6 +90,11 @@ async def test_caller_speaks_and_hears_a_spoken_answer(
         assert first_voice > speech_end
         latency = caller.of_type("voice.latency")[0]["latency_ms"]
         assert latency["first_audio_sent"] is not None
+        # The output buffer's life on WebRTC: started with the reply, stopped once played.
+        started = caller.of_type("output_audio_buffer.started")
+        assert [e["response_id"] for e in started] == [done["response"]["id"]]
+        stopped = await caller.wait_for("output_audio_buffer.stopped", 20)
+        assert stopped["response_id"] == done["response"]["id"]
         assert "weather" in llm.chat_requests[-1].messages[-1]["content"].lower()
     finally:
         await caller.close()
@@ -300,3 +305,45 @@ async def test_agent_track_paces_queued_audio_and_falls_silent_on_clear() -> Non
     elapsed = time.monotonic() - started
     assert elapsed >= 0.075  # 5 frames = 4 waits of 20 ms: real-time pace, never faster
     assert queue.played_samples() == 2 * 960
+
+
+async def test_a_sideband_websocket_joins_the_call_session(
+    server: ServerThread, llm: ScriptedLlmServer
+) -> None:
+    """``/v1/realtime?call_id=…``: the caller's own server joins the call's session,
+    sees its events, and steers it (instructions, a typed question)."""
+    import websockets
+
+    llm.add(Turn.say("Sideband says hello.", when=user_says("from the sideband")))
+    caller = RtcCaller(server.http_url)
+    try:
+        await caller.connect()
+        created = await caller.wait_for("session.created", 10)
+        call_id = (caller.location or "").rsplit("/", 1)[-1]
+        url = f"{server.ws_url}/v1/realtime"
+        async with websockets.connect(f"{url}?call_id=rtc_nope") as wrong:
+            assert json.loads(await wrong.recv())["error"]["code"] == "call_not_found"
+        async with websockets.connect(f"{url}?call_id={call_id}", max_size=None) as side:
+            joined = json.loads(await side.recv())
+            assert joined["type"] == "session.created"
+            assert joined["session"]["id"] == created["session"]["id"]
+            await side.send(json.dumps({"type": "session.update", "session": {
+                "type": "realtime", "instructions": "Answer from the sideband."}}))
+            await caller.wait_for("session.updated", 10)
+            await side.send(json.dumps({"type": "conversation.item.create", "item": {
+                "type": "message", "role": "user",
+                "content": [{"type": "input_text", "text": "a question from the sideband"}]}}))
+            await side.send(json.dumps({"type": "response.create",
+                                        "response": {"output_modalities": ["text"]}}))
+            while (event := json.loads(await asyncio.wait_for(side.recv(), 60)))["type"] != (
+                "response.done"
+            ):
+                pass
+            done = await caller.wait_for("response.done", 10)
+            assert event["response"]["id"] == done["response"]["id"]
+            assert event["response"]["output"][0]["content"][0]["text"] == "Sideband says hello."
+            assert llm.chat_requests[-1].messages[0]["content"] == "Answer from the sideband."
+        assert len(registry(server)) == 1  # the sideband left; the call goes on
+    finally:
+        await caller.close()
+    await eventually(lambda: len(registry(server)) == 0, 15)

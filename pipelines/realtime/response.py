@@ -100,6 +100,8 @@ class ResponseRun:
         self._prefetch: Prefetch | None = None
         self.prefetched = False
         """Whether the first LLM request was started speculatively and used."""
+        self.output_state: Literal["started", "cleared", "stopped"] | None = None
+        """Media transports: where this response's audio is in the output buffer."""
         self._step_choice: str | None = None
         """Tool choice of the LLM steps after the first (a forced choice applies once)."""
 
@@ -374,6 +376,9 @@ class ResponseRun:
                 echo.agent_audio(chunk.samples, chunk.sample_rate, now())
         else:
             queued_s = output.queued_samples / output.sample_rate
+            if self.output_state is None:
+                self.output_state = "started"
+                await self.ctx.emitter.emit("output_audio_buffer.started", response_id=self.id)
             await output.write(chunk.samples)
             if echo is not None:
                 echo.agent_audio(chunk.samples, chunk.sample_rate, now() + queued_s)
@@ -382,6 +387,18 @@ class ResponseRun:
         message.spans[-1].complete = chunk.is_sentence_end
         if self.latency and self.latency.mark("first_audio_sent", now()):
             await self.ctx.report_latency(self.latency, self.id)
+
+    async def played_out(self) -> None:
+        """Media transports: once this response's audio has all been played, send
+        ``output_audio_buffer.stopped`` (nothing if it was cleared). Safe to cancel."""
+        output = self.ctx.audio_output
+        if output is None or self.output_state != "started":
+            return
+        # The track plays the queue in real time: what is queued now is played by then.
+        await asyncio.sleep(output.queued_samples / output.sample_rate + 0.02)
+        if self.output_state == "started":
+            self.output_state = "stopped"
+            await self.ctx.emitter.emit("output_audio_buffer.stopped", response_id=self.id)
 
     def played_ms(self) -> float:
         """Audio of the current message the listener has heard (ms)."""
@@ -448,6 +465,11 @@ class ResponseRun:
             if self.ctx.audio_output is not None:
                 self.ctx.audio_output.clear()
                 self.ctx.audio_output.resume()
+                if self.output_state == "started":
+                    self.output_state = "cleared"
+                    await self.ctx.emitter.emit(
+                        "output_audio_buffer.cleared", response_id=self.id
+                    )
             if message.audio and self.ctx.conversation.get(message.id) is not None:
                 self.ctx.conversation.truncate(message.id, heard)
             await self.items.finish_message(message, "incomplete")

@@ -154,6 +154,8 @@ class RealtimeSession:
         """Out-of-band responses (``conversation: "none"``) running beside the main one."""
         self._commits: list[asyncio.Future[None]] = []
         """Manual commits whose turn is not transcribed yet."""
+        self._watchers: set[asyncio.Task[None]] = set()
+        """Tasks waiting for a response's audio to play out (media transports)."""
 
     @property
     def emitter(self) -> Emitter:
@@ -184,7 +186,14 @@ class RealtimeSession:
             self.response.cancel("client_disconnected")
         for run in list(self._side_runs):
             run.cancel("client_disconnected")
-        for task in (self._response_task, self._input_task, *self._side_runs.values()):
+        for watch in list(self._watchers):
+            watch.cancel()
+        for task in (
+            self._response_task,
+            self._input_task,
+            *self._side_runs.values(),
+            *self._watchers,
+        ):
             if task is not None and not task.done():
                 if task is self._input_task:
                     task.cancel()
@@ -318,7 +327,10 @@ class RealtimeSession:
     async def _on_output_audio_buffer_clear(self, event: Any) -> None:
         if self.response is not None:
             self.response.cancel("client_cancelled")
-            await self.emitter.emit("output_audio_buffer.cleared", response_id=self.response.id)
+            if self.ctx.audio_output is None:  # media transports: the response says it
+                await self.emitter.emit(
+                    "output_audio_buffer.cleared", response_id=self.response.id
+                )
 
     async def _on_conversation_item_create(self, event: Any) -> None:
         item = self._item_from_client(event.item, "item")
@@ -559,6 +571,10 @@ class RealtimeSession:
         if pending:
             await asyncio.wait(pending, timeout=COMMIT_WAIT_S)
         await run.run()
+        if run.output_state == "started":  # tell when the media output played it all
+            watch = asyncio.create_task(run.played_out(), name=f"played-{run.id}")
+            self._watchers.add(watch)
+            watch.add_done_callback(self._watchers.discard)
         queued, self._queued_turn = self._queued_turn, None
         if queued is not None and self.response is run:
             self._start_response(self.config, latency=queued[1])
@@ -738,6 +754,16 @@ class RealtimeSession:
         speculative, self._speculative = self._speculative, None
         if speculative is not None:
             await speculative[1].discard_prefetch()
+
+    def created_event(self) -> dict[str, Any]:
+        """A ``session.created`` event for a client joining this session (a sideband),
+        as that client may see it."""
+        event = {
+            "type": "session.created",
+            "event_id": self.emitter.ids.new("event"),
+            "session": self._session_protocol(),
+        }
+        return client_view(event, self.config.extensions) or event
 
     def _session_protocol(self) -> dict[str, Any]:
         server_tools = (

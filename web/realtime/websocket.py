@@ -37,6 +37,7 @@ from web.operations.logs import set_log_context
 from web.operations.metrics_realtime import SessionObserver
 from web.operations.observability import session_observer
 from web.realtime.client_events import handle_client_event
+from web.realtime.sideband import serve_sideband
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,10 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
     principal: Principal = getattr(websocket.state, "principal", ANONYMOUS)
     offered = websocket.scope.get("subprotocols") or []
     subprotocol = "realtime" if "realtime" in offered else None
+    call_id = websocket.query_params.get("call_id")
+    if call_id is not None:
+        await serve_sideband(websocket, call_id, principal, subprotocol)
+        return
     intent = websocket.query_params.get("intent")
     if intent not in (None, "transcription"):
         bad = Ending("invalid_intent", f"unknown intent {intent!r}; the only intent is "
