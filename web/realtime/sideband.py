@@ -17,11 +17,11 @@ import json
 import logging
 from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketState
 
 from web.access.auth import Principal
 from web.access.live_sessions import Ending, refuse_websocket
-from web.realtime.client_events import handle_client_event
+from web.realtime.client_events import read_websocket
 from web.realtime.rtc_peer import CallRegistry, RtcCall
 
 log = logging.getLogger(__name__)
@@ -65,18 +65,9 @@ async def _attached(websocket: WebSocket, call: RtcCall) -> None:
             event = await outbox.get()
             await websocket.send_text(json.dumps(event, separators=(",", ":")))
 
-    async def reader() -> None:
-        with contextlib.suppress(WebSocketDisconnect):
-            while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-                raw = message.get("text")
-                await handle_client_event(session, raw if raw is not None else message.get("bytes") or b"")
-
     tasks = [
         asyncio.create_task(writer(), name=f"sideband-writer-{call.id}"),
-        asyncio.create_task(reader(), name=f"sideband-reader-{call.id}"),
+        asyncio.create_task(read_websocket(websocket, session), name=f"sideband-reader-{call.id}"),
         asyncio.create_task(call.ended(), name=f"sideband-call-{call.id}"),
         asyncio.create_task(overflow.wait(), name=f"sideband-overflow-{call.id}"),
     ]

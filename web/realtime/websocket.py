@@ -24,7 +24,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketState
 
 from pipelines.realtime.config import apply_session_update
 from pipelines.realtime.live_meeting import MeetingSink
@@ -36,7 +36,7 @@ from web.meetings.live import meeting_sink
 from web.operations.logs import set_log_context
 from web.operations.metrics_realtime import SessionObserver
 from web.operations.observability import session_observer
-from web.realtime.client_events import handle_client_event
+from web.realtime.client_events import read_websocket
 from web.realtime.sideband import serve_sideband
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ async def _serve(
     attach(session, end)
     max_s = websocket.app.state.settings.max_session_s
     writer_task = asyncio.create_task(writer(), name=f"ws-writer-{session.id}")
-    reader_task = asyncio.create_task(_read(websocket, session), name=f"ws-reader-{session.id}")
+    reader_task = asyncio.create_task(read_websocket(websocket, session), name=f"ws-reader-{session.id}")
     log.info("realtime session %s opened (%s)", session.id, principal.name)
     ending: Ending | None = None
     try:
@@ -178,17 +178,6 @@ async def _serve(
             observer.closed()
 
 
-async def _read(websocket: WebSocket, session: RealtimeSession) -> None:
-    """Hand client messages to the session until the client disconnects."""
-    with contextlib.suppress(WebSocketDisconnect):
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            raw = message.get("text")
-            if raw is None:
-                raw = message.get("bytes") or b""
-            await handle_client_event(session, raw)
 
 
 async def _flush(
