@@ -147,3 +147,29 @@ async def test_voices_map_speed_changes_the_pace_and_bad_settings_are_refused(
         assert 0.55 < fast / normal < 0.8, (normal, fast)
     finally:
         await ws.close()
+
+
+async def test_the_idle_timeout_prompts_a_response_after_quiet_input(
+    server: ServerThread, llm: ScriptedLlmServer
+) -> None:
+    # Quiet input adds no words: the LLM's last message is the instructions.
+    llm.add(Turn.say("Are you still there?", when=lambda m: m.get("role") == "system"
+                     and "nudge a quiet caller" in str(m.get("content"))))
+    ws = await connect(server)
+    try:
+        await recv_json(ws)
+        await send(ws, {"type": "session.update", "session": {
+            "type": "realtime", "output_modalities": ["text"],
+            "instructions": "You nudge a quiet caller.", "audio": {"input": {
+                "turn_detection": {"type": "server_vad", "idle_timeout_ms": 1500}}}}})
+        assert (await until(ws, "session.updated"))[-1]["session"]["audio"]["input"][
+            "turn_detection"]["idle_timeout_ms"] == 1500
+        await append_fast(ws, np.zeros(RATE * 3, dtype=np.int16))  # 3 s of quiet
+        events = await until(ws, "response.done", 60)
+        timeout = next(e for e in events if e["type"] == "input_audio_buffer.timeout_triggered")
+        assert timeout["audio_end_ms"] - timeout["audio_start_ms"] >= 1500
+        committed = next(e for e in events if e["type"] == "input_audio_buffer.committed")
+        assert committed["item_id"] == timeout["item_id"]
+        assert events[-1]["response"]["output"][0]["content"][0]["text"] == "Are you still there?"
+    finally:
+        await ws.close()

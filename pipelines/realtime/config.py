@@ -44,6 +44,9 @@ class TurnDetection:
     type: Literal["server_vad", "semantic_vad"] = "server_vad"
     eagerness: Eagerness = "auto"
     adaptive: bool = True
+    idle_timeout_ms: int | None = None
+    """``server_vad``: after this much input audio (ms) with neither speech nor a
+    response, the input is committed and a response created (``timeout_triggered``)."""
 
     def to_protocol(self) -> dict[str, Any]:
         if self.type == "semantic_vad":
@@ -60,7 +63,7 @@ class TurnDetection:
             "silence_duration_ms": self.silence_duration_ms,
             "create_response": self.create_response,
             "interrupt_response": self.interrupt_response,
-            "idle_timeout_ms": None,
+            "idle_timeout_ms": self.idle_timeout_ms,
         }
 
 
@@ -377,6 +380,7 @@ def _turn_detection(current: TurnDetection | None, td: Any) -> TurnDetection | N
             base,
             type="semantic_vad",
             eagerness=eagerness,
+            idle_timeout_ms=None,
             create_response=td.create_response if td.create_response is not None else True,
             interrupt_response=td.interrupt_response if td.interrupt_response is not None else True,
         )
@@ -387,10 +391,16 @@ def _turn_detection(current: TurnDetection | None, td: Any) -> TurnDetection | N
         "silence_duration_ms",
         "create_response",
         "interrupt_response",
+        "idle_timeout_ms",
     ):
-        value = getattr(td, name)
+        value = getattr(td, name, None)
         if value is not None:
             values[name] = value
+    if "idle_timeout_ms" in values and not 1000 <= values["idle_timeout_ms"] <= 120000:
+        raise ProtocolError(
+            "idle_timeout_ms must be in [1000, 120000]",
+            param="session.audio.input.turn_detection.idle_timeout_ms",
+        )
     if "threshold" in values and not 0.0 <= values["threshold"] <= 1.0:
         raise ProtocolError(
             "threshold must be in [0, 1]", param="session.audio.input.turn_detection.threshold"

@@ -108,6 +108,13 @@ class TurnListener(Protocol):
     def turn_dropped(self) -> None:
         """A deferred turn was a cough or a backchannel: the reply carries on."""
 
+    @property
+    def responding(self) -> bool:
+        """Whether a response is running (the idle timeout waits while one does)."""
+
+    async def idle_turn(self, item: Item) -> None:
+        """The idle timeout committed the quiet input as ``item``: answer it."""
+
 
 class InputAudio:
     """Owns the input buffer, VAD and streaming recognizer of one session."""
@@ -162,6 +169,9 @@ class InputAudio:
         self.segments: list[LiveSegment] = []
         """User turns transcribed while recording, with their live speaker labels."""
         self._recording_start_ms = 0.0
+        self._idle_from_ms: float | None = 0.0
+        """Input position (ms) since which neither speech nor a response happened;
+        None once the idle timeout fired (until the next turn or response)."""
 
     def _new_recognizer(self) -> StreamingRecognizer:
         """A recogniser per utterance, so a committed turn's final transcription goes on
@@ -248,6 +258,7 @@ class InputAudio:
         elif not voiced:
             self._listener.voice_activity(False)
         in_turn = self._item_id is not None
+        await self._check_idle(td)
         for event in events:
             if isinstance(event, SpeechStarted):
                 await self._speech_started(event.start_ms + self._vad_offset_ms, td)
@@ -278,6 +289,43 @@ class InputAudio:
                 await self._maybe_end_pause(vad)
         else:
             self._trim_buffer(td.prefix_padding_ms + self.ctx.options.vad_min_speech_ms + 500)
+
+    async def _check_idle(self, td: TurnDetection) -> None:
+        """``idle_timeout_ms``: commit the quiet input and have it answered once the
+        user has said nothing for that long (input audio time) since the last turn
+        or response."""
+        if self._item_id is not None or self._listener.responding:
+            self._idle_from_ms = self._position_ms
+            return
+        if td.type != "server_vad" or td.idle_timeout_ms is None or self._idle_from_ms is None:
+            return
+        if self._position_ms - self._idle_from_ms < td.idle_timeout_ms:
+            return
+        start_ms, self._idle_from_ms = self._idle_from_ms, None
+        item_id = self.ctx.emitter.ids.new("item")
+        await self.ctx.emitter.emit(
+            "input_audio_buffer.timeout_triggered",
+            audio_start_ms=int(start_ms),
+            audio_end_ms=int(self._position_ms),
+            item_id=item_id,
+        )
+        item = Item(id=item_id, type="message", role="user", audio=True, status="completed")
+        item.start_ms, item.end_ms = start_ms, self._position_ms
+        previous = self.ctx.conversation.add(item)
+        await self.ctx.emitter.emit(
+            "input_audio_buffer.committed", item_id=item_id, previous_item_id=previous
+        )
+        await self.ctx.emitter.item_added(item, previous)
+        await self.ctx.emitter.emit(  # quiet audio: nothing to transcribe
+            "conversation.item.input_audio_transcription.completed",
+            item_id=item_id,
+            content_index=0,
+            transcript="",
+            usage={"type": "duration", "seconds": round((self._position_ms - start_ms) / 1000, 3)},
+        )
+        await self.ctx.emitter.item_done(item, previous)
+        self._window.clear(self._position_ms)
+        await self._listener.idle_turn(item)
 
     def _to_16k(self, samples: np.ndarray, rate: int) -> np.ndarray:
         if rate == RATE:

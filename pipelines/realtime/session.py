@@ -702,6 +702,12 @@ class RealtimeSession:
             if self.response is not None:
                 self.response.release()
 
+    async def idle_turn(self, item: Item) -> None:
+        td = self.config.turn_detection
+        if self.config.type == "realtime" and td is not None and td.create_response:
+            if not self._response_active():
+                self._start_response(self.config)
+
     async def user_turn(self, item: Item, latency: TurnLatency | None) -> None:
         td = self.config.turn_detection
         words = item.text.strip()
