@@ -704,9 +704,13 @@ class RealtimeSession:
 
     async def idle_turn(self, item: Item) -> None:
         td = self.config.turn_detection
-        if self.config.type == "realtime" and td is not None and td.create_response:
-            if not self._response_active():
-                self._start_response(self.config)
+        if (
+            self.config.type == "realtime"
+            and td is not None
+            and td.create_response
+            and not self._response_active()
+        ):
+            self._start_response(self.config)
 
     async def user_turn(self, item: Item, latency: TurnLatency | None) -> None:
         td = self.config.turn_detection
