@@ -39,3 +39,24 @@ async def test_every_realtime_socket_is_checked(server: ServerThread) -> None:
         finally:
             strict_events.SERVER_EVENT = before
             strict_events.violations.clear()
+
+
+def test_the_protocol_document_names_every_event_of_the_sdk() -> None:
+    """docs/realtime-protocol.md has a row for each client and server event type."""
+    import re
+    import typing
+    from pathlib import Path
+
+    from openai.types.realtime import RealtimeClientEvent, RealtimeServerEvent
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "realtime-protocol.md").read_text()
+    rows = "\n".join(line for line in doc.splitlines() if line.startswith("| `"))
+    missing = []
+    for union in (RealtimeClientEvent, RealtimeServerEvent):
+        for model in typing.get_args(typing.get_args(union)[0]):
+            kind = typing.get_args(model.model_fields["type"].annotation)[0]
+            prefix, _, last = kind.rpartition(".")
+            grouped = rf"`{re.escape(prefix)}\.\w+`( / `\.\w+`)* / `\.{last}`"  # `a.x` / `.y`
+            if f"`{kind}`" not in rows and not re.search(grouped, rows):
+                missing.append(kind)
+    assert not missing, missing
