@@ -31,6 +31,7 @@ from web.app import create_app
 from web.realtime import rtc_peer
 from web.realtime.rtc_peer import CallRegistry
 from web.realtime.rtc_tracks import AgentAudioTrack, pump_input, to_mono_int16
+from web.realtime.webrtc import parse_session
 
 WEATHER = "azure-speech-sdk/whatstheweatherlike.wav"
 INTERRUPTION = "lhotse/2412-153948-0000.wav"
@@ -154,6 +155,11 @@ async def test_openai_sdk_calls_create_gets_an_answer_and_applies_the_session(
         )
         updated = await caller.wait_for("session.updated", 5)
         assert updated["session"]["instructions"] == "x"
+        # A call can become a transcription session (or start as one: the offer's session).
+        caller.send({"type": "session.update", "session": {"type": "transcription"}})
+        updated = await caller.wait_for("session.updated", 5, count=2)
+        assert updated["session"]["type"] == "transcription"
+        assert parse_session('{"type": "transcription"}').type == "transcription"
     finally:
         await caller.close()
 

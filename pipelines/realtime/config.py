@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from openai.types.realtime import RealtimeSessionCreateRequest
+from openai.types.realtime import (
+    RealtimeSessionCreateRequest,
+    RealtimeTranscriptionSessionCreateRequest,
+)
 from pydantic import ValidationError
 
 from pipelines.realtime.extensions import parse_extensions
@@ -191,15 +194,25 @@ class SessionConfig:
         }
 
 
-def session_request(data: Any) -> RealtimeSessionCreateRequest:
+SessionRequest = RealtimeSessionCreateRequest | RealtimeTranscriptionSessionCreateRequest
+"""A session config as the SDK's models read it (``session.type`` picks the model)."""
+
+
+def session_request(data: Any) -> SessionRequest:
     """A session config sent outside ``session.update`` (a WebRTC offer's ``session`` part,
-    a client secret request), validated as the SDK's create request; ``type`` defaults
-    to ``realtime``. Raises :class:`ProtocolError` naming the first invalid field."""
+    a client secret request), validated as the SDK's create request of its ``type``
+    (``realtime``, the default, or ``transcription``). Raises :class:`ProtocolError`
+    naming the first invalid field."""
     if not isinstance(data, dict):
         raise ProtocolError("the session must be a JSON object", param="session")
     data = {"type": "realtime", **data}
+    model = (
+        RealtimeTranscriptionSessionCreateRequest
+        if data["type"] == "transcription"
+        else RealtimeSessionCreateRequest
+    )
     try:
-        return RealtimeSessionCreateRequest.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

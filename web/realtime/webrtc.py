@@ -14,14 +14,13 @@ import json
 import logging
 from typing import Any
 
-from openai.types.realtime import RealtimeSessionCreateRequest
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from pipelines.realtime.config import apply_session_update, session_request
+from pipelines.realtime.config import SessionRequest, apply_session_update, session_request
 from pipelines.realtime.emitter import Send
 from pipelines.realtime.protocol import ProtocolError
 from pipelines.realtime.session import RealtimeSession
@@ -130,7 +129,7 @@ async def hang_up(request: Request) -> Response:
     return JSONResponse({"id": call_id, "status": "closed"})
 
 
-async def read_offer(request: Request) -> tuple[str, RealtimeSessionCreateRequest | None]:
+async def read_offer(request: Request) -> tuple[str, SessionRequest | None]:
     """The offer SDP and, if sent, the session config. Raises :class:`OfferError`, and
     :class:`ApiError` 413 as soon as the body (declared or chunked) passes
     :data:`MAX_BODY_BYTES`."""
@@ -169,7 +168,7 @@ def check_sdp(sdp: str) -> None:
         raise OfferError("the SDP offer has no audio section (m=audio)")
 
 
-def parse_session(raw: str) -> RealtimeSessionCreateRequest:
+def parse_session(raw: str) -> SessionRequest:
     """The ``session`` part as a session config; raises :class:`ProtocolError`."""
     try:
         data: Any = json.loads(raw)
