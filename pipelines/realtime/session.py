@@ -29,6 +29,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from pipelines.clock import Clock, MonotonicClock
+from pipelines.realtime.client_items import client_audio, decode_audio, item_from_client
 from pipelines.realtime.config import (
     SessionConfig,
     apply_session_update,
@@ -47,7 +48,6 @@ from pipelines.realtime.protocol import Ids, ProtocolError, parse_client_event
 from pipelines.realtime.response import ResponseRun
 from pipelines.realtime.speakers import SessionSpeakers, SpeakerOptions
 from pipelines.realtime.voices import check_voice
-from voice.audio.g711 import alaw_decode, ulaw_decode
 from voice.diarize.base import SpeakerEmbedder
 from voice.llm import ChatClient, ToolRegistry
 from voice.stt import Transcriber
@@ -84,7 +84,6 @@ COMMIT_WAIT_S = 30.0
 """A ``response.create`` right after a manual commit waits at most this long (s) for the
 committed turn's transcription (push-to-talk), then answers with what is there."""
 
-_CONTAINER_MAGIC = (b"RIFF", b"OggS", b"fLaC", b"ID3", b"\x1aE\xdf\xa3", b"\xff\xfb", b"\xff\xf3")
 
 
 class RealtimeSession:
@@ -295,25 +294,7 @@ class RealtimeSession:
         await self.input.put(Audio(samples, sample_rate, self.ctx.clock.now()))
 
     def _decode_audio(self, data: bytes) -> np.ndarray:
-        fmt = self.config.input_format
-        if data.startswith(_CONTAINER_MAGIC):
-            raise ProtocolError(
-                f"audio looks like an encoded file; this session expects raw {fmt} "
-                f"at {self.config.input_rate} Hz (set it with session.update)",
-                code="invalid_audio_format",
-                param="audio",
-            )
-        if fmt == "audio/pcmu":
-            return ulaw_decode(data)
-        if fmt == "audio/pcma":
-            return alaw_decode(data)
-        if len(data) % 2:
-            raise ProtocolError(
-                "audio/pcm must be 16-bit samples: an odd number of bytes was sent",
-                code="invalid_audio_format",
-                param="audio",
-            )
-        return np.frombuffer(data, dtype="<i2").astype(np.int16)
+        return decode_audio(data, self.config.input_format, self.config.input_rate)
 
     async def _on_input_audio_buffer_commit(self, event: Any) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -361,28 +342,7 @@ class RealtimeSession:
         task.add_done_callback(lambda _: settle(done))
 
     def _client_audio(self, data: Any, param: str) -> np.ndarray | None:
-        """The ``input_audio`` of a client item (base64 in the session's input format)
-        as int16 samples at the input rate; None when it carries none."""
-        chunks = []
-        for index, part in enumerate(getattr(data, "content", None) or []):
-            if part.type == "input_audio" and part.audio and not part.transcript:
-                try:
-                    raw = base64.b64decode(part.audio, validate=True)
-                except (binascii.Error, ValueError):
-                    raise ProtocolError(
-                        "audio is not valid base64", param=f"{param}.content[{index}].audio"
-                    ) from None
-                chunks.append(self._decode_audio(raw))
-        if not chunks:
-            return None
-        audio = np.concatenate(chunks)
-        if len(audio) < self.config.input_rate // 10:
-            raise ProtocolError(
-                "input audio must be at least 100 ms long",
-                code="invalid_audio_format",
-                param=f"{param}.content",
-            )
-        return audio
+        return client_audio(data, param, self.config.input_format, self.config.input_rate)
 
     def _item_from_client(self, data: Any, param: str, *, fresh: bool = True) -> Item:
         """A conversation item a client sent (``param`` names it in errors); ``fresh``:
@@ -392,31 +352,7 @@ class RealtimeSession:
             raise ProtocolError(
                 f"item {item_id!r} already exists", code="item_exists", param=f"{param}.id"
             )
-        if data.type == "function_call_output":
-            return Item(
-                id=item_id, type="function_call_output", call_id=data.call_id, output=data.output
-            )
-        if data.type == "function_call":
-            return Item(
-                id=item_id,
-                type="function_call",
-                call_id=data.call_id or item_id,
-                name=data.name,
-                arguments=data.arguments,
-            )
-        if data.type != "message":
-            raise ProtocolError(
-                f"item type {data.type!r} is not supported", param=f"{param}.type"
-            )
-        texts = []
-        for part in data.content or []:
-            if part.type in ("input_text", "output_text", "text", None) and part.text:
-                texts.append(part.text)
-            elif part.type in ("input_audio", "output_audio") and (part.transcript or part.text):
-                texts.append(part.transcript or part.text or "")
-            elif part.type == "input_image":
-                raise ProtocolError("image input is not supported", param=f"{param}.content")
-        return Item(id=item_id, type="message", role=data.role, text=" ".join(texts))
+        return item_from_client(data, item_id, param)
 
     async def _on_conversation_item_retrieve(self, event: Any) -> None:
         item = self._require_item(event.item_id)
