@@ -53,7 +53,8 @@ async def conversation(url: str, turns: int, speakers: bool) -> dict[str, Any]:
     v2v: list[float] = []
     async with websockets.connect(f"{url}/v1/realtime", max_size=None) as ws:
         await ws.send(json.dumps({"type": "session.update", "session": {
-            "type": "realtime", "speakers": {"enabled": speakers}}}))
+            "type": "realtime", "speakers": {"enabled": speakers},
+            "voice_extensions": ["latency", "speakers"]}}))
         for turn in range(turns):
             clip = clips[turn % len(clips)]
             started = await send_clip(ws, clip)

@@ -82,7 +82,7 @@ async def send_clip(ws: Any, clip: Clip) -> float:
 
 async def one_client(url: str, turns: int, stats: ClientStats, questions: list[Clip], interruption: Clip, barge_in: bool) -> None:
     async with websockets.connect(f"{url}/v1/realtime", max_size=None) as ws:
-        await ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime", "instructions": INSTRUCTIONS}}))
+        await ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime", "instructions": INSTRUCTIONS, "voice_extensions": ["latency"]}}))
         inbox: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
 
         async def reader() -> None:

@@ -84,7 +84,8 @@ async def one_call(url: str, question: Clip, interruption: Clip, figures: Figure
         caller.send(
             {
                 "type": "session.update",
-                "session": {"type": "realtime", "instructions": INSTRUCTIONS},
+                "session": {"type": "realtime", "instructions": INSTRUCTIONS,
+                            "voice_extensions": ["latency"]},
             }
         )
         played = caller.mic.play(question.pcm)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from voice.llm import ChatClient, LlmOptions
 from voice.llm.embedded import EmbeddedLlamaServer, resolve_gguf
@@ -39,6 +40,8 @@ async def start_llm(
         await embedded.start()
         base_url, max_concurrent = embedded.base_url, 1
     options = LlmOptions.from_settings(settings, base_url=base_url, max_concurrent=max_concurrent)
+    if embedded is not None:  # llama.cpp's grammar forces a call only for a named function
+        options = replace(options, named_tool_choice_only=True)
     return ChatClient(options), embedded
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from pipelines.services import Services
+from tests import strict_events
 from tests.api_helpers import module_services
 from tests.fakes.llm_script import Turn
 from tests.fakes.scripted_llm import ScriptedLlmServer
@@ -39,6 +40,25 @@ def load_clip(relative: str) -> np.ndarray:
 def reference_text(relative_wav: str) -> str:
     """The ``<stem>.txt`` reference transcript beside a clip."""
     return data_path(relative_wav).with_suffix(".txt").read_text().strip()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def strict_clients() -> Iterator[None]:
+    """Route every realtime WebSocket client's messages through :mod:`tests.strict_events`
+    (for the whole run, so module fixtures' clients are checked too)."""
+    with pytest.MonkeyPatch.context() as patch:
+        strict_events.install(patch)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def strict_server_events(strict_clients: None) -> Iterator[None]:
+    """Every realtime server event a test receives must validate strictly against the
+    ``openai`` SDK (see :mod:`tests.strict_events`); the test fails on the first that does not."""
+    yield
+    found, strict_events.violations[:] = list(strict_events.violations), []
+    if found:
+        pytest.fail("non-conforming server event: " + found[0], pytrace=False)
 
 
 @pytest.fixture(scope="session")

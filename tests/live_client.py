@@ -90,10 +90,16 @@ def data_url(relative: str) -> str:
     return "data:audio/mpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+EXTENSIONS = ["speakers", "echo", "partials", "latency"]
+"""The protocol extensions these live tests read (speaker labels, echo marks...)."""
+
+
 def transcribe_only(**extra: Any) -> dict[str, Any]:
-    """A ``session.update`` for live transcription: no agent replies, no interruptions."""
+    """A ``session.update`` for live transcription: no agent replies, no interruptions,
+    with the extensions this client reads (:data:`EXTENSIONS`)."""
     session: dict[str, Any] = {
         "type": "realtime",
+        "voice_extensions": EXTENSIONS,
         "audio": {
             "input": {
                 "turn_detection": {

@@ -27,6 +27,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
+from tests import strict_events
 from tests.conftest import load_clip
 from voice.audio.resample import resample
 from web.realtime.rtc_ice import ice_configuration, use_host_addresses
@@ -134,6 +135,8 @@ class RtcCaller:
         self.pc.on("track", self._on_track)
         self._reader: asyncio.Task[None] | None = None
         self._new_event = asyncio.Event()
+        self._extensions = False
+        """The caller asked for extensions (``session.voice_extensions``)."""
 
     async def offer(self) -> str:
         """Create the offer (all candidates gathered) and return its SDP."""
@@ -166,12 +169,16 @@ class RtcCaller:
         await self.pc.close()
 
     def send(self, event: dict[str, Any]) -> None:
-        self.channel.send(json.dumps(event))
+        raw = json.dumps(event)
+        self._extensions = self._extensions or strict_events.opts_in(raw)
+        self.channel.send(raw)
 
     # --- events ------------------------------------------------------------------
     def _on_message(self, message: str | bytes) -> None:
-        self.events.append((time.monotonic(), json.loads(message)))
+        event = json.loads(message)
+        self.events.append((time.monotonic(), event))
         self._new_event.set()
+        strict_events.check(event, extensions=self._extensions)  # recorded: fails the test
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [e for _, e in self.events if e["type"] == kind]

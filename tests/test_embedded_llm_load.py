@@ -9,6 +9,7 @@ and most concurrent responses failed with "the stream ended without a finish rea
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -113,3 +114,31 @@ async def test_four_sessions_at_once_all_complete(embedded_server: ServerThread)
     async with httpx.AsyncClient(timeout=30) as http:
         metrics = (await http.get(f"{embedded_server.http_url}/metrics")).text
     assert failed_responses(metrics) == 0
+
+
+async def test_a_required_tool_call_on_the_embedded_defaults(embedded_server: ServerThread) -> None:
+    """A named ``tool_choice`` on the embedded LLM: the client's tool is called with
+    valid arguments (llama.cpp's grammar), and the client's answer closes the round
+    trip (``required`` itself is tested on the model in tests/test_llm.py)."""
+    tool = {"type": "function", "name": "lookup_order", "description": "Find an order by id.",
+            "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}},
+                           "required": ["order_id"]}}
+    async with sdk(embedded_server).realtime.connect(model="voice-agent") as conn:
+        assert (await conn.recv()).type == "session.created"
+        await conn.session.update(session={"type": "realtime", "output_modalities": ["text"],
+                                           "tools": [tool],
+                                           "tool_choice": {"type": "function",
+                                                           "name": "lookup_order"}})
+        await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "Where is my order A17?"}]})
+        await conn.response.create()
+        done = (await events_until(conn, "response.done", timeout_s=240))[-1].response
+        calls = [o for o in done.output or [] if o.type == "function_call"]
+        assert [c.name for c in calls] == ["lookup_order"], done
+        assert isinstance(json.loads(calls[0].arguments or "")["order_id"], str)
+        await conn.conversation.item.create(item={
+            "type": "function_call_output", "call_id": calls[0].call_id or "",
+            "output": '{"status": "shipped"}'})
+        await conn.response.create(response={"tool_choice": "none"})
+        after = (await events_until(conn, "response.done", timeout_s=240))[-1].response
+    assert after.status == "completed" and after.output and after.output[0].type == "message"

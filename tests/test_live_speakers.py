@@ -27,7 +27,15 @@ from pipelines.realtime.speakers import VoicePart, split_by_voice
 from tests.conftest import data_path, load_clip
 from tests.fakes.llm_script import Turn, user_says
 from tests.fakes.scripted_llm import ScriptedLlmServer
-from tests.live_client import LiveRun, data_url, pcm24k, send_pcm, stream_live, transcribe_only
+from tests.live_client import (
+    EXTENSIONS,
+    LiveRun,
+    data_url,
+    pcm24k,
+    send_pcm,
+    stream_live,
+    transcribe_only,
+)
 from tests.scoring import cp_wer, der_of_turns
 from tests.servers import ServerThread
 from voice.diarize.online import SpeakerProfiles
@@ -285,9 +293,15 @@ def excerpt(relative: str, start_s: float, end_s: float) -> np.ndarray:
 
 
 async def connect(server: ServerThread) -> Any:
+    """A session that asked for the extensions these tests read (speaker labels, echo)."""
     import websockets
 
-    return await websockets.connect(f"{server.ws_url}/v1/realtime?model=x", max_size=None)
+    ws = await websockets.connect(f"{server.ws_url}/v1/realtime?model=x", max_size=None)
+    await ws.send(json.dumps({"type": "session.update", "session": {
+        "type": "realtime", "voice_extensions": EXTENSIONS}}))
+    while json.loads(await ws.recv())["type"] != "session.updated":
+        pass
+    return ws
 
 
 async def ask_for_long_reply(ws: Any, words: str) -> None:

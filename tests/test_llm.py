@@ -11,6 +11,8 @@ import os
 import re
 import socket
 import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +43,7 @@ from voice.llm import (
     registry_from_names,
     resolve_gguf,
 )
+from voice.llm.forced_call import adapt, read_call
 from voice.settings import load_settings
 
 USER = [{"role": "user", "content": "What is the weather like in Paris today?"}]
@@ -548,6 +551,17 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+TWO_TOOLS = [
+    {"type": "function", "function": {
+        "name": "get_weather", "description": "The weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"]}}},
+    {"type": "function", "function": {
+        "name": "get_time", "description": "The time now.",
+        "parameters": {"type": "object", "properties": {}}}},
+]
+
+
 async def test_embedded_llama_server_streams_a_reply(capsys: pytest.CaptureFixture[str]) -> None:
     # One thread: on a busy 2-core machine, two llama.cpp threads that wait on each
     # other at every token slow generation down tenfold.
@@ -572,8 +586,26 @@ async def test_embedded_llama_server_streams_a_reply(capsys: pytest.CaptureFixtu
                 events.append(event)
                 if isinstance(event, TextDelta):
                     stamps.append(time.monotonic())
+        # tool_choice "required" and a named function: llama.cpp's grammar makes the
+        # tiny model produce a valid call of a declared tool, not prose.
+        forced = replace(opts, named_tool_choice_only=True, max_tokens=64)
+        ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+        calls: dict[str, list[LlmEvent]] = {}
+        async with ChatClient(forced) as client:
+            for choice in ("required", {"type": "function", "function": {"name": "get_time"}}):
+                key = choice if isinstance(choice, str) else "named"
+                calls[key] = [e async for e in client.stream(ask, tools=TWO_TOOLS,
+                                                             tool_choice=choice)]
     finally:
         await server.stop()
+    for key, got in calls.items():
+        call = next(e for e in got if isinstance(e, ToolCallRequest))
+        assert call.name in {"get_weather", "get_time"}, (key, got)
+        arguments = json.loads(call.arguments)
+        if call.name == "get_weather":
+            assert isinstance(arguments["city"], str), (key, arguments)
+        assert isinstance(got[-1], Completion) and got[-1].finish_reason == "tool_calls"
+    assert next(e for e in calls["named"] if isinstance(e, ToolCallRequest)).name == "get_time"
     assert text_of(events).strip(), events
     completion = events[-1]
     assert isinstance(completion, Completion) and completion.finish_reason in ("stop", "length")
@@ -586,3 +618,27 @@ async def test_embedded_llama_server_streams_a_reply(capsys: pytest.CaptureFixtu
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert port_is_free(port)
+
+
+async def test_a_forced_call_is_rewritten_for_a_named_only_endpoint() -> None:
+    one = TWO_TOOLS[:1]
+    assert adapt(one, "required") == (
+        {"type": "function", "function": {"name": "get_weather"}}, None)
+    assert adapt(TWO_TOOLS, "auto") == ("auto", None)
+    choice, forced = adapt(TWO_TOOLS, "required")
+    assert choice == "none" and forced is not None
+    options = forced.response_format()["schema"]["anyOf"]
+    assert [o["properties"]["name"]["const"] for o in options] == ["get_weather", "get_time"]
+
+    async def reply(*texts: str) -> AsyncIterator[LlmEvent]:
+        for text in texts:
+            yield TextDelta(text)
+        yield Completion("stop", 10, 5)
+
+    names = {"get_weather", "get_time"}
+    got = [e async for e in read_call(reply('{"name": "get_time", ', '"arguments": {}}'), names)]
+    assert isinstance(got[0], ToolCallRequest) and got[0].name == "get_time"
+    assert got[0].arguments == "{}" and got[1] == Completion("tool_calls", 10, 5)
+    for bad in ('{"name": "rm_rf", "arguments": {}}', "Sure! The weather is"):
+        with pytest.raises(LlmError, match="forced tool call"):
+            [e async for e in read_call(reply(bad), names)]

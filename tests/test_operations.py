@@ -126,8 +126,9 @@ def test_metrics_count_a_real_turn_its_latencies_and_the_barge_in(voice_turn: Tu
     assert grew("voice_realtime_responses_total", status="cancelled") == 1
     assert grew("voice_realtime_voice_to_voice_seconds_count") == 1
     v2v = grew("voice_realtime_voice_to_voice_seconds_sum")
-    latency = next(e for e in voice_turn.events if e.type == "voice.latency").latency_ms
-    assert v2v == pytest.approx(latency["first_audio_sent"] / 1000, abs=0.01)
+    # Metrics read the latency waterfall though this client did not ask for the event.
+    assert not [e for e in voice_turn.events if e.type == "voice.latency"]
+    assert 0 < v2v < 10
     for stage in ("stt_final", "llm_first_token", "tts_first_audio", "first_audio_sent"):
         assert grew("voice_realtime_turn_latency_seconds_count", stage=stage) == 1, stage
     assert grew("voice_realtime_barge_in_stop_seconds_count") == 1

@@ -31,6 +31,7 @@ from web.app import create_app
 from web.realtime import rtc_peer
 from web.realtime.rtc_peer import CallRegistry
 from web.realtime.rtc_tracks import AgentAudioTrack, pump_input, to_mono_int16
+from web.realtime.webrtc import parse_session
 
 WEATHER = "azure-speech-sdk/whatstheweatherlike.wav"
 INTERRUPTION = "lhotse/2412-153948-0000.wav"
@@ -68,6 +69,9 @@ async def test_caller_speaks_and_hears_a_spoken_answer(
         assert caller.location and caller.location.startswith("/v1/realtime/calls/rtc_")
         created = await caller.wait_for("session.created", 10)
         assert created["session"]["type"] == "realtime"
+        caller.send({"type": "session.update",
+                     "session": {"type": "realtime", "voice_extensions": ["latency"]}})
+        await caller.wait_for("session.updated", 10)
         clip = caller.mic.play(clip48k(WEATHER))
         done = await caller.wait_for("response.done", 40)
         assert clip.started_at is not None
@@ -87,6 +91,11 @@ async def test_caller_speaks_and_hears_a_spoken_answer(
         assert first_voice > speech_end
         latency = caller.of_type("voice.latency")[0]["latency_ms"]
         assert latency["first_audio_sent"] is not None
+        # The output buffer's life on WebRTC: started with the reply, stopped once played.
+        started = caller.of_type("output_audio_buffer.started")
+        assert [e["response_id"] for e in started] == [done["response"]["id"]]
+        stopped = await caller.wait_for("output_audio_buffer.stopped", 20)
+        assert stopped["response_id"] == done["response"]["id"]
         assert "weather" in llm.chat_requests[-1].messages[-1]["content"].lower()
     finally:
         await caller.close()
@@ -146,6 +155,11 @@ async def test_openai_sdk_calls_create_gets_an_answer_and_applies_the_session(
         )
         updated = await caller.wait_for("session.updated", 5)
         assert updated["session"]["instructions"] == "x"
+        # A call can become a transcription session (or start as one: the offer's session).
+        caller.send({"type": "session.update", "session": {"type": "transcription"}})
+        updated = await caller.wait_for("session.updated", 5, count=2)
+        assert updated["session"]["type"] == "transcription"
+        assert parse_session('{"type": "transcription"}').type == "transcription"
     finally:
         await caller.close()
 
@@ -297,3 +311,45 @@ async def test_agent_track_paces_queued_audio_and_falls_silent_on_clear() -> Non
     elapsed = time.monotonic() - started
     assert elapsed >= 0.075  # 5 frames = 4 waits of 20 ms: real-time pace, never faster
     assert queue.played_samples() == 2 * 960
+
+
+async def test_a_sideband_websocket_joins_the_call_session(
+    server: ServerThread, llm: ScriptedLlmServer
+) -> None:
+    """``/v1/realtime?call_id=…``: the caller's own server joins the call's session,
+    sees its events, and steers it (instructions, a typed question)."""
+    import websockets
+
+    llm.add(Turn.say("Sideband says hello.", when=user_says("from the sideband")))
+    caller = RtcCaller(server.http_url)
+    try:
+        await caller.connect()
+        created = await caller.wait_for("session.created", 10)
+        call_id = (caller.location or "").rsplit("/", 1)[-1]
+        url = f"{server.ws_url}/v1/realtime"
+        async with websockets.connect(f"{url}?call_id=rtc_nope") as wrong:
+            assert json.loads(await wrong.recv())["error"]["code"] == "call_not_found"
+        async with websockets.connect(f"{url}?call_id={call_id}", max_size=None) as side:
+            joined = json.loads(await side.recv())
+            assert joined["type"] == "session.created"
+            assert joined["session"]["id"] == created["session"]["id"]
+            await side.send(json.dumps({"type": "session.update", "session": {
+                "type": "realtime", "instructions": "Answer from the sideband."}}))
+            await caller.wait_for("session.updated", 10)
+            await side.send(json.dumps({"type": "conversation.item.create", "item": {
+                "type": "message", "role": "user",
+                "content": [{"type": "input_text", "text": "a question from the sideband"}]}}))
+            await side.send(json.dumps({"type": "response.create",
+                                        "response": {"output_modalities": ["text"]}}))
+            while (event := json.loads(await asyncio.wait_for(side.recv(), 60)))["type"] != (
+                "response.done"
+            ):
+                pass
+            done = await caller.wait_for("response.done", 10)
+            assert event["response"]["id"] == done["response"]["id"]
+            assert event["response"]["output"][0]["content"][0]["text"] == "Sideband says hello."
+            assert llm.chat_requests[-1].messages[0]["content"] == "Answer from the sideband."
+        assert len(registry(server)) == 1  # the sideband left; the call goes on
+    finally:
+        await caller.close()
+    await eventually(lambda: len(registry(server)) == 0, 15)

@@ -9,9 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from openai.types.realtime import RealtimeSessionCreateRequest
+from openai.types.realtime import (
+    RealtimeSessionCreateRequest,
+    RealtimeTranscriptionSessionCreateRequest,
+)
 from pydantic import ValidationError
 
+from pipelines.realtime.extensions import parse_extensions
 from pipelines.realtime.protocol import ProtocolError
 
 AudioFormat = Literal["audio/pcm", "audio/pcmu", "audio/pcma"]
@@ -43,6 +47,9 @@ class TurnDetection:
     type: Literal["server_vad", "semantic_vad"] = "server_vad"
     eagerness: Eagerness = "auto"
     adaptive: bool = True
+    idle_timeout_ms: int | None = None
+    """``server_vad``: after this much input audio (ms) with neither speech nor a
+    response, the input is committed and a response created (``timeout_triggered``)."""
 
     def to_protocol(self) -> dict[str, Any]:
         if self.type == "semantic_vad":
@@ -59,7 +66,7 @@ class TurnDetection:
             "silence_duration_ms": self.silence_duration_ms,
             "create_response": self.create_response,
             "interrupt_response": self.interrupt_response,
-            "idle_timeout_ms": None,
+            "idle_timeout_ms": self.idle_timeout_ms,
         }
 
 
@@ -104,6 +111,8 @@ class SessionConfig:
     """What a realtime session does; every field has a protocol counterpart."""
 
     instructions: str
+    type: Literal["realtime", "transcription"] = "realtime"
+    """``transcription``: input is transcribed, no response is ever created."""
     model: str = "voice-agent"
     voice: str = "joe"
     speed: float = 1.0
@@ -120,6 +129,8 @@ class SessionConfig:
     max_output_tokens: int | None = None
     speakers: SpeakerConfig = field(default_factory=SpeakerConfig)
     meeting: MeetingConfig = field(default_factory=MeetingConfig)
+    extensions: frozenset[str] = frozenset()
+    """Opt-in protocol extensions (``session.voice_extensions``); none by default."""
 
     @property
     def input_rate(self) -> int:
@@ -131,6 +142,25 @@ class SessionConfig:
 
     def to_protocol(self, session_id: str, server_tools: list[dict[str, Any]]) -> dict[str, Any]:
         """The ``session`` object of ``session.created`` / ``session.updated``."""
+        audio_input = {
+            "format": _format_protocol(self.input_format),
+            "transcription": {
+                "model": "whisper",
+                "language": self.transcription_language,
+                "prompt": self.transcription_prompt,
+            },
+            "noise_reduction": None,
+            "turn_detection": self.turn_detection.to_protocol() if self.turn_detection else None,
+        }
+        if self.type == "transcription":
+            return {
+                "type": "transcription",
+                "object": "realtime.transcription_session",
+                "id": session_id,
+                "audio": {"input": audio_input},
+                "include": None,
+                **self._extension_fields(),
+            }
         return {
             "type": "realtime",
             "object": "realtime.session",
@@ -139,18 +169,7 @@ class SessionConfig:
             "output_modalities": list(self.output_modalities),
             "instructions": self.instructions,
             "audio": {
-                "input": {
-                    "format": _format_protocol(self.input_format),
-                    "transcription": {
-                        "model": "whisper",
-                        "language": self.transcription_language,
-                        "prompt": self.transcription_prompt,
-                    },
-                    "noise_reduction": None,
-                    "turn_detection": self.turn_detection.to_protocol()
-                    if self.turn_detection
-                    else None,
-                },
+                "input": audio_input,
                 "output": {
                     "format": _format_protocol(self.output_format),
                     "voice": self.voice,
@@ -162,21 +181,38 @@ class SessionConfig:
             "max_output_tokens": self.max_output_tokens
             if self.max_output_tokens is not None
             else "inf",
+            **self._extension_fields(),
+        }
+
+    def _extension_fields(self) -> dict[str, Any]:
+        """Extension settings; the client's view drops them unless it uses extensions."""
+        return {
             "temperature": self.temperature,
             "speakers": self.speakers.to_protocol(),
             "meeting": self.meeting.to_protocol(),
+            "voice_extensions": sorted(self.extensions),
         }
 
 
-def session_request(data: Any) -> RealtimeSessionCreateRequest:
+SessionRequest = RealtimeSessionCreateRequest | RealtimeTranscriptionSessionCreateRequest
+"""A session config as the SDK's models read it (``session.type`` picks the model)."""
+
+
+def session_request(data: Any) -> SessionRequest:
     """A session config sent outside ``session.update`` (a WebRTC offer's ``session`` part,
-    a client secret request), validated as the SDK's create request; ``type`` defaults
-    to ``realtime``. Raises :class:`ProtocolError` naming the first invalid field."""
+    a client secret request), validated as the SDK's create request of its ``type``
+    (``realtime``, the default, or ``transcription``). Raises :class:`ProtocolError`
+    naming the first invalid field."""
     if not isinstance(data, dict):
         raise ProtocolError("the session must be a JSON object", param="session")
     data = {"type": "realtime", **data}
+    model = (
+        RealtimeTranscriptionSessionCreateRequest
+        if data["type"] == "transcription"
+        else RealtimeSessionCreateRequest
+    )
     try:
-        return RealtimeSessionCreateRequest.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -194,26 +230,32 @@ def apply_session_update(
 
     Raises :class:`ProtocolError` naming the field for values the server cannot honour.
     """
-    if getattr(session, "type", "realtime") != "realtime":
-        raise ProtocolError(
-            "only realtime sessions are supported (session.type must be 'realtime')",
-            param="session.type",
-        )
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = {"type": getattr(session, "type", "realtime")}
     set_fields = session.model_fields_set
+    if "include" in set_fields and session.include:
+        raise ProtocolError(
+            "include (transcription logprobs) is not available in realtime sessions",
+            param="session.include",
+        )
     if "instructions" in set_fields and session.instructions is not None:
         changes["instructions"] = session.instructions
     if "output_modalities" in set_fields and session.output_modalities:
         changes["output_modalities"] = tuple(session.output_modalities)
     if "tool_choice" in set_fields and session.tool_choice is not None:
-        choice = session.tool_choice
-        changes["tool_choice"] = choice if isinstance(choice, str) else choice.model_dump()
+        changes["tool_choice"] = _tool_choice(session.tool_choice, "session.tool_choice")
     if "tools" in set_fields and session.tools is not None:
-        changes["tools"] = tuple(_client_tool(t, i) for i, t in enumerate(session.tools))
+        changes["tools"] = tuple(
+            _client_tool(t, f"session.tools[{i}]") for i, t in enumerate(session.tools)
+        )
     if "max_output_tokens" in set_fields:
         mot = session.max_output_tokens
         changes["max_output_tokens"] = None if mot in (None, "inf") else int(mot)
     extra = session.model_extra or {}
+    if "voice_extensions" in extra:
+        try:
+            changes["extensions"] = parse_extensions(extra["voice_extensions"])
+        except ValueError as exc:
+            raise ProtocolError(str(exc), param="session.voice_extensions") from None
     if "temperature" in extra:
         temp = extra["temperature"]
         if not isinstance(temp, int | float) or not 0.0 <= temp <= 2.0:
@@ -230,12 +272,73 @@ def apply_session_update(
     return replace(config, **changes)
 
 
-def _client_tool(tool: Any, index: int) -> dict[str, Any]:
+def response_config(config: SessionConfig, params: Any) -> SessionConfig:
+    """The config of one response: the session's, with what ``response.create``'s
+    ``response`` (the SDK's ``RealtimeResponseCreateParams``) sets for it alone:
+    modalities, token budget, tools, tool choice and output voice/format.
+    Raises :class:`ProtocolError` naming the field for values the server cannot honour."""
+    if params is None:
+        return config
+    changes: dict[str, Any] = {}
+    if params.output_modalities:
+        changes["output_modalities"] = tuple(params.output_modalities)
+    if params.max_output_tokens is not None:
+        mot = params.max_output_tokens
+        changes["max_output_tokens"] = None if mot == "inf" else int(mot)
+    if params.tools is not None:
+        changes["tools"] = tuple(
+            _client_tool(t, f"response.tools[{i}]") for i, t in enumerate(params.tools)
+        )
+    if params.tool_choice is not None:
+        changes["tool_choice"] = _tool_choice(params.tool_choice, "response.tool_choice")
+    output = params.audio.output if params.audio is not None else None
+    if output is not None:
+        if output.format is not None and output.format.type is not None:
+            changes["output_format"] = output.format.type
+        if output.voice is not None:
+            changes["voice"] = output.voice if isinstance(output.voice, str) else output.voice.id
+    return replace(config, **changes)
+
+
+def _tool_choice(choice: Any, param: str) -> str | dict[str, Any]:
+    """A tool choice in the protocol's shape: ``auto``/``none``/``required`` or
+    ``{"type": "function", "name": ...}``; MCP choices are refused."""
+    if isinstance(choice, str):
+        return choice
+    data = choice.model_dump(exclude_none=True) if hasattr(choice, "model_dump") else dict(choice)
+    if data.get("type") != "function" or not data.get("name"):
+        raise ProtocolError(
+            "tool_choice must be auto, none, required or a function "
+            '({"type": "function", "name": ...}); MCP tools are not supported',
+            param=param,
+        )
+    return {"type": "function", "name": data["name"]}
+
+
+def chat_tool_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:
+    """A protocol tool choice in the shape Chat Completions takes."""
+    if isinstance(choice, str):
+        return choice
+    return {"type": "function", "function": {"name": choice["name"]}}
+
+
+def check_tool_choice(config: SessionConfig, server_tools: set[str], param: str) -> None:
+    """Raise :class:`ProtocolError` when ``config`` names a function it does not have."""
+    choice = config.tool_choice
+    if isinstance(choice, dict):
+        names = server_tools | {t["name"] for t in config.tools}
+        if choice["name"] not in names:
+            raise ProtocolError(
+                f"tool_choice names the function {choice['name']!r}, which is not among the "
+                f"tools ({', '.join(sorted(names)) or 'none'})",
+                param=param,
+            )
+
+
+def _client_tool(tool: Any, param: str) -> dict[str, Any]:
     data = tool.model_dump(exclude_none=True) if hasattr(tool, "model_dump") else dict(tool)
     if data.get("type", "function") != "function" or not data.get("name"):
-        raise ProtocolError(
-            "only function tools with a name are supported", param=f"session.tools[{index}]"
-        )
+        raise ProtocolError("only function tools with a name are supported", param=param)
     data.setdefault("type", "function")
     data.setdefault("parameters", {"type": "object", "properties": {}})
     return data
@@ -245,6 +348,12 @@ def _audio_changes(config: SessionConfig, audio: Any) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     if audio.input is not None:
         inp = audio.input
+        if inp.noise_reduction is not None:
+            raise ProtocolError(
+                "noise reduction is not available on this server (no denoiser fits its "
+                "latency budget); send null or leave it out",
+                param="session.audio.input.noise_reduction",
+            )
         if inp.format is not None and inp.format.type is not None:
             changes["input_format"] = inp.format.type
         if "turn_detection" in inp.model_fields_set:
@@ -254,8 +363,8 @@ def _audio_changes(config: SessionConfig, audio: Any) -> dict[str, Any]:
                 changes["transcription_language"] = inp.transcription.language
             if inp.transcription.prompt is not None:
                 changes["transcription_prompt"] = inp.transcription.prompt
-    if audio.output is not None:
-        out = audio.output
+    out = getattr(audio, "output", None)  # transcription sessions have no output
+    if out is not None:
         if out.format is not None and out.format.type is not None:
             changes["output_format"] = out.format.type
         if out.voice is not None:
@@ -284,6 +393,7 @@ def _turn_detection(current: TurnDetection | None, td: Any) -> TurnDetection | N
             base,
             type="semantic_vad",
             eagerness=eagerness,
+            idle_timeout_ms=None,
             create_response=td.create_response if td.create_response is not None else True,
             interrupt_response=td.interrupt_response if td.interrupt_response is not None else True,
         )
@@ -294,10 +404,16 @@ def _turn_detection(current: TurnDetection | None, td: Any) -> TurnDetection | N
         "silence_duration_ms",
         "create_response",
         "interrupt_response",
+        "idle_timeout_ms",
     ):
-        value = getattr(td, name)
+        value = getattr(td, name, None)
         if value is not None:
             values[name] = value
+    if "idle_timeout_ms" in values and not 1000 <= values["idle_timeout_ms"] <= 120000:
+        raise ProtocolError(
+            "idle_timeout_ms must be in [1000, 120000]",
+            param="session.audio.input.turn_detection.idle_timeout_ms",
+        )
     if "threshold" in values and not 0.0 <= values["threshold"] <= 1.0:
         raise ProtocolError(
             "threshold must be in [0, 1]", param="session.audio.input.turn_detection.threshold"

@@ -67,6 +67,9 @@ class Item:
     start_ms: float | None = None
     end_ms: float | None = None
     """Where a user turn sits in the session's input audio (ms from its start)."""
+    internal: bool = False
+    """A server tool's call or result: the LLM sees it, the client never does (no
+    events, not found by id, never a ``previous_item_id``)."""
 
     def to_protocol(self) -> dict[str, Any]:
         """The item as the protocol's ``ConversationItem``."""
@@ -136,16 +139,19 @@ class Conversation:
 
     @property
     def last_id(self) -> str | None:
-        return self._items[-1].id if self._items else None
+        """The newest item the client knows of."""
+        return next((i.id for i in reversed(self._items) if not i.internal), None)
 
     def get(self, item_id: str) -> Item | None:
-        return next((i for i in self._items if i.id == item_id), None)
+        """The item the client knows as ``item_id`` (internal items are not found)."""
+        return next((i for i in self._items if i.id == item_id and not i.internal), None)
 
     def add(self, item: Item, previous_item_id: str | None = None) -> str | None:
         """Insert ``item`` after ``previous_item_id`` (``None`` = append; ``"root"`` = first).
 
-        Returns the id of the item now before it. Raises ``KeyError`` for an
-        unknown ``previous_item_id``. The oldest items go when over ``max_items``.
+        Returns the id of the item the client knows now before it (internal items
+        are skipped). Raises ``KeyError`` for an unknown ``previous_item_id``. The
+        oldest items go when over ``max_items``.
         """
         if previous_item_id is None:
             position = len(self._items)
@@ -153,7 +159,12 @@ class Conversation:
             position = 0
         else:
             position = next(
-                (n + 1 for n, i in enumerate(self._items) if i.id == previous_item_id), -1
+                (
+                    n + 1
+                    for n, i in enumerate(self._items)
+                    if i.id == previous_item_id and not i.internal
+                ),
+                -1,
             )
             if position < 0:
                 raise KeyError(previous_item_id)
@@ -161,9 +172,10 @@ class Conversation:
         while len(self._items) > self.max_items:
             self._items.pop(0)
         index = self._items.index(item)
-        return self._items[index - 1].id if index > 0 else None
+        return next((i.id for i in reversed(self._items[:index]) if not i.internal), None)
 
     def delete(self, item_id: str) -> bool:
+        """Remove the (client-visible) item ``item_id``; False when there is none."""
         item = self.get(item_id)
         if item is None:
             return False
@@ -225,9 +237,9 @@ class Conversation:
 
 def _to_chat(item: Item, mark_speaker: bool = False) -> dict[str, Any] | None:
     if item.type == "function_call":
-        return {
+        return {  # "" not null: llama-cpp-python's server refuses null (and a missing one)
             "role": "assistant",
-            "content": None,
+            "content": "",
             "tool_calls": [
                 {
                     "id": item.call_id,

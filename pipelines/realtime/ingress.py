@@ -26,7 +26,7 @@ from pipelines.realtime.live_meeting import LiveSegment, RecordingSpool
 from pipelines.realtime.partials import StablePrefix
 from pipelines.realtime.protocol import ProtocolError
 from pipelines.realtime.speakers import TurnSpeakers, TurnVoice
-from voice.audio.resample import StreamResampler
+from voice.audio.resample import StreamResampler, resample
 from voice.stt import StreamingRecognizer, Transcriber
 from voice.vad import SpeechStarted, SpeechStopped, StreamingVad, VadOptions, make_classifier
 from voice.vad.endpoint import EndpointPolicy
@@ -56,9 +56,11 @@ class Audio:
 
 @dataclass(frozen=True)
 class Commit:
-    """Client asked to commit the input buffer (``input_audio_buffer.commit``)."""
+    """Client asked to commit the input buffer (``input_audio_buffer.commit``); ``done``
+    is resolved once the committed turn is transcribed (or the commit failed)."""
 
     event_id: str | None
+    done: asyncio.Future[None] | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,13 @@ class TurnListener(Protocol):
 
     def turn_dropped(self) -> None:
         """A deferred turn was a cough or a backchannel: the reply carries on."""
+
+    @property
+    def responding(self) -> bool:
+        """Whether a response is running (the idle timeout waits while one does)."""
+
+    async def idle_turn(self, item: Item) -> None:
+        """The idle timeout committed the quiet input as ``item``: answer it."""
 
 
 class InputAudio:
@@ -163,6 +172,9 @@ class InputAudio:
         self.segments: list[LiveSegment] = []
         """User turns transcribed while recording, with their live speaker labels."""
         self._recording_start_ms = 0.0
+        self._idle_from_ms: float | None = 0.0
+        """Input position (ms) since which neither speech nor a response happened;
+        None once the idle timeout fired (until the next turn or response)."""
 
     def _new_recognizer(self) -> StreamingRecognizer:
         """A recogniser per utterance, so a committed turn's final transcription goes on
@@ -171,6 +183,7 @@ class InputAudio:
             self._transcriber,
             partial_interval_ms=self.ctx.options.partial_interval_ms,
             language=self._config().transcription_language,
+            prompt=self._config().transcription_prompt,
         )
 
     # --- called by the session (event loop, non-blocking) ------------------
@@ -185,7 +198,11 @@ class InputAudio:
                 entry = await self._queue.get()
                 try:
                     if isinstance(entry, Commit):
-                        await self._commit(entry)
+                        try:
+                            await self._commit(entry)
+                        except BaseException:
+                            settle(entry.done)  # nothing committed: nothing to wait for
+                            raise
                     elif isinstance(entry, Clear):
                         await self._clear()
                     else:
@@ -244,6 +261,7 @@ class InputAudio:
         elif not voiced:
             self._listener.voice_activity(False)
         in_turn = self._item_id is not None
+        await self._check_idle(td)
         for event in events:
             if isinstance(event, SpeechStarted):
                 await self._speech_started(event.start_ms + self._vad_offset_ms, td)
@@ -274,6 +292,43 @@ class InputAudio:
                 await self._maybe_end_pause(vad)
         else:
             self._trim_buffer(td.prefix_padding_ms + self.ctx.options.vad_min_speech_ms + 500)
+
+    async def _check_idle(self, td: TurnDetection) -> None:
+        """``idle_timeout_ms``: commit the quiet input and have it answered once the
+        user has said nothing for that long (input audio time) since the last turn
+        or response."""
+        if self._item_id is not None or self._listener.responding:
+            self._idle_from_ms = self._position_ms
+            return
+        if td.type != "server_vad" or td.idle_timeout_ms is None or self._idle_from_ms is None:
+            return
+        if self._position_ms - self._idle_from_ms < td.idle_timeout_ms:
+            return
+        start_ms, self._idle_from_ms = self._idle_from_ms, None
+        item_id = self.ctx.emitter.ids.new("item")
+        await self.ctx.emitter.emit(
+            "input_audio_buffer.timeout_triggered",
+            audio_start_ms=int(start_ms),
+            audio_end_ms=int(self._position_ms),
+            item_id=item_id,
+        )
+        item = Item(id=item_id, type="message", role="user", audio=True, status="completed")
+        item.start_ms, item.end_ms = start_ms, self._position_ms
+        previous = self.ctx.conversation.add(item)
+        await self.ctx.emitter.emit(
+            "input_audio_buffer.committed", item_id=item_id, previous_item_id=previous
+        )
+        await self.ctx.emitter.item_added(item, previous)
+        await self.ctx.emitter.emit(  # quiet audio: nothing to transcribe
+            "conversation.item.input_audio_transcription.completed",
+            item_id=item_id,
+            content_index=0,
+            transcript="",
+            usage={"type": "duration", "seconds": round((self._position_ms - start_ms) / 1000, 3)},
+        )
+        await self.ctx.emitter.item_done(item, previous)
+        self._window.clear(self._position_ms)
+        await self._listener.idle_turn(item)
 
     def _to_16k(self, samples: np.ndarray, rate: int) -> np.ndarray:
         if rate == RATE:
@@ -546,12 +601,16 @@ class InputAudio:
             if self.ctx.speakers is not None and self._config().speakers.enabled:
                 self._voice = self.ctx.speakers.begin()
                 self._voice.add(self._window.samples.copy())
-        await self._commit_turn(self._item_id, upto_ms=None, latency=None)
+        task = await self._commit_turn(self._item_id, upto_ms=None, latency=None)
+        if command.done is not None and not command.done.done():
+            done = command.done
+            task.add_done_callback(lambda _: settle(done))
 
     async def _commit_turn(
         self, item_id: str, upto_ms: float | None, latency: TurnLatency | None
-    ) -> None:
-        """Commit the current utterance as a user item and transcribe it in a task."""
+    ) -> asyncio.Task[None]:
+        """Commit the current utterance as a user item and transcribe it in a task
+        (returned: it ends once the turn is transcribed and handed to the listener)."""
         item = Item(id=item_id, type="message", role="user", audio=True, status="completed")
         previous = self.ctx.conversation.add(item)
         await self.ctx.emitter.emit(
@@ -588,6 +647,22 @@ class InputAudio:
         )
         self._turn_tasks.add(task)
         task.add_done_callback(self._turn_tasks.discard)
+        return task
+
+    async def transcribe_item(
+        self, item: Item, previous: str | None, samples: np.ndarray, rate: int
+    ) -> asyncio.Task[None]:
+        """Transcribe the audio of a client-created user item (``conversation.item.create``
+        with ``input_audio``): int16 at ``rate`` Hz. The transcription events and
+        ``conversation.item.done`` follow from the returned task; no response is started."""
+        pcm = await asyncio.to_thread(resample, samples, rate, RATE)
+        recognizer = self._new_recognizer()
+        recognizer.append(pcm)
+        finalize = asyncio.create_task(recognizer.finalize(None))
+        task = asyncio.create_task(self._transcribed(item, previous, finalize, None, answer=False))
+        self._turn_tasks.add(task)
+        task.add_done_callback(self._turn_tasks.discard)
+        return task
 
     async def _identify(self, voice: TurnVoice) -> tuple[TurnSpeakers | None, float]:
         """The turn's speakers (None if too short) and the clock time they were ready."""
@@ -609,7 +684,10 @@ class InputAudio:
         *,
         echo: bool = False,
         echo_possible: bool = False,
+        answer: bool = True,
     ) -> None:
+        """Emit the turn's transcription events and ``conversation.item.done``, then (if
+        ``answer``) hand it to the listener as a user turn."""
         try:
             result = await finalize
         except Exception as exc:
@@ -666,7 +744,8 @@ class InputAudio:
                 )
             )
         await self.ctx.emitter.item_done(item, previous)
-        await self._listener.user_turn(item, latency)
+        if answer:
+            await self._listener.user_turn(item, latency)
 
     async def _drop_echo(self, item: Item) -> None:
         """The turn was the agent's own voice: remove it from the conversation."""
@@ -687,3 +766,9 @@ class InputAudio:
             await self._voice.aclose()
             self._voice = None
         await self.ctx.emitter.emit("input_audio_buffer.cleared")
+
+
+def settle(future: asyncio.Future[None] | None) -> None:
+    """Resolve ``future`` (if any, and not yet done) with None."""
+    if future is not None and not future.done():
+        future.set_result(None)

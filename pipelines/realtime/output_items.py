@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pipelines.realtime.context import SessionContext
-from pipelines.realtime.conversation import Item
+from pipelines.realtime.conversation import Conversation, Item
 from voice.llm import ToolCallArgumentsDelta, ToolCallRequest
 
 
@@ -22,6 +22,12 @@ class OutputItems:
 
     ctx: SessionContext
     response_id: str
+    history: Conversation
+    """What the response's LLM reads; its output joins it (the session's conversation
+    unless the response has its own context)."""
+    in_conversation: bool = True
+    """Whether the output joins the session's conversation, with ``conversation.item.*``
+    events (False for an out-of-band response)."""
     items: list[Item] = field(default_factory=list)
     open_calls: dict[str, Item] = field(default_factory=dict)
     """Function calls whose arguments are still streaming, by call id."""
@@ -29,9 +35,17 @@ class OutputItems:
     def index(self, item: Item) -> int:
         return self.items.index(item)
 
+    def store(self, item: Item) -> str | None:
+        """Append ``item`` to the response's history (and the session's conversation if
+        it is not the same); returns the id before it in the session's conversation."""
+        previous = self.ctx.conversation.add(item) if self.in_conversation else None
+        if self.history is not self.ctx.conversation:
+            self.history.add(item)
+        return previous
+
     async def add(self, item: Item) -> None:
         """Append ``item`` to the conversation and announce it."""
-        previous = self.ctx.conversation.add(item)
+        previous = self.store(item)
         self.items.append(item)
         await self.ctx.emitter.emit(
             "response.output_item.added",
@@ -39,7 +53,8 @@ class OutputItems:
             output_index=self.index(item),
             item=item.to_protocol(),
         )
-        await self.ctx.emitter.item_added(item, previous)
+        if self.in_conversation:
+            await self.ctx.emitter.item_added(item, previous)
 
     async def open_message(self, *, audio: bool) -> Item:
         """A new assistant message with one (audio or text) content part."""
@@ -86,7 +101,8 @@ class OutputItems:
             output_index=self.index(item),
             item=item.to_protocol(),
         )
-        await self.ctx.emitter.item_done(item)
+        if self.in_conversation:
+            await self.ctx.emitter.item_done(item)
 
     async def call_delta(self, event: ToolCallArgumentsDelta) -> None:
         """A fragment of a function call's arguments (opens the call item on the first)."""

@@ -20,15 +20,17 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
-from pipelines.realtime.config import SessionConfig
+from pipelines.realtime.config import SessionConfig, chat_tool_choice
 from pipelines.realtime.context import SessionContext
-from pipelines.realtime.conversation import Item, SpokenSpan
+from pipelines.realtime.conversation import Conversation, Item, SpokenSpan
 from pipelines.realtime.latency import TurnLatency
 from pipelines.realtime.output_items import OutputItems
 from pipelines.realtime.playout import AudioPacer
 from pipelines.realtime.prefetch import Prefetch
+from pipelines.realtime.voices import synthesizer_for
 from voice.audio.g711 import alaw_encode, ulaw_encode
 from voice.llm import Completion, LlmError, TextDelta, ToolCallArgumentsDelta, ToolCallRequest
+from voice.tts.base import TtsError
 from voice.tts.chunker import SentenceChunker
 from voice.tts.stream import SpeechChunk, speak
 
@@ -52,6 +54,9 @@ class _Step:
 
     message: Item | None = None
     calls: list[Item] = field(default_factory=list)
+    """Calls of the client's tools (function_call items the client sees)."""
+    server_calls: list[ToolCallRequest] = field(default_factory=list)
+    """Calls of the server's own tools: run here, never shown as items."""
 
 
 class ResponseRun:
@@ -64,16 +69,26 @@ class ResponseRun:
         *,
         latency: TurnLatency | None = None,
         instructions: str | None = None,
+        history: Conversation | None = None,
+        in_conversation: bool = True,
+        metadata: dict[str, str] | None = None,
     ) -> None:
+        """``history``: what the LLM reads (default: the session's conversation; a
+        ``response.create`` with ``input`` or ``conversation: "none"`` gives its own);
+        ``in_conversation``: False for an out-of-band response, whose items stay out of
+        the session's conversation (no ``conversation.item.*`` events)."""
         self.ctx = ctx
         self.config = config
+        self.history = history if history is not None else ctx.conversation
+        self.in_conversation = in_conversation
+        self.metadata = metadata
         self.id = ctx.emitter.ids.new("resp")
         self.latency = latency
         self.instructions = instructions or config.instructions
         self.status: Status = "completed"
         self.reason: str | None = None
         self.error: dict[str, Any] | None = None
-        self.items = OutputItems(ctx, self.id)
+        self.items = OutputItems(ctx, self.id, self.history, in_conversation)
         self.usage = _Usage()
         self.pacer = AudioPacer(ctx.clock, ctx.options.output_lead_ms)
         self._audible = asyncio.Event()
@@ -85,6 +100,10 @@ class ResponseRun:
         self._prefetch: Prefetch | None = None
         self.prefetched = False
         """Whether the first LLM request was started speculatively and used."""
+        self.output_state: Literal["started", "cleared", "stopped"] | None = None
+        """Media transports: where this response's audio is in the output buffer."""
+        self._step_choice: str | None = None
+        """Tool choice of the LLM steps after the first (a forced choice applies once)."""
 
     # --- control from the session -----------------------------------------
     @property
@@ -162,7 +181,7 @@ class ResponseRun:
         :meth:`run` uses it if the conversation then reads exactly as assumed here.
         """
         messages = [
-            *self.ctx.conversation.chat_messages(self.instructions),
+            *self.history.chat_messages(self.instructions),
             {"role": "user", "content": user_text},
         ]
         self._prefetch = Prefetch(messages, self._llm_stream(messages))
@@ -178,26 +197,35 @@ class ResponseRun:
         return self.ctx.llm.stream(
             messages,
             tools=tools or None,
-            tool_choice=self.config.tool_choice if tools else "auto",
+            tool_choice=chat_tool_choice(self._step_choice or self.config.tool_choice)
+            if tools
+            else "auto",
             temperature=self.config.temperature,
             max_tokens=self.config.max_output_tokens or self.ctx.options.max_output_tokens,
             queue_key=self.ctx.conversation_id,  # one place in the LLM's fair queue per session
         )
 
     async def _work(self) -> None:
-        for _ in range(self.ctx.options.tool_max_steps):
+        steps = self.ctx.options.tool_max_steps
+        for n in range(steps):
+            if n and self.config.tool_choice != "none":
+                self._step_choice = "auto"  # a forced call was made (a server tool's)
             step = await self._llm_step()
-            if not step.calls:
-                return
-            client_calls = [c for c in step.calls if self.ctx.tools.get(c.name or "") is None]
-            for call in step.calls:
-                if call not in client_calls:
-                    await self._run_server_tool(call)
-            if client_calls:
+            if step.calls:
                 # The client runs these and answers with function_call_output + response.create.
                 self.waiting_for_client_tool = True
                 return
-        self.status, self.reason = "incomplete", "max_tool_steps"
+            if not step.server_calls:
+                return
+            for call in step.server_calls:
+                await self._run_server_tool(call)
+        # The protocol has no reason for this; the closest it knows, and an error saying why.
+        self.status, self.reason = "incomplete", "max_output_tokens"
+        self.error = {
+            "type": "server_error",
+            "code": "max_tool_steps",
+            "message": f"the response stopped after {steps} steps of server tool calls",
+        }
 
     async def _llm_step(self) -> _Step:
         """One LLM call. A stream cut off after some output, none of which reached the
@@ -220,7 +248,7 @@ class ResponseRun:
 
     async def _llm_call(self) -> _Step:
         step = _Step()
-        messages = self.ctx.conversation.chat_messages(self.instructions)
+        messages = self.history.chat_messages(self.instructions)
         prefetch, self._prefetch = self._prefetch, None
         if prefetch is not None and prefetch.messages == messages:
             self.prefetched = True
@@ -277,9 +305,13 @@ class ResponseRun:
                 for sentence in chunker.push(event.text):
                     yield sentence
             elif isinstance(event, ToolCallArgumentsDelta):
-                await self.items.call_delta(event)
+                if self.ctx.tools.get(event.name) is None:
+                    await self.items.call_delta(event)
             elif isinstance(event, ToolCallRequest):
-                step.calls.append(await self.items.call_done(event))
+                if self.ctx.tools.get(event.name) is None:
+                    step.calls.append(await self.items.call_done(event))
+                else:
+                    step.server_calls.append(event)
             elif isinstance(event, Completion):
                 self.usage.input_tokens += event.input_tokens
                 self.usage.output_tokens += event.output_tokens
@@ -289,10 +321,16 @@ class ResponseRun:
             yield sentence
 
     async def _speak(self, sentences: AsyncIterator[str], step: _Step) -> None:
+        try:
+            synthesizer = await synthesizer_for(
+                self.ctx.synthesizer, self.config.voice, self.config.speed
+            )
+        except (ValueError, TtsError) as exc:
+            raise RuntimeError(f"voice {self.config.voice!r}: {exc}") from None
         chunks = cast(
             AsyncGenerator[SpeechChunk, None],
             speak(
-                self.ctx.synthesizer,
+                synthesizer,
                 sentences,
                 sample_rate=self.ctx.audio_output.sample_rate
                 if self.ctx.audio_output is not None
@@ -338,6 +376,9 @@ class ResponseRun:
                 echo.agent_audio(chunk.samples, chunk.sample_rate, now())
         else:
             queued_s = output.queued_samples / output.sample_rate
+            if self.output_state is None:
+                self.output_state = "started"
+                await self.ctx.emitter.emit("output_audio_buffer.started", response_id=self.id)
             await output.write(chunk.samples)
             if echo is not None:
                 echo.agent_audio(chunk.samples, chunk.sample_rate, now() + queued_s)
@@ -346,6 +387,18 @@ class ResponseRun:
         message.spans[-1].complete = chunk.is_sentence_end
         if self.latency and self.latency.mark("first_audio_sent", now()):
             await self.ctx.report_latency(self.latency, self.id)
+
+    async def played_out(self) -> None:
+        """Media transports: once this response's audio has all been played, send
+        ``output_audio_buffer.stopped`` (nothing if it was cleared). Safe to cancel."""
+        output = self.ctx.audio_output
+        if output is None or self.output_state != "started":
+            return
+        # The track plays the queue in real time: what is queued now is played by then.
+        await asyncio.sleep(output.queued_samples / output.sample_rate + 0.02)
+        if self.output_state == "started":
+            self.output_state = "stopped"
+            await self.ctx.emitter.emit("output_audio_buffer.stopped", response_id=self.id)
 
     def played_ms(self) -> float:
         """Audio of the current message the listener has heard (ms)."""
@@ -379,20 +432,30 @@ class ResponseRun:
         step.message = self._message = item
         return item
 
-    async def _run_server_tool(self, call: Item) -> None:
+    async def _run_server_tool(self, call: ToolCallRequest) -> None:
+        """Run one of the server's own tools. The call and its result stay on the server:
+        they join the conversation as internal items (the LLM sees them, the client never
+        does); the ``server_tools`` extension shows them as a ``voice.tool_call`` event."""
         result = await self.ctx.tools.call(
-            call.name or "", call.arguments or "{}", timeout_s=self.ctx.options.tool_timeout_s
+            call.name, call.arguments or "{}", timeout_s=self.ctx.options.tool_timeout_s
         )
         output = result.output if not result.is_error else json.dumps({"error": result.output})
-        item = Item(
-            id=self.ctx.emitter.ids.new("item"),
-            type="function_call_output",
+        ids = self.ctx.emitter.ids
+        for item in (
+            Item(id=ids.new("item"), type="function_call", call_id=call.call_id,
+                 name=call.name, arguments=call.arguments or "{}", internal=True),
+            Item(id=ids.new("item"), type="function_call_output", call_id=call.call_id,
+                 output=output, internal=True),
+        ):
+            self.items.store(item)
+        await self.ctx.emitter.emit(
+            "voice.tool_call",
+            response_id=self.id,
             call_id=call.call_id,
+            name=call.name,
+            arguments=call.arguments,
             output=output,
         )
-        previous = self.ctx.conversation.add(item)
-        await self.ctx.emitter.item_added(item, previous)
-        await self.ctx.emitter.item_done(item, previous)
 
     async def _close_open_items(self) -> None:
         """Close items left open by a cancel, cutting the message to what was heard."""
@@ -402,6 +465,11 @@ class ResponseRun:
             if self.ctx.audio_output is not None:
                 self.ctx.audio_output.clear()
                 self.ctx.audio_output.resume()
+                if self.output_state == "started":
+                    self.output_state = "cleared"
+                    await self.ctx.emitter.emit(
+                        "output_audio_buffer.cleared", response_id=self.id
+                    )
             if message.audio and self.ctx.conversation.get(message.id) is not None:
                 self.ctx.conversation.truncate(message.id, heard)
             await self.items.finish_message(message, "incomplete")
@@ -425,10 +493,25 @@ class ResponseRun:
                 }
             },
             "max_output_tokens": self.config.max_output_tokens or "inf",
-            "conversation_id": self.ctx.conversation_id,
-            "usage": {
-                "total_tokens": self.usage.input_tokens + self.usage.output_tokens,
-                "input_tokens": self.usage.input_tokens,
-                "output_tokens": self.usage.output_tokens,
+            "conversation_id": self.ctx.conversation_id if self.in_conversation else None,
+            "metadata": self.metadata,
+            "usage": None if status == "in_progress" else self._usage(),
+        }
+
+    def _usage(self) -> dict[str, Any]:
+        """Token usage as the protocol reports it. The LLM counts text tokens only (the
+        user's audio reaches it as a transcript; speech is made from its text)."""
+        usage = self.usage
+        return {
+            "total_tokens": usage.input_tokens + usage.output_tokens,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "input_token_details": {
+                "text_tokens": usage.input_tokens,
+                "audio_tokens": 0,
+                "image_tokens": 0,
+                "cached_tokens": 0,
+                "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0, "image_tokens": 0},
             },
+            "output_token_details": {"text_tokens": usage.output_tokens, "audio_tokens": 0},
         }

@@ -22,25 +22,32 @@ import binascii
 import contextlib
 import logging
 import re
-from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
 
 from pipelines.clock import Clock, MonotonicClock
-from pipelines.realtime.config import SessionConfig, apply_session_update
+from pipelines.realtime.client_items import client_audio, decode_audio, item_from_client
+from pipelines.realtime.config import (
+    SessionConfig,
+    apply_session_update,
+    check_tool_choice,
+    response_config,
+)
 from pipelines.realtime.context import RealtimeOptions, SessionContext
 from pipelines.realtime.conversation import Conversation, Item
 from pipelines.realtime.echo import EchoGuard
 from pipelines.realtime.emitter import Emitter, Send
-from pipelines.realtime.ingress import Audio, Clear, Commit, InputAudio
+from pipelines.realtime.extensions import client_view
+from pipelines.realtime.ingress import Audio, Clear, Commit, InputAudio, settle
 from pipelines.realtime.latency import TurnLatency
 from pipelines.realtime.live_meeting import LiveMeeting, MeetingSink
 from pipelines.realtime.protocol import Ids, ProtocolError, parse_client_event
 from pipelines.realtime.response import ResponseRun
 from pipelines.realtime.speakers import SessionSpeakers, SpeakerOptions
-from voice.audio.g711 import alaw_decode, ulaw_decode
+from pipelines.realtime.voices import check_voice
 from voice.diarize.base import SpeakerEmbedder
 from voice.llm import ChatClient, ToolRegistry
 from voice.stt import Transcriber
@@ -73,7 +80,10 @@ BACKCHANNELS = frozenset(
 )
 """Utterances made only of these words do not interrupt the agent."""
 
-_CONTAINER_MAGIC = (b"RIFF", b"OggS", b"fLaC", b"ID3", b"\x1aE\xdf\xa3", b"\xff\xfb", b"\xff\xf3")
+COMMIT_WAIT_S = 30.0
+"""A ``response.create`` right after a manual commit waits at most this long (s) for the
+committed turn's transcription (push-to-talk), then answers with what is there."""
+
 
 
 class RealtimeSession:
@@ -92,9 +102,13 @@ class RealtimeSession:
         clock: Clock | None = None,
         embedder: SpeakerEmbedder | None = None,
         meeting_sink: MeetingSink | None = None,
+        tap: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         """``embedder`` enables live speaker labels; ``meeting_sink`` receives the
-        recording of a session with ``session.meeting.record`` on when it closes."""
+        recording of a session with ``session.meeting.record`` on when it closes;
+        ``tap`` sees every event in full (extensions included: metrics) before the
+        client's view of it is sent."""
+        self._tap = tap
         ids = Ids()
         self.id = ids.new("sess")
         self._silenced: set[str] = set()
@@ -135,6 +149,12 @@ class RealtimeSession:
         self._speculative: tuple[str, ResponseRun] | None = None
         """A response whose LLM request started on a speculative transcript."""
         self.latencies: list[dict[str, Any]] = []
+        self._side_runs: dict[ResponseRun, asyncio.Task[None]] = {}
+        """Out-of-band responses (``conversation: "none"``) running beside the main one."""
+        self._commits: list[asyncio.Future[None]] = []
+        """Manual commits whose turn is not transcribed yet."""
+        self._watchers: set[asyncio.Task[None]] = set()
+        """Tasks waiting for a response's audio to play out (media transports)."""
 
     @property
     def emitter(self) -> Emitter:
@@ -163,7 +183,16 @@ class RealtimeSession:
         await self.speculation_cancelled()
         if self.response is not None:
             self.response.cancel("client_disconnected")
-        for task in (self._response_task, self._input_task):
+        for run in list(self._side_runs):
+            run.cancel("client_disconnected")
+        for watch in list(self._watchers):
+            watch.cancel()
+        for task in (
+            self._response_task,
+            self._input_task,
+            *self._side_runs.values(),
+            *self._watchers,
+        ):
             if task is not None and not task.done():
                 if task is self._input_task:
                     task.cancel()
@@ -203,6 +232,7 @@ class RealtimeSession:
 
     async def _on_session_update(self, event: Any) -> None:
         config = apply_session_update(self.config, event.session)
+        self._check_config(config, "session")
         extra = event.session.model_extra or {}
         if "speakers" in extra:
             await self._enroll(config, extra["speakers"])
@@ -264,28 +294,13 @@ class RealtimeSession:
         await self.input.put(Audio(samples, sample_rate, self.ctx.clock.now()))
 
     def _decode_audio(self, data: bytes) -> np.ndarray:
-        fmt = self.config.input_format
-        if data.startswith(_CONTAINER_MAGIC):
-            raise ProtocolError(
-                f"audio looks like an encoded file; this session expects raw {fmt} "
-                f"at {self.config.input_rate} Hz (set it with session.update)",
-                code="invalid_audio_format",
-                param="audio",
-            )
-        if fmt == "audio/pcmu":
-            return ulaw_decode(data)
-        if fmt == "audio/pcma":
-            return alaw_decode(data)
-        if len(data) % 2:
-            raise ProtocolError(
-                "audio/pcm must be 16-bit samples: an odd number of bytes was sent",
-                code="invalid_audio_format",
-                param="audio",
-            )
-        return np.frombuffer(data, dtype="<i2").astype(np.int16)
+        return decode_audio(data, self.config.input_format, self.config.input_rate)
 
     async def _on_input_audio_buffer_commit(self, event: Any) -> None:
-        await self.input.put(Commit(event.event_id))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._commits.append(done)
+        done.add_done_callback(self._commits.remove)
+        await self.input.put(Commit(event.event_id, done))
 
     async def _on_input_audio_buffer_clear(self, event: Any) -> None:
         await self.input.put(Clear())
@@ -293,10 +308,20 @@ class RealtimeSession:
     async def _on_output_audio_buffer_clear(self, event: Any) -> None:
         if self.response is not None:
             self.response.cancel("client_cancelled")
-            await self.emitter.emit("output_audio_buffer.cleared", response_id=self.response.id)
+            if self.ctx.audio_output is None:  # media transports: the response says it
+                await self.emitter.emit(
+                    "output_audio_buffer.cleared", response_id=self.response.id
+                )
 
     async def _on_conversation_item_create(self, event: Any) -> None:
-        item = self._item_from_client(event.item)
+        item = self._item_from_client(event.item, "item")
+        audio = self._client_audio(event.item, "item")
+        if audio is not None:
+            if item.role != "user":
+                raise ProtocolError(
+                    "input audio belongs in a user message", param="item.role"
+                )
+            item.audio, item.status = True, "completed"
         try:
             previous = self.ctx.conversation.add(item, event.previous_item_id)
         except KeyError:
@@ -306,37 +331,28 @@ class RealtimeSession:
                 param="previous_item_id",
             ) from None
         await self.emitter.item_added(item, previous)
-        await self.emitter.item_done(item, previous)
+        if audio is None:
+            await self.emitter.item_done(item, previous)
+            return
+        # Transcribed like a committed turn; a response.create right after waits for it.
+        task = await self.input.transcribe_item(item, previous, audio, self.config.input_rate)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._commits.append(done)
+        done.add_done_callback(self._commits.remove)
+        task.add_done_callback(lambda _: settle(done))
 
-    def _item_from_client(self, data: Any) -> Item:
+    def _client_audio(self, data: Any, param: str) -> np.ndarray | None:
+        return client_audio(data, param, self.config.input_format, self.config.input_rate)
+
+    def _item_from_client(self, data: Any, param: str, *, fresh: bool = True) -> Item:
+        """A conversation item a client sent (``param`` names it in errors); ``fresh``:
+        its id must not be in the conversation yet."""
         item_id = data.id or self.emitter.ids.new("item")
-        if self.ctx.conversation.get(item_id) is not None:
+        if fresh and self.ctx.conversation.get(item_id) is not None:
             raise ProtocolError(
-                f"item {item_id!r} already exists", code="item_exists", param="item.id"
+                f"item {item_id!r} already exists", code="item_exists", param=f"{param}.id"
             )
-        if data.type == "function_call_output":
-            return Item(
-                id=item_id, type="function_call_output", call_id=data.call_id, output=data.output
-            )
-        if data.type == "function_call":
-            return Item(
-                id=item_id,
-                type="function_call",
-                call_id=data.call_id or item_id,
-                name=data.name,
-                arguments=data.arguments,
-            )
-        if data.type != "message":
-            raise ProtocolError(f"item type {data.type!r} is not supported", param="item.type")
-        texts = []
-        for part in data.content or []:
-            if part.type in ("input_text", "output_text", "text", None) and part.text:
-                texts.append(part.text)
-            elif part.type in ("input_audio", "output_audio") and (part.transcript or part.text):
-                texts.append(part.transcript or part.text or "")
-            elif part.type == "input_image":
-                raise ProtocolError("image input is not supported", param="item.content")
-        return Item(id=item_id, type="message", role=data.role, text=" ".join(texts))
+        return item_from_client(data, item_id, param)
 
     async def _on_conversation_item_retrieve(self, event: Any) -> None:
         item = self._require_item(event.item_id)
@@ -369,31 +385,95 @@ class RealtimeSession:
         return item
 
     async def _on_response_create(self, event: Any) -> None:
-        if self._response_active():
+        if self.config.type == "transcription":
+            raise ProtocolError(
+                "a transcription session creates no responses (session.type is 'transcription')",
+                code="invalid_request",
+                param="type",
+            )
+        params = event.response
+        conversation = getattr(params, "conversation", None) or "auto"
+        if conversation not in ("auto", "none"):
+            raise ProtocolError(
+                "conversation must be 'auto' or 'none' (a session has one conversation)",
+                param="response.conversation",
+            )
+        out_of_band = conversation == "none"
+        if not out_of_band and self._response_active():
             raise ProtocolError(
                 "the conversation already has an active response",
                 code="conversation_already_has_active_response",
             )
-        config, instructions = self.config, None
-        params = event.response
-        if params is not None:
-            if params.output_modalities:
-                config = replace(config, output_modalities=tuple(params.output_modalities))
-            if params.max_output_tokens is not None:
-                mot = params.max_output_tokens
-                config = replace(config, max_output_tokens=None if mot == "inf" else int(mot))
-            if params.tool_choice is not None:
-                choice = params.tool_choice
-                config = replace(
-                    config, tool_choice=choice if isinstance(choice, str) else choice.model_dump()
-                )
-            instructions = params.instructions
-        self._start_response(config, instructions=instructions)
+        config = response_config(self.config, params)
+        self._check_config(config, "response")
+        history: Conversation | None = None
+        if params is not None and params.input is not None:
+            history = self._new_history()
+            for index, data in enumerate(params.input):
+                where = f"response.input[{index}]"
+                if self._client_audio(data, where) is not None:
+                    raise ProtocolError(
+                        "audio in response.input is not transcribed; add it with "
+                        "conversation.item.create, or send its transcript",
+                        param=f"{where}.content",
+                    )
+                history.add(self._item_from_client(data, where, fresh=False))
+        elif out_of_band:  # reads the conversation as it is now, adds nothing to it
+            history = self._new_history(self.ctx.conversation)
+        run = ResponseRun(
+            self.ctx,
+            config,
+            instructions=params.instructions if params is not None else None,
+            history=history,
+            in_conversation=not out_of_band,
+            metadata=params.metadata if params is not None else None,
+        )
+        if out_of_band:
+            task = asyncio.create_task(run.run(), name=f"resp-{run.id}")
+            self._side_runs[run] = task
+            task.add_done_callback(lambda _: self._side_runs.pop(run, None))
+            return
+        # Push-to-talk: a commit just before this must be transcribed before answering.
+        self._start_response(config, run=run, after=list(self._commits))
+
+    def _new_history(self, source: Conversation | None = None) -> Conversation:
+        history = Conversation(
+            max_items=self.options.max_items, max_context_chars=self.options.max_context_chars
+        )
+        for item in source or ():
+            history.add(item)
+        return history
+
+    def _check_config(self, config: SessionConfig, where: str) -> None:
+        """Raise :class:`ProtocolError` for a tool choice or voice ``config`` cannot have
+        (``where``: ``session`` or ``response``, naming the fields in errors)."""
+        check_tool_choice(config, set(self.ctx.tools.names()), f"{where}.tool_choice")
+        audio = "session.audio.output" if where == "session" else "response.audio.output"
+        try:
+            check_voice(config.voice, self.ctx.synthesizer)
+        except ValueError as exc:
+            raise ProtocolError(str(exc), param=f"{audio}.voice") from None
+        if config.speed != 1.0 and not hasattr(self.ctx.synthesizer, "at_speed"):
+            raise ProtocolError(
+                "this server's voice cannot change its speed", param=f"{audio}.speed"
+            )
 
     async def _on_response_cancel(self, event: Any) -> None:
-        if not self._response_active() or self.response is None:
+        wanted = event.response_id
+        for run in list(self._side_runs):
+            if run.id == wanted:
+                run.cancel("client_cancelled")
+                return
+        if (
+            not self._response_active()
+            or self.response is None
+            or (wanted is not None and wanted != self.response.id)
+        ):
             raise ProtocolError(
-                "there is no active response to cancel", code="response_cancel_not_active"
+                "there is no active response to cancel"
+                + (f" with id {wanted!r}" if wanted else ""),
+                code="response_cancel_not_active",
+                param="response_id" if wanted else None,
             )
         self.response.cancel("client_cancelled")
 
@@ -408,15 +488,29 @@ class RealtimeSession:
         latency: TurnLatency | None = None,
         instructions: str | None = None,
         run: ResponseRun | None = None,
+        after: list[asyncio.Future[None]] | None = None,
     ) -> None:
+        """Run a response as the session's one active response; ``after``: transcriptions
+        of committed turns it waits for first (at most :data:`COMMIT_WAIT_S`)."""
         if run is None:
             run = ResponseRun(self.ctx, config, latency=latency, instructions=instructions)
         self.response = run
         self._interrupt_pending = False
-        self._response_task = asyncio.create_task(self._run_response(run), name=f"resp-{run.id}")
+        self._response_task = asyncio.create_task(
+            self._run_response(run, after), name=f"resp-{run.id}"
+        )
 
-    async def _run_response(self, run: ResponseRun) -> None:
+    async def _run_response(
+        self, run: ResponseRun, after: list[asyncio.Future[None]] | None = None
+    ) -> None:
+        pending = [f for f in after or () if not f.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=COMMIT_WAIT_S)
         await run.run()
+        if run.output_state == "started":  # tell when the media output played it all
+            watch = asyncio.create_task(run.played_out(), name=f"played-{run.id}")
+            self._watchers.add(watch)
+            watch.add_done_callback(self._watchers.discard)
         queued, self._queued_turn = self._queued_turn, None
         if queued is not None and self.response is run:
             self._start_response(self.config, latency=queued[1])
@@ -468,7 +562,8 @@ class RealtimeSession:
             run.cancel("turn_detected")
 
     def _gate(self, send: Send) -> Send:
-        """``send``, minus audio deltas of responses the user has been told they interrupted."""
+        """``send``, minus audio deltas of responses the user has been told they
+        interrupted, and minus the extensions the client did not ask for."""
 
         async def gated(event: dict[str, Any]) -> None:
             if (
@@ -476,7 +571,11 @@ class RealtimeSession:
                 and event.get("response_id") in self._silenced
             ):
                 return
-            await send(event)
+            if self._tap is not None:
+                self._tap(event)
+            view = client_view(event, self.config.extensions)
+            if view is not None:
+                await send(view)
 
         return gated
 
@@ -539,9 +638,21 @@ class RealtimeSession:
             if self.response is not None:
                 self.response.release()
 
+    async def idle_turn(self, item: Item) -> None:
+        td = self.config.turn_detection
+        if (
+            self.config.type == "realtime"
+            and td is not None
+            and td.create_response
+            and not self._response_active()
+        ):
+            self._start_response(self.config)
+
     async def user_turn(self, item: Item, latency: TurnLatency | None) -> None:
         td = self.config.turn_detection
         words = item.text.strip()
+        if self.config.type == "transcription":
+            return
         if not self._follows(item):
             await self.speculation_cancelled()
             if self._interrupt_pending:  # focus let the turn hold the reply on an early
@@ -578,6 +689,7 @@ class RealtimeSession:
         await self.speculation_cancelled()
         if (
             not self.options.speculative_response
+            or self.config.type == "transcription"
             or td is None
             or not td.create_response
             or self._response_active()
@@ -593,8 +705,21 @@ class RealtimeSession:
         if speculative is not None:
             await speculative[1].discard_prefetch()
 
+    def created_event(self) -> dict[str, Any]:
+        """A ``session.created`` event for a client joining this session (a sideband),
+        as that client may see it."""
+        event = {
+            "type": "session.created",
+            "event_id": self.emitter.ids.new("event"),
+            "session": self._session_protocol(),
+        }
+        return client_view(event, self.config.extensions) or event
+
     def _session_protocol(self) -> dict[str, Any]:
-        return self.config.to_protocol(self.id, self.ctx.tools.realtime_tools())
+        server_tools = (
+            self.ctx.tools.realtime_tools() if "server_tools" in self.config.extensions else []
+        )
+        return self.config.to_protocol(self.id, server_tools)
 
 
 def _is_interruption(text: str) -> bool:

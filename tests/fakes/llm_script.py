@@ -177,7 +177,28 @@ def validate_request(body: dict[str, Any]) -> str | None:
         elif role == "tool" and message.get("tool_call_id") not in open_calls:
             return (f"Invalid parameter: messages with role 'tool' must be a response to a "
                     f"preceding message with 'tool_calls' (messages[{index}])")
+    names = set()
     for tool in body.get("tools") or []:
         if tool.get("type") != "function" or not (tool.get("function") or {}).get("name"):
             return "Invalid 'tools': each tool needs type 'function' and a function name"
+        names.add(tool["function"]["name"])
+    return _tool_choice_problem(body.get("tool_choice"), names, "tools" in body)
+
+
+def _tool_choice_problem(choice: Any, names: set[str], has_tools: bool) -> str | None:
+    """OpenAI's checks of ``tool_choice``: a mode, or a declared function in its shape."""
+    if choice is None:
+        return None
+    if not has_tools:
+        return "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified."
+    if isinstance(choice, str):
+        if choice in ("none", "auto", "required"):
+            return None
+        return f"Invalid value for 'tool_choice': {choice!r}"
+    function = choice.get("function") if isinstance(choice, dict) else None
+    if not (isinstance(choice, dict) and choice.get("type") == "function"
+            and isinstance(function, dict) and isinstance(function.get("name"), str)):
+        return "Missing required parameter: 'tool_choice.function'."
+    if function["name"] not in names:
+        return f"Invalid value for 'tool_choice': no function named {function['name']!r} in 'tools'."
     return None

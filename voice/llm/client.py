@@ -17,6 +17,7 @@ background work, round-robin between sessions, so none cuts off or starves anoth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, Hashable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from voice.llm.assembler import StreamAssembler
 from voice.llm.events import LlmError, LlmEvent
 from voice.llm.failures import backoff_s, classify, rejects
 from voice.llm.fair_gate import BACKGROUND, REALTIME, FairGate
+from voice.llm.forced_call import ForcedCall, adapt, read_call
 
 if TYPE_CHECKING:
     from voice.settings import Settings
@@ -61,6 +63,9 @@ class LlmOptions:
     retry_backoff_s: float = 0.25
     max_concurrent: int = 0
     queue_timeout_s: float = 120.0
+    named_tool_choice_only: bool = False
+    """The endpoint forces a tool call only for a named function (llama-cpp-python's
+    server): ``tool_choice="required"`` is rewritten (:mod:`voice.llm.forced_call`)."""
 
     @classmethod
     def from_settings(
@@ -144,10 +149,20 @@ class ChatClient:
                 "timeout", f"waited {self.options.queue_timeout_s:g} s for a turn at the LLM "
                 f"({self.gate.waiting} requests queued): it is over capacity") from None
         deadline = loop.time() + limit
+        forced: ForcedCall | None = None
+        if self.options.named_tool_choice_only:
+            tool_choice, forced = adapt(tools, tool_choice)
         try:
-            async for event in self._stream(messages, tools, tool_choice, temperature,
-                                            max_tokens, deadline, limit):
-                yield event
+            if forced is None:
+                events = self._stream(messages, tools, tool_choice, temperature, max_tokens,
+                                      deadline, limit)
+            else:
+                names = {t["function"]["name"] for t in tools or ()}
+                events = read_call(self._stream(messages, None, "auto", temperature, max_tokens,
+                                                deadline, limit, forced.response_format()), names)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    yield event
         finally:
             self.gate.release()
 
@@ -160,11 +175,14 @@ class ChatClient:
         max_tokens: int | None,
         deadline: float,
         limit: float,
+        response_format: dict[str, Any] | None = None,
     ) -> AsyncGenerator[LlmEvent, None]:
         loop = asyncio.get_running_loop()
         attempt = 0
         while True:
             params = self._params(messages, tools, tool_choice, temperature, max_tokens)
+            if response_format is not None:
+                params["response_format"] = response_format
             try:
                 stream, assembler, first = await self._start(params, deadline, limit)
             except (openai.OpenAIError, ValueError) as exc:

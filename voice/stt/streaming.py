@@ -38,7 +38,8 @@ class StreamingRecognizer:
     across cancellations: a cancelled call abandons its thread, which finishes in the
     background with its result dropped, and the next inference waits for it.
     ``silence_dbfs``: audio appended after a speculation point counts as silence when
-    every 20 ms window is quieter than this (dBFS).
+    every 20 ms window is quieter than this (dBFS). ``prompt``: prior text passed to
+    every inference (Whisper's initial prompt: spellings, names, style).
     """
 
     def __init__(
@@ -50,11 +51,13 @@ class StreamingRecognizer:
         min_partial_ms: float = 300,
         language: str | None = None,
         silence_dbfs: float = -40.0,
+        prompt: str | None = None,
     ) -> None:
         if sample_rate != SAMPLE_RATE:
             raise ValueError(f"StreamingRecognizer needs {SAMPLE_RATE} Hz audio; resample first")
         self._transcriber = transcriber
         self._language = language
+        self._prompt = prompt or None
         self._interval = int(partial_interval_ms * SAMPLE_RATE / 1000)
         self._min_partial = int(min_partial_ms * SAMPLE_RATE / 1000)
         self._silence_dbfs = silence_dbfs
@@ -209,7 +212,11 @@ class StreamingRecognizer:
             await asyncio.wait([self._worker])
         worker = asyncio.ensure_future(
             transcribe_async(
-                self._transcriber, audio, language=self._language, priority=priority
+                self._transcriber,
+                audio,
+                language=self._language,
+                prompt=self._prompt,
+                priority=priority,
             )
         )
         worker.add_done_callback(_retrieve)

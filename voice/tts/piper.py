@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,7 @@ from piper import PiperVoice, SynthesisConfig
 from piper.config import PiperConfig
 
 from voice.cpu_budget import REALTIME, available_cores, process_slots
-from voice.tts.base import TtsError, TtsOptions, VoiceLoadError
+from voice.tts.base import Synthesizer, TtsError, TtsOptions, VoiceLoadError
 
 if TYPE_CHECKING:
     from voice.settings import Settings
@@ -131,6 +132,16 @@ class PiperSynthesizer:
         return cls(TtsOptions(voice=settings.tts_voice, length_scale=settings.tts_length_scale,
                               cpu_threads=cpu_threads))
 
+    def at_speed(self, speed: float) -> Synthesizer:
+        """This voice speaking ``speed`` times as fast (0.25-4; 1 = as configured),
+        sharing the loaded model: Piper's ``length_scale`` divided by ``speed``."""
+        if not 0.25 <= speed <= 4.0:
+            raise ValueError(f"speed must be in [0.25, 4], got {speed}")
+        if speed == 1.0:
+            return self
+        scale = self._syn_config.length_scale or 1.0
+        return _AtSpeed(self, replace(self._syn_config, length_scale=scale / speed))
+
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         """int16 mono chunks (one per sentence Piper finds) at :attr:`sample_rate` Hz.
 
@@ -138,10 +149,13 @@ class PiperSynthesizer:
         sentence holds :data:`voice.cpu_budget.process_slots` while it is synthesised.
         Text without anything speakable yields nothing.
         """
+        return self._synthesize(text, self._syn_config)
+
+    def _synthesize(self, text: str, syn_config: SynthesisConfig) -> Iterator[np.ndarray]:
         if not text.strip():
             return
         try:
-            chunks = iter(self._voice.synthesize(text, syn_config=self._syn_config))
+            chunks = iter(self._voice.synthesize(text, syn_config=syn_config))
             while True:
                 # Each sentence's inference waits for a free core of the process budget.
                 with process_slots.hold(self.threads, REALTIME):
@@ -151,3 +165,14 @@ class PiperSynthesizer:
                 yield chunk.audio_int16_array
         except Exception as exc:  # espeak and onnxruntime raise assorted types
             raise TtsError(f"piper failed on {text[:60]!r}: {exc}") from exc
+
+
+class _AtSpeed:
+    """A :class:`PiperSynthesizer` at another speed (see :meth:`PiperSynthesizer.at_speed`)."""
+
+    def __init__(self, base: PiperSynthesizer, syn_config: SynthesisConfig) -> None:
+        self._base, self._syn_config = base, syn_config
+        self.sample_rate = base.sample_rate
+
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        return self._base._synthesize(text, self._syn_config)

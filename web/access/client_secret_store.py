@@ -11,8 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from openai.types.realtime import RealtimeSessionCreateRequest
-
+from pipelines.realtime.config import SessionRequest
 from web.access.auth import Principal, digest
 from web.api_errors import ApiError
 
@@ -37,7 +36,7 @@ class ClientSecretStore:
         self._secrets: dict[bytes, ClientSecret] = {}
 
     def mint(
-        self, owner: Principal, ttl_s: float, session: RealtimeSessionCreateRequest | None
+        self, owner: Principal, ttl_s: float, session: SessionRequest | None
     ) -> tuple[str, ClientSecret]:
         """A new secret for ``owner``, valid ``ttl_s`` seconds. Raises :class:`ApiError`
         (429) when :data:`MAX_SECRETS` are live, or :data:`MAX_PER_OWNER` of this key's."""

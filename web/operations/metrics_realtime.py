@@ -1,8 +1,8 @@
 """Realtime session metrics, read from the events a session sends.
 
-A :class:`SessionObserver` sits between a session and its transport
-(:meth:`SessionObserver.wrap` around the session's ``send``) and turns the
-outbound events into numbers, without touching the session itself:
+A :class:`SessionObserver` taps a session's outbound events (the session's
+``tap``: every event in full, before the client's view drops extensions it did
+not ask for) and turns them into numbers, without touching the session itself:
 
 * ``input_audio_buffer.committed``: a user turn;
 * ``voice.latency``: the turn's latency waterfall (ms from the end of speech);
@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pipelines.realtime.emitter import Send
 from web.operations.logs import CONTENT_LOGGER
 
 if TYPE_CHECKING:
@@ -58,15 +57,6 @@ class SessionObserver:
         metrics.sessions.labels(transport).inc()
         if transport == "ws":  # WebRTC calls are counted from the call registry at scrape time
             metrics.sessions_active.labels(transport).inc()
-
-    def wrap(self, send: Send) -> Send:
-        """``send`` that observes each event before passing it on."""
-
-        async def observed(event: dict[str, Any]) -> None:
-            self.observe(event)
-            await send(event)
-
-        return observed
 
     def closed(self) -> None:
         """The session ended (idempotent)."""

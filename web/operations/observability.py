@@ -19,7 +19,6 @@ from starlette.routing import BaseRoute, Route
 from pipelines.meeting.jobs import JobRunner, ProgressFn
 from pipelines.meeting.local_queue import LocalJobQueue
 from pipelines.meeting.store import Job
-from pipelines.realtime.emitter import Send
 from web.operations.http_middleware import HttpMetricsMiddleware, RequestIdMiddleware
 from web.operations.logs import log_context
 from web.operations.memory import trimming
@@ -68,11 +67,6 @@ def session_observer(app: Starlette, transport: str) -> SessionObserver | None:
     if metrics is None:
         return None
     return SessionObserver(metrics, transport, log_content=app.state.settings.log_content)
-
-
-def observed(send: Send, observer: SessionObserver | None) -> Send:
-    """``send`` passing each event past ``observer`` first (``send`` itself when None)."""
-    return observer.wrap(send) if observer is not None else send
 
 
 def with_job_ids(runner: JobRunner) -> JobRunner:

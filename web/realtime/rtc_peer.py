@@ -70,14 +70,28 @@ class RtcCall:
         self._connected = asyncio.Event()
         self._ended = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
 
     async def send(self, event: dict[str, Any]) -> None:
-        """The session's ``send``: queue an event for the data channel (waits when full).
+        """The session's ``send``: queue an event for the data channel (waits when full)
+        and hand it to every attached listener (sideband WebSockets).
 
         Events emitted once the call is ending are dropped (nobody will write them).
         """
         if not self._ended.is_set():
+            for listener in list(self._listeners):
+                listener(event)
             await self._outbox.put(event)
+
+    def attach(self, listener: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Also give every session event to ``listener`` (must not block); returns the
+        function that detaches it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    async def ended(self) -> None:
+        """Wait until the call ends. Safe to cancel."""
+        await self._ended.wait()
 
     async def start(self, offer_sdp: str, make_session: Callable[[Send], RealtimeSession]) -> str:
         """Answer ``offer_sdp`` and start the session; returns the answer SDP.

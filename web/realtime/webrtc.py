@@ -14,14 +14,13 @@ import json
 import logging
 from typing import Any
 
-from openai.types.realtime import RealtimeSessionCreateRequest
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from pipelines.realtime.config import apply_session_update, session_request
+from pipelines.realtime.config import SessionRequest, apply_session_update, session_request
 from pipelines.realtime.emitter import Send
 from pipelines.realtime.protocol import ProtocolError
 from pipelines.realtime.session import RealtimeSession
@@ -32,7 +31,7 @@ from web.access.live_sessions import Refused, expired
 from web.api_errors import ApiError
 from web.meetings.live import meeting_sink
 from web.operations.logs import set_log_context
-from web.operations.observability import observed, session_observer
+from web.operations.observability import session_observer
 from web.realtime.rtc_ice import IceOptions
 from web.realtime.rtc_peer import CallRegistry, OfferError, RtcCall
 from web.realtime.websocket import create_session
@@ -87,7 +86,7 @@ async def create_call(request: Request) -> Response:
     def make_session(send: Send) -> RealtimeSession:
         sink = meeting_sink(request.app, principal.owner)
         observer = session_observer(request.app, "webrtc")
-        session = create_session(services, observed(send, observer), sink, principal)
+        session = create_session(services, send, sink, principal, observer)
         set_log_context(session_id=session.id)
         if session_update is not None:
             session.config = apply_session_update(session.config, session_update)
@@ -130,7 +129,7 @@ async def hang_up(request: Request) -> Response:
     return JSONResponse({"id": call_id, "status": "closed"})
 
 
-async def read_offer(request: Request) -> tuple[str, RealtimeSessionCreateRequest | None]:
+async def read_offer(request: Request) -> tuple[str, SessionRequest | None]:
     """The offer SDP and, if sent, the session config. Raises :class:`OfferError`, and
     :class:`ApiError` 413 as soon as the body (declared or chunked) passes
     :data:`MAX_BODY_BYTES`."""
@@ -169,7 +168,7 @@ def check_sdp(sdp: str) -> None:
         raise OfferError("the SDP offer has no audio section (m=audio)")
 
 
-def parse_session(raw: str) -> RealtimeSessionCreateRequest:
+def parse_session(raw: str) -> SessionRequest:
     """The ``session`` part as a session config; raises :class:`ProtocolError`."""
     try:
         data: Any = json.loads(raw)

@@ -21,9 +21,10 @@ import asyncio
 import contextlib
 import json
 import logging
+from dataclasses import replace
 from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketState
 
 from pipelines.realtime.config import apply_session_update
 from pipelines.realtime.live_meeting import MeetingSink
@@ -33,14 +34,17 @@ from web.access.auth import ANONYMOUS, Principal
 from web.access.live_sessions import Ending, LiveSessions, Refused, expired, refuse_websocket
 from web.meetings.live import meeting_sink
 from web.operations.logs import set_log_context
-from web.operations.observability import observed, session_observer
-from web.realtime.client_events import handle_client_event
+from web.operations.metrics_realtime import SessionObserver
+from web.operations.observability import session_observer
+from web.realtime.client_events import read_websocket
+from web.realtime.sideband import serve_sideband
 
 log = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_S = 2.0
 """How long the last events (an ending's ``error``) may take to be written."""
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_POLICY = 1008
 INTERNAL_ERROR = Ending(
     "internal_error",
     "the server failed and ended this session; please reconnect",
@@ -55,9 +59,11 @@ def create_session(
     send: Any,
     meeting_sink: MeetingSink | None = None,
     principal: Principal = ANONYMOUS,
+    observer: SessionObserver | None = None,
 ) -> RealtimeSession:
     """A session wired to the server's shared models (and meeting store, when given),
-    with the session config a client secret carries applied."""
+    with the session config a client secret carries applied; ``observer`` sees every
+    event in full (metrics), before extensions the client did not ask for are removed."""
     session = RealtimeSession(
         send=send,
         llm=services.llm,
@@ -68,6 +74,7 @@ def create_session(
         options=services.realtime_options(),
         embedder=services.embedder,
         meeting_sink=meeting_sink,
+        tap=observer.observe if observer is not None else None,
     )
     if principal.session is not None:
         session.config = apply_session_update(session.config, principal.session)
@@ -80,6 +87,16 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
     principal: Principal = getattr(websocket.state, "principal", ANONYMOUS)
     offered = websocket.scope.get("subprotocols") or []
     subprotocol = "realtime" if "realtime" in offered else None
+    call_id = websocket.query_params.get("call_id")
+    if call_id is not None:
+        await serve_sideband(websocket, call_id, principal, subprotocol)
+        return
+    intent = websocket.query_params.get("intent")
+    if intent not in (None, "transcription"):
+        bad = Ending("invalid_intent", f"unknown intent {intent!r}; the only intent is "
+                     "'transcription' (leave it out for a conversation)", CLOSE_POLICY)
+        await refuse_websocket(websocket, bad, subprotocol)
+        return
     try:
         slot = live.admit("websocket")
     except Refused as refused:
@@ -87,15 +104,20 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
         return
     try:
         await websocket.accept(subprotocol=subprotocol)
-        await _serve(websocket, services, principal, slot.attach)
+        await _serve(websocket, services, principal, slot.attach, intent)
     finally:
         slot.release()
 
 
 async def _serve(
-    websocket: WebSocket, services: Services, principal: Principal, attach: Any
+    websocket: WebSocket,
+    services: Services,
+    principal: Principal,
+    attach: Any,
+    intent: str | None = None,
 ) -> None:
-    """Run one session until it ends, then close the socket with the ending's code."""
+    """Run one session until it ends, then close the socket with the ending's code;
+    ``intent`` ``transcription`` starts a transcription session."""
     outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=2048)
     ended: asyncio.Future[Ending] = asyncio.get_running_loop().create_future()
 
@@ -112,12 +134,14 @@ async def _serve(
 
     sink = meeting_sink(websocket.app, principal.owner)
     observer = session_observer(websocket.app, "ws")
-    session = create_session(services, observed(send, observer), sink, principal)
+    session = create_session(services, send, sink, principal, observer)
+    if intent == "transcription":
+        session.config = replace(session.config, type="transcription")
     set_log_context(session_id=session.id)
     attach(session, end)
     max_s = websocket.app.state.settings.max_session_s
     writer_task = asyncio.create_task(writer(), name=f"ws-writer-{session.id}")
-    reader_task = asyncio.create_task(_read(websocket, session), name=f"ws-reader-{session.id}")
+    reader_task = asyncio.create_task(read_websocket(websocket, session), name=f"ws-reader-{session.id}")
     log.info("realtime session %s opened (%s)", session.id, principal.name)
     ending: Ending | None = None
     try:
@@ -154,17 +178,6 @@ async def _serve(
             observer.closed()
 
 
-async def _read(websocket: WebSocket, session: RealtimeSession) -> None:
-    """Hand client messages to the session until the client disconnects."""
-    with contextlib.suppress(WebSocketDisconnect):
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            raw = message.get("text")
-            if raw is None:
-                raw = message.get("bytes") or b""
-            await handle_client_event(session, raw)
 
 
 async def _flush(

@@ -12,6 +12,8 @@
   const RAW_MIC = params.get("raw") === "1";
   const AGENT_LEVEL_SPEAKING = 0.01; // RMS of the analyser's float samples
   const CONNECT_TIMEOUT_MS = 15000; // answer received → session.created on the data channel
+  // Protocol extensions this page shows: latency table, speaker labels, echo marks, live partials.
+  const EXTENSIONS = ["latency", "speakers", "echo", "partials"];
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -127,6 +129,7 @@
   // --- server events -----------------------------------------------------------------
   const handlers = {
     "session.created": () => {
+      call.channel.send(JSON.stringify({ type: "session.update", session: { type: "realtime", voice_extensions: EXTENSIONS } }));
       if (ui.meetingMode.checked) {
         startMeeting();
         setState("connected", "Recording the meeting. Everyone's words appear below; hang up to save it.");
