@@ -2,7 +2,7 @@
 against the real server: a ``RealtimeAgent`` run by ``RealtimeRunner`` over
 ``ws://127.0.0.1:PORT/v1/realtime``, through a typed turn, a function tool the agent runs,
 a spoken turn from a real recording, an interruption and a handoff, with no error
-raised by the library. The session runs once (``tests/clients/agents_scenario.py`` in
+raised by the library; the server's own tools never reach the agent. The session runs once (``tests/clients/agents_scenario.py`` in
 ``.venv-clients/``); each test checks one part of it."""
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ def run(
 ) -> dict[str, Any]:
     llm.add(
         Turn.say("I am your voice assistant.", when=user_says("who are you")),
+        Turn.call("calculate", {"expression": "12*7"}, when=user_says("twelve times seven")),
+        Turn.say("Twelve times seven is 84.", when=after_tool_result("84")),
         Turn.call("get_weather", {"city": "Paris"}, when=user_says("weather in Paris")),
         Turn.say("Paris is sunny and 21 degrees.", when=after_tool_result("sunny and 21")),
         Turn.say("It is warm and bright today.", when=user_says("weather like")),
@@ -68,6 +70,15 @@ def test_the_agent_runs_its_function_tool_and_speaks_the_result(
         r for r in llm.chat_requests if any("21 degrees in Paris" in str(m) for m in r.messages)
     ]
     assert answered, "the tool's output never reached the LLM"
+
+
+def test_server_side_tools_stay_on_the_server(run: dict[str, Any]) -> None:
+    assert "Twelve times seven is 84." in run["spoken_replies"]
+    # The agent declared get_weather and the handoff; it sees no other function call
+    # (it would answer "Tool calculate not found" for the server's own call).
+    assert set(run["function_calls"]) <= {"get_weather", "transfer_to_billing_agent"}, run[
+        "function_calls"
+    ]
 
 
 def test_speaking_over_a_long_reply_interrupts_it(run: dict[str, Any]) -> None:

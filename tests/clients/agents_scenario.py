@@ -6,7 +6,9 @@ framework's pins do not fit the server's venv)::
     agents_scenario.py WS_URL API_KEY SPOKEN.pcm
 
 ``SPOKEN.pcm``: 24 kHz mono 16-bit little-endian audio of a spoken question followed by
-silence. The scenario, in order: a typed turn; a function tool the agent runs itself;
+silence. The scenario, in order: a typed turn; a question the server answers with its
+own (server-side) calculator tool, which the agent must never be asked to run; a
+function tool the agent runs itself;
 the spoken turn, streamed at real-time pace; the same words spoken over a long reply
 (a barge-in: the server cancels the reply, the library stops its audio and truncates
 the item); a handoff to a second agent, which answers the next turn.
@@ -135,6 +137,10 @@ async def scenario(recorder: Recorder, session: Any, pcm: bytes) -> None:
     await recorder.wait("typed", mark, spoken_reply)
 
     mark = len(recorder.events)
+    await session.send_message("What is twelve times seven?")
+    await recorder.wait("server tool", mark, spoken_reply)
+
+    mark = len(recorder.events)
     await session.send_message("What is the weather in Paris?")
     tool_end = await recorder.wait("tool", mark, lambda e: e.type == "tool_end")
     if tool_end >= 0:
@@ -182,6 +188,12 @@ def summary(recorder: Recorder, failure: str | None) -> dict[str, Any]:
             (r.get("response") or {}).get("status") for r in raw if r.get("type") == "response.done"
         ],
         "tools": [[e.tool.name, e.output] for e in recorder.events if e.type == "tool_end"],
+        "function_calls": [
+            r.get("item", {}).get("name")
+            for r in raw
+            if r.get("type") == "response.output_item.done"
+            and r.get("item", {}).get("type") == "function_call"
+        ],
         "handoffs": [
             [e.from_agent.name, e.to_agent.name] for e in recorder.events if e.type == "handoff"
         ],
