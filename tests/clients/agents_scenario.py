@@ -57,6 +57,9 @@ class Recorder:
         self.events: list[Any] = []
         self.changed = asyncio.Condition()
         self.timeouts: list[str] = []
+        self.started = time.monotonic()
+        self.reached: dict[str, float] = {}
+        """Seconds from the start at which each step's awaited event arrived."""
 
     async def consume(self, session: Any) -> None:
         async for event in session:
@@ -79,6 +82,7 @@ class Recorder:
         except TimeoutError:
             self.timeouts.append(step)
             return -1
+        self.reached[step] = round(time.monotonic() - self.started, 2)
         return found()
 
 
@@ -180,6 +184,7 @@ def summary(recorder: Recorder, failure: str | None) -> dict[str, Any]:
     return {
         "failure": failure,
         "timeouts": recorder.timeouts,
+        "reached_s": recorder.reached,
         "session_events": [e.type for e in recorder.events],
         "errors": [repr(e.error) for e in recorder.events if e.type == "error"],
         "server_events": [r.get("type") for r in raw],
