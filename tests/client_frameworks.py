@@ -28,17 +28,22 @@ def run_scenario(script: str, *args: str, timeout_s: float = 300.0) -> dict[str,
     """Run ``tests/clients/<script>`` with ``args`` and return its JSON summary.
 
     Blocking (a subprocess); the servers it talks to run in their own threads.
-    Fails the test with the script's stderr when it crashes or prints no JSON.
+    Fails the test with the script's stderr when it crashes, prints no JSON or runs
+    past ``timeout_s``.
     """
     if not CLIENTS_PYTHON.exists():
         pytest.fail(f"{CLIENTS_PYTHON} is missing: run `bash scripts/setup.sh --test`")
-    done = subprocess.run(
-        [str(CLIENTS_PYTHON), str(SCENARIOS / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            [str(CLIENTS_PYTHON), str(SCENARIOS / script), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as late:
+        stderr = late.stderr.decode(errors="replace") if isinstance(late.stderr, bytes) else ""
+        pytest.fail(f"{script} ran past {timeout_s:g} s:\n{stderr[-4000:]}")
     if done.returncode != 0 or not done.stdout.strip():
         pytest.fail(f"{script} exited with {done.returncode}:\n{done.stderr[-4000:]}")
     result: dict[str, Any] = json.loads(done.stdout)

@@ -9,6 +9,7 @@ The scenario runs once (``tests/clients/livekit_scenario.py`` in ``.venv-clients
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +28,17 @@ CLIP = "speechbrain/spk1_snt1.wav"
 @pytest.fixture(scope="module")
 def run(
     server: ServerThread, llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Any]:
-    llm.add(
+) -> Iterator[dict[str, Any]]:
+    pcm = write_pcm(Path(tmp_path_factory.mktemp("livekit")) / "ptt.pcm", pcm24k(CLIP, 0.3))
+    with llm.scripted(
         Turn.say("Hello from the server.", when=user_says("livekit greeting")),
         Turn.call("get_weather", {"city": "Oslo"}, when=user_says("weather in Oslo")),
         Turn.say("Oslo is snowy today.", when=after_tool_result("snowy and minus 3")),
         Turn.call("calculate", {"expression": "9*6"}, when=user_says("nine times six")),
         Turn.say("Nine times six is 54.", when=after_tool_result("54")),
         Turn.say("Dogs are tougher than they look.", when=user_says("small dog")),
-    )
-    pcm = write_pcm(Path(tmp_path_factory.mktemp("livekit")) / "ptt.pcm", pcm24k(CLIP, 0.3))
-    return run_scenario("livekit_scenario.py", f"{server.http_url}/v1", "test-key", str(pcm))
+    ):
+        yield run_scenario("livekit_scenario.py", f"{server.http_url}/v1", "test-key", str(pcm))
 
 
 def test_no_errors_and_every_step_completed(run: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ raised by the library; the server's own tools never reach the agent. The session
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +26,22 @@ CLIP = "azure-speech-sdk/whatstheweatherlike.wav"
 @pytest.fixture(scope="module")
 def run(
     server: ServerThread, llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Any]:
-    llm.add(
+) -> Iterator[dict[str, Any]]:
+    pcm = write_pcm(Path(tmp_path_factory.mktemp("agents")) / "spoken.pcm", pcm24k(CLIP, 2.0))
+    url = f"{server.ws_url}/v1/realtime?model=voice-agent"
+    with llm.scripted(
         Turn.say("I am your voice assistant.", when=user_says("who are you")),
-        Turn.call("calculate", {"expression": "12*7"}, when=user_says("twelve times seven")),
-        Turn.say("Twelve times seven is 84.", when=after_tool_result("84")),
-        Turn.call("get_weather", {"city": "Paris"}, when=user_says("weather in Paris")),
+        Turn.call("calculate", {"expression": "13*3"}, when=user_says("thirteen times three")),
+        Turn.say("Thirteen times three is 39.", when=after_tool_result("39")),
+        Turn.call("get_weather", {"city": "Paris"}, when=user_says("forecast for Paris")),
         Turn.say("Paris is sunny and 21 degrees.", when=after_tool_result("sunny and 21")),
         Turn.say("It is warm and bright today.", when=user_says("weather like")),
-        Turn.say(LONG_REPLY, when=user_says("long story")),
+        Turn.say(LONG_REPLY, when=user_says("very long tale")),
         Turn.say("Still warm and bright.", when=user_says("weather like")),
         Turn.call("transfer_to_billing_agent", {}, when=user_says("invoice")),
         Turn.say("Billing here. What is on your invoice?", when=after_tool_result("Billing")),
-    )
-    pcm = write_pcm(Path(tmp_path_factory.mktemp("agents")) / "spoken.pcm", pcm24k(CLIP, 2.0))
-    url = f"{server.ws_url}/v1/realtime?model=voice-agent"
-    return run_scenario("agents_scenario.py", url, "test-key", str(pcm))
+    ):
+        yield run_scenario("agents_scenario.py", url, "test-key", str(pcm))
 
 
 def test_the_session_ran_every_step_without_errors(run: dict[str, Any]) -> None:
@@ -73,7 +74,7 @@ def test_the_agent_runs_its_function_tool_and_speaks_the_result(
 
 
 def test_server_side_tools_stay_on_the_server(run: dict[str, Any]) -> None:
-    assert "Twelve times seven is 84." in run["spoken_replies"]
+    assert "Thirteen times three is 39." in run["spoken_replies"]
     # The agent declared get_weather and the handoff; it sees no other function call
     # (it would answer "Tool calculate not found" for the server's own call).
     assert set(run["function_calls"]) <= {"get_weather", "transfer_to_billing_agent"}, run[

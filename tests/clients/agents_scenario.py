@@ -30,7 +30,7 @@ from typing import Any
 from agents import function_tool
 from agents.realtime import RealtimeAgent, RealtimeRunner, realtime_handoff
 
-STEP_TIMEOUT_S = 60.0
+STEP_TIMEOUT_S = 45.0
 RATE = 24000
 CHUNK_MS = 40
 
@@ -141,11 +141,11 @@ async def scenario(recorder: Recorder, session: Any, pcm: bytes) -> None:
     await recorder.wait("typed", mark, spoken_reply)
 
     mark = len(recorder.events)
-    await session.send_message("What is twelve times seven?")
+    await session.send_message("What is thirteen times three?")
     await recorder.wait("server tool", mark, spoken_reply)
 
     mark = len(recorder.events)
-    await session.send_message("What is the weather in Paris?")
+    await session.send_message("What is the forecast for Paris?")
     tool_end = await recorder.wait("tool", mark, lambda e: e.type == "tool_end")
     if tool_end >= 0:
         await recorder.wait("tool answer", tool_end, spoken_reply)
@@ -156,7 +156,7 @@ async def scenario(recorder: Recorder, session: Any, pcm: bytes) -> None:
         await recorder.wait("spoken", heard, spoken_reply)
 
     mark = len(recorder.events)
-    await session.send_message("Tell me a long story please.")
+    await session.send_message("Tell me a very long tale please.")
     first_audio = await recorder.wait("long reply audio", mark, lambda e: e.type == "audio")
     if first_audio >= 0:
         heard = await speak(recorder, session, pcm, "barge-in heard", first_audio)
