@@ -231,7 +231,7 @@ def test_sdk_stream_sends_segments_as_they_are_decoded(
     server: ServerThread, services: Services
 ) -> None:
     events: list[TranscriptionStreamEvent] = []
-    with gated(services) as gate, data_path(TWO_SPEAKERS).open("rb") as audio:
+    with gated(services) as gate, data_path(JFK).open("rb") as audio:
         stream = client(server).audio.transcriptions.create(
             file=audio, model="gpt-4o-mini-transcribe", stream=True, include=["logprobs"]
         )
@@ -242,9 +242,8 @@ def test_sdk_stream_sends_segments_as_they_are_decoded(
     deltas = [e for e in events if isinstance(e, TranscriptionTextDeltaEvent)]
     done = events[-1]
     assert isinstance(done, TranscriptionTextDoneEvent) and len(deltas) == len(events) - 1
-    assert len(deltas) >= 5 and "".join(d.delta for d in deltas) == done.text
-    reference = data_path(TWO_SPEAKERS).with_suffix(".txt").read_text()
-    assert wer(reference, done.text) <= 0.5, done.text
+    assert len(deltas) >= 2 and "".join(d.delta for d in deltas) == done.text
+    assert wer(reference_text(JFK), done.text) <= 0.15, done.text
     # Logprobs: one per word, the deltas' together are the done event's.
     streamed = [p for d in deltas for p in d.logprobs or []]
     assert done.logprobs and [p.token for p in streamed] == [p.token for p in done.logprobs]
@@ -276,10 +275,12 @@ def test_verbose_json_carries_the_decoders_statistics(server: ServerThread) -> N
 
 
 def test_json_logprobs_are_real_word_probabilities(server: ServerThread) -> None:
-    with data_path(JFK).open("rb") as audio:
+    clip = "deepspeech/LDC93S1.wav"
+    with data_path(clip).open("rb") as audio:
         result = client(server).audio.transcriptions.create(
             file=audio, model="whisper-1", include=["logprobs"]
         )
+    assert wer(reference_text(clip), result.text) <= 0.2, result.text
     assert result.logprobs and len(result.logprobs) == len(result.text.split())
     assert words(" ".join(p.token or "" for p in result.logprobs)) == words(result.text)
     values = [p.logprob for p in result.logprobs if p.logprob is not None]
