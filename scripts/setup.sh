@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv/ in the repository and install the project with its offline model kit.
 # Idempotent: a stamp holding the hash of pyproject.toml skips the install when nothing changed.
-# Usage: scripts/setup.sh [--test]   (--test adds the test tools and the browser for WebRTC tests)
+# Usage: scripts/setup.sh [--test]   (--test adds the test tools, the browser for WebRTC tests
+# and .venv-clients/ with the client frameworks the realtime server is tested against)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,6 +58,18 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # framework dependencies are not needed (the model runs on onnxruntime here).
   $pip install --quiet --no-deps "pipecat-ai==1.14.0"
   echo "$want" > "$stamp"
+fi
+
+# The client-framework tests (tests/test_client_*.py) run openai-agents and livekit-agents in
+# a venv of their own: their pins (websockets < 17) do not fit the server's venv.
+if [ $want_test = 1 ]; then
+  clients_want="$(sha256sum tests/clients/requirements.txt | cut -d' ' -f1)"
+  if [ "$(cat .venv-clients/.installed 2>/dev/null)" != "$clients_want" ]; then
+    [ -x .venv-clients/bin/python ] || "$py" -m venv .venv-clients
+    .venv-clients/bin/python -m pip install --quiet --upgrade pip
+    .venv-clients/bin/python -m pip install --quiet -r tests/clients/requirements.txt
+    echo "$clients_want" > .venv-clients/.installed
+  fi
 fi
 
 # The browser tests drive Debian's chromium (Playwright's own browser download is not used).

@@ -24,6 +24,7 @@ from voice.stt import (
     BASE_MODEL_BYTES,
     DeviceError,
     ModelError,
+    Segment,
     StreamingRecognizer,
     SttCapabilities,
     Transcription,
@@ -198,8 +199,21 @@ def test_word_timestamps_and_options(tiny: WhisperTranscriber, jfk: np.ndarray) 
 
 
 async def test_transcribe_async(tiny: WhisperTranscriber) -> None:
-    result = await transcribe_async(tiny, load_clip("lhotse/LJ002-0020.wav"))
+    told: list[Segment] = []
+    result = await transcribe_async(tiny, load_clip("lhotse/LJ002-0020.wav"), on_segment=told.append)
     assert normalize(result.text) == normalize(reference_text("lhotse/LJ002-0020.wav"))
+    # The sink was told each segment, with the decoder's statistics, as it was decoded.
+    assert tuple(told) == result.segments and told[0].stats is not None
+    assert told[0].stats.tokens and told[0].stats.avg_logprob < 0
+
+    class Stop(Exception):
+        pass
+
+    def refuse(segment: Segment) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):  # a sink's exception stops the transcription
+        await transcribe_async(tiny, load_clip("lhotse/LJ002-0020.wav"), on_segment=refuse)
 
 
 @pytest.mark.slow

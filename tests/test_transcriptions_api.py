@@ -1,16 +1,28 @@
 """``POST /v1/audio/transcriptions`` through the ``openai`` SDK against the real
-server (Whisper tiny.en, the real diarizer), on real recordings."""
+server (Whisper tiny.en, the real diarizer), on real recordings: every response
+format, streamed events, log-probabilities and the decoder's statistics."""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import jiwer
+import numpy as np
 import pytest
 from openai import APIStatusError, BadRequestError, OpenAI
-from openai.types.audio import TranscriptionDiarized, TranscriptionVerbose
+from openai.types.audio import (
+    TranscriptionDiarized,
+    TranscriptionStreamEvent,
+    TranscriptionTextDeltaEvent,
+    TranscriptionTextDoneEvent,
+    TranscriptionVerbose,
+)
 
 from pipelines.services import Services
 from tests.api_helpers import (
@@ -25,6 +37,7 @@ from tests.api_helpers import (
 )
 from tests.conftest import data_path, reference_text
 from tests.servers import ServerThread
+from voice.stt.base import Segment, SttCapabilities, Transcriber, Transcription
 
 JFK = "openai-whisper/jfk.wav"
 TWO_SPEAKERS = "pyannote-audio/sample.wav"
@@ -173,3 +186,126 @@ def test_oversized_upload_is_refused_and_nothing_is_kept(
             ok = client(small).audio.transcriptions.create(file=audio, model="whisper-1")
         assert ok.text
     assert leftovers(settings.data_dir) == []
+
+
+class FirstSegmentGate:
+    """The batch transcriber, holding the decoder after its first segment until the
+    client has read a delta: a server that sent nothing before the end would never
+    open it (the hold then runs out and :attr:`held_to_the_end` says so)."""
+
+    def __init__(self, inner: Transcriber) -> None:
+        self.inner = inner
+        self.client_read = threading.Event()
+        self.held_to_the_end = False
+
+    @property
+    def capabilities(self) -> SttCapabilities:
+        return self.inner.capabilities
+
+    def transcribe(self, audio: np.ndarray, **kw: Any) -> Transcription:
+        sink = kw.pop("on_segment")
+        first = True
+
+        def hold(segment: Segment) -> None:
+            nonlocal first
+            sink(segment)
+            if first:
+                first = False
+                self.held_to_the_end = not self.client_read.wait(60.0)
+
+        return self.inner.transcribe(audio, on_segment=hold, **kw)
+
+
+@contextlib.contextmanager
+def gated(services: Services) -> Iterator[FirstSegmentGate]:
+    plain = services.batch_transcriber
+    gate = FirstSegmentGate(plain)
+    services._batch_transcriber = gate  # type: ignore[assignment]
+    try:
+        yield gate
+    finally:
+        services._batch_transcriber = plain
+
+
+def test_sdk_stream_sends_segments_as_they_are_decoded(
+    server: ServerThread, services: Services
+) -> None:
+    events: list[TranscriptionStreamEvent] = []
+    with gated(services) as gate, data_path(JFK).open("rb") as audio:
+        stream = client(server).audio.transcriptions.create(
+            file=audio, model="gpt-4o-mini-transcribe", stream=True, include=["logprobs"]
+        )
+        for event in stream:
+            events.append(event)
+            gate.client_read.set()
+    assert not gate.held_to_the_end, "the first delta came only after decoding ended"
+    deltas = [e for e in events if isinstance(e, TranscriptionTextDeltaEvent)]
+    done = events[-1]
+    assert isinstance(done, TranscriptionTextDoneEvent) and len(deltas) == len(events) - 1
+    assert len(deltas) >= 2 and "".join(d.delta for d in deltas) == done.text
+    assert wer(reference_text(JFK), done.text) <= 0.15, done.text
+    # Logprobs: one per word, the deltas' together are the done event's.
+    streamed = [p for d in deltas for p in d.logprobs or []]
+    assert done.logprobs and [p.token for p in streamed] == [p.token for p in done.logprobs]
+    assert len(done.logprobs) == len(done.text.split())
+    values = [p.logprob for p in done.logprobs if p.logprob is not None]
+    assert len(values) == len(done.logprobs) and all(v <= 0 for v in values)
+    assert len(set(values)) > len(values) // 2  # real per-word values, not a constant
+    assert math.exp(sum(values) / len(values)) > 0.5  # tiny.en is fairly sure on this clip
+
+
+def test_verbose_json_carries_the_decoders_statistics(server: ServerThread) -> None:
+    with data_path(TWO_SPEAKERS).open("rb") as audio:
+        result = client(server).audio.transcriptions.create(
+            file=audio, model="whisper-1", response_format="verbose_json"
+        )
+    segments = result.segments or []
+    assert len(segments) >= 5
+    windows = {s.seek: (s.avg_logprob, s.compression_ratio, s.no_speech_prob) for s in segments}
+    # 30 s of speech takes two 30 s Whisper windows (the first ends at its last timestamp);
+    # each window has its own statistics, shared by the segments decoded in it.
+    assert len(windows) >= 2 and len(set(windows.values())) == len(windows), windows
+    for seg in segments:
+        assert seg.start >= seg.seek / 100 - 0.02 and seg.end > seg.start
+        assert -1.5 < seg.avg_logprob < 0 and 0 <= seg.no_speech_prob < 0.6
+        assert 0.5 < seg.compression_ratio < 2.4 and seg.temperature == 0.0
+        assert seg.tokens and all(0 <= t < 51_864 for t in seg.tokens)  # Whisper's vocabulary
+        assert len(seg.tokens) >= len(seg.text.split())
+    assert len({tuple(s.tokens) for s in segments}) > len(segments) // 2
+
+
+def test_json_logprobs_are_real_word_probabilities(server: ServerThread) -> None:
+    clip = "deepspeech/LDC93S1.wav"
+    with data_path(clip).open("rb") as audio:
+        result = client(server).audio.transcriptions.create(
+            file=audio, model="whisper-1", include=["logprobs"]
+        )
+    assert wer(reference_text(clip), result.text) <= 0.2, result.text
+    assert result.logprobs and len(result.logprobs) == len(result.text.split())
+    assert words(" ".join(p.token or "" for p in result.logprobs)) == words(result.text)
+    values = [p.logprob for p in result.logprobs if p.logprob is not None]
+    assert all(v <= 0 for v in values) and min(values) < max(values)
+    assert all(p.bytes == list((p.token or "").encode()) for p in result.logprobs)
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"stream": "true", "response_format": "srt"}, "stream"),
+        ({"stream": "maybe"}, "stream"),
+        ({"include[]": "tokens"}, "include"),
+        ({"include[]": "logprobs", "response_format": "verbose_json"}, "include"),
+    ],
+)
+def test_stream_and_include_refused_clearly(
+    server: ServerThread, fields: dict[str, str], param: str
+) -> None:
+    refused = request(
+        "POST",
+        f"{server.http_url}/v1/audio/transcriptions",
+        data={"model": "whisper-1", **fields},
+        files={"file": ("jfk.wav", data_path(JFK).read_bytes())},
+    )
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["param"] == param and error["message"]

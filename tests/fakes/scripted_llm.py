@@ -100,6 +100,17 @@ class ScriptedLlmServer:
         with self._lock:
             self._turns.extend(turns)
 
+    @contextlib.contextmanager
+    def scripted(self, *turns: Turn) -> Iterator[None]:
+        """:meth:`add` for the ``with`` block only: turns it did not use are dropped on the
+        way out, so a server shared by many tests never answers a later test with them."""
+        self.add(*turns)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._turns = [t for t in self._turns if not any(t is mine for mine in turns)]
+
     def fail_next(self, status: int = 500, count: int = 1, *, message: str | None = None,
                   retry_after_s: float | None = None) -> None:
         """Answer the next ``count`` requests with HTTP ``status`` (turns are not used)."""

@@ -3,7 +3,9 @@ partials/finals for live speech, model resolution and transcript formats."""
 
 from voice.stt.base import (
     SAMPLE_RATE,
+    DecoderStats,
     Segment,
+    SegmentSink,
     SttCapabilities,
     Transcriber,
     Transcription,
@@ -28,10 +30,12 @@ __all__ = [
     "BASE_MODEL_BYTES",
     "FORMATS",
     "SAMPLE_RATE",
+    "DecoderStats",
     "DeviceError",
     "ModelError",
     "ModelInfo",
     "Segment",
+    "SegmentSink",
     "StreamingRecognizer",
     "SttCapabilities",
     "Transcriber",

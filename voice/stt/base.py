@@ -6,7 +6,7 @@ All times in results are seconds from the start of that audio.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,14 +29,44 @@ class Word:
 
 
 @dataclass(frozen=True, slots=True)
+class DecoderStats:
+    """What the decoder reported for a segment (Whisper's own statistics).
+
+    ``seek``: start of the decoded window in 10 ms frames; ``tokens``: the segment's
+    token ids; ``temperature``: the sampling temperature that produced it (0 unless a
+    fallback retried); ``avg_logprob``: mean token log-probability of the window (nats,
+    <= 0); ``compression_ratio``: the window text's length over its zlib-compressed
+    length (high = repetitive); ``no_speech_prob``: probability in [0, 1] that the
+    window holds no speech. Segments decoded in one 30 s window share the last three.
+    """
+
+    seek: int
+    tokens: tuple[int, ...]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+
+
+@dataclass(frozen=True, slots=True)
 class Segment:
-    """A stretch of recognised text; ``id`` is its index in the transcription, times in seconds."""
+    """A stretch of recognised text; ``id`` is its index in the transcription, times in seconds.
+
+    ``stats`` holds the decoder's statistics where the backend reports them (Whisper does).
+    """
 
     id: int
     start: float
     end: float
     text: str
     words: tuple[Word, ...] = ()
+    stats: DecoderStats | None = None
+
+
+SegmentSink = Callable[[Segment], None]
+"""Told each segment as soon as it is decoded, in the transcribing (worker) thread;
+it must be cheap and thread-safe. An exception it raises stops the transcription
+and comes out of ``transcribe``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +108,13 @@ class Transcriber(Protocol):
         language: str | None = None,
         prompt: str | None = None,
         vad_filter: bool = False,
+        on_segment: SegmentSink | None = None,
     ) -> Transcription:
         """Transcribe float32 mono 16 kHz ``audio``. Blocking; safe to call from worker threads.
 
         ``language`` None means the backend's configured default; ``prompt`` is prior
-        text that biases spelling and style; ``vad_filter`` drops non-speech first.
+        text that biases spelling and style; ``vad_filter`` drops non-speech first;
+        ``on_segment`` is told each segment as it is decoded (:data:`SegmentSink`).
         """
         ...
 
@@ -96,6 +128,7 @@ async def transcribe_async(
     prompt: str | None = None,
     vad_filter: bool = False,
     priority: int | None = None,
+    on_segment: SegmentSink | None = None,
 ) -> Transcription:
     """Run ``transcriber.transcribe`` in the transcriber's own worker threads
     (:func:`voice.workers.run_on`, as many as its ``concurrency``); ``priority`` in
@@ -114,4 +147,5 @@ async def transcribe_async(
         language=language,
         prompt=prompt,
         vad_filter=vad_filter,
+        on_segment=on_segment,
     )

@@ -13,7 +13,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from voice.stt.base import SAMPLE_RATE, SttCapabilities, Transcriber, Transcription
+from voice.stt.base import (
+    SAMPLE_RATE,
+    SegmentSink,
+    SttCapabilities,
+    Transcriber,
+    Transcription,
+)
 
 SttObserver = Callable[[float, float], None]
 
@@ -37,6 +43,7 @@ class TimedTranscriber:
         language: str | None = None,
         prompt: str | None = None,
         vad_filter: bool = False,
+        on_segment: SegmentSink | None = None,
     ) -> Transcription:
         start = time.perf_counter()
         result = self.inner.transcribe(
@@ -45,6 +52,7 @@ class TimedTranscriber:
             language=language,
             prompt=prompt,
             vad_filter=vad_filter,
+            on_segment=on_segment,
         )
         self._observe(len(audio) / SAMPLE_RATE, time.perf_counter() - start)
         return result

@@ -14,7 +14,15 @@ from faster_whisper import BatchedInferencePipeline, WhisperModel
 
 from voice.audio.frames import pcm16_to_float32
 from voice.cpu_budget import available_cores
-from voice.stt.base import SAMPLE_RATE, Segment, SttCapabilities, Transcription, Word
+from voice.stt.base import (
+    SAMPLE_RATE,
+    DecoderStats,
+    Segment,
+    SegmentSink,
+    SttCapabilities,
+    Transcription,
+    Word,
+)
 from voice.stt.models import choose_device, resolve_model
 
 if TYPE_CHECKING:
@@ -130,10 +138,12 @@ class WhisperTranscriber:
         language: str | None = None,
         prompt: str | None = None,
         vad_filter: bool = False,
+        on_segment: SegmentSink | None = None,
     ) -> Transcription:
         """Transcribe mono 16 kHz ``audio`` (float32 in [-1, 1), int16 also accepted).
 
-        Blocking; safe from any thread. ``language`` None uses ``options.language``
+        Blocking; safe from any thread. ``on_segment`` is told each segment as soon as
+        its window is decoded (Whisper decodes 30 s windows one after the other). ``language`` None uses ``options.language``
         (English-only models always use ``en``). Long audio with ``batch_size > 1``
         goes through the batched pipeline, which always splits on Silero VAD.
         """
@@ -175,7 +185,7 @@ class WhisperTranscriber:
                 )
             else:
                 raw, info = self._model.transcribe(samples, **kwargs)
-            segments = _collect(raw)  # the generator does the decoding: consume it here
+            segments = _collect(raw, on_segment)  # the generator does the decoding: consume it here
         text = " ".join(s.text for s in segments if s.text)
         return Transcription(text, segments, info.language, duration, MappingProxyType(used))
 
@@ -188,8 +198,9 @@ def _as_float32(audio: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
-def _collect(raw: Iterable[Any]) -> tuple[Segment, ...]:
-    """Our segments from faster-whisper's. Word times come from cross-attention alignment
+def _collect(raw: Iterable[Any], on_segment: SegmentSink | None = None) -> tuple[Segment, ...]:
+    """Our segments from faster-whisper's, with its decoder statistics; ``on_segment``
+    is told each as soon as the generator yields it. Word times come from cross-attention alignment
     and segment times from timestamp tokens, so a word can run some tens of ms past its
     segment (``you`` ends at 7.58 s in a segment ending at 7.54 s on jfk.wav): words are
     clamped into their segment, so a segment always contains its words."""
@@ -201,8 +212,24 @@ def _collect(raw: Iterable[Any]) -> tuple[Segment, ...]:
                  _within(float(w.end), start, end), float(w.probability))
             for w in (seg.words or ())
         )
-        out.append(Segment(len(out), start, end, seg.text.strip(), words))
+        segment = Segment(len(out), start, end, seg.text.strip(), words, _stats(seg))
+        out.append(segment)
+        if on_segment is not None:
+            on_segment(segment)
     return tuple(out)
+
+
+def _stats(seg: Any) -> DecoderStats:
+    """faster-whisper's per-segment decoder statistics (a ``temperature`` it leaves
+    unset means its first, greedy temperature: 0)."""
+    return DecoderStats(
+        seek=int(seg.seek),
+        tokens=tuple(int(t) for t in seg.tokens),
+        temperature=float(seg.temperature or 0.0),
+        avg_logprob=float(seg.avg_logprob),
+        compression_ratio=float(seg.compression_ratio),
+        no_speech_prob=float(seg.no_speech_prob),
+    )
 
 
 def _within(t: float, start: float, end: float) -> float:

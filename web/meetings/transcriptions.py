@@ -5,10 +5,15 @@ batch model is used), ``language``, ``prompt``, ``response_format`` (``json``,
 ``text``, ``srt``, ``vtt``, ``verbose_json``, ``diarized_json``),
 ``timestamp_granularities[]`` (``word``, ``segment``; for ``verbose_json``) and
 ``known_speaker_names[]`` with ``known_speaker_references[]`` (data URLs of
-voice samples: matching speakers of ``diarized_json`` carry these names), and
-``temperature``, ``chunking_strategy``, ``include[]`` (accepted and ignored). Bodies match the
+voice samples: matching speakers of ``diarized_json`` carry these names),
+``stream`` (``true``: server-sent ``transcript.text.delta`` events as segments are
+decoded, then ``transcript.text.done``; ``json`` and ``text`` only, see
+:mod:`web.meetings.transcription_stream`), ``include[]`` (``logprobs``: one entry per
+word with the log of Whisper's word probability; ``json`` or streamed only), and
+``temperature``, ``chunking_strategy`` (accepted and ignored). Bodies match the
 ``openai`` package's ``Transcription``, ``TranscriptionVerbose`` and
-``TranscriptionDiarized`` types. ``diarized_json`` runs the meeting pipeline
+``TranscriptionDiarized`` types; ``verbose_json`` segments carry the decoder's own
+statistics. ``diarized_json`` runs the meeting pipeline
 without a summary; speakers are ``A``, ``B``... in order of first appearance.
 
 The upload goes to a scratch folder under ``data_dir`` (removed afterwards) with
@@ -35,16 +40,19 @@ from pipelines.meeting.known_speakers import embed_known
 from pipelines.meeting.pipeline import MeetingOptions, MeetingPipeline
 from pipelines.services import Services
 from voice.audio.decode import AudioDecodeError, decode_audio
-from voice.stt.base import Transcription, transcribe_async
+from voice.stt.base import Segment, Transcription, transcribe_async
 from voice.stt.formats import to_srt, to_vtt
 from web.api_errors import ApiError
 from web.meetings.known_speakers_form import known_speakers
 from web.meetings.languages import check_language
+from web.meetings.transcription_stream import stream_response, word_logprobs
 from web.meetings.upload_checks import decode_error, probe_length
 from web.meetings.uploads import ReceivedForm, receive_upload
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json", "diarized_json")
 GRANULARITIES = ("word", "segment")
+STREAM_FORMATS = ("json", "text")
+INCLUDES = ("logprobs",)
 
 
 def _services(request: Request) -> Services:
@@ -74,14 +82,66 @@ def _choice(form: ReceivedForm) -> tuple[str, set[str]]:
     return fmt, granularities or {"segment"}
 
 
+def _flag(form: ReceivedForm, name: str) -> bool:
+    """A boolean form field as the SDK sends it (``true``/``false``); absent = false."""
+    value = (form.get(name) or "false").strip().lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ApiError(400, "invalid_value", f"{name} must be true or false", param=name)
+    return value in ("true", "1")
+
+
+def _streaming(form: ReceivedForm, fmt: str) -> tuple[bool, bool]:
+    """``(stream, logprobs)`` from ``stream`` and ``include[]``, refused where this
+    server cannot answer them as asked."""
+    stream = _flag(form, "stream")
+    if stream and fmt not in STREAM_FORMATS:
+        raise ApiError(
+            400,
+            "unsupported_value",
+            f"stream=true answers response_format {' or '.join(STREAM_FORMATS)}, not {fmt}",
+            param="stream",
+        )
+    include = {value.strip() for value in form.getall("include")}
+    if include - set(INCLUDES):
+        raise ApiError(400, "invalid_value", "include[] takes logprobs", param="include")
+    logprobs = "logprobs" in include
+    if logprobs and not (fmt == "json" or stream):
+        raise ApiError(
+            400,
+            "unsupported_value",
+            "include[]=logprobs needs response_format json (or stream=true)",
+            param="include",
+        )
+    return stream, logprobs
+
+
 def _usage(duration: float) -> dict[str, Any]:
     return {"type": "duration", "seconds": round(duration, 3)}
 
 
+def _verbose_segment(segment: Segment) -> dict[str, Any]:
+    """A ``TranscriptionSegment`` with the decoder's statistics (:class:`DecoderStats`)."""
+    stats = segment.stats
+    if stats is None:
+        raise ApiError(
+            501, "unsupported", "this transcriber reports no decoder statistics for verbose_json"
+        )
+    return {
+        "id": segment.id,
+        "seek": stats.seek,
+        "start": round(segment.start, 3),
+        "end": round(segment.end, 3),
+        "text": segment.text,
+        "tokens": list(stats.tokens),
+        "temperature": stats.temperature,
+        "avg_logprob": round(stats.avg_logprob, 6),
+        "compression_ratio": round(stats.compression_ratio, 6),
+        "no_speech_prob": round(stats.no_speech_prob, 6),
+    }
+
+
 def _verbose(result: Transcription, granularities: set[str]) -> dict[str, Any]:
-    """``TranscriptionVerbose``. Decoder statistics this server does not keep
-    (``tokens``, ``avg_logprob``, ``compression_ratio``, ``no_speech_prob``) are
-    given neutral values; ``seek`` is the segment start in 10 ms frames."""
+    """``TranscriptionVerbose``: segments with Whisper's own statistics, words with times."""
     body: dict[str, Any] = {
         "task": "transcribe",
         "language": result.language,
@@ -90,21 +150,7 @@ def _verbose(result: Transcription, granularities: set[str]) -> dict[str, Any]:
         "usage": _usage(result.duration),
     }
     if "segment" in granularities:
-        body["segments"] = [
-            {
-                "id": s.id,
-                "seek": round(s.start * 100),
-                "start": round(s.start, 3),
-                "end": round(s.end, 3),
-                "text": s.text,
-                "tokens": [],
-                "temperature": 0.0,
-                "avg_logprob": 0.0,
-                "compression_ratio": 0.0,
-                "no_speech_prob": 0.0,
-            }
-            for s in result.segments
-        ]
+        body["segments"] = [_verbose_segment(s) for s in result.segments]
     if "word" in granularities:
         body["words"] = [
             {"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}
@@ -173,6 +219,7 @@ async def _transcribe(request: Request, form: ReceivedForm) -> Response:
     if form.file_path is None:
         raise ApiError(400, "missing_file", "send the audio as form field 'file'", param="file")
     fmt, granularities = _choice(form)
+    stream, logprobs = _streaming(form, fmt)
     language = check_language(form.get("language"))
     prompt = (form.get("prompt") or "").strip() or None
     services = _services(request)
@@ -191,12 +238,19 @@ async def _transcribe(request: Request, form: ReceivedForm) -> Response:
     except AudioDecodeError as exc:  # AudioTooLongError included: 413 audio_too_long
         raise decode_error(exc) from None
     transcriber = await asyncio.to_thread(lambda: services.batch_transcriber)
-    words = fmt == "verbose_json" and "word" in granularities
+    if stream:
+        return stream_response(
+            transcriber, audio, language=language, prompt=prompt, logprobs=logprobs
+        )
+    words = logprobs or (fmt == "verbose_json" and "word" in granularities)
     result = await transcribe_async(
         transcriber, audio, word_timestamps=words, language=language, prompt=prompt
     )
     if fmt == "json":
-        return JSONResponse({"text": result.text, "usage": _usage(result.duration)})
+        body: dict[str, Any] = {"text": result.text, "usage": _usage(result.duration)}
+        if logprobs:
+            body["logprobs"] = word_logprobs(result.segments)
+        return JSONResponse(body)
     if fmt == "verbose_json":
         return JSONResponse(_verbose(result, granularities))
     if fmt == "text":
