@@ -21,6 +21,7 @@ from pipelines.meeting.job_files import SPOOL_MARKER, JobFiles
 from pipelines.meeting.local_queue import LocalJobQueue
 from pipelines.meeting.spool import HEADER_BYTES, RATE, RecordingSpool, repair_wav
 from pipelines.meeting.spool_recovery import recover_spools
+from pipelines.meeting.sqlite_store import SqliteJobStore
 from pipelines.meeting.store import Job, JobState, JobStore, TooManyJobs, new_job_id
 from tests.conftest import load_clip
 from tests.test_jobs import Script, add_job, wait_state
@@ -33,7 +34,7 @@ DAY_S = 86400.0
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[JobStore]:
-    s = JobStore(tmp_path / "jobs.sqlite3")
+    s = SqliteJobStore(tmp_path / "jobs.sqlite3")
     await s.open()
     yield s
     await s.close()

@@ -26,7 +26,7 @@ from pipelines.meeting.known_speakers import write_references
 from pipelines.meeting.local_queue import LocalJobQueue
 from pipelines.meeting.meeting_jobs import meeting_options, meeting_runner
 from pipelines.meeting.spool_recovery import recover_spools
-from pipelines.meeting.store import JobStore, TooManyJobs, new_job_id
+from pipelines.meeting.store import TooManyJobs, new_job_id, open_job_store
 from voice.audio.decode import AudioDecodeError
 from web.api_errors import ApiError
 from web.meetings import results as meeting_results
@@ -55,7 +55,7 @@ async def job_worker(app: Starlette) -> AsyncIterator[None]:
     """Open the job store and run the queue (resuming interrupted jobs) while inside.
     Needs ``app.state.settings`` and ``app.state.services``; sets ``app.state.meetings``."""
     settings = app.state.settings
-    store = JobStore(settings.data_dir / "jobs.sqlite3")
+    store = open_job_store(settings)
     await store.open()
     files = JobFiles(settings.data_dir)
     queue = LocalJobQueue(
