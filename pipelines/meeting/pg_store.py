@@ -87,7 +87,8 @@ class PostgresJobStore:
         async with self.pool.connection() as conn, conn.transaction():
             yield conn
 
-    async def _rows(self, query: Any, params: Any = ()) -> list[dict[str, Any]]:
+    async def fetch(self, query: Any, params: Any = ()) -> list[dict[str, Any]]:
+        """The rows of one query (as dicts), run in its own transaction."""
         async with self.transaction() as conn:
             cur = await conn.execute(query, params)
             return list(await cur.fetchall())
@@ -128,7 +129,7 @@ class PostgresJobStore:
         return job
 
     async def get(self, job_id: str) -> Job | None:
-        rows = await self._rows("SELECT * FROM voice_jobs WHERE id = %s", (job_id,))
+        rows = await self.fetch("SELECT * FROM voice_jobs WHERE id = %s", (job_id,))
         return _job(rows[0]) if rows else None
 
     async def list(
@@ -150,7 +151,7 @@ class PostgresJobStore:
         where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
         order = sql.SQL("ASC" if oldest_first else "DESC")
         query = sql.SQL("SELECT * FROM voice_jobs {} ORDER BY created_at {}, id {} LIMIT %s")
-        rows = await self._rows(query.format(where, order, order), (*params, limit))
+        rows = await self.fetch(query.format(where, order, order), (*params, limit))
         return [_job(row) for row in rows]
 
     async def update(
@@ -161,6 +162,21 @@ class PostgresJobStore:
         expect_attempts: int | None = None,
         **changes: Any,
     ) -> Job | None:
+        async with self.transaction() as conn:
+            return await self.update_in(
+                conn, job_id, expect=expect, expect_attempts=expect_attempts, **changes
+            )
+
+    async def update_in(
+        self,
+        conn: AsyncConnection[Any],
+        job_id: str,
+        *,
+        expect: Collection[JobState] = (),
+        expect_attempts: int | None = None,
+        **changes: Any,
+    ) -> Job | None:
+        """:meth:`update` inside the caller's transaction on ``conn``."""
         changes = check_changes(changes)
         changes["updated_at"] = self._now()
         assignments = sql.SQL(", ").join(
@@ -177,12 +193,11 @@ class PostgresJobStore:
         query = sql.SQL("UPDATE voice_jobs SET {} WHERE {} RETURNING *").format(
             assignments, sql.SQL(" AND ").join(conditions)
         )
-        async with self.transaction() as conn:
-            cur = await conn.execute(query, params)
-            row = await cur.fetchone()
-            if row is None:
-                return None
-            await conn.execute(_NOTIFY, (job_id,))
+        cur = await conn.execute(query, params)
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        await conn.execute(_NOTIFY, (job_id,))
         return _job(row)
 
     async def delete(self, job_id: str) -> bool:
@@ -194,7 +209,7 @@ class PostgresJobStore:
         return True
 
     async def finished_before(self, cutoff: float, limit: int = 1000) -> tuple[Job, ...]:
-        rows = await self._rows(
+        rows = await self.fetch(
             "SELECT * FROM voice_jobs WHERE state = ANY(%s)"
             " AND COALESCE(finished_at, updated_at) < %s ORDER BY finished_at LIMIT %s",
             ([str(s) for s in JobState if s.final], cutoff, limit),
@@ -202,4 +217,4 @@ class PostgresJobStore:
         return tuple(_job(row) for row in rows)
 
     async def ids(self) -> set[str]:
-        return {row["id"] for row in await self._rows("SELECT id FROM voice_jobs")}
+        return {row["id"] for row in await self.fetch("SELECT id FROM voice_jobs")}
