@@ -4,6 +4,7 @@ PostgreSQL server started from ``initdb`` for this module."""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -152,3 +153,37 @@ async def test_postgres_announces_every_change(postgres: PostgresServer) -> None
     finally:
         await listener.close()
         await store.close()
+
+
+def test_without_cluster_settings_no_cluster_package_is_imported(tmp_path: Path) -> None:
+    """No ``VOICE_DATABASE_URL``: the server's job lifespan runs on SQLite with the
+    in-process queue, and psycopg and Procrastinate are never imported."""
+    import subprocess
+    import sys
+
+    script = """
+import asyncio, sys
+from starlette.applications import Starlette
+import web.app, web.cli
+from web.meetings.routes import job_worker
+from voice.settings import load_settings
+
+async def main():
+    app = Starlette()
+    app.state.settings = load_settings(data_dir=sys.argv[1])
+    app.state.services = None  # no job runs here; models are never touched
+    async with job_worker(app):
+        print(type(app.state.meetings.store).__name__, type(app.state.meetings.queue).__name__)
+
+asyncio.run(main())
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("psycopg", "psycopg_pool", "procrastinate"))
+print("cluster modules:", loaded)
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICE_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=120, check=True,
+    ).stdout
+    assert "SqliteJobStore LocalJobQueue" in out, out
+    assert "cluster modules: []" in out, out

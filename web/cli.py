@@ -12,15 +12,19 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from voice.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from pipelines.meeting.worker_models import BatchModels
 
 app = typer.Typer(help="Self-hosted realtime voice agent server.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -254,6 +258,13 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="jobs at once (VOICE_MAX_CONCURRENT_JOBS)")
     ] = None,
+    preload: Annotated[
+        bool,
+        typer.Option(
+            "--preload/--no-preload",
+            help="load the batch models at start (else with the first job that needs them)",
+        ),
+    ] = True,
 ) -> None:
     """Run meeting jobs queued in PostgreSQL (VOICE_JOB_BACKEND=procrastinate).
 
@@ -272,10 +283,10 @@ def worker(
         )
         raise typer.Exit(2)
     configure_logging(settings)
-    asyncio.run(_run_worker(settings, concurrency or settings.max_concurrent_jobs))
+    asyncio.run(_run_worker(settings, concurrency or settings.max_concurrent_jobs, preload))
 
 
-async def _run_worker(settings: Settings, concurrency: int) -> None:
+async def _run_worker(settings: Settings, concurrency: int, preload: bool) -> None:
     from pipelines.llm_endpoint import open_llm
     from pipelines.meeting.job_files import JobFiles
     from pipelines.meeting.meeting_jobs import meeting_runner
@@ -287,21 +298,26 @@ async def _run_worker(settings: Settings, concurrency: int) -> None:
     log = logging.getLogger("web.cli")
     async with open_llm(settings) as (llm, _):
         models = BatchModels(settings, llm)
-        loading = asyncio.create_task(asyncio.to_thread(models.preload))
-        loading.add_done_callback(lambda _: log.info("worker: batch models loaded"))
+        if preload:  # a daemon thread: a worker stopped while still loading exits at once
+            threading.Thread(target=_preload, args=(models, log), daemon=True).start()
         files = JobFiles(settings.data_dir)
         runner = hooked(with_job_ids(meeting_runner(models, files, settings.max_audio_minutes * 60)))
         log.info("worker: taking meeting jobs (%d at a time)", concurrency)
-        try:
-            await run_worker(
-                settings.database_url or "",
-                files,
-                runner,
-                heartbeat_s=settings.worker_heartbeat_s,
-                concurrency=concurrency,
-            )
-        finally:
-            await asyncio.gather(loading, return_exceptions=True)
+        await run_worker(
+            settings.database_url or "",
+            files,
+            runner,
+            heartbeat_s=settings.worker_heartbeat_s,
+            concurrency=concurrency,
+        )
+
+
+def _preload(models: BatchModels, log: logging.Logger) -> None:
+    try:
+        models.preload()
+        log.info("worker: batch models loaded")
+    except Exception:  # the jobs that need them fail with the reason
+        log.exception("worker: loading the batch models failed")
 
 
 def _summary(settings: Settings) -> dict[str, object]:

@@ -67,6 +67,7 @@ async def run_worker(
             if job is None:
                 log.info("job %s is no longer queued; skipped", job_id)
                 return
+            log.info("job %s started (attempt %d)", job_id, job.attempts)
             try:
                 await executor.run(job)
             except asyncio.CancelledError:

@@ -1,7 +1,8 @@
 """A fault-injection hook for the worker tests, off unless ``VOICE_TEST_ONLY_JOB_HOOK`` is set.
 
-The variable holds JSON: ``{"filename": "poison", "action": "kill" | "sleep",
-"stage": "diarize", "attempts": [1], "seconds": 30}``. For a job whose display
+The variable holds a JSON list of rules such as ``{"filename": "poison", "action":
+"kill" | "sleep", "stage": "diarize", "attempts": [1], "seconds": 30}``; the first
+that matches applies. For a job whose display
 filename contains ``filename`` and whose attempt number is in ``attempts`` (all
 attempts when absent), ``kill`` ends this process with SIGKILL when the job reports
 ``stage`` (a worker dying mid-job), and ``sleep`` holds the job for ``seconds``
@@ -29,13 +30,11 @@ def hooked(runner: JobRunner, spec: str | None = None) -> JobRunner:
     raw = spec if spec is not None else os.environ.get(ENV)
     if not raw:
         return runner
-    hook: dict[str, Any] = json.loads(raw)
+    rules: list[dict[str, Any]] = json.loads(raw)
 
     async def run(job: Job, progress: ProgressFn) -> Mapping[str, bytes]:
-        attempts = hook.get("attempts")
-        if hook["filename"] not in (job.filename or "") or (
-            attempts is not None and job.attempts not in attempts
-        ):
+        hook = next((rule for rule in rules if _matches(rule, job)), None)
+        if hook is None:
             return await runner(job, progress)
         if hook["action"] == "sleep":
             progress("waiting (test hook)", 0.0)
@@ -50,3 +49,10 @@ def hooked(runner: JobRunner, spec: str | None = None) -> JobRunner:
         return await runner(job, report)
 
     return run
+
+
+def _matches(rule: Mapping[str, Any], job: Job) -> bool:
+    attempts = rule.get("attempts")
+    return rule["filename"] in (job.filename or "") and (
+        attempts is None or job.attempts in attempts
+    )
