@@ -32,6 +32,7 @@ from pipelines.meeting.pg_queue import ProcrastinateJobQueue
 from pipelines.meeting.pg_store import PostgresJobStore
 from pipelines.meeting.store import JobState, new_job_id
 from tests.pg_server import running_postgres
+from voice.settings import load_settings
 
 CLIPS = [
     "assembled/assembled_meeting.wav",
@@ -109,7 +110,7 @@ def main() -> None:
     load_before = os.getloadavg()
     with running_postgres() as postgres, tempfile.TemporaryDirectory() as tmp:
         results = asyncio.run(measure(postgres.fresh_database("bench"), Path(tmp), args.model))
-    results["model"] = args.model or os.environ.get("VOICE_STT_MODEL", "default (stt_model)")
+    results["model"] = args.model or load_settings().stt_model
     path = write_result(
         "worker", results, load_before=load_before, load_after=os.getloadavg()
     )
