@@ -9,6 +9,7 @@ injected with the test-only hook ``VOICE_TEST_ONLY_JOB_HOOK``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -127,8 +129,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             running.stop()
 
 
-@pytest.fixture
-async def queue(cluster: Cluster) -> AsyncIterator[ProcrastinateJobQueue]:
+@contextlib.asynccontextmanager
+async def server_queue(cluster: Cluster) -> AsyncIterator[ProcrastinateJobQueue]:
     """The server side of the queue (what ``voice serve`` runs with this backend)."""
     store = PostgresJobStore(cluster.url)
     await store.open()
@@ -139,6 +141,12 @@ async def queue(cluster: Cluster) -> AsyncIterator[ProcrastinateJobQueue]:
     finally:
         await jobs.stop()
         await store.close()
+
+
+@pytest.fixture
+async def queue(cluster: Cluster) -> AsyncIterator[ProcrastinateJobQueue]:
+    async with server_queue(cluster) as jobs:
+        yield jobs
 
 
 def new_job(queue: ProcrastinateJobQueue, filename: str) -> Job:
@@ -177,59 +185,95 @@ def transcript_text(queue: ProcrastinateJobQueue, job_id: str) -> str:
     return " ".join(segment["text"] for segment in doc["segments"]).lower()
 
 
-async def test_a_failed_queue_insert_accepts_nothing_and_reconcile_queues_strays(
-    cluster: Cluster, queue: ProcrastinateJobQueue, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@dataclass
+class Faults:
+    """What happened to the jobs of :func:`faults`, once all of them ended."""
+
+    refused: BaseException | None
+    lost_row: Job | None
+    jobs: dict[str, Job]
+    transcripts: dict[str, str]
+    killed: int
+    progress_seen: list[Job]
+    logs: str
+
+
+@pytest.fixture(scope="module")
+def faults(cluster: Cluster) -> Faults:
+    """Three faulty jobs at once on two workers, replaced as they die: ``crash-once``
+    kills the worker that runs its first attempt mid-job (in diarization), ``poison``
+    kills every worker it meets, and ``stray`` is a job row stored without a queue
+    entry. Before that, one submit whose queue insert fails."""
+    return asyncio.run(_run_faults(cluster))
+
+
+async def _run_faults(cluster: Cluster) -> Faults:
     async def queue_down(*args: object, **kwargs: object) -> int:
         raise ConnectionError("the queue insert failed")
 
-    lost = new_job(queue, "lost.wav")
-    with monkeypatch.context() as patched:
-        patched.setattr(pg_queue, "defer", queue_down)
-        with pytest.raises(ConnectionError):
-            await queue.submit(lost)
-    assert await queue.store.get(lost.id) is None  # one transaction: no job without entry
+    async with server_queue(cluster) as queue:
+        lost, refused = new_job(queue, "lost.wav"), None
+        with pytest.MonkeyPatch.context() as patched:
+            patched.setattr(pg_queue, "defer", queue_down)
+            try:
+                await queue.submit(lost)
+            except ConnectionError as exc:
+                refused = exc
+        lost_row = await queue.store.get(lost.id)
 
-    # A row accepted without a queue entry (another path crashed between the two):
-    # a worker's reconcile step queues it and it runs.
-    stray = await queue.store.create(new_job(queue, "stray.wav"))
-    cluster.keep(2)  # the next test needs two: they start together
-    done = await wait_job(queue, stray.id)
-    assert done.state is JobState.SUCCEEDED and done.attempts == 1, done
-    assert "north" in transcript_text(queue, stray.id)
-    assert f"job {stray.id} was accepted but not queued" in cluster.all_logs()
+        killed_before = cluster.killed()
+        cluster.keep(2)
+        stray = await queue.store.create(new_job(queue, "stray.wav"))
+        crash, poison = new_job(queue, "crash-once.wav"), new_job(queue, "poison.wav")
+        seen: list[Job] = []
+        async with queue.subscribe(crash.id) as updates:
+            for job in (crash, poison):
+                await queue.submit(job)
+
+            def tick() -> None:
+                cluster.keep(2)
+                seen.extend(updates.get_nowait() for _ in range(updates.qsize()))
+
+            ended = {job.id: await wait_job(queue, job.id, tick=tick) for job in (crash, poison, stray)}
+        transcripts = {
+            job_id: transcript_text(queue, job_id)
+            for job_id, job in ended.items() if job.state is JobState.SUCCEEDED
+        }
+    return Faults(
+        refused, lost_row, {job.filename or "": job for job in ended.values()}, transcripts,
+        cluster.killed() - killed_before, seen, cluster.all_logs(),
+    )
 
 
-async def test_a_killed_workers_job_is_finished_by_another(
-    cluster: Cluster, queue: ProcrastinateJobQueue
-) -> None:
-    cluster.keep(2)
-    killed_before = cluster.killed()
-    job = new_job(queue, "crash-once.wav")
-    seen: list[Job] = []
-    async with queue.subscribe(job.id) as updates:
-        await queue.submit(job)
-        done = await wait_job(
-            queue, job.id, tick=lambda: seen.extend(
-                updates.get_nowait() for _ in range(updates.qsize())
-            ),
-        )
-    assert done.state is JobState.SUCCEEDED and done.attempts == 2, done
-    assert cluster.killed() == killed_before + 1
-    assert "north" in transcript_text(queue, job.id)
-    assert cluster.all_logs().count(f"job {job.id} succeeded") == 1  # results written once
+def test_a_failed_queue_insert_accepts_nothing(faults: Faults) -> None:
+    assert isinstance(faults.refused, ConnectionError)
+    assert faults.lost_row is None  # row and queue entry are one transaction
+
+
+def test_a_job_accepted_without_queue_entry_is_queued_by_reconcile(faults: Faults) -> None:
+    stray = faults.jobs["stray.wav"]
+    assert stray.state is JobState.SUCCEEDED and stray.attempts == 1, stray
+    assert "north" in faults.transcripts[stray.id]
+    assert f"job {stray.id} was accepted but not queued" in faults.logs
+
+
+def test_a_killed_workers_job_is_finished_by_another(faults: Faults) -> None:
+    crash = faults.jobs["crash-once.wav"]
+    assert crash.state is JobState.SUCCEEDED and crash.attempts == 2, crash
+    assert "north" in faults.transcripts[crash.id]
+    assert faults.logs.count(f"job {crash.id} succeeded") == 1  # results written once
+    assert f"job {crash.id} re-queued: its worker stopped responding" in faults.logs
     # Progress written by the workers reached this process through NOTIFY.
-    assert any(s.state is JobState.RUNNING and s.stage == "transcribe" for s in seen), seen
+    assert any(
+        s.state is JobState.RUNNING and s.stage == "transcribe" for s in faults.progress_seen
+    ), faults.progress_seen
 
 
-async def test_a_job_that_kills_every_worker_fails_after_the_attempt_limit(
-    cluster: Cluster, queue: ProcrastinateJobQueue
-) -> None:
-    killed_before = cluster.killed()
-    job = await queue.submit(new_job(queue, "poison.wav"))
-    done = await wait_job(queue, job.id, tick=lambda: cluster.keep(2))  # two for the next test
-    assert done.state is JobState.FAILED and done.error_code == "too_many_attempts", done
-    assert done.attempts == 3 and cluster.killed() == killed_before + 3
+def test_a_job_that_kills_every_worker_fails_after_the_attempt_limit(faults: Faults) -> None:
+    poison = faults.jobs["poison.wav"]
+    assert poison.state is JobState.FAILED and poison.error_code == "too_many_attempts", poison
+    assert poison.attempts == 3
+    assert faults.killed == 1 + 3  # crash-once's first attempt, poison's three
 
 
 async def test_cancel_frees_its_worker_and_sigterm_hands_a_job_to_another(
