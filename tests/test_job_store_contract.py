@@ -187,3 +187,24 @@ print("cluster modules:", loaded)
     ).stdout
     assert "SqliteJobStore LocalJobQueue" in out, out
     assert "cluster modules: []" in out, out
+
+
+async def test_retention_sweep_deletes_old_finished_jobs_and_their_files(
+    store: JobStore, tmp_path: Path
+) -> None:
+    """What every worker runs hourly with Procrastinate (and the server with the local queue)."""
+    from pipelines.meeting.job_files import JobFiles
+    from pipelines.meeting.retention import sweep_expired
+
+    files = JobFiles(tmp_path / "data")
+    old, recent, running = [await store.create(store.new(new_job_id())) for _ in range(3)]
+    await store.update(old.id, state=JobState.SUCCEEDED, finished_at=1000.0)
+    await store.update(recent.id, state=JobState.FAILED, finished_at=1900.0)
+    await store.update(running.id, state=JobState.RUNNING)
+    for job in (old, recent, running):
+        files.write_results(job.id, {"transcript.json": b"{}"})
+    told: list[tuple[str, object]] = []
+    removed = await sweep_expired(store, files, 500.0, 2000.0, lambda i, j: told.append((i, j)))
+    assert removed == [old.id] and told == [(old.id, None)]
+    assert await store.ids() == {recent.id, running.id}
+    assert not files.results_dir(old.id).exists() and files.results_dir(recent.id).exists()

@@ -309,6 +309,7 @@ async def _run_worker(settings: Settings, concurrency: int, preload: bool) -> No
             runner,
             heartbeat_s=settings.worker_heartbeat_s,
             concurrency=concurrency,
+            retention_s=settings.job_retention_days * 86400.0 or None,
         )
 
 

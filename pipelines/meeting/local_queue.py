@@ -31,6 +31,7 @@ from pipelines.meeting.job_events import JobEvents
 from pipelines.meeting.job_files import JobFiles
 from pipelines.meeting.job_run import JobExecutor, claim
 from pipelines.meeting.jobs import MAX_ATTEMPTS, JobRunner
+from pipelines.meeting.retention import sweep_expired, sweep_forever
 from pipelines.meeting.store import Job, JobState, JobStore
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,10 @@ class LocalJobQueue:
             for n in range(self._concurrency)
         ]
         if self._retention_s is not None:
-            self._sweeper = asyncio.create_task(self._sweep_forever(), name="job-retention")
+            self._sweeper = asyncio.create_task(
+                sweep_forever(self.sweep_expired, self._clock, self._retention_interval_s),
+                name="job-retention",
+            )
 
     async def _recover(self, job: Job) -> None:
         present = await asyncio.to_thread(self.files.upload(job.id).is_file)
@@ -175,27 +179,12 @@ class LocalJobQueue:
 
     async def sweep_expired(self) -> list[str]:
         """Delete finished jobs (row and files) older than ``retention_s``; returns
-        their ids. Safe to cancel (a job is removed files first, then row, so an
-        interrupted one is swept again or its files as orphans)."""
+        their ids (see :func:`~pipelines.meeting.retention.sweep_expired`)."""
         if self._retention_s is None:
             return []
-        removed = []
-        for job in await self.store.finished_before(self._now() - self._retention_s):
-            await asyncio.to_thread(self.files.remove, job.id)
-            if await self.store.delete(job.id):
-                removed.append(job.id)
-                self.events.publish(job.id, None)
-        if removed:
-            log.info("retention: deleted %d finished job(s) and their files", len(removed))
-        return removed
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            try:
-                await self.sweep_expired()
-            except Exception:  # a store failure must not end the sweeps
-                log.exception("retention sweep failed")
-            await self._clock.sleep(self._retention_interval_s)
+        return await sweep_expired(
+            self.store, self.files, self._retention_s, self._now(), self.events.publish
+        )
 
     def subscribe(
         self, job_id: str

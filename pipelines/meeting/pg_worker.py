@@ -13,7 +13,8 @@ cancelled:
 Every ``heartbeat_s`` the worker writes its heartbeat and runs
 :func:`~pipelines.meeting.pg_reconcile.reconcile`, which retries the jobs of
 workers silent for three heartbeats (or fails them with ``too_many_attempts``)
-and queues accepted jobs that have no queue entry.
+and queues accepted jobs that have no queue entry. With a retention period, it
+also deletes expired finished jobs every hour (:mod:`pipelines.meeting.retention`).
 """
 
 from __future__ import annotations
@@ -33,12 +34,15 @@ from pipelines.meeting.jobs import JobRunner
 from pipelines.meeting.pg_queue import QUEUE, TASK, defer, ensure_schema, make_app
 from pipelines.meeting.pg_reconcile import reconcile_forever
 from pipelines.meeting.pg_store import PostgresJobStore
+from pipelines.meeting.retention import sweep_expired, sweep_forever
 from pipelines.meeting.store import Job, JobState
 
 log = logging.getLogger(__name__)
 
 STALL_HEARTBEATS = 3
 """A worker silent for this many heartbeat periods is declared dead."""
+RETENTION_INTERVAL_S = 3600.0
+"""How often a worker deletes expired jobs (``VOICE_JOB_RETENTION_DAYS``)."""
 
 
 async def run_worker(
@@ -49,9 +53,11 @@ async def run_worker(
     heartbeat_s: float = 5.0,
     concurrency: int = 1,
     progress_interval_s: float = 0.5,
+    retention_s: float | None = None,
 ) -> None:
     """Run meeting jobs from the database at ``url`` until SIGTERM/SIGINT (or until
-    cancelled). A job running at that moment is re-queued, not failed."""
+    cancelled). A job running at that moment is re-queued, not failed. With
+    ``retention_s``, finished jobs older than that are deleted every hour."""
     store = PostgresJobStore(url, pool_size=4 + 2 * concurrency)
     await store.open()
     try:
@@ -77,9 +83,16 @@ async def run_worker(
         async with app.open_async(pool=store.pool):
             await ensure_schema(app, store)
             stall_s = STALL_HEARTBEATS * heartbeat_s
-            sweeper = asyncio.create_task(
-                reconcile_forever(app, store, heartbeat_s, stall_s), name="job-reconcile"
-            )
+            side = [
+                asyncio.create_task(
+                    reconcile_forever(app, store, heartbeat_s, stall_s), name="job-reconcile"
+                )
+            ]
+            if retention_s is not None:
+                side.append(asyncio.create_task(sweep_forever(
+                    lambda: sweep_expired(store, files, retention_s, time.time()),
+                    MonotonicClock(), RETENTION_INTERVAL_S,
+                ), name="job-retention"))
             try:
                 await app.run_worker_async(
                     queues=[QUEUE],
@@ -93,8 +106,9 @@ async def run_worker(
                     install_signal_handlers=True,
                 )
             finally:
-                sweeper.cancel()
-                await asyncio.gather(sweeper, return_exceptions=True)
+                for task in side:
+                    task.cancel()
+                await asyncio.gather(*side, return_exceptions=True)
     finally:
         await store.close()
 
