@@ -35,9 +35,10 @@ from tests.pg_server import running_postgres
 REPO = Path(__file__).resolve().parents[1]
 CLIP = "deepspeech/arctic_a0024.wav"
 """4 s, one speaker: 'It was my reports from the north which chiefly induced people to buy.'"""
-HEARTBEAT_S = 1.0
-"""Short for quick retries, yet a worker busy on a loaded 2-core machine must still beat
-within 3 s, or it is (correctly, but needlessly) declared dead."""
+HEARTBEAT_S = 1.5
+"""Short for quick retries, yet a worker loading models on a 2-core machine at load 10-15 must
+still beat within 3 heartbeats: at 0.25 s (and at 1 s with a third worker loading) a live worker
+was declared dead now and then (correctly fenced: its job simply ran twice)."""
 JOB_TIMEOUT_S = 240.0
 """Ceiling for one job on a loaded 2-core machine (a failure, never a hang)."""
 HELD = "waiting (test hook)"
