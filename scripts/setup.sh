@@ -29,7 +29,7 @@ pip=".venv/bin/python -m pip"
 extras=""
 stamp=".venv/.installed"
 if [ $want_test = 1 ]; then
-  extras="[test]"
+  extras="[test,cluster]"
   stamp=".venv/.installed-test"
 fi
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
@@ -72,13 +72,21 @@ if [ $want_test = 1 ]; then
   fi
 fi
 
+# Debian packages the tests need, installed when missing (as root, or with passwordless sudo).
+apt_install() {  # apt_install PACKAGE WHAT-FAILS-WITHOUT-IT
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null) || echo "warning: could not install $1; $2 will fail" >&2
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null) || echo "warning: could not install $1; $2 will fail" >&2
+  else
+    echo "warning: $1 is missing and this user cannot install it; ask an administrator for 'apt-get install $1' ($2 fail without it)" >&2
+  fi
+}
 # The browser tests drive Debian's chromium (Playwright's own browser download is not used).
 if [ $want_test = 1 ] && ! command -v chromium >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium; browser tests will fail" >&2
-  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    (sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium; browser tests will fail" >&2
-  else
-    echo "warning: chromium is missing and this user cannot install it; ask an administrator for 'apt-get install chromium' (the browser tests fail without it)" >&2
-  fi
+  apt_install chromium "the browser tests"
+fi
+# The job-queue tests start a throwaway PostgreSQL server from initdb (tests/pg_server.py).
+if [ $want_test = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  apt_install postgresql "the job store and worker tests"
 fi

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.meeting.store import JobState, JobStore
+from pipelines.meeting.sqlite_store import SqliteJobStore
+from pipelines.meeting.store import JobState
 from voice.settings import SettingsError, load_settings
 from web.access import client_secret_store
 from web.access.auth import KeyRing, bearer_token, check_bind, parse_key_lines, subprotocol_token
@@ -144,7 +145,7 @@ async def test_old_job_database_gains_an_owner_column(tmp_path: Path) -> None:
             "INSERT INTO jobs VALUES ('" + "a" * 32 + "', 'queued', 1, 1, 'meeting', '{}', NULL,"
             " 0, NULL, NULL, 'old.wav', NULL, NULL, NULL, 0, NULL, NULL)"
         )
-    store = JobStore(path)
+    store = SqliteJobStore(path)
     await store.open()
     try:
         old = await store.get("a" * 32)
@@ -155,7 +156,7 @@ async def test_old_job_database_gains_an_owner_column(tmp_path: Path) -> None:
         assert len(await store.list()) == 2
     finally:
         await store.close()
-    reopened = JobStore(path)  # opening again does not migrate twice
+    reopened = SqliteJobStore(path)  # opening again does not migrate twice
     await reopened.open()
     await reopened.close()
 

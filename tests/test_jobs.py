@@ -18,6 +18,7 @@ import pytest
 from pipelines.meeting.job_files import JobFiles
 from pipelines.meeting.jobs import MAX_ATTEMPTS, JobError, ProgressFn
 from pipelines.meeting.local_queue import LocalJobQueue
+from pipelines.meeting.sqlite_store import SqliteJobStore
 from pipelines.meeting.store import Job, JobState, JobStore, new_job_id
 
 
@@ -61,7 +62,7 @@ class Script:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[JobStore]:
-    s = JobStore(tmp_path / "jobs.sqlite3")
+    s = SqliteJobStore(tmp_path / "jobs.sqlite3")
     await s.open()
     yield s
     await s.close()

@@ -192,14 +192,14 @@ def hold_jobs(server: ServerThread) -> threading.Event:
     the returned event is set, so a test acts on a running job without racing its
     completion. The wait is cancellable, as the real runner is."""
     queue = server.server.config.app.state.meetings.queue
-    real, gate = queue._runner, threading.Event()
+    real, gate = queue._executor.runner, threading.Event()
 
     async def held(job: Any, pump: Any) -> Any:
         while not gate.is_set():  # noqa: ASYNC110 (set from the test's own thread)
             await asyncio.sleep(0.05)
         return await real(job, pump)
 
-    queue._runner = held
+    queue._executor.runner = held
     return gate
 
 

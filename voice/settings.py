@@ -142,6 +142,15 @@ class Settings(BaseSettings):
     429 ``too_many_jobs``. Anonymous jobs (auth off) count together. 0: no limit."""
     job_retention_days: float = Field(30.0, ge=0.0)
     """Finished meeting jobs older than this are deleted with their files. 0: keep forever."""
+    database_url: str | None = None
+    """PostgreSQL for meeting jobs (``postgresql://user@host:port/db``), shared by every
+    server and worker; unset: SQLite in ``data_dir``."""
+    job_backend: Literal["local", "procrastinate"] = "local"
+    """``local``: jobs run inside this server. ``procrastinate``: jobs are queued in
+    ``database_url`` and run by ``voice worker`` processes (this server loads no batch models)."""
+    worker_heartbeat_s: float = Field(5.0, gt=0.0, le=300.0)
+    """A worker's heartbeat period (s); one silent for 3 periods is declared dead and its
+    job retried (or failed ``too_many_attempts`` after the attempt limit)."""
 
     # --- realtime sessions ------------------------------------------------------
     realtime_output_lead_ms: int = Field(250, ge=20, le=5000)
@@ -216,6 +225,13 @@ class Settings(BaseSettings):
                 )
             cleaned.append(text)
         return cleaned
+
+    @field_validator("job_backend")
+    @classmethod
+    def _backend_needs_database(cls, value: str, info: Any) -> str:
+        if value == "procrastinate" and not info.data.get("database_url"):
+            raise ValueError("VOICE_JOB_BACKEND=procrastinate needs VOICE_DATABASE_URL")
+        return value
 
     @field_validator("api_keys_file")
     @classmethod

@@ -1,4 +1,4 @@
-"""The ``voice`` command line: transcribe, meeting, say, models, serve.
+"""The ``voice`` command line: transcribe, meeting, say, models, serve, worker.
 
 The CLI is an outer interface like HTTP, so it lives in the outer layer and may
 use every stage and pipeline.
@@ -12,15 +12,19 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from voice.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from pipelines.meeting.worker_models import BatchModels
 
 app = typer.Typer(help="Self-hosted realtime voice agent server.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -247,6 +251,74 @@ def serve(
         settings.host, settings.port, json.dumps(_summary(settings)),
     )
     run_server(create_app(settings), settings, log_config=uvicorn_log_config(settings))
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="jobs at once (VOICE_MAX_CONCURRENT_JOBS)")
+    ] = None,
+    preload: Annotated[
+        bool,
+        typer.Option(
+            "--preload/--no-preload",
+            help="load the batch models at start (else with the first job that needs them)",
+        ),
+    ] = True,
+) -> None:
+    """Run meeting jobs queued in PostgreSQL (VOICE_JOB_BACKEND=procrastinate).
+
+    Loads the batch models once and takes jobs until SIGTERM/SIGINT; a job running
+    then goes back to the queue for another worker. See docs/scaling.md.
+    """
+    from web.operations.logs import configure_logging
+    from web.operations.memory import limit_arenas
+
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        limit_arenas(2)
+    settings = _settings()
+    if settings.job_backend != "procrastinate" or not settings.database_url:
+        console.print(
+            "[red]voice worker needs VOICE_JOB_BACKEND=procrastinate and VOICE_DATABASE_URL[/red]"
+        )
+        raise typer.Exit(2)
+    configure_logging(settings)
+    asyncio.run(_run_worker(settings, concurrency or settings.max_concurrent_jobs, preload))
+
+
+async def _run_worker(settings: Settings, concurrency: int, preload: bool) -> None:
+    from pipelines.llm_endpoint import open_llm
+    from pipelines.meeting.job_files import JobFiles
+    from pipelines.meeting.meeting_jobs import meeting_runner
+    from pipelines.meeting.pg_worker import run_worker
+    from pipelines.meeting.test_hooks import hooked
+    from pipelines.meeting.worker_models import BatchModels
+    from web.operations.observability import with_job_ids
+
+    log = logging.getLogger("web.cli")
+    async with open_llm(settings) as (llm, _):
+        models = BatchModels(settings, llm)
+        if preload:  # a daemon thread: a worker stopped while still loading exits at once
+            threading.Thread(target=_preload, args=(models, log), daemon=True).start()
+        files = JobFiles(settings.data_dir)
+        runner = hooked(with_job_ids(meeting_runner(models, files, settings.max_audio_minutes * 60)))
+        log.info("worker: taking meeting jobs (%d at a time)", concurrency)
+        await run_worker(
+            settings.database_url or "",
+            files,
+            runner,
+            heartbeat_s=settings.worker_heartbeat_s,
+            concurrency=concurrency,
+            retention_s=settings.job_retention_days * 86400.0 or None,
+        )
+
+
+def _preload(models: BatchModels, log: logging.Logger) -> None:
+    try:
+        models.preload()
+        log.info("worker: batch models loaded")
+    except Exception:  # the jobs that need them fail with the reason
+        log.exception("worker: loading the batch models failed")
 
 
 def _summary(settings: Settings) -> dict[str, object]:

@@ -100,3 +100,7 @@ class JobEvents:
 
     def subscriber_count(self, job_id: str) -> int:
         return len(self._subscribers.get(job_id, ()))
+
+    def wanted(self, job_id: str) -> bool:
+        """Whether a snapshot of ``job_id`` would reach anyone (a subscriber or a watcher)."""
+        return bool(self._watchers) or job_id in self._subscribers

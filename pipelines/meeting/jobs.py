@@ -4,8 +4,9 @@ A backend takes jobs whose upload is already on disk (see
 :class:`~pipelines.meeting.job_files.JobFiles`), runs them with a :data:`JobRunner`
 and records progress and outcome in the :class:`~pipelines.meeting.store.JobStore`.
 The embedded backend is :class:`~pipelines.meeting.local_queue.LocalJobQueue`
-(asyncio workers in this process); a Redis/arq or Celery backend can replace it
-by implementing the six methods of :class:`JobQueue`.
+(asyncio workers in this process); :class:`~pipelines.meeting.pg_queue.ProcrastinateJobQueue`
+queues jobs in PostgreSQL for ``voice worker`` processes (:mod:`pipelines.meeting.pg_worker`).
+Both run a job with :class:`~pipelines.meeting.job_run.JobExecutor`.
 
 Every backend keeps the promise that jobs never get lost: ``start`` resumes jobs
 a crash or shutdown interrupted (or fails them with a reason) and picks up the

@@ -27,9 +27,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from pipelines.clock import Clock, MonotonicClock
-from pipelines.meeting.job_events import JobEvents, ProgressPump
+from pipelines.meeting.job_events import JobEvents
 from pipelines.meeting.job_files import JobFiles
-from pipelines.meeting.jobs import MAX_ATTEMPTS, JobError, JobRunner
+from pipelines.meeting.job_run import JobExecutor, claim
+from pipelines.meeting.jobs import MAX_ATTEMPTS, JobRunner
+from pipelines.meeting.retention import sweep_expired, sweep_forever
 from pipelines.meeting.store import Job, JobState, JobStore
 
 log = logging.getLogger(__name__)
@@ -69,9 +71,7 @@ class LocalJobQueue:
         self.store = store
         self.files = files
         self.events = JobEvents()
-        self._runner = runner
         self._concurrency = max(1, concurrency)
-        self._interval_s = progress_interval_s
         self._clock = clock or MonotonicClock()
         self._now = now
         self._pending: asyncio.Queue[str] = asyncio.Queue()
@@ -81,6 +81,9 @@ class LocalJobQueue:
         self._retention_s = retention_s
         self._retention_interval_s = retention_interval_s
         self._sweeper: asyncio.Task[None] | None = None
+        self._executor = JobExecutor(
+            store, files, runner, self.events.publish, self._clock, now, progress_interval_s
+        )
 
     async def start(self) -> None:
         for job in await self.store.list(states=[JobState.RUNNING], oldest_first=True):
@@ -95,7 +98,10 @@ class LocalJobQueue:
             for n in range(self._concurrency)
         ]
         if self._retention_s is not None:
-            self._sweeper = asyncio.create_task(self._sweep_forever(), name="job-retention")
+            self._sweeper = asyncio.create_task(
+                sweep_forever(self.sweep_expired, self._clock, self._retention_interval_s),
+                name="job-retention",
+            )
 
     async def _recover(self, job: Job) -> None:
         present = await asyncio.to_thread(self.files.upload(job.id).is_file)
@@ -173,27 +179,12 @@ class LocalJobQueue:
 
     async def sweep_expired(self) -> list[str]:
         """Delete finished jobs (row and files) older than ``retention_s``; returns
-        their ids. Safe to cancel (a job is removed files first, then row, so an
-        interrupted one is swept again or its files as orphans)."""
+        their ids (see :func:`~pipelines.meeting.retention.sweep_expired`)."""
         if self._retention_s is None:
             return []
-        removed = []
-        for job in await self.store.finished_before(self._now() - self._retention_s):
-            await asyncio.to_thread(self.files.remove, job.id)
-            if await self.store.delete(job.id):
-                removed.append(job.id)
-                self.events.publish(job.id, None)
-        if removed:
-            log.info("retention: deleted %d finished job(s) and their files", len(removed))
-        return removed
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            try:
-                await self.sweep_expired()
-            except Exception:  # a store failure must not end the sweeps
-                log.exception("retention sweep failed")
-            await self._clock.sleep(self._retention_interval_s)
+        return await sweep_expired(
+            self.store, self.files, self._retention_s, self._now(), self.events.publish
+        )
 
     def subscribe(
         self, job_id: str
@@ -215,72 +206,13 @@ class LocalJobQueue:
                 active.done.set()
 
     async def _run(self, job_id: str, active: _Active) -> None:
-        job = await self.store.get(job_id)
-        if job is None or job.state is not JobState.QUEUED:
-            return  # cancelled or deleted while waiting
-        job = await self.store.update(
-            job_id,
-            expect=[JobState.QUEUED],
-            state=JobState.RUNNING,
-            stage="starting",
-            progress=0.0,
-            attempts=job.attempts + 1,
-            started_at=self._now(),
-        )
+        job = await claim(self.store, job_id, self._now())
         if job is None:
-            return
-        self.events.publish(job_id, job)
-        pump = ProgressPump(asyncio.get_running_loop(), clock=self._clock)
-        task = active.task = asyncio.create_task(self._runner(job, pump), name=f"job-{job_id}")
-        if active.cancel_requested:
-            task.cancel()
-        reporter = asyncio.create_task(
-            pump.run(lambda s, f: self._progress(job_id, s, f), self._interval_s)
-        )
-        try:
-            await asyncio.wait([task])
-        except asyncio.CancelledError:  # the queue is stopping: job stays 'running'
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            raise
-        finally:
-            reporter.cancel()
-            await asyncio.gather(reporter, return_exceptions=True)
-        await self._finish(job_id, task)
+            return  # cancelled or deleted while waiting
 
-    async def _progress(self, job_id: str, stage: str, fraction: float) -> None:
-        job = await self.store.update(
-            job_id, expect=[JobState.RUNNING], stage=stage, progress=fraction
-        )
-        if job is not None:
-            self.events.publish(job_id, job)
+        def started(task: asyncio.Task[Mapping[str, bytes]]) -> None:
+            active.task = task
+            if active.cancel_requested:
+                task.cancel()
 
-    async def _finish(self, job_id: str, task: asyncio.Task[Mapping[str, bytes]]) -> None:
-        final: dict[str, object]
-        if task.cancelled():
-            final = {"state": JobState.CANCELLED}
-        elif isinstance(exc := task.exception(), JobError):
-            final = {"state": JobState.FAILED, "error": str(exc), "error_code": exc.code}
-        elif exc is not None:  # details go to the log, not to API clients
-            log.error("job %s failed", job_id, exc_info=exc)
-            final = {
-                "state": JobState.FAILED,
-                "error": f"processing failed ({type(exc).__name__}); see the server log",
-                "error_code": "internal_error",
-            }
-        else:
-            try:
-                await asyncio.to_thread(self.files.write_results, job_id, task.result())
-                final = {"state": JobState.SUCCEEDED, "stage": "done", "progress": 1.0}
-            except OSError as exc:
-                log.error("job %s: cannot write its results: %s", job_id, exc)
-                final = {
-                    "state": JobState.FAILED,
-                    "error": f"cannot store the results: {exc}",
-                    "error_code": "results_write_failed",
-                }
-        job = await self.store.update(
-            job_id, expect=[JobState.RUNNING], finished_at=self._now(), **final
-        )
-        if job is not None:
-            self.events.publish(job_id, job)
+        await self._executor.run(job, started)

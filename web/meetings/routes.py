@@ -21,12 +21,12 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import BaseRoute, Route
 
 from pipelines.meeting.job_files import JobFiles
-from pipelines.meeting.jobs import running
+from pipelines.meeting.jobs import JobQueue, running
 from pipelines.meeting.known_speakers import write_references
 from pipelines.meeting.local_queue import LocalJobQueue
 from pipelines.meeting.meeting_jobs import meeting_options, meeting_runner
 from pipelines.meeting.spool_recovery import recover_spools
-from pipelines.meeting.store import JobStore, TooManyJobs, new_job_id
+from pipelines.meeting.store import JobStore, TooManyJobs, new_job_id, open_job_store
 from voice.audio.decode import AudioDecodeError
 from web.api_errors import ApiError
 from web.meetings import results as meeting_results
@@ -55,20 +55,11 @@ async def job_worker(app: Starlette) -> AsyncIterator[None]:
     """Open the job store and run the queue (resuming interrupted jobs) while inside.
     Needs ``app.state.settings`` and ``app.state.services``; sets ``app.state.meetings``."""
     settings = app.state.settings
-    store = JobStore(settings.data_dir / "jobs.sqlite3")
+    store = open_job_store(settings)
     await store.open()
     files = JobFiles(settings.data_dir)
-    queue = LocalJobQueue(
-        store,
-        files,
-        with_job_ids(
-            meeting_runner(app.state.services, files, settings.max_audio_minutes * 60)
-        ),
-        concurrency=settings.max_concurrent_jobs,
-        max_unfinished_per_owner=settings.max_queued_jobs_per_key or None,
-        retention_s=settings.job_retention_days * 86400.0 or None,
-    )
     try:
+        queue = _queue(app, store, files)
         async with running(queue):
             await recover_spools(store, queue, files)
             app.state.meetings = MeetingContext(settings, store, queue, files)
@@ -76,6 +67,27 @@ async def job_worker(app: Starlette) -> AsyncIterator[None]:
     finally:
         app.state.meetings = None
         await store.close()
+
+
+def _queue(app: Starlette, store: JobStore, files: JobFiles) -> JobQueue:
+    """The queue backend of the settings: in this process (``local``), or Procrastinate
+    with ``voice worker`` processes running the jobs (no batch models loaded here)."""
+    settings = app.state.settings
+    limit = settings.max_queued_jobs_per_key or None
+    if settings.job_backend == "procrastinate":
+        from pipelines.meeting.pg_queue import ProcrastinateJobQueue
+        from pipelines.meeting.pg_store import PostgresJobStore
+
+        assert isinstance(store, PostgresJobStore)  # settings require database_url
+        return ProcrastinateJobQueue(store, files, max_unfinished_per_owner=limit)
+    return LocalJobQueue(
+        store,
+        files,
+        with_job_ids(meeting_runner(app.state.services, files, settings.max_audio_minutes * 60)),
+        concurrency=settings.max_concurrent_jobs,
+        max_unfinished_per_owner=limit,
+        retention_s=settings.job_retention_days * 86400.0 or None,
+    )
 
 
 def _int_field(form: ReceivedForm, name: str) -> int | None:

@@ -16,8 +16,8 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route
 
+from pipelines.meeting.job_events import JobEvents
 from pipelines.meeting.jobs import JobRunner, ProgressFn
-from pipelines.meeting.local_queue import LocalJobQueue
 from pipelines.meeting.store import Job
 from web.operations.http_middleware import HttpMetricsMiddleware, RequestIdMiddleware
 from web.operations.logs import log_context
@@ -48,8 +48,9 @@ def install(app: Starlette) -> Metrics:
             services = app.state.services
             services.stt_watchers.append(metrics.stt_done)
             meetings = getattr(app.state, "meetings", None)
-            if meetings is not None and isinstance(meetings.queue, LocalJobQueue):
-                meetings.queue.events.watch(metrics.job_update)
+            events = getattr(getattr(meetings, "queue", None), "events", None)
+            if isinstance(events, JobEvents):
+                events.watch(metrics.job_update)
             try:
                 async with trimming(app.state.settings.heap_trim_interval_s):
                     yield state
