@@ -81,7 +81,7 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
     offered = websocket.scope.get("subprotocols") or []
     subprotocol = "realtime" if "realtime" in offered else None
     try:
-        slot = live.admit("websocket")
+        slot = await live.open("websocket")
     except Refused as refused:
         await refuse_websocket(websocket, refused.ending, subprotocol)
         return
