@@ -60,6 +60,7 @@ class RedisCallDirectory:
         self._ttl_s = max(1, round(ttl_s))
         self._handler: HangUp | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
 
     def serve(self, handler: HangUp) -> None:
         """Use ``handler`` for hang-ups other replicas send here (set before :meth:`run`)."""
@@ -110,22 +111,27 @@ class RedisCallDirectory:
         return bool(json.loads(answer).get("ended"))
 
     async def run(self) -> None:
-        """Serve hang-ups other replicas send to this one until cancelled; a lost
-        connection is retried every :data:`POLL_S`."""
-        while True:
+        """Serve hang-ups other replicas send to this one until :meth:`stop` (it then
+        returns within :data:`POLL_S`); a lost connection is retried every
+        :data:`POLL_S`. Stop it rather than cancel it: a pub/sub connection cancelled
+        mid-read may never close."""
+        while not self._stopping.is_set():
             try:
                 await self._listen()
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
                 log.warning("call directory: listener lost Redis (%s); retrying", exc)
-                await asyncio.sleep(POLL_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), POLL_S)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return."""
+        self._stopping.set()
 
     async def _listen(self) -> None:
         pubsub = self._redis.pubsub()
         try:
             await pubsub.subscribe(channel(self.replica))
-            while True:
+            while not self._stopping.is_set():
                 data = await _next_message(pubsub, POLL_S)
                 if data is not None:
                     self._spawn(self._answer(json.loads(data)))

@@ -17,12 +17,11 @@ import logging
 import os
 import secrets
 import socket
-from typing import Any
 
 from voice.settings import Settings
 from web.access.live_sessions import LiveSessions
 from web.access.shared import SharedStateError
-from web.cluster.calls import RedisCallDirectory
+from web.cluster.calls import POLL_S, RedisCallDirectory
 from web.cluster.connection import PREFIX, connect, shared_errors
 from web.cluster.leases import RedisSessionLeases
 from web.cluster.rate_limit import RedisRateLimiter
@@ -61,7 +60,8 @@ class RedisCluster:
         self.calls = RedisCallDirectory(
             self._redis, self.replica, settings.max_session_s + CALL_RECORD_MARGIN_S
         )
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
 
     async def start(self, live: LiveSessions) -> None:
         """Check Redis answers, then start the heartbeat and the hang-up listener.
@@ -69,10 +69,8 @@ class RedisCluster:
         with shared_errors("connection"):
             await self._redis.ping()
         await self._beat(live)
-        self._tasks = [
-            asyncio.create_task(self._heartbeat(live), name="cluster-heartbeat"),
-            asyncio.create_task(self.calls.run(), name="cluster-hang-ups"),
-        ]
+        self._heartbeat_task = asyncio.create_task(self._heartbeat(live), name="cluster-heartbeat")
+        self._listener = asyncio.create_task(self.calls.run(), name="cluster-hang-ups")
         log.info("cluster: replica %s sharing state in Redis", self.replica)
 
     async def _beat(self, live: LiveSessions) -> None:
@@ -104,13 +102,25 @@ class RedisCluster:
                     log.info("cluster heartbeat restored")
                 failing = False
 
+    async def stop_tasks(self) -> None:
+        """Stop the heartbeat and the hang-up listener (leases then lapse unless
+        given back). Safe to call twice."""
+        heartbeat, self._heartbeat_task = self._heartbeat_task, None
+        listener, self._listener = self._listener, None
+        if heartbeat is not None:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+        if listener is not None:
+            self.calls.stop()
+            try:
+                await asyncio.wait_for(asyncio.shield(listener), 3 * POLL_S)
+            except TimeoutError:
+                log.warning("cluster: the hang-up listener did not stop in time")
+
     async def aclose(self) -> None:
         """Stop the tasks, give back leases, remove the capacity record, disconnect.
         Safe to call twice."""
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.stop_tasks()
         await self.calls.aclose()
         if self.leases is not None:
             await self.leases.aclose()
