@@ -28,7 +28,7 @@ pip=".venv/bin/python -m pip"
 extras=""
 stamp=".venv/.installed"
 if [ $want_test = 1 ]; then
-  extras="[test]"
+  extras="[test,cluster]"
   stamp=".venv/.installed-test"
 fi
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
@@ -59,13 +59,23 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# The browser tests drive Debian's chromium (Playwright's own browser download is not used).
-if [ $want_test = 1 ] && ! command -v chromium >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium; browser tests will fail" >&2
-  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    (sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium; browser tests will fail" >&2
-  else
-    echo "warning: chromium is missing and this user cannot install it; ask an administrator for 'apt-get install chromium' (the browser tests fail without it)" >&2
+# Debian packages the tests need: install when missing (root or password-less sudo), else say what to ask for.
+apt_need() {  # apt_need COMMAND PACKAGE WHAT-FAILS
+  command -v "$1" >/dev/null 2>&1 && return 0
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo"; else
+      echo "warning: $1 is missing and this user cannot install it; ask an administrator for 'apt-get install $2' ($3 without it)" >&2
+      return 0
+    fi
   fi
+  command -v apt-get >/dev/null 2>&1 || { echo "warning: install $2 ($3 without it)" >&2; return 0; }
+  ($sudo apt-get update -qq && $sudo apt-get install -y -qq "$2" >/dev/null) \
+    || echo "warning: could not install $2; $3" >&2
+}
+if [ $want_test = 1 ]; then
+  # The browser tests drive Debian's chromium (Playwright's own browser download is not used).
+  apt_need chromium chromium "the browser tests fail"
+  # The cluster tests start a real Redis themselves (never as a service).
+  apt_need redis-server redis-server "the cluster tests fail"
 fi

@@ -58,7 +58,11 @@ class RedisServer:
             return False
 
     def __exit__(self, *exc: object) -> None:
-        if self._process is not None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop the server (as a crash or an outage would look to clients); safe twice."""
+        if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:
                 self._process.wait(10)

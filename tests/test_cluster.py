@@ -261,3 +261,35 @@ def test_without_cluster_settings_nothing_extra_is_imported(tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "extra: []"
+
+
+async def test_when_redis_fails_limits_fail_open_and_secrets_fail_closed(
+    services: Services, llm: ScriptedLlmServer, tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    own_redis = RedisServer()
+    with own_redis:
+        settings = api_settings(
+            tmp_path, llm_base_url=llm.base_url, api_keys=KEYS, redis_url=own_redis.url,
+            cluster_max_sessions=CLUSTER_SESSIONS,
+        )
+        with serve(settings, services) as c:
+            minted = await http.post(
+                f"{c.http_url}/v1/realtime/client_secrets", headers=auth("sk-mint"), json={}
+            )
+            assert minted.status_code == 200
+            own_redis.stop()  # Redis goes away while C serves
+            # API keys keep working: the rate limit and the session cap let them through.
+            listing = await http.get(f"{c.http_url}/v1/meetings", headers=auth("sk-eve"))
+            assert listing.status_code == 200
+            ws, first = await open_session(c, "sk-eve")
+            await ws.close()
+            assert first["type"] == "session.created", first
+            # Secrets cannot be checked or stored: refused with 503, never let through.
+            ws, first = await open_session(c, minted.json()["value"])
+            await ws.close()
+            assert first["type"] == "error" and first["error"]["code"] == "shared_state_unavailable"
+            again = await http.post(
+                f"{c.http_url}/v1/realtime/client_secrets", headers=auth("sk-mint"), json={}
+            )
+            assert again.status_code == 503
+            assert again.json()["error"]["code"] == "shared_state_unavailable"

@@ -3,8 +3,9 @@
 Each open session holds one lease, a member ``<replica>:<slot>`` of one sorted set
 scored by its expiry (Redis clock, ms). Taking one (a Lua script) first drops the
 expired, then refuses when ``limit`` are live. The replica renews its leases every
-third of ``ttl_s`` (:meth:`RedisSessionLeases.renew`); a replica that dies stops
-renewing, so its leases lapse within ``ttl_s`` and their places free up.
+third of ``ttl_s`` (:meth:`RedisSessionLeases.renew`, which also writes them back
+after Redis lost them); a replica that dies stops renewing, so its leases lapse
+within ``ttl_s`` and their places free up.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ return 1
 RENEW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i]) end
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[i]) end
 return #ARGV - 1
 """
 
