@@ -144,39 +144,52 @@ async def test_the_session_cap_holds_whichever_replica_a_session_reaches(
     await eventually(lambda: len(live(a)) + len(live(b)) == 0, 10)
 
 
-async def test_a_killed_replica_s_leases_expire(
+async def test_a_killed_replica_s_leases_expire_and_a_live_one_s_do_not(
     replicas: tuple[ServerThread, ServerThread], redis: RedisServer
 ) -> None:
-    a, _ = replicas
-    # A third replica takes every place in the cluster, then dies without giving
+    a, b = replicas
+    on_b, first = await open_session(b, "sk-lease")  # held across the whole test
+    assert first["type"] == "session.created", first
+    # A third replica takes every other place in the cluster, then dies without giving
     # them back: its heartbeat stops and its connection drops (what SIGKILL leaves).
     ghost = RedisCluster(app(a).state.settings)
     ghost_live = LiveSessions(CLUSTER_SESSIONS, ghost.leases)
     await ghost.start(ghost_live)
-    for _ in range(CLUSTER_SESSIONS):
+    for _ in range(CLUSTER_SESSIONS - 1):
         await ghost_live.open("websocket")
     await ghost.stop_tasks()
     await ghost._redis.aclose()
-
-    ws, first = await open_session(a, "sk-lease")
-    assert first["type"] == "error" and first["error"]["code"] == "session_limit_reached"
-    assert "its servers already serve" in first["error"]["message"]  # the cluster's cap
-    await ws.close()
-    # Its capacity record, written after its last lease renewal with the same
-    # lifetime, lapses within one lease lifetime; by then its places are free again.
-    client = aioredis.Redis.from_url(redis.url)
     try:
-        assert await client.exists(replica_key(ghost.replica)) == 1
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        while await client.exists(replica_key(ghost.replica)):
-            assert loop.time() - started < LEASE_S + 5, "the dead replica's record never expired"
-            await asyncio.sleep(0.1)
+        ws, first = await open_session(a, "sk-lease")
+        assert first["type"] == "error" and first["error"]["code"] == "session_limit_reached"
+        assert "its servers already serve" in first["error"]["message"]  # the cluster's cap
+        await ws.close()
+        # Its capacity record, written after its last lease renewal with the same
+        # lifetime, lapses within one lease lifetime; by then its places are free again.
+        client = aioredis.Redis.from_url(redis.url)
+        try:
+            assert await client.exists(replica_key(ghost.replica)) == 1
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            while await client.exists(replica_key(ghost.replica)):
+                assert loop.time() - started < LEASE_S + 5, "the dead replica's record stayed"
+                await asyncio.sleep(0.1)
+        finally:
+            await client.aclose()
+        on_a = [await open_session(a, "sk-lease") for _ in range(REPLICA_SESSIONS)]
+        try:
+            assert [first["type"] for _, first in on_a] == ["session.created"] * 2, on_a
+            # B's session outlived a lease lifetime: renewed, it still counts, so with
+            # A's two the cap of three is reached.
+            ws, first = await open_session(b, "sk-lease")
+            await ws.close()
+            assert first["type"] == "error", first
+            assert "its servers already serve" in first["error"]["message"]
+        finally:
+            for ws, _ in on_a:
+                await ws.close()
     finally:
-        await client.aclose()
-    ws, first = await open_session(a, "sk-lease")
-    await ws.close()
-    assert first["type"] == "session.created", first
+        await on_b.close()
 
 
 async def test_a_client_secret_minted_on_a_opens_a_session_on_b(
