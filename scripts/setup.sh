@@ -72,21 +72,26 @@ if [ $want_test = 1 ]; then
   fi
 fi
 
-# Debian packages the tests need, installed when missing (as root, or with passwordless sudo).
-apt_install() {  # apt_install PACKAGE WHAT-FAILS-WITHOUT-IT
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null) || echo "warning: could not install $1; $2 will fail" >&2
-  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null) || echo "warning: could not install $1; $2 will fail" >&2
-  else
-    echo "warning: $1 is missing and this user cannot install it; ask an administrator for 'apt-get install $1' ($2 fail without it)" >&2
+# Debian packages the tests need: installed when missing (as root, or with password-less sudo),
+# else a warning says what to ask an administrator for.
+apt_need() {  # apt_need PACKAGE WHAT-FAILS-WITHOUT-IT
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo"; else
+      echo "warning: $1 is missing and this user cannot install it; ask an administrator for 'apt-get install $1' ($2 fail without it)" >&2
+      return 0
+    fi
   fi
+  command -v apt-get >/dev/null 2>&1 || { echo "warning: install $1 ($2 fail without it)" >&2; return 0; }
+  ($sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null) \
+    || echo "warning: could not install $1; $2 will fail" >&2
 }
-# The browser tests drive Debian's chromium (Playwright's own browser download is not used).
-if [ $want_test = 1 ] && ! command -v chromium >/dev/null 2>&1; then
-  apt_install chromium "the browser tests"
-fi
-# The job-queue tests start a throwaway PostgreSQL server from initdb (tests/pg_server.py).
-if [ $want_test = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
-  apt_install postgresql "the job store and worker tests"
+if [ $want_test = 1 ]; then
+  # The browser tests drive Debian's chromium (Playwright's own browser download is not used).
+  command -v chromium >/dev/null 2>&1 || apt_need chromium "the browser tests"
+  # The cluster tests start a real Redis themselves (never as a service).
+  command -v redis-server >/dev/null 2>&1 || apt_need redis-server "the cluster tests"
+  # The job-queue tests start a throwaway PostgreSQL server from initdb (tests/pg_server.py).
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+    || apt_need postgresql "the job store and worker tests"
 fi

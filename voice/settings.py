@@ -178,6 +178,24 @@ class Settings(BaseSettings):
     webrtc_host_addresses: list[str] = Field(default_factory=list)
     """Addresses to offer as WebRTC host candidates; empty = all interfaces (e.g. 127.0.0.1 for loopback)."""
 
+    # --- cluster: shared realtime state and files (docs/scaling-state.md) ------------
+    redis_url: str | None = Field(None, repr=False)
+    """``redis://host:port/db``: replicas share rate limits, session leases, client
+    secrets and the WebRTC call registry there; unset = in this process only."""
+    cluster_max_sessions: int = Field(0, ge=0)
+    """Realtime sessions open at once across every replica sharing ``redis_url``
+    (leases in Redis); 0 = no cluster-wide cap (each replica's capacity still applies)."""
+    session_lease_s: float = Field(15.0, ge=0.5, le=600)
+    """Lifetime of a replica's session lease and capacity record in Redis (seconds);
+    renewed every third of it, so a killed replica's sessions free within this long."""
+    blob_url: str | None = None
+    """``s3://bucket/prefix``: uploads and results in S3-compatible object storage;
+    unset = files under ``data_dir``."""
+    s3_endpoint_url: str | None = None
+    """S3 endpoint for ``blob_url`` (e.g. ``http://127.0.0.1:8333``); unset = AWS.
+    Credentials and region come from boto3's usual sources (``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``)."""
+
     # --- operations: logs and readiness -----------------------------------------
     log_format: Literal["json", "text"] = "json"
     """``json``: one JSON object per line (with request/session/job ids); ``text``: plain lines."""
@@ -232,6 +250,20 @@ class Settings(BaseSettings):
         if value == "procrastinate" and not info.data.get("database_url"):
             raise ValueError("VOICE_JOB_BACKEND=procrastinate needs VOICE_DATABASE_URL")
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value and value.split("://", 1)[0] not in ("redis", "rediss", "unix"):
+            raise ValueError("give a redis://host:port/db, rediss://… or unix://… URL")
+        return value or None
+
+    @field_validator("blob_url")
+    @classmethod
+    def _blob_url(cls, value: str | None) -> str | None:
+        if value and (not value.startswith("s3://") or not value[5:].split("/", 1)[0]):
+            raise ValueError("give s3://bucket or s3://bucket/prefix")
+        return value or None
 
     @field_validator("api_keys_file")
     @classmethod

@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 from pipelines.services import Services
 from voice.settings import Settings
 from web.access import client_secrets, guard
+from web.access.shared import Cluster
 from web.api_errors import http_exception_response, unexpected_error_response
 from web.meetings import links as meeting_links
 from web.meetings import routes as meetings
@@ -32,6 +33,16 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 async def index(request: Request) -> Response:
     return FileResponse(STATIC_DIR / "index.html")
+
+
+def _cluster(settings: Settings) -> Cluster | None:
+    """State shared with other replicas when ``VOICE_REDIS_URL`` is set (redis-py is
+    imported only then); None = everything in this process, as on one machine."""
+    if not settings.redis_url:
+        return None
+    from web.cluster import redis_cluster
+
+    return redis_cluster(settings)
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
@@ -64,7 +75,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
-    guard.install(app, settings)
+    guard.install(app, settings, _cluster(settings))
+    webrtc.serve_remote_hang_ups(app)
     observability.install(app)  # outermost: request ids and metrics cover the guard's refusals
     app.add_exception_handler(HTTPException, http_exception_response)
     app.add_exception_handler(Exception, unexpected_error_response)

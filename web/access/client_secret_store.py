@@ -1,7 +1,8 @@
 """The client secrets a server has minted (``ek_…``), by SHA-256 digest, in memory.
 
 A restart invalidates them; expired ones are dropped as new ones are minted. The
-route that mints them is :mod:`web.access.client_secrets`.
+route that mints them is :mod:`web.access.client_secrets`. Replicas share them
+through Redis instead (:mod:`web.cluster.secrets`), with the same limits.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from web.api_errors import ApiError
 
 MAX_SECRETS = 10_000
 """Live secrets kept at most; minting more answers 429 until some expire."""
+TOO_MANY = ("too_many_client_secrets", "too many live client secrets; retry later")
 MAX_PER_OWNER = 1_000
 """Live secrets one key may hold, so that one key cannot use up :data:`MAX_SECRETS`."""
 
@@ -26,6 +28,15 @@ class ClientSecret:
     principal: Principal
     expires_at: float
     """Unix seconds."""
+
+
+def new_secret(
+    owner: Principal, expires_at: float, session: SessionRequest | None
+) -> tuple[str, ClientSecret]:
+    """A fresh ``ek_…`` value and what it stands for (``owner`` opening realtime sessions
+    with ``session`` applied), valid until ``expires_at`` (Unix seconds)."""
+    principal = replace(owner, via_client_secret=True, session=session)
+    return "ek_" + secrets.token_urlsafe(24), ClientSecret(principal, expires_at)
 
 
 class ClientSecretStore:
@@ -43,12 +54,8 @@ class ClientSecretStore:
         self._prune()
         mine = sum(1 for v in self._secrets.values() if v.principal.owner == owner.owner)
         if len(self._secrets) >= MAX_SECRETS or mine >= MAX_PER_OWNER:
-            raise ApiError(
-                429, "too_many_client_secrets", "too many live client secrets; retry later"
-            )
-        value = "ek_" + secrets.token_urlsafe(24)
-        principal = replace(owner, via_client_secret=True, session=session)
-        entry = ClientSecret(principal, self._now() + ttl_s)
+            raise ApiError(429, *TOO_MANY)
+        value, entry = new_secret(owner, self._now() + ttl_s, session)
         self._secrets[digest(value)] = entry
         return value, entry
 
@@ -60,6 +67,16 @@ class ClientSecretStore:
         if entry is None or entry.expires_at <= self._now():
             return None
         return entry.principal
+
+    async def issue(
+        self, owner: Principal, ttl_s: float, session: SessionRequest | None
+    ) -> tuple[str, ClientSecret]:
+        """:meth:`mint` as the :class:`~web.access.shared.SecretStore` coroutine."""
+        return self.mint(owner, ttl_s, session)
+
+    async def resolve(self, token: str) -> Principal | None:
+        """:meth:`lookup` as the :class:`~web.access.shared.SecretStore` coroutine."""
+        return self.lookup(token)
 
     def _prune(self) -> None:
         now = self._now()

@@ -8,7 +8,9 @@ every session the secret opens (the client may still change it). The request
 and response are those of the ``openai`` SDK's
 ``client.realtime.client_secrets.create(expires_after=..., session=...)``.
 
-The secrets themselves are kept by :class:`~web.access.client_secret_store.ClientSecretStore`.
+The secrets themselves are kept by a :class:`~web.access.shared.SecretStore`: in
+memory (:class:`~web.access.client_secret_store.ClientSecretStore`), or in Redis
+when replicas share them.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pipelines.realtime.protocol import Ids, ProtocolError
 from pipelines.services import Services
 from web.access.auth import Principal
 from web.access.bodies import read_body
-from web.access.client_secret_store import ClientSecretStore
+from web.access.shared import SecretStore, SharedStateError
 from web.api_errors import ApiError
 
 MAX_BODY_BYTES = 256 * 1024
@@ -89,10 +91,14 @@ async def create_client_secret(request: Request) -> Response:
                 ) from None
         else:
             config = services.session_config()
-        store: ClientSecretStore = request.app.state.client_secrets
-        value, entry = store.mint(principal, ttl_s, session)
+        store: SecretStore = request.app.state.client_secrets
+        value, entry = await store.issue(principal, ttl_s, session)
     except ApiError as exc:
         return exc.response()
+    except SharedStateError:
+        return ApiError(
+            503, "shared_state_unavailable", "the secret could not be stored; retry in a moment"
+        ).response()
     expires_at = int(entry.expires_at)
     effective = config.to_protocol(Ids().new("sess"), services.tools.realtime_tools())
     effective["expires_at"] = expires_at

@@ -42,6 +42,7 @@ from web.access.live_sessions import (
 )
 from web.access.rate_limit import RateLimiter
 from web.access.read_links import LINK_PARAM, ReadLinks, read_path_meeting
+from web.access.shared import Cluster, RateLimits, SecretStore, SharedStateError
 from web.api_errors import error_response
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,15 @@ STARTS_WORK = frozenset(
     {CALLS, "/v1/meetings", "/v1/audio/transcriptions", "/v1/realtime/client_secrets"}
 )
 """POST paths refused (503) while the server drains."""
+UNAVAILABLE = Ending(
+    "shared_state_unavailable",
+    "the server cannot reach its shared state store; retry in a moment",
+    CLOSE_TRY_AGAIN_LATER,
+    status=503,
+    error_type="server_error",
+    retry_after_s=5,
+)
+"""A client secret could not be looked up because the shared store (Redis) failed."""
 
 
 class AuthFailure(Exception):
@@ -73,8 +83,8 @@ class Guard:
         app: ASGIApp,
         *,
         keys: KeyRing,
-        secrets: ClientSecretStore,
-        limiter: RateLimiter,
+        secrets: SecretStore,
+        limiter: RateLimits,
         live: LiveSessions,
         links: ReadLinks,
     ) -> None:
@@ -99,26 +109,30 @@ class Guard:
         if kind == "websocket":
             await self._websocket(scope, receive, send, headers)
             return
-        refusal = self._http_refusal(scope, path, headers)
+        refusal = await self._http_refusal(scope, path, headers)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
-    def _http_refusal(self, scope: Scope, path: str, headers: Headers) -> JSONResponse | None:
+    async def _http_refusal(
+        self, scope: Scope, path: str, headers: Headers
+    ) -> JSONResponse | None:
         try:
             token = bearer_token(headers)
             if token is None and self.keys.enabled:
                 principal = self.link_principal(scope, path)
             else:
-                principal = self.principal(token, realtime=path.startswith(CALLS))
+                principal = await self.principal(token, realtime=path.startswith(CALLS))
         except AuthFailure as exc:
             response = error_response(401, exc.code, exc.message)
             response.headers["WWW-Authenticate"] = 'Bearer realm="voice-agent"'
             return response
+        except SharedStateError:
+            return UNAVAILABLE.response()
         if self.live.draining and scope.get("method") == "POST" and path in STARTS_WORK:
             return SHUTDOWN.response()
-        wait_s = self.limiter.take(principal.owner or "anonymous")
+        wait_s = await self._wait_s(principal)
         if wait_s > 0:
             response = error_response(
                 429, "rate_limit_exceeded", f"too many requests; retry in {math.ceil(wait_s)} s"
@@ -135,11 +149,13 @@ class Guard:
         token = bearer_token(headers) or subprotocol_token(offered)
         ending: Ending | None = None
         try:
-            principal = self.principal(token, realtime=scope.get("path") == REALTIME_WS)
+            principal = await self.principal(token, realtime=scope.get("path") == REALTIME_WS)
         except AuthFailure as exc:
             ending = Ending(exc.code, exc.message, CLOSE_UNAUTHORIZED, status=401)
+        except SharedStateError:
+            ending = UNAVAILABLE
         else:
-            wait_s = self.limiter.take(principal.owner or "anonymous")
+            wait_s = await self._wait_s(principal)
             if wait_s > 0:
                 ending = Ending(
                     "rate_limit_exceeded",
@@ -155,23 +171,33 @@ class Guard:
             return
         await self.app(scope, receive, send)
 
+    async def _wait_s(self, principal: Principal) -> float:
+        """Seconds the caller must wait (0 = go on); a shared store that fails lets the
+        request through (rate limits fail open, logged)."""
+        try:
+            return await self.limiter.acquire(principal.owner or "anonymous")
+        except SharedStateError as exc:
+            log.warning("rate limit not checked (%s); request let through", exc)
+            return 0.0
+
     def link_principal(self, scope: Scope, path: str) -> Principal:
         """Who a read link in the query names, for the paths it opens; without a
         link, the missing-key refusal. Raises :class:`AuthFailure`."""
         meeting_id = read_path_meeting(scope.get("method", ""), path)
         link = QueryParams(scope.get("query_string", b"")).get(LINK_PARAM)
         if meeting_id is None or link is None:
-            return self.principal(None, realtime=False)
+            return self.keys_principal(None)
         owner = self.links.verify(link, meeting_id)
         if not owner:  # anonymous links (signed with keys off) never open anything here
             raise AuthFailure("invalid_link", "the link is invalid or has expired; reload the page")
         return Principal(owner=owner, name=f"{owner} (read link)")
 
-    def principal(self, token: str | None, *, realtime: bool) -> Principal:
-        """Who ``token`` is; raises :class:`AuthFailure`. ``realtime``: client secrets
-        are accepted (they only open realtime sessions)."""
+    async def principal(self, token: str | None, *, realtime: bool) -> Principal:
+        """Who ``token`` is; raises :class:`AuthFailure`, and :class:`SharedStateError`
+        when a client secret cannot be looked up. ``realtime``: client secrets are
+        accepted (they only open realtime sessions)."""
         if token is not None and token.startswith("ek_"):
-            found = self.secrets.lookup(token)
+            found = await self.secrets.resolve(token)
             if found is not None and realtime:
                 return found
             if found is not None:
@@ -179,6 +205,10 @@ class Guard:
                     "invalid_api_key",
                     "a client secret only opens realtime sessions; use an API key",
                 )
+        return self.keys_principal(token)
+
+    def keys_principal(self, token: str | None) -> Principal:
+        """Who ``token`` is among the API keys; raises :class:`AuthFailure`."""
         if not self.keys.enabled:
             return ANONYMOUS
         if token is None:
@@ -203,19 +233,27 @@ def _with_retry(response: JSONResponse, wait_s: float) -> JSONResponse:
     return response
 
 
-def install(app: Starlette, settings: Settings) -> None:
+def install(app: Starlette, settings: Settings, cluster: Cluster | None = None) -> None:
     """Put the guard, and in front of it the origin/host check and CORS
     (:mod:`web.access.origins`), before ``app`` (call before it starts); its shared state on
     ``app.state`` (``live_sessions``, ``client_secrets``, ``keys``, ``read_links``). Reads the keys file
-    (blocking). Around the app's lifespan: logs at start-up whether authentication is
-    on, and at shutdown drains realtime sessions (:meth:`LiveSessions.drain`) before
-    the app closes its models."""
+    (blocking). Around the app's lifespan: starts ``cluster`` (state shared with other
+    replicas; None = all in this process), logs whether authentication is on, and at
+    shutdown drains realtime sessions (:meth:`LiveSessions.drain`) before the app
+    closes its models, then closes ``cluster``."""
     keys = KeyRing.from_settings(settings)
-    live = app.state.live_sessions = LiveSessions(session_capacity(settings))
-    secrets = app.state.client_secrets = ClientSecretStore()
+    leases = cluster.leases if cluster is not None else None
+    live = app.state.live_sessions = LiveSessions(session_capacity(settings), leases)
+    secrets: SecretStore = cluster.secrets if cluster is not None else ClientSecretStore()
+    app.state.client_secrets = secrets
+    app.state.cluster = cluster
     app.state.keys = keys
     links = app.state.read_links = ReadLinks()
-    limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    limiter: RateLimits = (
+        cluster.limiter
+        if cluster is not None
+        else RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    )
     app.add_middleware(
         Guard, keys=keys, secrets=secrets, limiter=limiter, live=live, links=links
     )
@@ -224,14 +262,20 @@ def install(app: Starlette, settings: Settings) -> None:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[Any]:
-        async with inner(app) as state:
-            if keys.enabled:
-                log.info("authentication on: %d API key(s)", len(keys))
-            else:
-                log.warning("authentication off: no API keys configured; serving loopback only")
-            try:
-                yield state
-            finally:
-                await live.drain(settings.shutdown_grace_s)
+        if cluster is not None:
+            await cluster.start(live)
+        try:
+            async with inner(app) as state:
+                if keys.enabled:
+                    log.info("authentication on: %d API key(s)", len(keys))
+                else:
+                    log.warning("authentication off: no API keys configured; serving loopback only")
+                try:
+                    yield state
+                finally:
+                    await live.drain(settings.shutdown_grace_s)
+        finally:
+            if cluster is not None:
+                await cluster.aclose()
 
     app.router.lifespan_context = lifespan

@@ -3,7 +3,9 @@
 :meth:`LiveSessions.admit` hands out a :class:`Slot` while fewer sessions than
 the server's capacity (:func:`session_capacity`: ``realtime_sessions_per_core``
 per core of the CPU budget, at most ``max_realtime_sessions``) are open and the
-server is not draining; otherwise it raises :class:`Refused`. A transport attaches its session and an ``end``
+server is not draining; otherwise it raises :class:`Refused`. Transports call
+:meth:`LiveSessions.open`, which also takes a cluster-wide lease when replicas
+share a session cap (:class:`~web.access.shared.SessionLeases`). A transport attaches its session and an ``end``
 callback to the slot and releases it when the session is over.
 :meth:`LiveSessions.drain` (graceful shutdown) refuses new sessions, waits up
 to a grace period for running responses to finish, then asks every transport
@@ -20,6 +22,7 @@ import contextlib
 import json
 import logging
 import math
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +34,7 @@ from pipelines.realtime.protocol import Ids, ProtocolError, error_event
 from pipelines.realtime.session import RealtimeSession
 from voice.cpu_budget import available_cores
 from voice.settings import Settings
+from web.access.shared import SessionLeases, SharedStateError
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +112,8 @@ class Slot:
     """One admitted session. Attach the session and its ``end`` callback, release once over."""
 
     def __init__(self, owner: LiveSessions, transport: str) -> None:
+        self.id = secrets.token_hex(8)
+        """Names the slot's cluster lease."""
         self.transport = transport
         self.session: RealtimeSession | None = None
         self._owner = owner
@@ -134,9 +140,11 @@ class Slot:
 class LiveSessions:
     """Admission and shutdown of realtime sessions; use from the event loop only."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, leases: SessionLeases | None = None) -> None:
         self.limit = limit
         """Sessions admitted at once (see :func:`session_capacity`)."""
+        self.leases = leases
+        """The cluster-wide cap, when replicas share one."""
         self.draining = False
         self._slots: set[Slot] = set()
         self._empty = asyncio.Event()
@@ -145,20 +153,21 @@ class LiveSessions:
     def __len__(self) -> int:
         return len(self._slots)
 
+    @property
+    def full(self) -> bool:
+        """This server admits no new session now (at capacity or draining)."""
+        return self.draining or len(self._slots) >= self.limit
+
     def admit(self, transport: str) -> Slot:
-        """A slot for a new session; raises :class:`Refused` when draining or full."""
+        """A slot on this server for a new session; raises :class:`Refused` when
+        draining or full. Takes no cluster lease: transports call :meth:`open`."""
         if self.draining:
             raise Refused(SHUTDOWN)
         if len(self._slots) >= self.limit:
             raise Refused(
-                Ending(
-                    "session_limit_reached",
+                _at_capacity(
                     f"the server is at capacity: it already serves its maximum of "
-                    f"{self.limit} realtime sessions at once; try again later",
-                    CLOSE_TRY_AGAIN_LATER,
-                    status=429,
-                    error_type="rate_limit_error",
-                    retry_after_s=5,
+                    f"{self.limit} realtime sessions at once; try again later"
                 )
             )
         slot = Slot(self, transport)
@@ -166,7 +175,38 @@ class LiveSessions:
         self._empty.clear()
         return slot
 
+    async def open(self, transport: str) -> Slot:
+        """:meth:`admit`, then a cluster lease when replicas share a cap; raises
+        :class:`Refused` when either is full. A shared store that fails is logged and
+        the session admitted on this server's capacity alone (fail open). Safe to
+        cancel (the slot is given back)."""
+        slot = self.admit(transport)
+        if self.leases is None:
+            return slot
+        try:
+            leased = await self.leases.acquire(slot.id)
+        except SharedStateError as exc:
+            log.warning("session lease not checked (%s); admitted on local capacity", exc)
+            leased = True
+        except BaseException:
+            self._discard(slot)
+            raise
+        if not leased:
+            self._discard(slot)
+            raise Refused(
+                _at_capacity(
+                    f"the service is at capacity: its servers already serve their maximum "
+                    f"of {self.leases.limit} realtime sessions at once; try again later"
+                )
+            )
+        return slot
+
     def _release(self, slot: Slot) -> None:
+        if slot in self._slots and self.leases is not None:
+            self.leases.release(slot.id)
+        self._discard(slot)
+
+    def _discard(self, slot: Slot) -> None:
         self._slots.discard(slot)
         if not self._slots:
             self._empty.set()
@@ -203,6 +243,17 @@ class LiveSessions:
             await asyncio.wait_for(self._empty.wait(), close_timeout_s)
         if self._slots:
             log.warning("%d realtime session(s) did not close in time", len(self._slots))
+
+
+def _at_capacity(message: str) -> Ending:
+    return Ending(
+        "session_limit_reached",
+        message,
+        CLOSE_TRY_AGAIN_LATER,
+        status=429,
+        error_type="rate_limit_error",
+        retry_after_s=5,
+    )
 
 
 async def refuse_websocket(websocket: WebSocket, ending: Ending, subprotocol: str | None) -> None:

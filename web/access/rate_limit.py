@@ -54,6 +54,10 @@ class RateLimiter:
             return 0.0
         return (1.0 - bucket.tokens) / self.rate_s
 
+    async def acquire(self, key: str) -> float:
+        """:meth:`take` as the :class:`~web.access.shared.RateLimits` coroutine."""
+        return self.take(key)
+
     def _forget_idle(self, now: float) -> None:
         """Drop buckets that have refilled completely (they hold no state worth keeping)."""
         full_after = self.burst / self.rate_s

@@ -5,6 +5,9 @@ job queue runs, and the LLM endpoint answers ``GET <base_url>/models`` within
 ``ready_llm_timeout_s``. The LLM probe's result is kept ``ready_cache_s``
 seconds, so frequent probes (a load balancer, a container health check) do not
 turn into a stream of requests to the LLM; concurrent checks share one probe.
+A replica of a cluster (``VOICE_REDIS_URL`` set) is also not ready while it is
+full (every realtime session slot taken, or draining), so that a load balancer
+sends new sessions to another replica; its ``capacity`` says how full.
 Not ready answers 503 with the reasons.
 """
 
@@ -106,15 +109,27 @@ async def ready(request: Request) -> Response:
         return JSONResponse(body, status_code=503)
     reasons: list[str] = []
     checks = {"models": "ok", "jobs": "ok", "llm": "ok"}
+    capacity: dict[str, int | bool] | None = None
     if getattr(request.app.state, "meetings", None) is None:
         checks["jobs"] = "stopped"
         reasons.append("the meeting job queue is not running")
+    if getattr(request.app.state, "cluster", None) is not None:
+        live = request.app.state.live_sessions
+        checks["capacity"] = "full" if live.full else "ok"
+        capacity = {"sessions": len(live), "limit": live.limit, "draining": live.draining}
+        if live.full:
+            reasons.append(
+                f"this server is full ({len(live)} of {live.limit} realtime sessions"
+                f"{', draining' if live.draining else ''})"
+            )
     probe = await llm_probe(request, services).check()
     if not probe.ok:
         checks["llm"] = "unreachable"
         reasons.append(probe.reason or "LLM endpoint not reachable")
     body = {"status": "ready" if not reasons else "not_ready", "checks": checks,
             **services.describe()}
+    if capacity is not None:
+        body["capacity"] = capacity
     if reasons:
         body["reasons"] = reasons
     return JSONResponse(body, status_code=503 if reasons else 200)

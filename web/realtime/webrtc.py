@@ -6,6 +6,10 @@
 like ``session.update``; what the openai SDK's ``realtime.calls.create`` sends).
 It answers 201 with the SDP answer and a ``Location`` naming the call.
 ``POST /v1/realtime/calls/{call_id}/hangup`` ends a call. Errors are JSON.
+
+When replicas share state (``VOICE_REDIS_URL``), each call is also recorded in the
+cluster's :class:`~web.access.shared.CallDirectory`, so a hang-up that reaches
+another replica is passed to the one serving the call.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pipelines.services import Services
 from web.access.auth import ANONYMOUS, Principal
 from web.access.bodies import read_body, replay
 from web.access.live_sessions import Refused, expired
+from web.access.shared import CallDirectory, Cluster, SharedStateError
 from web.api_errors import ApiError
 from web.meetings.live import meeting_sink
 from web.operations.logs import set_log_context
@@ -58,6 +63,19 @@ def calls(app: Starlette) -> CallRegistry:
     return registry
 
 
+def directory(app: Starlette) -> CallDirectory | None:
+    """The cluster's call directory; None when calls are known to this process only."""
+    cluster: Cluster | None = getattr(app.state, "cluster", None)
+    return cluster.calls if cluster is not None else None
+
+
+def serve_remote_hang_ups(app: Starlette) -> None:
+    """Let other replicas end this replica's calls (no-op without a cluster)."""
+    shared = directory(app)
+    if shared is not None:
+        shared.serve(lambda call_id: calls(app).hang_up(call_id))
+
+
 async def shutdown(app: Starlette) -> None:
     """End every WebRTC call of ``app`` and wait for them (called by the app lifespan)."""
     registry: CallRegistry | None = getattr(app.state, "webrtc_calls", None)
@@ -79,7 +97,7 @@ async def create_call(request: Request) -> Response:
         return error(400, exc.message, exc.code or "invalid_session", param=exc.param)
     principal: Principal = getattr(request.state, "principal", ANONYMOUS)
     try:
-        slot = request.app.state.live_sessions.admit("webrtc")
+        slot = await request.app.state.live_sessions.open("webrtc")
     except Refused as refused:
         return refused.ending.response()
 
@@ -100,12 +118,24 @@ async def create_call(request: Request) -> Response:
         max_s=settings.max_session_s,
         expired_event=expired(settings.max_session_s).event(),
     )
+    shared = directory(request.app)
+
+    def on_end() -> None:
+        slot.release()
+        if shared is not None:
+            shared.forget(call.id)
+
     try:
-        answer = await calls(request.app).open(call, offer, make_session, on_end=slot.release)
+        answer = await calls(request.app).open(call, offer, make_session, on_end=on_end)
     except OfferError as exc:
         return error(400, str(exc), "invalid_offer")
     except ProtocolError as exc:
         return error(400, exc.message, exc.code or "invalid_session", param=exc.param)
+    if shared is not None:
+        try:
+            await shared.register(call.id, principal.owner)
+        except SharedStateError as exc:
+            log.warning("call %s not shared (%s): only this server can hang it up", call.id, exc)
     log.info("call %s answered (session %s)", call.id, call.session.id if call.session else "-")
     return Response(
         answer,
@@ -116,17 +146,33 @@ async def create_call(request: Request) -> Response:
 
 
 async def hang_up(request: Request) -> Response:
-    """End a call; a call placed with another key is answered 404, like a missing one."""
+    """End a call, here or (in a cluster) on the replica serving it; a call placed
+    with another key is answered 404, like a missing one."""
     call_id = request.path_params["call_id"]
     principal: Principal = getattr(request.state, "principal", ANONYMOUS)
     call = calls(request.app).get(call_id)
-    if (
-        call is None
-        or not principal.may_see(call.owner)
-        or not await calls(request.app).hang_up(call_id)
-    ):
+    if call is not None:
+        ended = principal.may_see(call.owner) and await calls(request.app).hang_up(call_id)
+    else:
+        try:
+            ended = await _hang_up_elsewhere(request.app, principal, call_id)
+        except SharedStateError:
+            return error(503, "the call directory cannot be reached; retry", "shared_state_unavailable")
+    if not ended:
         return error(404, f"there is no call {call_id!r}", "call_not_found")
     return JSONResponse({"id": call_id, "status": "closed"})
+
+
+async def _hang_up_elsewhere(app: Starlette, principal: Principal, call_id: str) -> bool:
+    """End ``call_id`` on the replica serving it; False when none does (or not for
+    ``principal``). Raises :class:`SharedStateError`."""
+    shared = directory(app)
+    record = await shared.locate(call_id) if shared is not None else None
+    if shared is None or record is None or record.replica == shared.replica:
+        return False
+    if not principal.may_see(record.owner):
+        return False
+    return await shared.hang_up(record, call_id)
 
 
 async def read_offer(request: Request) -> tuple[str, SessionRequest | None]:

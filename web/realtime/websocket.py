@@ -98,7 +98,7 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
         await refuse_websocket(websocket, bad, subprotocol)
         return
     try:
-        slot = live.admit("websocket")
+        slot = await live.open("websocket")
     except Refused as refused:
         await refuse_websocket(websocket, refused.ending, subprotocol)
         return
