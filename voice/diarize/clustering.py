@@ -2,8 +2,10 @@
 
 Pure numpy/scipy, no models. Embeddings are L2-normalised rows; the distance
 is cosine distance (``1 - cos``, 0..2) and clusters merge by average linkage
-(mean pairwise distance), which on CAM++ embeddings gave a clearer gap
-between same- and different-speaker merges than pyannote's centroid linkage.
+(mean pairwise distance, :mod:`voice.diarize.linkage`), which on CAM++
+embeddings gave a clearer gap between same- and different-speaker merges than
+pyannote's centroid linkage. Embeddings of two speakers found in one window
+are kept apart (cannot-link) unless a requested count needs them merged.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.optimize import linear_sum_assignment
+
+from voice.diarize.linkage import average_linkage
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class ClusteringOptions:
     them to stay.
     """
 
-    threshold: float = 0.4
+    threshold: float = 0.5
     min_cluster_size: int = 3
 
 
@@ -31,11 +34,13 @@ def cluster(
     embeddings: np.ndarray,
     options: ClusteringOptions = ClusteringOptions(),
     bounds: tuple[int, int | None] = (1, None),
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """Cluster label ``0..K-1`` for each row of ``embeddings``.
 
     ``bounds`` = (lowest, highest) number of clusters; an unset highest means
     no limit. The count is also capped at the number of embeddings.
+    ``groups``: optional window id per row; rows of one window cannot link.
     """
     n = embeddings.shape[0]
     if n == 0:
@@ -45,13 +50,12 @@ def cluster(
     low = min(low, high)
     if n == 1:
         return np.zeros(1, dtype=int)
-    tree = linkage(embeddings, method="average", metric="cosine")
-    labels = fcluster(tree, options.threshold, criterion="distance") - 1
+    tree = average_linkage(embeddings, groups)
+    labels = tree.labels(tree.count_at(options.threshold))
     labels = _fold_small(labels, embeddings, options.min_cluster_size)
     count = len(np.unique(labels))
     if not low <= count <= high:
-        wanted = min(max(count, low), high)
-        labels = fcluster(tree, wanted, criterion="maxclust") - 1
+        labels = tree.labels(min(max(count, low), high))
     return _renumber(labels)
 
 

@@ -49,13 +49,22 @@ class KitOptions:
     ``min_cluster_s``: least single-speaker speech (s) for its
     embedding to take part in clustering (others are only assigned).
     ``min_gap_s``: same-speaker turns closer than this are joined.
+    ``speech_threshold``: probability of speech (0..1) above which a segmentation
+    frame counts as speech even when silence is its likeliest class (1.0: argmax).
+    ``min_share``: share of the overlapping windows (0..1] that must hear a
+    speaker for it to count (see :func:`~voice.diarize.reconstruct.frame_activity`).
+    ``cannot_link``: two local speakers of one window never share a cluster
+    unless a requested speaker count forces it.
     """
 
     step_s: float = 2.5
-    min_embed_s: float = 0.4
+    min_embed_s: float = 0.25
     max_embed_s: float = 3.0
     min_cluster_s: float = 1.0
     min_gap_s: float = 0.0
+    speech_threshold: float = 0.5
+    min_share: float = 0.25
+    cannot_link: bool = True
     clustering: ClusteringOptions = field(default_factory=ClusteringOptions)
 
 
@@ -65,7 +74,9 @@ class KitPipeline:
     def __init__(self, device: Device = "auto", options: KitOptions = KitOptions()) -> None:
         self.options = options
         self.embedder = CamPlusPlusEmbedder(device)
-        self.segmenter = Segmenter(self.embedder.device, step_s=options.step_s)
+        self.segmenter = Segmenter(
+            self.embedder.device, step_s=options.step_s, speech_threshold=options.speech_threshold
+        )
         self._lock = threading.Lock()
 
     def __call__(self, audio: np.ndarray, options: DiarizeOptions) -> list[SpeakerTurn]:
@@ -99,8 +110,9 @@ class KitPipeline:
         min_embed = self.options.min_embed_s / seg.frame_step_s
         clean = alone.sum(axis=1) >= self.options.min_cluster_s / seg.frame_step_s
         max_frames = int(self.options.max_embed_s * SAMPLE_RATE / FRAME_SHIFT)
-        jobs: list[tuple[int, int]] = []
+        jobs: list[tuple[int, int, int]] = []
         inputs: list[torch.Tensor] = []
+        seen: dict[bytes, int] = {}  # overlapping windows often pick the same frames
         for w in range(windows):
             start = w * seg.step_s
             lo, hi = np.searchsorted(fb_times, [start, start + frames * seg.frame_step_s])
@@ -116,14 +128,17 @@ class KitPipeline:
                 picked = _longest_runs(np.flatnonzero(mask[local] > 0) + lo, max_frames)
                 if len(picked) == 0:
                     continue
-                jobs.append((w, s))
-                inputs.append(features[torch.from_numpy(picked)])
+                key = picked.tobytes()
+                if key not in seen:
+                    seen[key] = len(inputs)
+                    inputs.append(features[torch.from_numpy(picked)])
+                jobs.append((w, s, seen[key]))
         embeddings = np.zeros((windows, speakers, self.embedder.dimension), dtype=np.float32)
         valid = np.zeros((windows, speakers), dtype=bool)
         if inputs:
             vectors = self.embedder.embed_features(inputs)
-            for (w, s), vector in zip(jobs, vectors, strict=True):
-                embeddings[w, s] = vector
+            for w, s, index in jobs:
+                embeddings[w, s] = vectors[index]
                 valid[w, s] = True
         return embeddings, valid, clean & valid
 
@@ -139,13 +154,19 @@ class KitPipeline:
             return []
         low, _ = options.bounds
         pool = clean if clean.sum() >= max(2, low) else valid
-        labels = cluster(embeddings[pool], self.options.clustering, options.bounds)
+        windows = np.nonzero(pool)[0] if self.options.cannot_link else None
+        labels = cluster(embeddings[pool], self.options.clustering, options.bounds, windows)
         ids = np.unique(labels)
         centroids = centroids_of(embeddings[pool], labels, ids)
         similarity = embeddings @ centroids.T
         hard = assign_per_window(similarity, valid)
         binary = frame_activity(
-            seg.activity, seg.window_offsets, hard, len(ids), seg.num_global_frames
+            seg.activity,
+            seg.window_offsets,
+            hard,
+            len(ids),
+            seg.num_global_frames,
+            self.options.min_share,
         )
         turns = to_turns(
             binary,

