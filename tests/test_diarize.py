@@ -4,8 +4,9 @@ stitching).
 
 DER is pyannote.metrics' ``DiarizationErrorRate`` with a **0.25 s collar** (the
 issue's scoring) and overlapped speech scored, restricted to the clip's UEM
-where it has one (the AMI excerpts: 0-30 s), else the whole clip. Only the
-default backend (the kit pipeline, ``diarize_backend=pyannote``) is scored here,
+where it has one (the AMI excerpts: 0-30 s), else the whole clip. Only the kit
+pipeline (``diarize_backend=pyannote``, the choice for room recordings; senko stays the
+default for its cpWER on close-talk meetings, tests/test_meeting.py) is scored here,
 loaded once and run once per clip per module; ``bench/diarize.py`` prints the
 table for both backends at collars 0 and 0.25 s.
 
@@ -130,7 +131,7 @@ _RESULTS: dict[str, list[SpeakerTurn]] = {}
 
 @pytest.fixture(scope="module")
 def kit() -> Diarizer:
-    return make_diarizer(Settings(diarize_device="cpu"))
+    return make_diarizer(Settings(diarize_backend="pyannote", diarize_device="cpu"))
 
 
 def _run(diarizer: Diarizer, clip: str) -> list[SpeakerTurn]:
@@ -171,10 +172,6 @@ def _score(clip: str, turns: list[SpeakerTurn]) -> dict[str, float]:
         "ref_spk": len({t.speaker for t in reference}),
         "spk": len({t.speaker for t in turns}),
     }
-
-
-def test_default_backend_is_the_kit_pipeline() -> None:
-    assert Settings().diarize_backend == "pyannote"
 
 
 def test_clip_list_covers_every_annotated_diar_clip() -> None:
