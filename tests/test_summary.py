@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
-from rouge_score import rouge_scorer
 
 from pipelines.meeting.cues import excerpt, find_commitment, find_decision
 from pipelines.meeting.document import TranscriptDocument, TranscriptSegment
@@ -28,57 +26,12 @@ from pipelines.meeting.summarize import (
 from pipelines.meeting.summary import MeetingSummary, check_parts
 from pipelines.meeting.summary_schema import PARTS, SUMMARY_SCHEMA, schema_json
 from pipelines.meeting.text import clean, split_sentences
-from tests.conftest import DATA_DIR
 from tests.fakes import ScriptedLlmServer, Turn
+from tests.summary_eval import MEETINGS, ami_document
 from voice.llm import ChatClient, LlmOptions
 
-AMI = DATA_DIR / "ami-text"
-MEETINGS = ("ES2003a", "ES2003b")
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "docs" / "summary.schema.json"
 VALIDATOR = Draft202012Validator(SUMMARY_SCHEMA)
-
-
-def ami_document(meeting: str) -> TranscriptDocument:
-    """A speaker-labelled transcript built from ``ami-text``.
-
-    ``<meeting>.transcript.txt`` holds one line per speaker (all their words, in
-    order, no times), the lines in order of each speaker's first turn in
-    ``<meeting>.full_meeting.rttm``. Each speaker's sentences are dealt to their
-    RTTM turns in order, each turn taking about as many words as its length
-    allows at that speaker's average rate; a turn that gets text is a segment.
-    """
-    lines = [line.strip() for line in (AMI / f"{meeting}.transcript.txt").read_text().split("\n")]
-    lines = [line for line in lines if line]
-    turns = sorted(
-        (float(f[3]), float(f[3]) + float(f[4]), f[7])
-        for f in (
-            row.split() for row in (AMI / f"{meeting}.full_meeting.rttm").read_text().splitlines()
-        )
-    )
-    order = list(dict.fromkeys(t[2] for t in turns))
-    assert len(order) == len(lines), "one transcript line per RTTM speaker"
-    queue = {spk: re.split(r"(?<=[.?!])\s+", line) for spk, line in zip(order, lines, strict=True)}
-    rate = {
-        spk: len(line.split()) / sum(e - s for s, e, x in turns if x == spk)
-        for spk, line in zip(order, lines, strict=True)
-    }
-    left = {spk: sum(1 for t in turns if t[2] == spk) for spk in order}
-    segments: list[TranscriptSegment] = []
-    for start, end, spk in turns:
-        left[spk] -= 1
-        taken: list[str] = []
-        words = 0
-        while queue[spk] and (
-            left[spk] == 0
-            or not taken
-            or words + len(queue[spk][0].split()) <= (end - start) * rate[spk]
-        ):
-            words += len(queue[spk][0].split())
-            taken.append(queue[spk].pop(0))
-        if taken:
-            segments.append(TranscriptSegment(len(segments), spk, start, end, " ".join(taken)))
-    speakers = {spk: f"Speaker {i + 1}" for i, spk in enumerate(order)}
-    return TranscriptDocument(tuple(segments), speakers, turns[-1][1], "en", {"source": meeting})
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +126,9 @@ def test_decisions_skip_questions_and_hedges() -> None:
     assert find_decision("Okay, let's go with the yellow one.") is not None
     assert find_decision("Once we've decided what goes on it, we'll draw it.") is None
     assert find_decision("Have we agreed on the price?") is None
+    assert find_decision("Until we hear otherwise we should go with just that.") is not None
+    assert find_decision("We are going to use a rubber case.") is not None
+    assert find_decision("We are going to have to replace it.") is None
 
 
 def test_excerpt_keeps_the_clause_around_the_cue() -> None:
@@ -208,7 +164,7 @@ def test_extractive_parts_on_a_small_meeting() -> None:
     ]
     assert [i.citations for i in open_questions(sentences)] == [(6,)]  # (4,) was answered
     points = key_points(sentences)
-    assert 3 <= len(points) <= 8 and all(len(p.citations) == 1 for p in points)
+    assert 2 <= len(points) <= 5 and all(len(p.citations) == 1 for p in points)
     assert any("budget" in p.text for p in points)
 
 
@@ -223,64 +179,12 @@ async def test_extractive_summary_of_an_ami_meeting(
     summary = await summarize(doc, None)
     data = check_summary(summary, doc)
     assert set(data["method"].values()) == {"extractive"} and data["problems"] == []
-    assert 3 <= len(data["key_points"]) <= 8
+    assert 3 <= len(data["key_points"]) <= 20
     assert data["title"].startswith("Meeting about ") and "remote" in data["title"]
     assert data["action_items"] and data["open_questions"]
     markdown = summary.to_markdown(doc)
     assert markdown.startswith(f"# {data['title']}\n") and "## Key points" in markdown
     assert MeetingSummary.from_dict(data) == summary
-
-
-def test_rouge_against_the_human_summaries(ami: dict[str, TranscriptDocument]) -> None:
-    """ROUGE of the extractive summary (all parts' texts) against AMI's human abstractive
-    and extractive summaries, printed.
-
-    Measured R-1 recall vs the abstractive summary: ES2003a 0.35, ES2003b 0.51. At this
-    length ROUGE-1 does not separate the method from chance: random sentences of the
-    same total length scored 0.42 / 0.49 on average (30 draws), the first sentences
-    0.39 / 0.54. So the floor (0.30, below both measurements) only guards against an
-    empty or broken summary. Also printed: how many key points are sentences the
-    human extractive summary kept, against the share of all sentences it kept.
-    """
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-    for meeting in MEETINGS:
-        summary = asyncio.run(summarize(ami[meeting], None))
-        hypothesis = " ".join(
-            i.text
-            for part in (
-                summary.key_points,
-                summary.decisions,
-                summary.action_items,
-                summary.open_questions,
-            )
-            for i in part
-        )
-        for reference_kind in ("abssumm", "extsumm"):
-            reference = (AMI / f"{meeting}.{reference_kind}.txt").read_text()
-            scores = scorer.score(reference, hypothesis)
-            print(
-                f"\n{meeting} vs {reference_kind}: "
-                + ", ".join(f"{k} R={v.recall:.3f} F={v.fmeasure:.3f}" for k, v in scores.items())
-            )
-            if reference_kind == "abssumm":
-                assert scores["rouge1"].recall > 0.30
-        kept = _words((AMI / f"{meeting}.extsumm.txt").read_text())
-        sentences = [s for s in split_sentences(ami[meeting]) if len(_words(s.text).split()) >= 4]
-        base = sum(_in_extract(s.text, kept) for s in sentences) / len(sentences)
-        hits = sum(_in_extract(p.text, kept) for p in summary.key_points)
-        print(
-            f"{meeting}: {hits}/{len(summary.key_points)} key points are in the human "
-            f"extractive summary (base rate {base:.2f})"
-        )
-
-
-def _words(text: str) -> str:
-    return " ".join(re.findall(r"[a-z']+", text.lower()))
-
-
-def _in_extract(text: str, kept: str) -> bool:
-    """Whether a sentence's first five words appear in the extractive summary."""
-    return " ".join(_words(text).split()[:5]) in kept
 
 
 # --- the LLM path against a scripted server ---------------------------------------------------
