@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,20 @@ from jsonschema import Draft202012Validator
 
 from pipelines.meeting.cues import excerpt, find_commitment, find_decision
 from pipelines.meeting.document import TranscriptDocument, TranscriptSegment
-from pipelines.meeting.extractive import action_items, decisions, key_points, open_questions
+from pipelines.meeting.extractive import (
+    action_items,
+    decisions,
+    extractive_parts,
+    key_points,
+    open_questions,
+)
 from pipelines.meeting.summarize import (
     SummaryOptions,
     chunk_lines,
     summarize,
     transcript_lines,
 )
-from pipelines.meeting.summary import MeetingSummary, check_parts
+from pipelines.meeting.summary import MeetingSummary, SummaryItem, check_parts
 from pipelines.meeting.summary_schema import PARTS, SUMMARY_SCHEMA, schema_json
 from pipelines.meeting.text import clean, split_sentences
 from tests.fakes import ScriptedLlmServer, Turn
@@ -39,9 +46,12 @@ def ami() -> dict[str, TranscriptDocument]:
     return {m: ami_document(m) for m in MEETINGS}
 
 
-def check_summary(summary: MeetingSummary, doc: TranscriptDocument) -> dict[str, Any]:
+def check_summary(
+    summary: MeetingSummary, doc: TranscriptDocument, quoted: bool = True
+) -> dict[str, Any]:
     """Schema-valid, every citation a real segment, every text non-blank and (for
-    extractive parts) taken from the segment it cites (fillers such as "um" aside)."""
+    extractive parts, when ``quoted``: not when LLM and extractive items are mixed)
+    taken from the segment it cites (fillers such as "um" aside)."""
     data = json.loads(json.dumps(summary.to_dict()))
     errors = [e.message for e in VALIDATOR.iter_errors(data)]
     assert not errors, errors
@@ -50,7 +60,7 @@ def check_summary(summary: MeetingSummary, doc: TranscriptDocument) -> dict[str,
         for item in data[part]:
             assert item["text"].strip() and item["citations"]
             assert set(item["citations"]) <= ids, (part, item)
-            if data["method"][part] == "extractive":
+            if quoted and data["method"][part] == "extractive":
                 source = clean(" ".join(doc.segment(c).text for c in item["citations"])).lower()
                 head = " ".join(item["text"].rstrip(" …").lower().split()[1:6])
                 assert head in source, (part, item["text"])
@@ -222,7 +232,7 @@ def _reply(ids: list[int], **override: Any) -> str:
 
 
 def _chunks(doc: TranscriptDocument, options: SummaryOptions) -> list[list[int]]:
-    return [[i for i, _ in c] for c in chunk_lines(transcript_lines(doc), options.chunk_chars)]
+    return [[i for i, _ in c] for c in chunk_lines(transcript_lines(doc), options.part_chars)]
 
 
 def _in_part(number: int) -> Any:
@@ -230,6 +240,8 @@ def _in_part(number: int) -> Any:
 
 
 async def test_llm_summary_with_valid_citations(ami: dict[str, TranscriptDocument]) -> None:
+    """Every part answered well; the reduce request is refused (500), so the parts'
+    sections stay concatenated."""
     doc, options = ami["ES2003a"], SummaryOptions()
     chunks = _chunks(doc, options)
     assert len(chunks) >= 2  # the real transcript is long enough to be chunked
@@ -245,20 +257,93 @@ async def test_llm_summary_with_valid_citations(ami: dict[str, TranscriptDocumen
         summary = await summarize(doc, client, options)
         await client.aclose()
     data = check_summary(summary, doc)
-    assert set(data["method"].values()) == {"llm"} and data["problems"] == []
+    assert set(data["method"].values()) == {"llm"}
+    assert len(data["problems"]) == 1 and data["problems"][0].startswith("reduce: LLM request")
     assert data["title"] == "Remote control kick-off"
     assert data["key_points"] == [
         {"text": "The team will design a new remote control.", "citations": [chunks[0][0]]}
     ]  # duplicates merged
     assert [i["citations"] for i in data["decisions"]] == [[ids[-1]] for ids in chunks]
     requests = server.chat_requests
-    assert len(requests) == len(chunks)
+    assert len(requests) == len(chunks) + 1
     first = requests[0].body
     assert first["response_format"]["type"] == "json_schema"
     assert first["response_format"]["json_schema"]["schema"]["required"] == list(PARTS)
     assert first["stream"] is False
     segment = doc.segments[0]
     assert f"[0] Speaker 1 (00:00:02): {segment.text[:40]}" in first["messages"][-1]["content"]
+
+
+def _in_reduce(message: dict[str, Any]) -> bool:
+    return "Summaries of the meeting's parts" in str(message.get("content"))
+
+
+async def test_map_reduce_over_parts_that_fit_the_context(
+    ami: dict[str, TranscriptDocument],
+) -> None:
+    """A long meeting and a small context: the transcript goes in parts that fit, part 2's
+    answer is not JSON so that part is summarised extractively, and the reduce request
+    (which sees every part's items, part 2's extractive ones too) merges them; its
+    key points are accepted, its decisions cite a segment no item cited and are
+    rejected, so the parts' decisions stay concatenated."""
+    doc = ami["ES2003b"]
+    options = SummaryOptions(context_tokens=3000, max_tokens=512)
+    chunks = _chunks(doc, options)
+    assert len(chunks) >= 4
+    script = [Turn.say("I cannot summarise this.", when=_in_part(2))]
+    script += [
+        Turn.say(
+            _reply(ids, decisions=[{"text": f"Decision {n}.", "citations": [ids[-1]]}]),
+            when=_in_part(n),
+        )
+        for n, ids in enumerate(chunks, 1)
+        if n != 2
+    ]
+    uncited = next(i for i in chunks[0] if i not in (chunks[0][0], chunks[0][-1]))
+    merged = {
+        "title": "Remote control requirements",
+        "key_points": [
+            {"text": "The team reviewed the requirements.", "citations": [chunks[0][0]]},
+            {"text": "They weighed voice recognition.", "citations": [chunks[-1][-1]]},
+        ],
+        "decisions": [{"text": "Invented.", "citations": [uncited]}],
+        "action_items": [],
+        "open_questions": [],
+    }
+    script.append(Turn.say(json.dumps(merged), when=_in_reduce))
+    async with ScriptedLlmServer(script) as server:
+        client = _client(server)
+        summary = await summarize(doc, client, options)
+        await client.aclose()
+    data = check_summary(summary, doc, quoted=False)
+    requests = server.chat_requests
+    assert len(requests) == len(chunks) + 1 and server.remaining_turns == 0
+    for request in requests:  # each request fits the context with its reply
+        prompt = sum(len(m["content"]) for m in request.body["messages"])
+        assert prompt / 3.0 + request.body["max_tokens"] <= options.context_tokens
+    assert set(data["method"].values()) == {"extractive"}  # part 2 was made extractively
+    assert data["title"] == "Remote control requirements"
+    assert [k["text"] for k in data["key_points"]] == [
+        "The team reviewed the requirements.",
+        "They weighed voice recognition.",
+    ]
+    part2 = set(chunks[1])
+    decisions = data["decisions"]
+    assert [d["text"] for d in decisions if not set(d["citations"]) & part2] == [
+        f"Decision {n}." for n in range(1, len(chunks) + 1) if n != 2
+    ]
+    assert all(set(d["citations"]) <= part2 for d in decisions if "Decision" not in d["text"])
+    reduce_request = requests[-1].messages[-1]["content"]
+    piece = replace(doc, segments=tuple(s for s in doc.segments if s.id in part2))
+    extractive_of_part2 = extractive_parts(piece)["key_points"]
+    assert extractive_of_part2 and all(
+        f"- {list(k.citations)} {k.text}" in reduce_request
+        for k in extractive_of_part2
+        if isinstance(k, SummaryItem)
+    )
+    problems = " | ".join(data["problems"])
+    assert f"part 2/{len(chunks)}: reply is not JSON" in problems
+    assert f"reduce: decisions: cites segment(s) [{uncited}]" in problems
 
 
 async def test_rejected_parts_fall_back_one_by_one(ami: dict[str, TranscriptDocument]) -> None:
@@ -303,8 +388,15 @@ async def test_a_citation_outside_its_chunk_is_rejected(ami: dict[str, Transcrip
         client = _client(server)
         summary = await summarize(doc, client, options)
         await client.aclose()
-    check_summary(summary, doc)
+    check_summary(summary, doc, quoted=False)
     assert summary.method["decisions"] == "extractive" and summary.method["key_points"] == "llm"
+    later = {i for ids in chunks[1:] for i in ids}
+    assert "From the wrong part." not in [d.text for d in summary.decisions]
+    assert summary.decisions[0].text == "The remote will be original, trendy and user-friendly."
+    assert all(set(d.citations) <= later for d in summary.decisions[1:])  # made extractively
+    assert f"part 2/{len(chunks)}: decisions: cites segment(s) [{chunks[0][0]}]" in " ".join(
+        summary.problems
+    )
 
 
 @pytest.mark.parametrize(
@@ -378,7 +470,7 @@ async def test_llama_cpp_style_response_format_is_tried_next(
         await client.aclose()
     assert set(summary.method.values()) == {"llm"}
     formats = [r.body["response_format"]["type"] for r in server.chat_requests]
-    assert formats == ["json_schema", "json_object", "json_object"]
+    assert formats == ["json_schema", "json_object", "json_object", "json_object"]  # + reduce
     assert server.chat_requests[1].body["response_format"]["schema"]["required"] == list(PARTS)
 
 
