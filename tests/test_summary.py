@@ -23,6 +23,7 @@ from pipelines.meeting.extractive import (
     extractive_parts,
     key_points,
     open_questions,
+    sentence_vectors,
 )
 from pipelines.meeting.summarize import (
     SummaryOptions,
@@ -176,6 +177,27 @@ def test_extractive_parts_on_a_small_meeting() -> None:
     points = key_points(sentences)
     assert 2 <= len(points) <= 5 and all(len(p.citations) == 1 for p in points)
     assert any("budget" in p.text for p in points)
+
+
+def test_embeddings_drop_repeats_and_small_talk_from_action_items() -> None:
+    doc = _doc(
+        ("A", 0.0, "Today we plan the budget for the new remote control."),
+        ("B", 4.0, "The remote control budget is twelve euros per unit."),
+        ("C", 8.0, "The remote control case could be rubber or plastic."),
+        ("A", 12.0, "A rubber case for the remote costs more per unit."),
+        ("B", 16.0, "Could you clip the microphone onto your belt?"),
+        ("C", 20.0, "I'll send the revised remote control budget by Friday."),
+        ("A", 24.0, "The remote needs big buttons and a simple layout."),
+        ("B", 28.0, "I will send the updated budget for the remote control by Friday."),
+        ("C", 32.0, "Plastic keeps the remote control under the unit budget."),
+        ("A", 36.0, "The buttons of the remote should light up at night."),
+    )
+    sentences = split_sentences(doc)
+    vectors = sentence_vectors(sentences)
+    plain = action_items(sentences)
+    assert [i.citations for i in plain] == [(4,), (5,), (7,)]
+    kept = action_items(sentences, vectors=vectors)
+    assert [(i.owner, i.due, i.citations) for i in kept] == [("Carol", "by Friday", (5,))]
 
 
 # --- extractive summaries of real meetings ------------------------------------------------

@@ -42,6 +42,9 @@ SAME = 0.8
 """Embedding cosine above which two items are taken to say the same thing."""
 ANSWERS = 0.6
 """Embedding cosine above which a reply is taken to answer a question."""
+OFF_TOPIC_SHARE = 0.3
+"""Share of a meeting's sentences, the least like the whole, never made decisions,
+action items or open questions."""
 
 
 def _length_prior(sentence: Sentence) -> float:
@@ -196,15 +199,32 @@ def _top(
 
 
 def _distinct(ranked: list[Sentence], vectors: np.ndarray | None) -> list[Sentence]:
-    """``ranked`` without the sentences closer than :data:`SAME` to a better-ranked
-    one kept (all of them when ``vectors`` is None)."""
+    """``ranked`` without off-topic sentences (:func:`off_topic`) and without those
+    closer than :data:`SAME` to a better-ranked one kept (all of them when
+    ``vectors`` is None)."""
     if vectors is None:
         return ranked
+    aside = off_topic(vectors)
     kept: list[Sentence] = []
     for s in ranked:
-        if all(float(vectors[s.index] @ vectors[k.index]) <= SAME for k in kept):
+        if s.index not in aside and all(
+            float(vectors[s.index] @ vectors[k.index]) <= SAME for k in kept
+        ):
             kept.append(s)
     return kept
+
+
+def off_topic(vectors: np.ndarray, share: float = OFF_TOPIC_SHARE) -> set[int]:
+    """Indices of the sentences least like the meeting as a whole: the ``share`` of
+    embedded sentences with the lowest cosine to the mean of all of them (small talk,
+    logistics: "clip the microphone on")."""
+    rows = np.flatnonzero(np.abs(vectors).sum(axis=1) > 0)
+    if len(rows) < 5:
+        return set()
+    centre = vectors[rows].mean(axis=0)
+    closeness = vectors[rows] @ (centre / max(float(np.linalg.norm(centre)), 1e-9))
+    cut = float(np.quantile(closeness, share))
+    return {int(i) for i, c in zip(rows, closeness, strict=True) if c < cut}
 
 
 def _item(sentence: Sentence, span: tuple[int, int], max_words: int = 30) -> SummaryItem:
