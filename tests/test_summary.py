@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
@@ -25,6 +26,7 @@ from pipelines.meeting.extractive import (
     open_questions,
     sentence_vectors,
 )
+from pipelines.meeting.salience import SelectOptions, select
 from pipelines.meeting.summarize import (
     SummaryOptions,
     chunk_lines,
@@ -37,6 +39,7 @@ from pipelines.meeting.text import clean, split_sentences
 from tests.fakes import ScriptedLlmServer, Turn
 from tests.summary_eval import MEETINGS, ami_document
 from voice.llm import ChatClient, LlmOptions
+from voice.settings import load_settings
 
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "docs" / "summary.schema.json"
 VALIDATOR = Draft202012Validator(SUMMARY_SCHEMA)
@@ -198,6 +201,29 @@ def test_embeddings_drop_repeats_and_small_talk_from_action_items() -> None:
     assert [i.citations for i in plain] == [(4,), (5,), (7,)]
     kept = action_items(sentences, vectors=vectors)
     assert [(i.owner, i.due, i.citations) for i in kept] == [("Carol", "by Friday", (5,))]
+
+
+def test_selection_covers_the_meeting_without_repeats() -> None:
+    """Facility location on toy vectors: three topics, the first said three times; the
+    chosen sentences cover all three topics once, in sentence order."""
+    topics = np.eye(3, dtype=np.float32)
+    vectors = topics[[0, 0, 0, 1, 1, 2, 2, 2, 2]]
+    chosen = select(
+        vectors, [1.0] * 9, list(range(9)), [10] * 9, SelectOptions(budget_words=30, sections=1)
+    )
+    assert sorted({int(vectors[i].argmax()) for i in chosen}) == [0, 1, 2] and len(chosen) == 3
+    assert chosen == sorted(chosen)
+    assert select(vectors, [1.0] * 9, [0, 1], [10, 10], SelectOptions(budget_words=30)) == [0]
+    assert select(vectors, [1.0] * 9, [], [], SelectOptions()) == []
+
+
+def test_summary_options_fit_the_configured_context() -> None:
+    small = SummaryOptions.from_settings(load_settings(llm_context_tokens=2048))
+    assert small.max_tokens == 512 and 1000 <= small.part_chars < 3000
+    hosted = SummaryOptions.from_settings(load_settings(llm_base_url="http://127.0.0.1:9/v1"))
+    assert hosted.context_tokens == 8192 and hosted.part_chars > 3 * small.part_chars
+    with pytest.raises(ValueError, match="leaves no room"):
+        _ = SummaryOptions(context_tokens=1500).part_chars
 
 
 # --- extractive summaries of real meetings ------------------------------------------------

@@ -73,8 +73,10 @@ class SummaryOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SummaryOptions:
-        """Options for the configured LLM (its context window)."""
-        return cls(context_tokens=settings.summary_context_tokens)
+        """Options for the configured LLM: its context window, and replies of at most a
+        quarter of it (1024 tokens at most)."""
+        context = settings.summary_context_tokens
+        return cls(context_tokens=context, max_tokens=min(1024, context // 4))
 
     @property
     def part_chars(self) -> int:
