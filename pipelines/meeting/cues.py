@@ -61,7 +61,10 @@ _DECISION = re.compile(
     r"\b(?:we(?:'ve| have)? (?:decided|agreed|settled|chosen)|we(?:'re| are) agreed"
     r"|(?:we(?:'ll| will)|let's|let us|we can) go (?:with|for)|we(?:'re| are) going (?:to go )?with"
     r"|(?:the|our|final) decision (?:is|was)|(?:it's|that's|it is|that is) (?:decided|settled|agreed)"
-    r"|we(?:'ll| will) (?:stick with|keep))\b",
+    r"|we(?:'ll| will) (?:stick with|keep)"
+    r"|we (?:should|must) (?:definitely |just |probably )?(?:be going|go|stick) (?:with|for|to)"
+    r"|we(?:'re| are) (?:definitely )?(?:going to|gonna) (?:use|include|have|make)(?! to)"
+    r"|(?:this|that) is (?:our|the) (?:design spec|plan|decision))\b",
     re.IGNORECASE,
 )
 _CONDITIONAL = re.compile(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pipelines.llm_endpoint import open_llm
 from pipelines.meeting.pipeline import MeetingPipeline, MeetingResult
+from pipelines.meeting.summarize import SummaryOptions
 from voice.settings import Settings
 from voice.stt import WhisperTranscriber
 
@@ -62,7 +63,8 @@ async def local_pipeline(settings: Settings, *, use_llm: bool) -> AsyncIterator[
         async with contextlib.AsyncExitStack() as stack:
             client = (await stack.enter_async_context(open_llm(settings)))[0] if use_llm else None
             transcriber, diarizer = await loading
-            yield MeetingPipeline(transcriber, diarizer, client)
+            options = SummaryOptions.from_settings(settings)
+            yield MeetingPipeline(transcriber, diarizer, client, summary_options=options)
     finally:
         if not loading.done():
             loading.cancel()

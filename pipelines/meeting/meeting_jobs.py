@@ -17,11 +17,13 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
+from pipelines.meeting.document import TranscriptDocument
 from pipelines.meeting.job_files import JobFiles
 from pipelines.meeting.jobs import JobError, JobRunner, ProgressFn
 from pipelines.meeting.known_speakers import KnownSpeaker, embed_known, read_references
 from pipelines.meeting.pipeline import MeetingOptions, MeetingPipeline
-from pipelines.meeting.store import Job
+from pipelines.meeting.store import Job, JobState
+from pipelines.meeting.summarize import SummaryOptions
 from voice.audio.decode import AudioDecodeError, AudioTooLongError
 from voice.diarize.base import Diarizer, SpeakerEmbedder
 from voice.llm import ChatClient
@@ -29,6 +31,8 @@ from voice.stt.base import Transcriber
 
 TRANSCRIPT = "transcript.json"
 SUMMARY = "summary.json"
+SUMMARY_STAGE = "summarize"
+"""The progress stage of a job writing its summary (its transcript is stored)."""
 SPEAKER_LIMIT = 32
 """Largest speaker count accepted in options."""
 
@@ -84,11 +88,14 @@ def meeting_options(raw: Mapping[str, Any]) -> MeetingOptions:
 
 
 def meeting_runner(
-    models: MeetingModels, files: JobFiles, max_audio_s: float | None = None
+    models: MeetingModels,
+    files: JobFiles,
+    max_audio_s: float | None = None,
+    summary_options: SummaryOptions | None = None,
 ) -> JobRunner:
     """A :data:`~pipelines.meeting.jobs.JobRunner` for meeting jobs. Safe to cancel:
-    the pipeline stops its stages and nothing is written. A recording longer than
-    ``max_audio_s`` seconds fails the job with ``audio_too_long``."""
+    the pipeline stops its stages and nothing but the early transcript is written.
+    A recording longer than ``max_audio_s`` seconds fails the job with ``audio_too_long``."""
 
     async def run(job: Job, progress: ProgressFn) -> Mapping[str, bytes]:
         try:
@@ -104,9 +111,16 @@ def meeting_runner(
         if names:
             embedder = await asyncio.to_thread(lambda: models.speaker_embedder)
             options = replace(options, known_speakers=await _known(embedder, files, job, names))
-        pipeline = MeetingPipeline(transcriber, diarizer, models.llm, embedder=embedder)
+        pipeline = MeetingPipeline(
+            transcriber, diarizer, models.llm, embedder=embedder, summary_options=summary_options
+        )
+
+        async def publish(document: TranscriptDocument) -> None:
+            data = {TRANSCRIPT: _json(document.to_dict())}
+            await asyncio.to_thread(files.write_results, job.id, data)
+
         try:
-            result = await pipeline.run(files.upload(job.id), options, progress)
+            result = await pipeline.run(files.upload(job.id), options, progress, publish)
         except AudioTooLongError as exc:
             raise JobError(
                 "audio_too_long", f"the recording is longer than {exc.limit_s / 60:g} minutes"
@@ -133,6 +147,27 @@ async def _known(
         raise JobError("known_speakers_missing", "a known speaker's voice sample is gone") from exc
     except ValueError as exc:
         raise JobError("invalid_known_speaker", str(exc)) from exc
+
+
+def transcript_ready(job: Job) -> bool:
+    """Whether ``transcript.json`` is readable: the job succeeded, or it reached the
+    summary (running, or failed or cancelled while summarising)."""
+    return job.state is JobState.SUCCEEDED or (
+        job.stage == SUMMARY_STAGE and job.state is not JobState.QUEUED
+    )
+
+
+def summary_status(job: Job) -> str | None:
+    """``pending`` (the transcript is not ready yet), ``running``, ``done``, or
+    ``failed`` (the job failed or was cancelled before a summary was stored); None
+    when no summary was asked for."""
+    if not job.options.get("summarize", True):
+        return None
+    if job.state is JobState.SUCCEEDED:
+        return "done"
+    if job.state.final:
+        return "failed"
+    return "running" if job.state is JobState.RUNNING and job.stage == SUMMARY_STAGE else "pending"
 
 
 def _json(data: Mapping[str, Any]) -> bytes:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -113,9 +113,16 @@ class MeetingPipeline:
         self.clock = clock or MonotonicClock()
 
     async def run(
-        self, source: Path, options: MeetingOptions | None = None, progress: Progress | None = None
+        self,
+        source: Path,
+        options: MeetingOptions | None = None,
+        progress: Progress | None = None,
+        on_transcript: Callable[[TranscriptDocument], Awaitable[None]] | None = None,
     ) -> MeetingResult:
         """Process ``source`` (any audio/video file). Safe to cancel (module docstring).
+
+        ``on_transcript`` is awaited with the finished transcript before the summary
+        is started (so it can be published while the summary is being written).
 
         Raises :class:`~voice.audio.decode.AudioDecodeError` for an undecodable
         file and ``ValueError`` for inconsistent speaker counts (checked first).
@@ -168,6 +175,8 @@ class MeetingPipeline:
             document = document.rename_speakers(names)
             meta["known_speakers_matched"] = sorted(names.values())
         lap("align")
+        if on_transcript is not None:
+            await on_transcript(replace(document, meta={**meta, "timings_s": dict(timings)}))
         summary = None
         if opts.summarize:
             summary = await summarize(

@@ -1,28 +1,37 @@
-"""Summarise a transcript with the configured LLM, falling back part by part.
+"""Summarise a transcript with the configured LLM, map-reduce, falling back part by part.
 
-The transcript is sent as lines ``[id] Name (HH:MM:SS): text`` in chunks of at
-most ``chunk_chars`` characters, one ``ChatClient.complete`` request per chunk
-whose ``response_format`` asks for the JSON schema (OpenAI's ``json_schema``, or
-llama.cpp's ``json_object`` + ``schema`` when a server refuses the first); the
-schema is also in the system prompt, for servers that ignore ``response_format``. Each chunk's reply is checked part by part
+*Map*: the transcript is cut into parts that fit the model's context
+(:attr:`SummaryOptions.context_tokens`; see
+:func:`~pipelines.meeting.summary_prompts.part_chars`), and each part is summarised
+by one ``ChatClient.complete`` request whose ``response_format`` asks for the JSON
+schema (OpenAI's ``json_schema``, or llama.cpp's ``json_object`` + ``schema`` when a
+server refuses the first). Each reply is checked section by section
 (:func:`~pipelines.meeting.summary.check_parts`: schema, non-blank text, every
-citation a segment *of that chunk*). A list part is the LLM's only if every
-chunk's reply passed for it (the items are concatenated, duplicates dropped);
-the title is the first chunk's. Any other part is produced by the extractive
-method over the whole transcript, and the result records which method made
-each part and why LLM output was rejected.
+citation a segment *of that part*); a section the LLM got wrong for a part (or a
+part whose request failed) is made by the extractive method over that part alone.
+
+*Reduce*: with more than one part, the parts' summaries (each item with its
+citations) go to one more request that merges them into a summary of the whole
+meeting; each of its sections replaces the concatenated one when it passes the
+same checks (citations must be among those of the parts' items). When the
+reduce fails, or its input would not fit, the sections stay concatenated
+(repeated texts dropped).
+
+``method`` of a section is ``llm`` when the LLM made it for every part, else
+``extractive`` (made extractively for at least one part); ``problems`` says
+which part's output was rejected and why. When no reply of the first part is
+usable (no capable LLM answers), no further part is asked and the whole
+summary is made extractively over the whole meeting, as without an LLM.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
-from pipelines.meeting.document import TranscriptDocument, clock
+from pipelines.meeting.document import TranscriptDocument
 from pipelines.meeting.extractive import extractive_parts
 from pipelines.meeting.summary import (
     ActionItem,
@@ -32,95 +41,62 @@ from pipelines.meeting.summary import (
     SummaryItem,
     check_parts,
 )
-from pipelines.meeting.summary_schema import CONTENT_SCHEMA, LIST_PARTS, PARTS, response_formats
-from voice.llm import ChatClient, LlmError
-
-SYSTEM_PROMPT = (
-    "You summarise meeting transcripts. Each transcript line is "
-    "'[segment id] Speaker (time): text'. Reply with one JSON object only, matching this "
-    "JSON schema:\n{schema}\n"
-    "Write a short title, the key points, the decisions made, the action items (owner = the "
-    "person who will do it, due = the deadline as stated, null when not stated) and the "
-    "questions left unanswered. Every item must cite, in 'citations', the ids in square "
-    "brackets of the segments it is based on; cite only ids that appear in the transcript. "
-    "Leave a list empty when the meeting has nothing for it."
+from pipelines.meeting.summary_prompts import (
+    chunk_lines,
+    map_messages,
+    parse_reply,
+    part_chars,
+    reduce_messages,
+    transcript_lines,
 )
+from pipelines.meeting.summary_schema import LIST_PARTS, PARTS, response_formats
+from voice.llm import ChatClient, LlmError
+from voice.settings import Settings
+
+__all__ = ["SummaryOptions", "assemble", "chunk_lines", "summarize", "transcript_lines"]
 
 
 @dataclass(frozen=True, slots=True)
 class SummaryOptions:
-    """``chunk_chars``: transcript characters per request (keep well inside the model's
+    """``context_tokens``: the model's context window (tokens), which sizes the parts;
+    ``chunk_chars``: transcript characters per part, overriding that (None: from the
     context); ``max_tokens``: reply length per request; ``timeout_s``: per request
-    attempt (None: the client's own); ``budget_s``: all LLM work of one summary
-    (s): past it the remaining parts are made extractively."""
+    attempt (None: the client's own); ``budget_s``: all LLM work of one summary (s):
+    past it the remaining parts are made extractively and the reduce is skipped."""
 
-    chunk_chars: int = 6000
+    context_tokens: int = 4096
+    chunk_chars: int | None = None
     max_tokens: int = 1024
     temperature: float = 0.2
     timeout_s: float | None = None
     budget_s: float = 300.0
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SummaryOptions:
+        """Options for the configured LLM: its context window, and replies of at most a
+        quarter of it (1024 tokens at most)."""
+        context = settings.summary_context_tokens
+        return cls(context_tokens=context, max_tokens=min(1024, context // 4))
 
-def transcript_lines(document: TranscriptDocument) -> list[tuple[int, str]]:
-    """``(segment id, "[id] Name (HH:MM:SS): text")`` for every non-blank segment."""
-    return [
-        (s.id, f"[{s.id}] {document.name_of(s.speaker)} ({clock(s.start)}): {s.text.strip()}")
-        for s in document.segments
-        if s.text.strip()
-    ]
-
-
-def chunk_lines(lines: Sequence[tuple[int, str]], chunk_chars: int) -> list[list[tuple[int, str]]]:
-    """Consecutive lines grouped into chunks of at most ``chunk_chars`` characters
-    (a longer single line is a chunk of its own)."""
-    chunks: list[list[tuple[int, str]]] = []
-    size = 0
-    for line in lines:
-        if not chunks or size + len(line[1]) + 1 > chunk_chars:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(line)
-        size += len(line[1]) + 1
-    return chunks
-
-
-def parse_reply(text: str) -> Any:
-    """The JSON object in a reply (a Markdown code fence around it is tolerated);
-    raises ``ValueError`` when there is none."""
-    body = text.strip()
-    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", body, re.DOTALL)
-    return json.loads(fenced.group(1) if fenced else body)
-
-
-def merge_parts(replies: Sequence[dict[str, Part]]) -> dict[str, Part]:
-    """Parts accepted in *every* chunk: the first title, lists concatenated without
-    repeated texts."""
-    merged: dict[str, Part] = {}
-    if replies and all("title" in r for r in replies):
-        merged["title"] = replies[0]["title"]
-    for part in LIST_PARTS:
-        if not replies or not all(part in r for r in replies):
-            continue
-        seen: set[str] = set()
-        items: list[Any] = []
-        for reply in replies:
-            for item in reply[part]:
-                assert isinstance(item, SummaryItem | ActionItem)
-                key = " ".join(item.text.lower().split())
-                if key not in seen:
-                    seen.add(key)
-                    items.append(item)
-        merged[part] = tuple(items)
-    return merged
+    @property
+    def part_chars(self) -> int:
+        """Transcript characters per request (``ValueError`` when the context is too small)."""
+        return self.chunk_chars or part_chars(self.context_tokens, self.max_tokens)
 
 
 def assemble(
     llm_parts: dict[str, Part], extractive: dict[str, Part], problems: Sequence[str]
 ) -> MeetingSummary:
-    """A summary from the LLM's accepted parts, the others from ``extractive`` (which
-    must hold every part the LLM's lack)."""
+    """A summary from the LLM's accepted sections, the others from ``extractive``
+    (which must hold every section the LLM's lack)."""
     parts = {part: llm_parts[part] if part in llm_parts else extractive[part] for part in PARTS}
     method: dict[str, Method] = {p: ("llm" if p in llm_parts else "extractive") for p in PARTS}
+    return _summary(parts, method, problems)
+
+
+def _summary(
+    parts: dict[str, Part], method: dict[str, Method], problems: Sequence[str]
+) -> MeetingSummary:
     return MeetingSummary(
         title=str(parts["title"]),
         key_points=cast(tuple[SummaryItem, ...], parts["key_points"]),
@@ -132,14 +108,21 @@ def assemble(
     )
 
 
-def _messages(chunk: list[tuple[int, str]], index: int, total: int) -> list[dict[str, Any]]:
-    schema = json.dumps(CONTENT_SCHEMA, separators=(",", ":"))
-    part = f" (part {index + 1} of {total})" if total > 1 else ""
-    body = "\n".join(line for _, line in chunk)
-    return [
-        {"role": "system", "content": SYSTEM_PROMPT.format(schema=schema)},
-        {"role": "user", "content": f"Meeting transcript{part}:\n{body}"},
-    ]
+def concatenate(per_part: Sequence[dict[str, Part]]) -> dict[str, Part]:
+    """The list sections of every part, in order, without repeated texts."""
+    merged: dict[str, Part] = {}
+    for section in LIST_PARTS:
+        seen: set[str] = set()
+        items: list[Any] = []
+        for part in per_part:
+            for item in part[section]:
+                assert isinstance(item, SummaryItem | ActionItem)
+                key = " ".join(item.text.lower().split())
+                if key not in seen:
+                    seen.add(key)
+                    items.append(item)
+        merged[section] = tuple(items)
+    return merged
 
 
 async def _ask(
@@ -149,7 +132,7 @@ async def _ask(
     opts: SummaryOptions,
 ) -> str:
     """One completion, trying ``formats`` in turn while the server refuses one (the one
-    that worked is moved first, for the next chunks). Servers that reject every
+    that worked is moved first, for the next requests). Servers that reject every
     format with 400/422 get none (``ChatClient.complete`` drops it)."""
     for attempt, fmt in enumerate(list(formats)):
         try:
@@ -170,6 +153,39 @@ async def _ask(
     raise AssertionError("unreachable: formats is never empty")
 
 
+class _Asker:
+    """Requests of one summary: the shared deadline, the ``response_format`` that
+    works, and the problems found, each prefixed with where it happened."""
+
+    def __init__(self, llm: ChatClient, opts: SummaryOptions) -> None:
+        self.llm, self.opts = llm, opts
+        self.formats = response_formats()
+        self.deadline = asyncio.get_running_loop().time() + opts.budget_s
+        self.problems: list[str] = []
+
+    async def parts(
+        self, messages: list[dict[str, Any]], allowed: set[int], where: str
+    ) -> dict[str, Part]:
+        """The sections of the reply that pass the checks (none on any failure)."""
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                reply = await _ask(self.llm, messages, self.formats, self.opts)
+            accepted, found = check_parts(parse_reply(reply), allowed)
+            self.problems += [where + p for p in found]
+            return accepted
+        except TimeoutError:
+            self.problems.append(f"{where}the LLM time budget ({self.opts.budget_s:g} s) ran out")
+        except LlmError as exc:
+            self.problems.append(f"{where}LLM request failed: {exc}")
+        except ValueError as exc:
+            self.problems.append(f"{where}reply is not JSON: {exc}")
+        return {}
+
+    @property
+    def expired(self) -> bool:
+        return asyncio.get_running_loop().time() >= self.deadline
+
+
 async def summarize(
     document: TranscriptDocument,
     llm: ChatClient | None,
@@ -178,42 +194,78 @@ async def summarize(
 ) -> MeetingSummary:
     """Summarise ``document`` (see the module docstring); ``llm`` None = extractive only.
 
-    ``progress(fraction)`` is called after each request. Never raises for bad LLM
-    output or LLM errors (they become ``problems``). Safe to cancel: the pending
-    request is abandoned and nothing is kept.
+    ``progress(fraction)`` is called at the start and after each request. Never raises for bad LLM
+    output or LLM errors (they become ``problems``); ``ValueError`` when
+    ``options`` leave no room for the transcript in a request. Safe to cancel: the
+    pending request (or extractive work, in its thread) is abandoned and nothing
+    is kept.
     """
-    opts = options or SummaryOptions()
-    chunks = chunk_lines(transcript_lines(document), opts.chunk_chars)
-    problems: list[str] = []
-    replies: list[dict[str, Part]] = []
-    formats = response_formats()
-    if llm is not None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + opts.budget_s
-        for index, chunk in enumerate(chunks):
-            where = f"chunk {index + 1}/{len(chunks)}: " if len(chunks) > 1 else ""
-            accepted: dict[str, Part] = {}
-            try:
-                async with asyncio.timeout_at(deadline):
-                    reply = await _ask(llm, _messages(chunk, index, len(chunks)), formats, opts)
-                accepted, found = check_parts(parse_reply(reply), {i for i, _ in chunk})
-                problems += [where + p for p in found]
-            except TimeoutError:
-                problems.append(f"{where}the LLM time budget ({opts.budget_s:g} s) ran out")
-            except LlmError as exc:
-                problems.append(f"{where}LLM request failed: {exc}")
-            except ValueError as exc:
-                problems.append(f"{where}reply is not JSON: {exc}")
-            replies.append(accepted)
-            if progress is not None:
-                progress((index + 1) / len(chunks))
-            if not merge_parts(replies):
-                break  # every part has failed somewhere: the rest cannot change that
-    llm_parts = merge_parts(replies) if llm is not None and chunks else {}
-    extractive: dict[str, Part] = {}
-    if set(PARTS) - set(llm_parts):  # CPU work (TextRank): kept off the event loop
-        extractive = await asyncio.to_thread(extractive_parts, document)
-    summary = assemble(llm_parts, extractive, problems)
+    if progress is not None:
+        progress(0.0)  # the summary has started (the stage is published at once)
+    summary = await _summarize(document, llm, options or SummaryOptions(), progress)
     if progress is not None:
         progress(1.0)
     return summary
+
+
+async def _summarize(
+    document: TranscriptDocument,
+    llm: ChatClient | None,
+    opts: SummaryOptions,
+    progress: Callable[[float], None] | None,
+) -> MeetingSummary:
+    chunks = chunk_lines(transcript_lines(document), opts.part_chars) if llm is not None else []
+    if llm is None or not chunks:
+        return await _extractive(document, [])
+    asker = _Asker(llm, opts)
+    steps = len(chunks) + (len(chunks) > 1)
+    answers: list[dict[str, Part]] = []
+    for index, chunk in enumerate(chunks):
+        where = f"part {index + 1}/{len(chunks)}: " if len(chunks) > 1 else ""
+        answers.append(
+            await asker.parts(map_messages(chunk, index, len(chunks)), {i for i, _ in chunk}, where)
+        )
+        if progress is not None:
+            progress((index + 1) / steps)
+        if not any(answers):
+            break  # no capable LLM answers: the rest is not asked
+    if not any(answers):
+        return await _extractive(document, asker.problems)
+    per_part = []
+    for chunk, answer in zip(chunks, answers + [{}] * (len(chunks) - len(answers)), strict=True):
+        missing = set(LIST_PARTS) - set(answer)
+        if missing:  # CPU work (embeddings): kept off the event loop
+            ids = {i for i, _ in chunk}
+            piece = replace(document, segments=tuple(s for s in document.segments if s.id in ids))
+            answer = {**await asyncio.to_thread(extractive_parts, piece), **answer}
+        per_part.append(answer)
+    method: dict[str, Method] = {
+        p: ("llm" if all(p in a for a in answers) and len(answers) == len(chunks) else "extractive")
+        for p in PARTS
+    }
+    parts = concatenate(per_part)
+    titles = [str(a["title"]) for a in answers if "title" in a]
+    parts["title"] = titles[0] if titles else str(per_part[0]["title"])
+    if len(chunks) > 1:
+        parts.update(await _reduce(asker, titles, parts, opts))
+    return _summary(parts, method, asker.problems)
+
+
+async def _reduce(
+    asker: _Asker, titles: list[str], parts: dict[str, Part], opts: SummaryOptions
+) -> dict[str, Part]:
+    """The reduce step's accepted sections (none when skipped or rejected)."""
+    if asker.expired:
+        asker.problems.append("reduce: skipped, the LLM time budget ran out")
+        return {}
+    messages = reduce_messages(titles or [str(parts["title"])], parts)
+    if len(messages[-1]["content"]) > opts.part_chars:
+        asker.problems.append("reduce: skipped, the parts' summaries do not fit one request")
+        return {}
+    cited = {c for p in LIST_PARTS for item in parts[p] for c in item.citations}  # type: ignore[union-attr]
+    return await asker.parts(messages, cited, "reduce: ")
+
+
+async def _extractive(document: TranscriptDocument, problems: list[str]) -> MeetingSummary:
+    extractive = await asyncio.to_thread(extractive_parts, document)
+    return assemble({}, extractive, problems)

@@ -41,6 +41,10 @@ _NUMBER_TEXT = (
 )
 NUMBER_WORDS = frozenset(_NUMBER_TEXT.split())
 _FILLER = re.compile(r"\b(?:u+m+|u+h+m*|h+m+|m+h?m+|e+r+m+|mm-hmm)\b[,.]?\s*", re.IGNORECASE)
+_REPEAT = re.compile(r"\b(\w+(?:'\w+)?(?: \w+(?:'\w+)?){0,2})(?:,? \1\b)+", re.IGNORECASE)
+"""A run of 1-3 words said again at once ("the the", "we can we can")."""
+_FRAGMENT = re.compile(r"(?<![\w'])(?![aAiI]\b)[a-zA-Z](?![\w'])\s*")
+"""A cut-off word of one letter ("w", "th" is kept) other than "a" and "I"."""
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?…])\s+")
 _WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 _TOKEN = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?|[^\sa-z0-9]")
@@ -74,9 +78,12 @@ def content_terms(text: str) -> tuple[str, ...]:
 
 
 def clean(text: str) -> str:
-    """Sentence text for display: fillers (um, uh) removed, spaces collapsed, first
-    letter capitalised."""
-    text = re.sub(r"\s+", " ", _FILLER.sub("", text)).strip(" ,")
+    """Sentence text for display: fillers (um, uh) and one-letter cut-off words
+    removed, words said twice in a row kept once, spaces collapsed, first letter
+    capitalised."""
+    text = _FRAGMENT.sub("", _FILLER.sub("", text))
+    text = _REPEAT.sub(r"\1", _REPEAT.sub(r"\1", text))  # twice: "th th th th" -> "th"
+    text = re.sub(r"\s+", " ", text).strip(" ,")
     return text[:1].upper() + text[1:]
 
 

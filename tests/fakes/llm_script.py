@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ class Turn:
     ``end_after``: send ``[DONE]`` after this many chunks, so the stream ends cleanly
     without a finish reason (what llama.cpp's server does to a reply it interrupts).
     ``finish_reason``: default ``tool_calls`` when there are tool calls, else ``stop``.
+    ``hold``: a non-streamed reply is sent only once this event is set (at most 120 s),
+    so a test can act while the request is known to be in flight.
     """
 
     text: str = ""
@@ -54,6 +57,7 @@ class Turn:
     chunk_delay_s: float | None = None
     disconnect_after: int | None = None
     end_after: int | None = None
+    hold: threading.Event | None = None
 
     @classmethod
     def say(cls, text: str, **options: Any) -> Turn:

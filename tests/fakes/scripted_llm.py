@@ -232,6 +232,8 @@ class ScriptedLlmServer:
                           include_usage=include_usage, args_chunk_chars=self.args_chunk_chars)
         if not stream:
             await asyncio.sleep(turn.first_chunk_delay_s)
+            if turn.hold is not None:
+                await asyncio.to_thread(turn.hold.wait, 120)
             record.finished.set()
             return JSONResponse(rendered.completion)
         delay = self.chunk_delay_s if turn.chunk_delay_s is None else turn.chunk_delay_s

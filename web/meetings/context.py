@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from pipelines.meeting.job_files import JobFiles
 from pipelines.meeting.jobs import JobQueue
+from pipelines.meeting.meeting_jobs import summary_status, transcript_ready
 from pipelines.meeting.store import Job, JobState, JobStore, is_job_id
 from voice.settings import Settings
 from web.access.auth import ANONYMOUS, Principal
@@ -68,6 +69,12 @@ async def job_or_404(request: Request) -> tuple[MeetingContext, Job]:
     return ctx, job
 
 
+def require_transcript(job: Job) -> None:
+    """409 unless the job's transcript is stored (it may still be summarising)."""
+    if not transcript_ready(job):
+        require_succeeded(job)
+
+
 def require_succeeded(job: Job) -> None:
     """409 unless the job's results exist."""
     if job.state is JobState.SUCCEEDED:
@@ -102,6 +109,8 @@ def job_json(job: Job) -> dict[str, Any]:
         "media_type": job.media_type,
         "options": dict(job.options),
         "attempts": job.attempts,
+        "transcript_ready": transcript_ready(job),
+        "summary_status": summary_status(job),
         "urls": {
             "self": base,
             "events": f"{base}/events",

@@ -23,7 +23,13 @@ from pipelines.meeting.store import Job
 from pipelines.meeting.summary import MeetingSummary
 from web.access.bodies import read_body
 from web.api_errors import ApiError
-from web.meetings.context import MeetingContext, api, job_or_404, require_succeeded
+from web.meetings.context import (
+    MeetingContext,
+    api,
+    job_or_404,
+    require_succeeded,
+    require_transcript,
+)
 
 MEDIA_TYPES = {
     "json": "application/json",
@@ -65,7 +71,8 @@ def _text(body: str, fmt: str, job: Job, stem: str) -> Response:
 
 @api
 async def get_transcript(request: Request) -> Response:
-    """``GET /v1/meetings/{id}/transcript?format=json|srt|vtt|md|txt`` (default json)."""
+    """``GET /v1/meetings/{id}/transcript?format=json|srt|vtt|md|txt`` (default json);
+    readable as soon as the job's ``transcript_ready``, while the summary is written."""
     ctx, job = await job_or_404(request)
     fmt = request.query_params.get("format", "json")
     if fmt not in RENDER_FORMATS:
@@ -75,7 +82,7 @@ async def get_transcript(request: Request) -> Response:
             f"format must be one of {', '.join(RENDER_FORMATS)}",
             param="format",
         )
-    require_succeeded(job)
+    require_transcript(job)
     document = await _document(ctx, job)
     return _text(document.render(fmt), fmt, job, "transcript")
 

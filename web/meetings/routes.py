@@ -27,6 +27,7 @@ from pipelines.meeting.local_queue import LocalJobQueue
 from pipelines.meeting.meeting_jobs import meeting_options, meeting_runner
 from pipelines.meeting.spool_recovery import recover_spools
 from pipelines.meeting.store import JobStore, TooManyJobs, new_job_id, open_job_store
+from pipelines.meeting.summarize import SummaryOptions
 from voice.audio.decode import AudioDecodeError
 from web.api_errors import ApiError
 from web.meetings import results as meeting_results
@@ -83,7 +84,14 @@ def _queue(app: Starlette, store: JobStore, files: JobFiles) -> JobQueue:
     return LocalJobQueue(
         store,
         files,
-        with_job_ids(meeting_runner(app.state.services, files, settings.max_audio_minutes * 60)),
+        with_job_ids(
+            meeting_runner(
+                app.state.services,
+                files,
+                settings.max_audio_minutes * 60,
+                SummaryOptions.from_settings(settings),
+            )
+        ),
         concurrency=settings.max_concurrent_jobs,
         max_unfinished_per_owner=limit,
         retention_s=settings.job_retention_days * 86400.0 or None,
