@@ -58,10 +58,13 @@ still beat within 3 heartbeats: at 0.25 s (and at 1 s with a third worker loadin
 was declared dead now and then (correctly fenced: its job simply ran twice)."""
 JOB_TIMEOUT_S = 240.0
 """Ceiling for one job on a loaded 2-core machine (a failure, never a hang)."""
+SPARE = 3
+"""Live workers during the fault scenarios: one more than the jobs that can hold one, so a
+killed worker's job is retried by a worker already started (a start takes ~10 s at load 10)."""
 HELD = "waiting (test hook)"
 """The stage a job held by the hook's ``sleep`` shows."""
-HOOKS = [
-    {"filename": "crash-once", "action": "kill", "stage": "diarize", "attempts": [1]},
+HOOKS = [  # kills come as the job starts: a killed worker spends no CPU on loading models
+    {"filename": "crash-once", "action": "kill", "stage": "loading models", "attempts": [1]},
     {"filename": "poison", "action": "kill", "stage": "loading models"},
     {"filename": "slow", "action": "sleep", "seconds": 300, "attempts": [1]},
 ]
@@ -156,6 +159,13 @@ class Cluster:
         for _ in range(n - len(self.alive())):
             self.spawn()
 
+    def trim(self, n: int) -> None:
+        """At most ``n`` live workers: SIGTERM the extra ones (idle spares go first)."""
+        live = sorted(self.alive(), key=lambda w: "succeeded" in self.log(w), reverse=True)
+        for extra in live[n:]:
+            extra.send_signal(signal.SIGTERM)
+            extra.wait(60)
+
     def killed(self) -> int:
         return sum(w.returncode == -signal.SIGKILL for w in self.workers if w.poll() is not None)
 
@@ -176,7 +186,7 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     running = Cluster(backends, tmp_path_factory.mktemp("cluster"))
-    running.keep(2)  # they start while the rest is set up
+    running.keep(SPARE)  # they start while the rest is set up
     try:
         yield running
     finally:
@@ -250,10 +260,10 @@ class Faults:
 
 @pytest.fixture(scope="module")
 def faults(cluster: Cluster) -> Faults:
-    """Three faulty jobs at once on two workers, replaced as they die: ``crash-once``
-    kills the worker that runs its first attempt mid-job (in diarization), ``poison``
-    kills every worker it meets, and ``stray`` is a job row stored without a queue
-    entry. Before that, one submit whose queue insert fails."""
+    """Three faulty jobs at once on :data:`SPARE` workers, replaced as they die:
+    ``crash-once`` kills the worker that runs its first attempt (after claiming it),
+    ``poison`` kills every worker it meets, and ``stray`` is a job row stored without
+    a queue entry. Before that, one submit whose queue insert fails."""
     return asyncio.run(_run_faults(cluster))
 
 
@@ -272,7 +282,7 @@ async def _run_faults(cluster: Cluster) -> Faults:
         lost_row = await queue.store.get(lost.id)
 
         killed_before = cluster.killed()
-        cluster.keep(2)
+        cluster.keep(SPARE)
         stray = new_job(queue, "stray.wav")
         await queue.blobs.publish_upload(stray.id)
         stray = await queue.store.create(stray)
@@ -283,7 +293,7 @@ async def _run_faults(cluster: Cluster) -> Faults:
                 await queue.submit(job)
 
             def tick() -> None:
-                cluster.keep(2)
+                cluster.keep(SPARE)
                 seen.extend(updates.get_nowait() for _ in range(updates.qsize()))
 
             ended = {job.id: await wait_job(queue, job.id, tick=tick) for job in (crash, poison, stray)}
@@ -391,6 +401,7 @@ def handoff(cluster: Cluster, replicas: tuple[ServerThread, ServerThread]) -> Ha
 
 
 async def _run_handoff(cluster: Cluster, a: ServerThread, b: ServerThread) -> Handoff:
+    cluster.trim(2)
     cluster.keep(2)
     async with server_queue(cluster) as queue, httpx.AsyncClient(timeout=60) as http:
         slow = [await queue.submit(new_job(queue, f"slow-{n}.wav")) for n in (1, 2)]
