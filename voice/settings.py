@@ -193,7 +193,7 @@ class Settings(BaseSettings):
     webrtc_host_addresses: list[str] = Field(default_factory=list)
     """Addresses to offer as WebRTC host candidates; empty = all interfaces (e.g. 127.0.0.1 for loopback)."""
 
-    # --- cluster: shared realtime state and files (docs/scaling-state.md) ------------
+    # --- cluster: shared realtime state and files (docs/scaling.md) ------------
     redis_url: str | None = Field(None, repr=False)
     """``redis://host:port/db``: replicas share rate limits, session leases, client
     secrets and the WebRTC call registry there; unset = in this process only."""

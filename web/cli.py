@@ -289,6 +289,8 @@ def worker(
 
 async def _run_worker(settings: Settings, concurrency: int, preload: bool) -> None:
     from pipelines.llm_endpoint import open_llm
+    from pipelines.meeting.blob_store import blob_store
+    from pipelines.meeting.job_blobs import JobBlobs
     from pipelines.meeting.job_files import JobFiles
     from pipelines.meeting.meeting_jobs import meeting_runner
     from pipelines.meeting.pg_worker import run_worker
@@ -301,14 +303,14 @@ async def _run_worker(settings: Settings, concurrency: int, preload: bool) -> No
         models = BatchModels(settings, llm)
         if preload:  # a daemon thread: a worker stopped while still loading exits at once
             threading.Thread(target=_preload, args=(models, log), daemon=True).start()
-        files = JobFiles(settings.data_dir)
+        blobs = JobBlobs(JobFiles(settings.data_dir), await asyncio.to_thread(blob_store, settings))
         runner = hooked(with_job_ids(meeting_runner(
-            models, files, settings.max_audio_minutes * 60, SummaryOptions.from_settings(settings)
+            models, blobs, settings.max_audio_minutes * 60, SummaryOptions.from_settings(settings)
         )))
         log.info("worker: taking meeting jobs (%d at a time)", concurrency)
         await run_worker(
             settings.database_url or "",
-            files,
+            blobs,
             runner,
             heartbeat_s=settings.worker_heartbeat_s,
             concurrency=concurrency,

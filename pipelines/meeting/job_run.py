@@ -4,10 +4,10 @@
 conditional update, so of two workers that fetched the same job only one runs it.
 :class:`JobExecutor` runs a claimed job's runner in its own task, writes its
 progress at most once per interval and, when the runner ends, writes the result
-files (atomically) before marking the job ``succeeded`` (or ``failed`` /
-``cancelled``). Every write after the claim is fenced by the attempt number: a
-worker whose job was taken away from it (it was declared dead and the job retried)
-can no longer change the row.
+files (whole, through :class:`~pipelines.meeting.job_blobs.JobBlobs`) before
+marking the job ``succeeded`` (or ``failed`` / ``cancelled``). Every write after
+the claim is fenced by the attempt number: a worker whose job was taken away from
+it (it was declared dead and the job retried) can no longer change the row.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from pipelines.clock import Clock
+from pipelines.meeting.job_blobs import JobBlobs
 from pipelines.meeting.job_events import ProgressPump
-from pipelines.meeting.job_files import JobFiles
 from pipelines.meeting.jobs import JobError, JobRunner
 from pipelines.meeting.store import Job, JobState, JobStore
 
@@ -53,7 +53,7 @@ class JobExecutor:
     paces progress writes (at most one per ``interval_s`` seconds)."""
 
     store: JobStore
-    files: JobFiles
+    blobs: JobBlobs
     runner: JobRunner
     publish: Publish
     clock: Clock
@@ -116,7 +116,7 @@ class JobExecutor:
                 log.warning("job %s was taken over by a retry; results dropped", job.id)
                 return
             try:
-                await asyncio.to_thread(self.files.write_results, job.id, task.result())
+                await self.blobs.write_results(job.id, task.result())
                 final = {"state": JobState.SUCCEEDED, "stage": "done", "progress": 1.0}
             except OSError as exc:
                 log.error("job %s: cannot write its results: %s", job.id, exc)

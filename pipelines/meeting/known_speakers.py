@@ -37,15 +37,20 @@ class KnownSpeaker:
     embedding: np.ndarray
 
 
+def reference_names(count: int) -> list[str]:
+    """The file names of ``count`` voice samples in a job's upload folder."""
+    return [f"known-{index}" for index in range(count)]
+
+
 def write_references(folder: Path, references: Sequence[str | bytes]) -> None:
     """Store voice samples as ``known-<i>`` files in ``folder`` (a job's upload folder)."""
-    for index, reference in enumerate(references):
-        (folder / f"known-{index}").write_bytes(reference_bytes(reference))
+    for name, reference in zip(reference_names(len(references)), references, strict=True):
+        (folder / name).write_bytes(reference_bytes(reference))
 
 
 def read_references(folder: Path, count: int) -> list[bytes]:
     """The ``count`` voice samples :func:`write_references` stored; FileNotFoundError if gone."""
-    return [(folder / f"known-{index}").read_bytes() for index in range(count)]
+    return [(folder / name).read_bytes() for name in reference_names(count)]
 
 
 def embed_known(

@@ -4,7 +4,8 @@
 queue. :meth:`~LocalJobQueue.start` re-queues jobs that a crash or a shutdown left
 ``running`` (or fails them with ``upload_missing`` when their upload is gone, or
 ``too_many_attempts`` after :data:`~pipelines.meeting.jobs.MAX_ATTEMPTS` starts),
-removes files of unknown jobs and picks up every ``queued`` one, oldest first.
+removes files of unknown jobs (with shared storage: on a timer, by age; see
+:mod:`pipelines.meeting.job_blobs`) and picks up every ``queued`` one, oldest first.
 :meth:`~LocalJobQueue.stop` cancels running jobs and leaves them ``running`` for
 the next start to resume. Each job's task is owned by the worker that started
 it, which cancels and awaits it; a finished job's results are written
@@ -27,6 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from pipelines.clock import Clock, MonotonicClock
+from pipelines.meeting.blob_store import BlobStore
+from pipelines.meeting.job_blobs import ORPHAN_SWEEP_INTERVAL_S, JobBlobs
 from pipelines.meeting.job_events import JobEvents
 from pipelines.meeting.job_files import JobFiles
 from pipelines.meeting.job_run import JobExecutor, claim
@@ -65,11 +68,15 @@ class LocalJobQueue:
         max_unfinished_per_owner: int | None = None,
         retention_s: float | None = None,
         retention_interval_s: float = 3600.0,
+        blobs: BlobStore | None = None,
     ) -> None:
         """``now`` is wall-clock Unix seconds (job times, retention); ``clock`` paces
-        progress reports and the retention sweep. ``None`` limits: unlimited, kept forever."""
+        progress reports and the retention sweep. ``None`` limits: unlimited, kept forever.
+        ``files`` is this process's folder (uploads are received there); ``blobs``
+        keeps accepted uploads and results (default: that same folder)."""
         self.store = store
         self.files = files
+        self.blobs = JobBlobs.of(files, blobs)
         self.events = JobEvents()
         self._concurrency = max(1, concurrency)
         self._clock = clock or MonotonicClock()
@@ -81,14 +88,15 @@ class LocalJobQueue:
         self._retention_s = retention_s
         self._retention_interval_s = retention_interval_s
         self._sweeper: asyncio.Task[None] | None = None
+        self._orphans: asyncio.Task[None] | None = None
         self._executor = JobExecutor(
-            store, files, runner, self.events.publish, self._clock, now, progress_interval_s
+            store, self.blobs, runner, self.events.publish, self._clock, now, progress_interval_s
         )
 
     async def start(self) -> None:
         for job in await self.store.list(states=[JobState.RUNNING], oldest_first=True):
             await self._recover(job)
-        removed = await asyncio.to_thread(self.files.sweep_orphans, await self.store.ids())
+        removed = await self.blobs.sweep_at_start(await self.store.ids())
         if removed:
             log.info("removed files of %d unknown job(s)", len(removed))
         for job in await self.store.list(states=[JobState.QUEUED], oldest_first=True):
@@ -102,10 +110,17 @@ class LocalJobQueue:
                 sweep_forever(self.sweep_expired, self._clock, self._retention_interval_s),
                 name="job-retention",
             )
+        if self.blobs.shared:
+            self._orphans = asyncio.create_task(
+                sweep_forever(self._sweep_orphans, self._clock, ORPHAN_SWEEP_INTERVAL_S),
+                name="job-orphans",
+            )
+
+    async def _sweep_orphans(self) -> None:
+        await self.blobs.sweep_orphans(await self.store.ids())
 
     async def _recover(self, job: Job) -> None:
-        present = await asyncio.to_thread(self.files.upload(job.id).is_file)
-        if not present:
+        if not await self.blobs.has_upload(job.id):
             code, why = "upload_missing", "the uploaded file is gone (found after a restart)"
         elif job.attempts >= MAX_ATTEMPTS:
             code, why = "too_many_attempts", f"interrupted {job.attempts} times; giving up"
@@ -126,10 +141,11 @@ class LocalJobQueue:
         )
 
     async def stop(self, timeout_s: float = 10.0) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
-            self._sweeper = None
+        for side in (self._sweeper, self._orphans):
+            if side is not None:
+                side.cancel()
+                await asyncio.gather(side, return_exceptions=True)
+        self._sweeper = self._orphans = None
         for worker in self._workers:
             worker.cancel()
         if self._workers:
@@ -142,7 +158,7 @@ class LocalJobQueue:
         """Make the upload durable, store the job and schedule it. Raises
         :class:`~pipelines.meeting.store.TooManyJobs` when ``limit_owner`` and the
         owner is at ``max_unfinished_per_owner``."""
-        await asyncio.to_thread(self.files.sync_upload, job.id)
+        await self.blobs.publish_upload(job.id)
         limit = self._max_unfinished if limit_owner else None
         stored = await self.store.create(job, max_unfinished=limit)
         self._pending.put_nowait(job.id)
@@ -172,7 +188,7 @@ class LocalJobQueue:
         job = await self.cancel(job_id)
         if job is None:
             return False
-        await asyncio.to_thread(self.files.remove, job_id)
+        await self.blobs.remove(job_id)
         deleted = await self.store.delete(job_id)
         self.events.publish(job_id, None)
         return deleted
@@ -183,7 +199,7 @@ class LocalJobQueue:
         if self._retention_s is None:
             return []
         return await sweep_expired(
-            self.store, self.files, self._retention_s, self._now(), self.events.publish
+            self.store, self.blobs, self._retention_s, self._now(), self.events.publish
         )
 
     def subscribe(

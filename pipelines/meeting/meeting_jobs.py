@@ -6,7 +6,9 @@ Job options (JSON, as stored with the job) are ``language``, ``num_speakers``,
 :mod:`pipelines.meeting.known_speakers`); :func:`meeting_options` checks them. Results are ``transcript.json`` (:meth:`TranscriptDocument.to_dict`)
 and, when a summary was made, ``summary.json`` (:meth:`MeetingSummary.to_dict`).
 Models come from a :class:`MeetingModels` provider (the server's ``Services``);
-their lazy loading blocks, so it runs in a worker thread.
+their lazy loading blocks, so it runs in a worker thread. The upload is read
+through :meth:`~pipelines.meeting.job_blobs.JobBlobs.fetched`: in place when local,
+from a scratch copy (removed afterwards) with shared storage.
 """
 
 from __future__ import annotations
@@ -15,12 +17,20 @@ import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Protocol
 
+from pipelines.meeting.blob_store import BlobNotFound
 from pipelines.meeting.document import TranscriptDocument
+from pipelines.meeting.job_blobs import JobBlobs
 from pipelines.meeting.job_files import JobFiles
 from pipelines.meeting.jobs import JobError, JobRunner, ProgressFn
-from pipelines.meeting.known_speakers import KnownSpeaker, embed_known, read_references
+from pipelines.meeting.known_speakers import (
+    KnownSpeaker,
+    embed_known,
+    read_references,
+    reference_names,
+)
 from pipelines.meeting.pipeline import MeetingOptions, MeetingPipeline
 from pipelines.meeting.store import Job, JobState
 from pipelines.meeting.summarize import SummaryOptions
@@ -89,13 +99,15 @@ def meeting_options(raw: Mapping[str, Any]) -> MeetingOptions:
 
 def meeting_runner(
     models: MeetingModels,
-    files: JobFiles,
+    files: JobFiles | JobBlobs,
     max_audio_s: float | None = None,
     summary_options: SummaryOptions | None = None,
 ) -> JobRunner:
-    """A :data:`~pipelines.meeting.jobs.JobRunner` for meeting jobs. Safe to cancel:
-    the pipeline stops its stages and nothing but the early transcript is written.
-    A recording longer than ``max_audio_s`` seconds fails the job with ``audio_too_long``."""
+    """A :data:`~pipelines.meeting.jobs.JobRunner` for meeting jobs reading uploads
+    from ``files`` (a :class:`JobFiles` is the local folder). Safe to cancel: the
+    pipeline stops its stages and nothing but the early transcript is written. A
+    recording longer than ``max_audio_s`` seconds fails the job with ``audio_too_long``."""
+    blobs = JobBlobs.of(files)
 
     async def run(job: Job, progress: ProgressFn) -> Mapping[str, bytes]:
         try:
@@ -107,20 +119,26 @@ def meeting_runner(
         transcriber = await asyncio.to_thread(lambda: models.batch_transcriber)
         diarizer = await asyncio.to_thread(lambda: models.diarizer)
         names = list(job.options.get("known_speaker_names") or [])
-        embedder = None
-        if names:
-            embedder = await asyncio.to_thread(lambda: models.speaker_embedder)
-            options = replace(options, known_speakers=await _known(embedder, files, job, names))
-        pipeline = MeetingPipeline(
-            transcriber, diarizer, models.llm, embedder=embedder, summary_options=summary_options
-        )
 
         async def publish(document: TranscriptDocument) -> None:
-            data = {TRANSCRIPT: _json(document.to_dict())}
-            await asyncio.to_thread(files.write_results, job.id, data)
+            await blobs.write_results(job.id, {TRANSCRIPT: _json(document.to_dict())})
 
         try:
-            result = await pipeline.run(files.upload(job.id), options, progress, publish)
+            async with blobs.fetched(job.id, reference_names(len(names))) as folder:
+                embedder = None
+                if names:
+                    embedder = await asyncio.to_thread(lambda: models.speaker_embedder)
+                    known = await _known(embedder, folder, names)
+                    options = replace(options, known_speakers=known)
+                pipeline = MeetingPipeline(
+                    transcriber, diarizer, models.llm, embedder=embedder,
+                    summary_options=summary_options,
+                )
+                result = await pipeline.run(folder / "original", options, progress, publish)
+        except BlobNotFound as exc:
+            if str(exc.args[0]).endswith("/original"):
+                raise JobError("upload_missing", "the uploaded file is gone") from exc
+            raise JobError("known_speakers_missing", "a known speaker's voice sample is gone") from exc
         except AudioTooLongError as exc:
             raise JobError(
                 "audio_too_long", f"the recording is longer than {exc.limit_s / 60:g} minutes"
@@ -138,10 +156,10 @@ def meeting_runner(
 
 
 async def _known(
-    embedder: SpeakerEmbedder, files: JobFiles, job: Job, names: list[str]
+    embedder: SpeakerEmbedder, folder: Path, names: list[str]
 ) -> tuple[KnownSpeaker, ...]:
     try:
-        refs = await asyncio.to_thread(read_references, files.upload_dir(job.id), len(names))
+        refs = await asyncio.to_thread(read_references, folder, len(names))
         return await asyncio.to_thread(embed_known, embedder, names, refs)
     except FileNotFoundError as exc:
         raise JobError("known_speakers_missing", "a known speaker's voice sample is gone") from exc

@@ -31,6 +31,8 @@ from typing import Any
 from procrastinate import App, PsycopgConnector
 from psycopg import AsyncConnection
 
+from pipelines.meeting.blob_store import BlobStore
+from pipelines.meeting.job_blobs import JobBlobs
 from pipelines.meeting.job_events import JobEvents
 from pipelines.meeting.job_files import JobFiles
 from pipelines.meeting.pg_events import follow_job_changes
@@ -93,9 +95,14 @@ class ProcrastinateJobQueue:
         *,
         max_unfinished_per_owner: int | None = None,
         now: Callable[[], float] = time.time,
+        blobs: BlobStore | None = None,
     ) -> None:
+        """``files``: this replica's folder, where uploads are received; ``blobs``:
+        where accepted uploads and results live, shared with the workers (default:
+        that same folder, which the workers must then share)."""
         self.store = store
         self.files = files
+        self.blobs = JobBlobs.of(files, blobs)
         self.events = JobEvents()
         self.app = make_app(store)
         self._max_unfinished = max_unfinished_per_owner
@@ -105,7 +112,11 @@ class ProcrastinateJobQueue:
 
     async def start(self) -> None:
         """Open the app on the store's pool, create the queue's tables if needed and
-        follow job changes. Needs the store open."""
+        follow job changes. Needs the store open. With shared storage, this replica's
+        own leftovers (staged uploads a crash cut short) are removed; the store's
+        orphans are swept by age in the workers."""
+        if self.blobs.shared:
+            await self.blobs.sweep_at_start(())
         stack = contextlib.AsyncExitStack()
         await stack.enter_async_context(self.app.open_async(pool=self.store.pool))
         self._opened = stack
@@ -128,7 +139,7 @@ class ProcrastinateJobQueue:
     async def submit(self, job: Job, *, limit_owner: bool = True) -> Job:
         """Make the upload durable, then store the job and queue it in one transaction.
         Raises :class:`~pipelines.meeting.store.TooManyJobs` (nothing stored)."""
-        await asyncio.to_thread(self.files.sync_upload, job.id)
+        await self.blobs.publish_upload(job.id)
         limit = self._max_unfinished if limit_owner else None
         async with self.store.transaction() as conn:
             stored = await self.store.create_in(conn, job, max_unfinished=limit)
@@ -174,7 +185,7 @@ class ProcrastinateJobQueue:
         job = await self.cancel(job_id)
         if job is None:
             return False
-        await asyncio.to_thread(self.files.remove, job_id)
+        await self.blobs.remove(job_id)
         deleted = await self.store.delete(job_id)
         self.events.publish(job_id, None)
         return deleted

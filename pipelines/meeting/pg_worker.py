@@ -14,7 +14,10 @@ Every ``heartbeat_s`` the worker writes its heartbeat and runs
 :func:`~pipelines.meeting.pg_reconcile.reconcile`, which retries the jobs of
 workers silent for three heartbeats (or fails them with ``too_many_attempts``)
 and queues accepted jobs that have no queue entry. With a retention period, it
-also deletes expired finished jobs every hour (:mod:`pipelines.meeting.retention`).
+also deletes expired finished jobs every hour (:mod:`pipelines.meeting.retention`);
+and every hour it removes files of jobs without a record, by age
+(:meth:`~pipelines.meeting.job_blobs.JobBlobs.sweep_orphans`). Uploads come from
+the blob store: with S3 the worker needs no folder shared with the servers.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from procrastinate import App, JobContext
 from procrastinate.job_context import AbortReason
 
 from pipelines.clock import MonotonicClock
-from pipelines.meeting.job_files import JobFiles
+from pipelines.meeting.job_blobs import ORPHAN_SWEEP_INTERVAL_S, JobBlobs
 from pipelines.meeting.job_run import JobExecutor, claim
 from pipelines.meeting.jobs import JobRunner
 from pipelines.meeting.pg_queue import QUEUE, TASK, defer, ensure_schema, make_app
@@ -47,7 +50,7 @@ RETENTION_INTERVAL_S = 3600.0
 
 async def run_worker(
     url: str,
-    files: JobFiles,
+    blobs: JobBlobs,
     runner: JobRunner,
     *,
     heartbeat_s: float = 5.0,
@@ -63,7 +66,7 @@ async def run_worker(
     try:
         app = make_app(store)
         executor = JobExecutor(
-            store, files, runner, lambda _id, _job: None, MonotonicClock(), time.time,
+            store, blobs, runner, lambda _id, _job: None, MonotonicClock(), time.time,
             progress_interval_s,
         )
 
@@ -90,9 +93,14 @@ async def run_worker(
             ]
             if retention_s is not None:
                 side.append(asyncio.create_task(sweep_forever(
-                    lambda: sweep_expired(store, files, retention_s, time.time()),
+                    lambda: sweep_expired(store, blobs, retention_s, time.time()),
                     MonotonicClock(), RETENTION_INTERVAL_S,
                 ), name="job-retention"))
+            if blobs.shared:
+                await blobs.sweep_scratch()
+            side.append(asyncio.create_task(sweep_forever(
+                lambda: _sweep_orphans(store, blobs), MonotonicClock(), ORPHAN_SWEEP_INTERVAL_S,
+            ), name="job-orphans"))
             try:
                 await app.run_worker_async(
                     queues=[QUEUE],
@@ -111,6 +119,10 @@ async def run_worker(
                 await asyncio.gather(*side, return_exceptions=True)
     finally:
         await store.close()
+
+
+async def _sweep_orphans(store: PostgresJobStore, blobs: JobBlobs) -> None:
+    await blobs.sweep_orphans(await store.ids())
 
 
 async def _interrupted(

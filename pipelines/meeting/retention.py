@@ -9,11 +9,11 @@ deleted twice is simply not found the second time).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
 from pipelines.clock import Clock
+from pipelines.meeting.job_blobs import JobBlobs
 from pipelines.meeting.job_files import JobFiles
 from pipelines.meeting.store import Job, JobStore
 
@@ -22,18 +22,20 @@ log = logging.getLogger(__name__)
 
 async def sweep_expired(
     store: JobStore,
-    files: JobFiles,
+    files: JobFiles | JobBlobs,
     retention_s: float,
     now: float,
     publish: Callable[[str, Job | None], None] = lambda _id, _job: None,
 ) -> list[str]:
     """Delete finished jobs (row and files) that finished before ``now - retention_s``
-    (Unix s); returns their ids and tells ``publish`` of each (``None``). Safe to
+    (Unix s); returns their ids and tells ``publish`` of each (``None``). ``files``:
+    where their files are (a :class:`JobFiles` is the local folder). Safe to
     cancel (files go first, then the row, so an interrupted job is swept again or its
     files as orphans)."""
+    blobs = JobBlobs.of(files)
     removed = []
     for job in await store.finished_before(now - retention_s):
-        await asyncio.to_thread(files.remove, job.id)
+        await blobs.remove(job.id)
         if await store.delete(job.id):
             removed.append(job.id)
             publish(job.id, None)
@@ -51,5 +53,5 @@ async def sweep_forever(
         try:
             await sweep()
         except Exception:  # a store failure must not end the sweeps
-            log.exception("retention sweep failed")
+            log.exception("sweep failed (retried in %.0f s)", interval_s)
         await clock.sleep(interval_s)

@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from pipelines.meeting.job_blobs import JobBlobs
 from pipelines.meeting.job_files import JobFiles
 from pipelines.meeting.jobs import JobQueue
 from pipelines.meeting.meeting_jobs import summary_status, transcript_ready
@@ -25,12 +26,15 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 @dataclass(frozen=True)
 class MeetingContext:
-    """The job store, queue and file layout the lifespan set up (``app.state.meetings``)."""
+    """The job store, queue and file layout the lifespan set up (``app.state.meetings``):
+    ``files`` is this replica's folder (uploads are received there), ``blobs`` where
+    accepted uploads and results live (the same folder, or S3)."""
 
     settings: Settings
     store: JobStore
     queue: JobQueue
     files: JobFiles
+    blobs: JobBlobs
 
 
 def context(request: Request) -> MeetingContext:

@@ -1,9 +1,12 @@
 """A finished meeting's results over HTTP: transcript renderings, the summary, the
 uploaded audio (with Range support, for the page's player) and speaker renaming.
 
-Results are read from ``results/<id>/`` in worker threads; a rename rewrites
-``transcript.json`` atomically under a per-meeting lock, so concurrent renames
-apply one after the other and readers never see half a file.
+Results are read from the blob store (``results/<id>/``: the data folder, or S3
+when ``VOICE_BLOB_URL`` is set); a rename rewrites ``transcript.json`` whole under
+a per-meeting lock, so concurrent renames on one replica apply one after the
+other and readers never see half a file (renames racing on two replicas: the
+last one wins). The audio is a file response with ``Range`` support when local,
+streamed from the store otherwise.
 """
 
 from __future__ import annotations
@@ -14,9 +17,16 @@ import weakref
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import BaseRoute, Route
 
+from pipelines.meeting.blob_store import upload_key
 from pipelines.meeting.document import RENDER_FORMATS, TranscriptDocument
 from pipelines.meeting.meeting_jobs import SUMMARY, TRANSCRIPT
 from pipelines.meeting.store import Job
@@ -46,15 +56,8 @@ _rename_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValu
 
 
 async def _read_json(ctx: MeetingContext, job: Job, name: str) -> dict[str, Any] | None:
-    path = ctx.files.result(job.id, name)
-
-    def read() -> dict[str, Any] | None:
-        try:
-            return dict(json.loads(path.read_text()))
-        except FileNotFoundError:
-            return None
-
-    return await asyncio.to_thread(read)
+    data = await ctx.blobs.read_result(job.id, name)
+    return None if data is None else dict(json.loads(data))
 
 
 async def _document(ctx: MeetingContext, job: Job) -> TranscriptDocument:
@@ -107,12 +110,23 @@ async def get_summary(request: Request) -> Response:
 
 @api
 async def get_audio(request: Request) -> Response:
-    """``GET /v1/meetings/{id}/audio``: the upload as received; honours ``Range``."""
+    """``GET /v1/meetings/{id}/audio``: the upload as received; honours ``Range`` when
+    the store is local (from S3 the whole file is streamed)."""
     ctx, job = await job_or_404(request)
-    path = ctx.files.upload(job.id)
-    if not await asyncio.to_thread(path.is_file):
+    media = job.media_type or "application/octet-stream"
+    path = ctx.blobs.local_upload(job.id)
+    if path is not None:
+        if not await asyncio.to_thread(path.is_file):
+            raise ApiError(404, "audio_not_found", "the uploaded audio is no longer stored")
+        return FileResponse(path, media_type=media)
+    if not await ctx.blobs.has_upload(job.id):
         raise ApiError(404, "audio_not_found", "the uploaded audio is no longer stored")
-    return FileResponse(path, media_type=job.media_type or "application/octet-stream")
+    headers = {"Content-Length": str(job.size_bytes)} if job.size_bytes else {}
+    if request.method == "HEAD":
+        return Response(media_type=media, headers=headers)
+    return StreamingResponse(
+        ctx.blobs.store.stream(upload_key(job.id)), media_type=media, headers=headers
+    )
 
 
 def _mapping(body: Any) -> dict[str, str]:
@@ -153,7 +167,7 @@ async def rename_speakers(request: Request) -> Response:
         except KeyError as exc:
             raise ApiError(422, "unknown_speaker", str(exc.args[0])) from None
         data = json.dumps(renamed.to_dict(), ensure_ascii=False, indent=1).encode()
-        await asyncio.to_thread(ctx.files.write_results, job.id, {TRANSCRIPT: data})
+        await ctx.blobs.write_results(job.id, {TRANSCRIPT: data})
     return JSONResponse({"id": job.id, "speakers": renamed.speakers})
 
 

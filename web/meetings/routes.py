@@ -20,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from pipelines.meeting.blob_store import blob_store
+from pipelines.meeting.job_blobs import JobBlobs
 from pipelines.meeting.job_files import JobFiles
 from pipelines.meeting.jobs import JobQueue, running
 from pipelines.meeting.known_speakers import write_references
@@ -58,21 +60,22 @@ async def job_worker(app: Starlette) -> AsyncIterator[None]:
     settings = app.state.settings
     store = open_job_store(settings)
     await store.open()
-    files = JobFiles(settings.data_dir)
     try:
-        queue = _queue(app, store, files)
+        blobs = JobBlobs(JobFiles(settings.data_dir), await asyncio.to_thread(blob_store, settings))
+        queue = _queue(app, store, blobs)
         async with running(queue):
-            await recover_spools(store, queue, files)
-            app.state.meetings = MeetingContext(settings, store, queue, files)
+            await recover_spools(store, queue, blobs.files)
+            app.state.meetings = MeetingContext(settings, store, queue, blobs.files, blobs)
             yield
     finally:
         app.state.meetings = None
         await store.close()
 
 
-def _queue(app: Starlette, store: JobStore, files: JobFiles) -> JobQueue:
+def _queue(app: Starlette, store: JobStore, blobs: JobBlobs) -> JobQueue:
     """The queue backend of the settings: in this process (``local``), or Procrastinate
-    with ``voice worker`` processes running the jobs (no batch models loaded here)."""
+    with ``voice worker`` processes running the jobs (no batch models loaded here).
+    Uploads are received into ``blobs.files`` and kept in ``blobs.store``."""
     settings = app.state.settings
     limit = settings.max_queued_jobs_per_key or None
     if settings.job_backend == "procrastinate":
@@ -80,14 +83,16 @@ def _queue(app: Starlette, store: JobStore, files: JobFiles) -> JobQueue:
         from pipelines.meeting.pg_store import PostgresJobStore
 
         assert isinstance(store, PostgresJobStore)  # settings require database_url
-        return ProcrastinateJobQueue(store, files, max_unfinished_per_owner=limit)
+        return ProcrastinateJobQueue(
+            store, blobs.files, max_unfinished_per_owner=limit, blobs=blobs.store
+        )
     return LocalJobQueue(
         store,
-        files,
+        blobs.files,
         with_job_ids(
             meeting_runner(
                 app.state.services,
-                files,
+                blobs,
                 settings.max_audio_minutes * 60,
                 SummaryOptions.from_settings(settings),
             )
@@ -95,6 +100,7 @@ def _queue(app: Starlette, store: JobStore, files: JobFiles) -> JobQueue:
         concurrency=settings.max_concurrent_jobs,
         max_unfinished_per_owner=limit,
         retention_s=settings.job_retention_days * 86400.0 or None,
+        blobs=blobs.store,
     )
 
 
@@ -167,6 +173,8 @@ async def create_meeting(request: Request) -> Response:
             raise ApiError(429, "too_many_jobs", str(exc)) from None
     except BaseException:
         await asyncio.to_thread(ctx.files.remove, job_id)
+        if ctx.blobs.shared:  # published, but no row: remove the objects too
+            await ctx.blobs.remove(job_id)
         raise
     return JSONResponse(
         job_json(job), status_code=202, headers={"Location": f"/v1/meetings/{job.id}"}
