@@ -70,6 +70,22 @@ def reference(clip: str) -> tuple[list[SpeakerTurn], list[tuple[float, float]]] 
     return turns, regions
 
 
+def speech_recall(
+    spans: list[tuple[float, float]],
+    turns: list[SpeakerTurn],
+    regions: list[tuple[float, float]],
+) -> float:
+    """Share of the reference speech time (the union of ``turns`` within the scored
+    ``regions``) that the returned ``spans`` (s) cover; 1.0 when there is none."""
+    scored = Timeline([Segment(s, e) for s, e in regions]).support()
+    ref = Timeline([Segment(t.start, t.end) for t in turns]).support().crop(scored)
+    hyp = Timeline([Segment(s, e) for s, e in spans if e > s]).support()
+    total = ref.duration()
+    if total <= 0:
+        return 1.0
+    return sum((r & h).duration for r in ref for h in hyp if r.intersects(h)) / total
+
+
 def build_long_recording(path: Path) -> tuple[float, Annotation, Timeline]:
     """Write the joined recording; return its length (s), reference and UEM."""
     pieces, ref, uem, t = [], Annotation(), Timeline(), 0.0
