@@ -54,10 +54,10 @@ from voice.stt.base import (
 )
 from voice.vad import SpeechClassifier, VadOptions, make_classifier
 
-PLANNING_VAD = VadOptions(threshold=0.2, min_speech_ms=100, silence_ms=300)
+PLANNING_VAD = VadOptions(threshold=0.15, min_speech_ms=100, silence_ms=300)
 """VAD settings that find the speech clips are made of (a low threshold keeps
 quiet, far speech: what falls outside every clip is never transcribed)."""
-CLIP_PAD_S = 0.5
+CLIP_PAD_S = 0.6
 """Audio kept around each speech region (s)."""
 CLIP_JOIN_GAP_S = 3.0
 """Pauses shorter than this (s) stay inside a clip, with any quiet words they hold."""
@@ -117,8 +117,11 @@ class MeetingPipeline:
         summary_options: SummaryOptions | None = None,
         clock: Clock | None = None,
         embedder: SpeakerEmbedder | None = None,
+        overlap: bool = True,
     ) -> None:
-        """``embedder`` names speakers from ``MeetingOptions.known_speakers``."""
+        """``embedder`` names speakers from ``MeetingOptions.known_speakers``;
+        ``overlap``: diarize alongside the transcription (False: after it)."""
+        self.overlap = overlap
         self.transcriber, self.diarizer, self.llm = transcriber, diarizer, llm
         self.embedder = embedder
         self.make_vad = vad or (lambda: make_classifier("silero"))
@@ -151,15 +154,21 @@ class MeetingPipeline:
         audio = await self._decode(Path(source), report, opts.max_audio_s)
         lap("decode")
         diarizing: asyncio.Future[list[SpeakerTurn]] | None = None
-        if audio.speech:  # runs alongside the transcription
-            diarizing = asyncio.ensure_future(
+
+        def diarize() -> asyncio.Future[list[SpeakerTurn]]:
+            return asyncio.ensure_future(
                 asyncio.to_thread(self.diarizer.diarize, audio.samples, diarize_options)
             )
+
+        if audio.speech and self.overlap:  # runs alongside the transcription
+            diarizing = diarize()
         try:
             words, language, stt_used, windows = await self.transcribe_speech(
                 audio, opts.language, report
             )
             lap("transcribe")
+            if words and diarizing is None:
+                diarizing = diarize()
             turns: list[SpeakerTurn] = []
             if diarizing is not None:
                 report("diarize", 0.0)
