@@ -65,6 +65,8 @@ UNHEARD_S = 0.8
 """Speech (s) the VAD found but the first decoding gave no word for, from which a
 second decoding is tried: Whisper may end a clip's text early (an utterance cut
 by the clip's end, a reply after a long pause)."""
+HEARD_MARGIN_S = 0.3
+"""Word times are loose: speech this close (s) to a word counts as heard."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,16 +255,17 @@ class MeetingPipeline:
         state = _ClipRun(language, sum(c.duration for c in clips) or 1.0)
         report("transcribe", 0.0)
         words = await self._decode_clips(audio, clips, state, report)
-        missed = unheard(audio.speech, [(w.start, w.end) for w in words], UNHEARD_S)
+        heard = [(w.start - HEARD_MARGIN_S, w.end + HEARD_MARGIN_S) for w in words]
+        missed = unheard(audio.speech, heard, UNHEARD_S)
         again = pack_clips(
             speech_pieces(missed, audio.duration, pad_s=CLIP_PAD_S, join_gap_s=0.0, pick_cut=cut)
         )
         if again:
             state.total += sum(c.duration for c in again)
-            words = sorted(
-                words + await self._decode_clips(audio, again, state, report),
-                key=lambda w: (w.start, w.end),
-            )
+            extra = await self._decode_clips(audio, again, state, report)
+            # the padding is context only: words already heard there are not taken twice
+            extra = [w for w in extra if _inside((w.start + w.end) / 2, missed)]
+            words = sorted(words + extra, key=lambda w: (w.start, w.end))
         state.used["second_pass_clips"] = len(again)
         return words, state.detected, state.used, len(clips) + len(again)
 
@@ -292,6 +295,10 @@ class MeetingPipeline:
                 state.done += clip.duration
             report("transcribe", min(1.0, state.done / state.total))
         return words
+
+
+def _inside(t: float, spans: list[tuple[float, float]]) -> bool:
+    return any(start <= t <= end for start, end in spans)
 
 
 class _ClipRun:

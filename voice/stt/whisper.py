@@ -109,11 +109,14 @@ class WhisperTranscriber:
     ) -> WhisperTranscriber:
         """Build from settings: ``realtime_stt_model`` for live talk, ``stt_model`` otherwise.
 
-        ``cpu_threads``: the CPU budget's share (default ``stt_cpu_threads``). Batching
-        is used only for non-realtime work on CUDA (it helps little on CPU).
+        ``cpu_threads``: the CPU budget's share (default ``stt_cpu_threads``). Batching of
+        long audio is used only for non-realtime work on CUDA; meeting clips
+        (:meth:`transcribe_clips`) are batched by ``stt_batch_size``, at most 4 on CPU.
         """
         device, compute_type = choose_device(settings.stt_device, settings.stt_compute_type)
         batch = settings.stt_batch_size if not realtime and device == "cuda" else 1
+        # meeting clips: batches on the CPU too, kept small (memory grows ~60 MB a clip)
+        clips = settings.stt_batch_size if device == "cuda" else min(4, settings.stt_batch_size)
         return cls(
             WhisperOptions(
                 model=settings.realtime_stt_model if realtime else settings.stt_model,
@@ -124,6 +127,7 @@ class WhisperTranscriber:
                 beam_size=settings.stt_beam_size,
                 language=settings.stt_language,
                 batch_size=batch,
+                clip_batch_size=clips,
                 # Live sessions: a final transcription must not queue behind a partial
                 # (or another session's turn), so two inferences may run at once.
                 num_workers=2 if realtime else 1,
