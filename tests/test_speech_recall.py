@@ -46,7 +46,7 @@ SHORT_OF_BOUND = {
     "pyannote-audio/trn01.wav": "0.00-0.08: 4 far remarks (3.3 s), 3 of them scored under 0.1"
     " by Silero; Whisper hears 'Yeah' but at other times",
     "pyannote-audio/trn02.wav": "0.54-0.59: one 0.7 s remark, Whisper's word times half off it",
-    "pyannote-audio/trn04.wav": "0.86-0.88: word times shorter than the reference turns",
+    "pyannote-audio/trn04.wav": "0.85-0.88: word times shorter than the reference turns",
     "pyannote-audio/trn06.wav": "0.83 (0.91 with the old sequential decoding of 45-60 s windows):"
     " greedy batched decoding ends a clip's text early; to investigate",
 }
