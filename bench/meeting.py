@@ -10,6 +10,11 @@ the machine slows every figure down.
 
     .venv/bin/python -m bench.meeting            # → bench/results/meeting.json
     .venv/bin/python -m bench.meeting --llm      # summaries with the embedded LLM
+    .venv/bin/python -m bench.meeting --model tiny.en --skip-der   # another meeting model
+    .venv/bin/python -m bench.meeting --sequential --skip-der      # no diarize/STT overlap
+
+Speech recall per file: the share of the RTTM's speech time the transcription
+stage's segments cover.
 """
 
 from __future__ import annotations
@@ -68,6 +73,22 @@ def reference(clip: str) -> tuple[list[SpeakerTurn], list[tuple[float, float]]] 
         else [(0.0, len(load_wav16k(clip)) / RATE)]
     )
     return turns, regions
+
+
+def speech_recall(
+    spans: list[tuple[float, float]],
+    turns: list[SpeakerTurn],
+    regions: list[tuple[float, float]],
+) -> float:
+    """Share of the reference speech time (the union of ``turns`` within the scored
+    ``regions``) that the returned ``spans`` (s) cover; 1.0 when there is none."""
+    scored = Timeline([Segment(s, e) for s, e in regions]).support()
+    ref = Timeline([Segment(t.start, t.end) for t in turns]).support().crop(scored)
+    hyp = Timeline([Segment(s, e) for s, e in spans if e > s]).support()
+    total = ref.duration()
+    if total <= 0:
+        return 1.0
+    return sum((r & h).duration for r in ref for h in hyp if r.intersects(h)) / total
 
 
 def build_long_recording(path: Path) -> tuple[float, Annotation, Timeline]:
@@ -137,18 +158,19 @@ def annotation(items: Any) -> Annotation:
     return out
 
 
-async def bench_long(llm: bool) -> dict[str, Any]:
+async def bench_long(llm: bool, model: str, overlap: bool) -> dict[str, Any]:
     from pipelines.meeting.local import local_pipeline
     from pipelines.meeting.pipeline import MeetingOptions
     from voice.settings import load_settings
 
-    settings = load_settings(stt_model="base", stt_compute_type="int8", stt_device="cpu")
+    settings = load_settings(stt_model=model, stt_compute_type="int8", stt_device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "long_meeting.wav"
         duration, ref, uem = build_long_recording(path)
         with RssSampler() as rss:
             t0 = time.perf_counter()
             async with local_pipeline(settings, use_llm=llm) as pipeline:
+                pipeline.overlap = overlap
                 load_s = time.perf_counter() - t0
                 rss.stage = "decode"
                 t0 = time.perf_counter()
@@ -170,6 +192,10 @@ async def bench_long(llm: bool) -> dict[str, Any]:
         "model_load_s": round(load_s, 2),
         "wall_s": round(wall, 1),
         "x_real_time": round(duration / wall, 2),
+        "x_real_time_decode_transcribe_diarize": round(
+            duration / sum(timings[k] for k in ("decode", "transcribe", "diarize")), 2
+        ),
+        "diarize_overlapped_with_transcribe": overlap,
         "stage_s": timings,
         "stage_x_real_time": {k: round(duration / v, 1) for k, v in timings.items() if v > 0},
         "peak_rss_mb_by_stage": {k: round(v) for k, v in rss.peaks.items()},
@@ -182,7 +208,9 @@ async def bench_long(llm: bool) -> dict[str, Any]:
         "der_pipeline_segments_collar_0.5": round(float(der_collar), 3),
         "summary_method": dict(result.summary.method) if result.summary else None,
         "stt": {
-            k: doc.meta["stt"].get(k) for k in ("model", "device", "compute_type", "beam_size")
+            k: doc.meta["stt"].get(k)
+            for k in ("model", "device", "compute_type", "beam_size", "batch_size",
+                      "redecoded_clips", "second_pass_clips")
         },
     }
 
@@ -217,18 +245,58 @@ def bench_der() -> dict[str, Any]:
     return rows
 
 
+def bench_recall(model: str) -> dict[str, Any]:
+    """Speech recall (:func:`speech_recall`) of the transcription stage's segments on
+    every recording with an RTTM, and the stage's real-time factor per file."""
+    from pipelines.meeting.align import align
+    from pipelines.meeting.pipeline import PLANNING_VAD, MeetingPipeline
+    from pipelines.meeting.stages import decode_with_vad
+    from voice.settings import load_settings
+    from voice.stt import WhisperTranscriber
+    from voice.vad import make_classifier
+
+    transcriber = WhisperTranscriber.from_settings(load_settings(stt_model=model), False)
+    pipeline = MeetingPipeline(transcriber, diarizer=None)  # type: ignore[arg-type]
+    rows: dict[str, Any] = {}
+    for clip in DIAR:
+        turns, regions = reference(clip) or ([], [])
+        t0 = time.perf_counter()
+        audio = decode_with_vad(
+            DATA / clip, make_classifier("silero"), PLANNING_VAD, lambda f: None,
+            threading.Event(),
+        )
+        words, *_ = asyncio.run(pipeline.transcribe_speech(audio))
+        took = time.perf_counter() - t0
+        spans = [(s.start, s.end) for s in align(words, [])]
+        rows[clip] = {
+            "recall": round(speech_recall(spans, turns, regions), 3),
+            "words": len(words),
+            "x_real_time": round(audio.duration / took, 1),
+        }
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--llm", action="store_true", help="summarise with the embedded/configured LLM"
     )
+    parser.add_argument("--model", default="base", help="meeting Whisper model")
+    parser.add_argument(
+        "--sequential", action="store_true", help="diarize after transcribing, not alongside"
+    )
+    parser.add_argument("--skip-der", action="store_true", help="only the long recording")
     args = parser.parse_args()
-    long_run = asyncio.run(bench_long(args.llm))
-    der = bench_der()
+    long_run = asyncio.run(bench_long(args.llm, args.model, not args.sequential))
+    results: dict[str, Any] = {"long_recording": long_run}
+    if not args.skip_der:
+        results["speech_recall_by_file"] = bench_recall(args.model)
+        results["der_by_file"] = bench_der()
     path = write_result(
-        "meeting",
-        {"long_recording": long_run, "der_by_file": der},
-        settings={"stt_model": "base", "compute_type": "int8", "llm": args.llm},
+        "meeting" if args.model == "base" and not args.sequential else
+        f"meeting_{args.model}{'_sequential' if args.sequential else ''}",
+        results,
+        settings={"stt_model": args.model, "compute_type": "int8", "llm": args.llm},
     )
     print(path.read_text())
 

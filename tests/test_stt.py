@@ -142,20 +142,26 @@ def _gold_wer_clips() -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("model_name", "bound"), [("tiny.en", 0.15), ("base", 0.12)])
+@pytest.mark.parametrize(("model_name", "bound"), [("tiny.en", 0.15), ("base", 0.08)])
 def test_wer_on_gold_clips(model_name: str, bound: float, request: pytest.FixtureRequest) -> None:
+    """tiny.en clip by clip (``transcribe``, the live path); base, the meeting model, as
+    meetings decode it (``transcribe_clips``: batched, no fallback re-decodes), where no
+    clip may come back empty. Measured: tiny.en 2.8 %, base 4.4 %."""
     model: WhisperTranscriber = request.getfixturevalue(
         "tiny" if model_name == "tiny.en" else "base"
     )
     clips = _gold_wer_clips()
     assert len(clips) >= 10 and JFK in clips
-    rows, errors, words, audio_s, infer_s = [], 0, 0, 0.0, 0.0
-    for clip in clips:
-        audio = load_clip(clip)
-        t0 = time.perf_counter()
-        hyp = model.transcribe(audio).text
-        infer_s += time.perf_counter() - t0
-        audio_s += len(audio) / 16000
+    audios = [load_clip(clip) for clip in clips]
+    t0 = time.perf_counter()
+    if model_name == "base":
+        hyps = [r.text for r in model.transcribe_clips(audios, word_timestamps=True)]
+    else:
+        hyps = [model.transcribe(audio).text for audio in audios]
+    infer_s = time.perf_counter() - t0
+    audio_s = sum(len(a) for a in audios) / 16000
+    rows, errors, words = [], 0, 0
+    for clip, hyp in zip(clips, hyps, strict=True):
         ref_n, hyp_n = normalize(reference_text(clip)), normalize(hyp)
         out = jiwer.process_words(ref_n, hyp_n)
         n_err = out.substitutions + out.deletions + out.insertions
@@ -169,6 +175,7 @@ def test_wer_on_gold_clips(model_name: str, bound: float, request: pytest.Fixtur
     print(f"\n{model_name}: WER {overall:.1%} ({errors}/{words}), RTF {infer_s / audio_s:.3f}")
     print("\n".join(rows))
     print(TIMINGS)
+    assert [clip for clip, hyp in zip(clips, hyps, strict=True) if not hyp.strip()] == []
     assert overall <= bound
 
 

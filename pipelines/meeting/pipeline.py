@@ -5,12 +5,15 @@ Stages, in order, with their share of the progress bar (:data:`STAGE_WEIGHTS`):
 
 - ``decode``: the file is decoded once, 30 s at a time, into a 16 kHz float32
   array (an hour is about 230 MB, held once) while the VAD scans each chunk;
-- ``transcribe``: speech is transcribed in windows of about 45 s (at most 60 s;
-  about 4-5 min when the transcriber is batched, so batches fill), cut in VAD
-  silences, so Whisper's memory stays bounded and progress is reported per
-  window; word times are moved onto the recording's time line. The language
-  detected in the first window is used for the rest;
-- ``diarize``: one call of the diarizer over the whole array;
+- ``transcribe``: the VAD's speech, padded and joined across short pauses, is
+  packed into clips of at most 30 s (:mod:`pipelines.meeting.windows`: long
+  silences left out, so each Whisper encoder pass is mostly speech), decoded a
+  batch of clips at a time (progress per batch); word times are moved back onto
+  the recording's time line. The language detected in the first batch is used
+  for the rest;
+- ``diarize``: one call of the diarizer over the whole array, started as soon as
+  decoding ends and running alongside the transcription (its time here is what
+  is left of it once the transcription is done);
 - ``align``: words to speakers, then segments (:mod:`pipelines.meeting.align`);
 - ``summarize`` (when asked): :mod:`pipelines.meeting.summarize`.
 
@@ -35,22 +38,35 @@ from pipelines.meeting.align import AlignOptions, align
 from pipelines.meeting.document import TranscriptDocument, display_name
 from pipelines.meeting.known_speakers import KnownSpeaker, name_speakers
 from pipelines.meeting.progress import STAGE_WEIGHTS, Progress, ProgressPlan, Reporter
-from pipelines.meeting.stages import DecodedAudio, decode_with_vad, window_words
+from pipelines.meeting.stages import DecodedAudio, clip_words, decode_with_vad
 from pipelines.meeting.summarize import SummaryOptions, summarize
 from pipelines.meeting.summary import MeetingSummary
-from pipelines.meeting.windows import plan_windows, quietest_point
+from pipelines.meeting.windows import Clip, pack_clips, quietest_point, speech_pieces, unheard
 from voice.diarize import DiarizeOptions, Diarizer, SpeakerEmbedder
+from voice.diarize.base import SpeakerTurn
 from voice.llm import ChatClient
-from voice.stt.base import SAMPLE_RATE, Transcriber, Word, transcribe_async
+from voice.stt.base import (
+    SAMPLE_RATE,
+    Transcriber,
+    Transcription,
+    Word,
+    transcribe_clips_async,
+)
 from voice.vad import SpeechClassifier, VadOptions, make_classifier
 
-WINDOW_S = (45.0, 60.0)
-"""Target and maximum transcription window (s) for an unbatched transcriber."""
-BATCHED_WINDOW_S = (240.0, 300.0)
-"""The same for a batched transcriber (whole batches of 30 s chunks)."""
-PLANNING_VAD = VadOptions(threshold=0.35, min_speech_ms=150, silence_ms=300)
-"""VAD settings that find the silences windows are cut in (a low threshold keeps
-quiet speech inside windows: what falls outside is never transcribed)."""
+PLANNING_VAD = VadOptions(threshold=0.15, min_speech_ms=100, silence_ms=300)
+"""VAD settings that find the speech clips are made of (a low threshold keeps
+quiet, far speech: what falls outside every clip is never transcribed)."""
+CLIP_PAD_S = 0.6
+"""Audio kept around each speech region (s)."""
+CLIP_JOIN_GAP_S = 3.0
+"""Pauses shorter than this (s) stay inside a clip, with any quiet words they hold."""
+UNHEARD_S = 0.8
+"""Speech (s) the VAD found but the first decoding gave no word for, from which a
+second decoding is tried: Whisper may end a clip's text early (an utterance cut
+by the clip's end, a reply after a long pause)."""
+HEARD_MARGIN_S = 0.3
+"""Word times are loose: speech this close (s) to a word counts as heard."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +119,11 @@ class MeetingPipeline:
         summary_options: SummaryOptions | None = None,
         clock: Clock | None = None,
         embedder: SpeakerEmbedder | None = None,
+        overlap: bool = True,
     ) -> None:
-        """``embedder`` names speakers from ``MeetingOptions.known_speakers``."""
+        """``embedder`` names speakers from ``MeetingOptions.known_speakers``;
+        ``overlap``: diarize alongside the transcription (False: after it)."""
+        self.overlap = overlap
         self.transcriber, self.diarizer, self.llm = transcriber, diarizer, llm
         self.embedder = embedder
         self.make_vad = vad or (lambda: make_classifier("silero"))
@@ -143,13 +162,32 @@ class MeetingPipeline:
         report("decode", 0.0)
         audio = await self._decode(Path(source), report, opts.max_audio_s)
         lap("decode")
-        words, language, stt_used, windows = await self._transcribe(audio, opts.language, report)
-        lap("transcribe")
-        turns = []
-        if words:
-            report("diarize", 0.0)
-            turns = await asyncio.to_thread(self.diarizer.diarize, audio.samples, diarize_options)
-        lap("diarize")
+        diarizing: asyncio.Future[list[SpeakerTurn]] | None = None
+
+        def diarize() -> asyncio.Future[list[SpeakerTurn]]:
+            return asyncio.ensure_future(
+                asyncio.to_thread(self.diarizer.diarize, audio.samples, diarize_options)
+            )
+
+        if audio.speech and self.overlap:  # runs alongside the transcription
+            diarizing = diarize()
+        try:
+            words, language, stt_used, windows = await self.transcribe_speech(
+                audio, opts.language, report
+            )
+            lap("transcribe")
+            if words and diarizing is None:
+                diarizing = diarize()
+            turns: list[SpeakerTurn] = []
+            if diarizing is not None:
+                report("diarize", 0.0)
+                turns = list(await diarizing)
+            if not words:
+                turns = []
+            lap("diarize")
+        finally:
+            if diarizing is not None and not diarizing.done():
+                diarizing.cancel()  # its thread finishes in the background
         segments = align(words, turns, self.align_options)
         labels = list(dict.fromkeys(s.speaker for s in segments))
         meta: dict[str, Any] = {
@@ -203,40 +241,95 @@ class MeetingPipeline:
         finally:
             stop.set()  # on cancellation the thread stops at its next chunk
 
-    async def _transcribe(
-        self, audio: DecodedAudio, language: str | None, report: Callable[[str, float], None]
+    async def transcribe_speech(
+        self,
+        audio: DecodedAudio,
+        language: str | None = None,
+        report: Callable[[str, float], None] = lambda stage, fraction: None,
     ) -> tuple[list[Word], str, dict[str, Any], int]:
-        """Words of every window, the language used (as the first window reported it),
-        the transcriber's options echoed, the window count."""
-        target, longest = BATCHED_WINDOW_S if self.transcriber.capabilities.batched else WINDOW_S
-        windows = plan_windows(
-            audio.speech,
-            audio.duration,
-            target_s=target,
-            max_s=longest,
-            pick_cut=lambda a, b: quietest_point(audio.samples, SAMPLE_RATE, a, b),
-        )
-        total = sum(end - start for start, end in windows) or 1.0
-        done = 0.0
-        words: list[Word] = []
-        used: dict[str, Any] = {}
-        detected = language or ""
-        want_words = self.transcriber.capabilities.word_timestamps
-        report("transcribe", 0.0)
-        for start, end in windows:
-            piece = audio.samples[round(start * SAMPLE_RATE) : round(end * SAMPLE_RATE)]
-            result = await transcribe_async(
-                self.transcriber,
-                piece,
-                word_timestamps=want_words,
-                language=language,
-                vad_filter=True,
+        """The ``transcribe`` stage alone: words of every clip in time order (on the
+        recording's time line), the language used (as the first clip reported it),
+        the transcriber's options echoed, the clip count. Safe to cancel between batches.
+
+        Speech left without words by the first decoding (:data:`UNHEARD_S`) is
+        packed into new clips and decoded once more; what Whisper hears there is kept.
+        """
+        cut = lambda a, b: quietest_point(audio.samples, SAMPLE_RATE, a, b)  # noqa: E731
+        clips = pack_clips(
+            speech_pieces(
+                audio.speech, audio.duration, pad_s=CLIP_PAD_S, join_gap_s=CLIP_JOIN_GAP_S,
+                pick_cut=cut,
             )
-            if not used:  # the first window: its options and language hold for the rest
-                used = {k: v for k, v in result.options.items() if k != "initial_prompt"}
-                detected = result.language or detected
-                language = language or result.language or None
-            words.extend(window_words(result, start, end))
-            done += end - start
-            report("transcribe", done / total)
-        return words, detected, used, len(windows)
+        )
+        state = _ClipRun(language, sum(c.duration for c in clips) or 1.0)
+        report("transcribe", 0.0)
+        words = await self._decode_clips(audio, clips, state, report)
+        heard = [(w.start - HEARD_MARGIN_S, w.end + HEARD_MARGIN_S) for w in words]
+        missed = unheard(audio.speech, heard, UNHEARD_S)
+        again = pack_clips(
+            speech_pieces(missed, audio.duration, pad_s=CLIP_PAD_S, join_gap_s=0.0, pick_cut=cut)
+        )
+        if again:
+            state.total += sum(c.duration for c in again)
+            extra = await self._decode_clips(audio, again, state, report)
+            # the padding is context only: words already heard there are not taken twice
+            extra = [w for w in extra if _inside((w.start + w.end) / 2, missed)]
+            words = sorted(words + extra, key=lambda w: (w.start, w.end))
+        state.used["second_pass_clips"] = len(again)
+        return words, state.detected, state.used, len(clips) + len(again)
+
+    async def _decode_clips(
+        self,
+        audio: DecodedAudio,
+        clips: list[Clip],
+        state: _ClipRun,
+        report: Callable[[str, float], None],
+    ) -> list[Word]:
+        """Words of ``clips``, decoded a batch at a time (progress after each batch)."""
+        options = getattr(self.transcriber, "options", None)
+        group = max(1, int(getattr(options, "clip_batch_size", 1)))
+        want_words = self.transcriber.capabilities.word_timestamps
+        words: list[Word] = []
+        for first in range(0, len(clips), group):
+            batch = clips[first : first + group]
+            results = await transcribe_clips_async(
+                self.transcriber,
+                [clip.samples(audio.samples, SAMPLE_RATE) for clip in batch],
+                word_timestamps=want_words,
+                language=state.language,
+            )
+            for clip, result in zip(batch, results, strict=True):
+                state.take(result)
+                words.extend(clip_words(result, clip))
+                state.done += clip.duration
+            report("transcribe", min(1.0, state.done / state.total))
+        return words
+
+
+def _inside(t: float, spans: list[tuple[float, float]]) -> bool:
+    return any(start <= t <= end for start, end in spans)
+
+
+class _ClipRun:
+    """What one recording's transcription has learnt so far: the language (from its
+    first clip), the options echoed, clips decoded again, progress (s of clip audio)."""
+
+    def __init__(self, language: str | None, total: float) -> None:
+        self.language = language
+        self.detected = language or ""
+        self.used: dict[str, Any] = {"redecoded_clips": 0}
+        self.total = total
+        self.done = 0.0
+        self._first = True
+
+    def take(self, result: Transcription) -> None:
+        if self._first:  # the first clip: its options and language hold for the rest
+            self._first = False
+            options = {k: v for k, v in result.options.items() if k not in _PER_CLIP}
+            self.used.update(options)
+            self.detected = result.language or self.detected
+            self.language = self.language or result.language or None
+        self.used["redecoded_clips"] += bool(result.options.get("redecoded"))
+
+
+_PER_CLIP = ("initial_prompt", "redecoded")

@@ -3,7 +3,7 @@
 :func:`decode_with_vad` decodes a file once, chunk by chunk, into one 16 kHz
 float32 array (an hour is about 230 MB) while running the VAD over each chunk,
 so the speech regions that decide the transcription windows cost no second
-pass. :func:`window_words` turns one window's transcription into words on the
+pass. :func:`clip_words` turns one clip's transcription into words on the
 recording's time line.
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.meeting.windows import Clip
 from voice.audio.decode import iter_decode, probe
 from voice.stt.base import SAMPLE_RATE, Transcription, Word
 from voice.vad import SpeechStarted, SpeechStopped, StreamingVad, VadOptions
@@ -115,11 +116,12 @@ def decode_with_vad(
     return DecodedAudio(buffer.result(), tuple(regions))
 
 
-def window_words(result: Transcription, offset_s: float, end_s: float) -> list[Word]:
-    """Words of one window's transcription moved onto the recording's time line.
+def clip_words(result: Transcription, clip: Clip) -> list[Word]:
+    """Words of one clip's transcription moved onto the recording's time line.
 
-    ``offset_s`` is where the window starts; times are clamped to the window
-    (``end_s``). A backend without word timings yields one pseudo-word per
+    Times are mapped through the clip's pieces (:meth:`Clip.to_recording`); a word
+    that runs past the end of its piece ends there (it never spans the silence
+    the clip left out). A backend without word timings yields one pseudo-word per
     segment (its whole text), so alignment still works at segment granularity.
     """
     words: list[Word] = []
@@ -129,7 +131,7 @@ def window_words(result: Transcription, offset_s: float, end_s: float) -> list[W
             text = w.text.strip()
             if not text:
                 continue
-            start = min(end_s, offset_s + max(0.0, w.start))
-            end = min(end_s, max(start, offset_s + w.end))
+            start = clip.to_recording(max(0.0, w.start))
+            end = max(start, min(clip.to_recording(max(w.start, w.end)), clip.piece_end(start)))
             words.append(Word(text, start, end, w.probability))
     return words

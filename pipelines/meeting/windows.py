@@ -1,20 +1,28 @@
-"""Where to cut a long recording into transcription windows. Pure functions.
+"""How a recording's speech is cut into Whisper clips. Pure functions.
 
-Whisper's memory and latency grow with the audio it is given, so a meeting is
-transcribed in windows of about ``target_s`` and at most ``max_s`` seconds,
-cut in silences found by the VAD. Windows never overlap (no word is
-transcribed twice) and skip long stretches without speech. Times in seconds.
+Whisper's encoder always sees 30 s: a clip of 5 s costs as much as one of 30 s.
+So the speech the VAD found is padded, joined across short pauses into
+*pieces* (a pause shorter than ``join_gap_s`` stays inside a piece, with the
+quiet words it may hold), and consecutive pieces are packed into *clips* of
+at most ``max_s`` seconds: a clip is its pieces' audio laid end to end, the
+long silences between them left out. Each word Whisper finds in a clip is
+moved back onto the recording's time line with :meth:`Clip.to_recording`.
+Pieces never overlap (no word is transcribed twice). Times in seconds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 Span = tuple[float, float]
 CutPicker = Callable[[float, float], float]
 """``(earliest, latest) -> time`` (s) at which to cut speech that has no pause."""
+
+CLIP_S = 29.5
+"""Longest clip (s): under Whisper's 30 s window, with room for its feature frames."""
 
 
 def _even_cut(earliest: float, latest: float) -> float:
@@ -37,45 +45,100 @@ def split_long(
     return out
 
 
-def plan_windows(
+@dataclass(frozen=True, slots=True)
+class Clip:
+    """Pieces ``(start, end)`` of the recording (s, in order, not overlapping) that
+    Whisper hears as one clip, laid end to end."""
+
+    pieces: tuple[Span, ...]
+
+    @property
+    def duration(self) -> float:
+        """Length of the clip (s): the sum of its pieces."""
+        return sum(end - start for start, end in self.pieces)
+
+    def to_recording(self, t: float) -> float:
+        """Clip time ``t`` (s) as recording time; clamped into the clip."""
+        offset = 0.0
+        for start, end in self.pieces:
+            if t <= offset + (end - start):
+                return start + max(0.0, t - offset)
+            offset += end - start
+        return self.pieces[-1][1] if self.pieces else 0.0
+
+    def piece_end(self, t: float) -> float:
+        """End (s, recording time) of the piece holding recording time ``t``."""
+        for _, end in self.pieces:
+            if t <= end:
+                return end
+        return self.pieces[-1][1] if self.pieces else t
+
+    def samples(self, audio: np.ndarray, rate: int) -> np.ndarray:
+        """The clip's audio: its pieces of ``audio`` (``rate`` Hz) joined (a copy)."""
+        parts = [audio[round(s * rate) : round(e * rate)] for s, e in self.pieces]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=audio.dtype)
+
+
+def speech_pieces(
     regions: Sequence[Span],
     duration_s: float,
     *,
-    target_s: float = 45.0,
-    max_s: float = 60.0,
-    pad_s: float = 0.3,
+    pad_s: float = 0.4,
+    join_gap_s: float = 2.0,
+    max_s: float = CLIP_S,
     pick_cut: CutPicker = _even_cut,
 ) -> list[Span]:
-    """Windows ``(start, end)`` covering every speech region of ``regions``.
+    """Speech regions padded by ``pad_s`` (within ``[0, duration_s]``), joined where
+    the pause between them is under ``join_gap_s``, and cut (by ``pick_cut``, in the
+    last third) where longer than ``max_s``."""
+    merged: list[Span] = []
+    for start, end in sorted(regions):
+        start, end = max(0.0, start - pad_s), min(duration_s, end + pad_s)
+        if end <= start:
+            continue
+        if merged and start - merged[-1][1] < join_gap_s:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return split_long(merged, max_s, max_s * 2 / 3, pick_cut)
 
-    A window collects consecutive regions until it is at least ``target_s`` long
-    or the next region would take it past ``max_s``; it then extends ``pad_s``
-    around its speech, at most to the middle of the neighbouring silences and
-    within ``[0, duration_s]``. Speech without a pause for longer than ``max_s``
-    is cut where ``pick_cut`` says (see :func:`quietest_point`).
-    """
-    if not 0 < target_s <= max_s:
-        raise ValueError("need 0 < target_s <= max_s")
-    spans = split_long(
-        sorted((max(0.0, s), min(duration_s, e)) for s, e in regions if e > s),
-        max_s,
-        target_s,
-        pick_cut,
-    )
-    groups: list[Span] = []
-    for start, end in spans:
-        if groups:
-            first, last = groups[-1]
-            if last - first < target_s and end - first <= max_s:
-                groups[-1] = (first, max(last, end))
-                continue
-        groups.append((start, end))
-    windows: list[Span] = []
-    for i, (start, end) in enumerate(groups):
-        low = (groups[i - 1][1] + start) / 2 if i else 0.0
-        high = (end + groups[i + 1][0]) / 2 if i + 1 < len(groups) else duration_s
-        windows.append((max(low, start - pad_s), min(high, end + pad_s)))
-    return windows
+
+def pack_clips(pieces: Sequence[Span], max_s: float = CLIP_S) -> list[Clip]:
+    """Consecutive ``pieces`` (each at most ``max_s``) packed into clips of at most
+    ``max_s`` seconds, in order."""
+    if max_s <= 0:
+        raise ValueError("max_s must be > 0")
+    clips: list[list[Span]] = []
+    length = 0.0
+    for start, end in pieces:
+        if end - start > max_s + 1e-6:
+            raise ValueError(f"piece {start:.2f}-{end:.2f} s is longer than {max_s} s")
+        if clips and length + (end - start) <= max_s + 1e-6:
+            clips[-1].append((start, end))
+            length += end - start
+        else:
+            clips.append([(start, end)])
+            length = end - start
+    return [Clip(tuple(c)) for c in clips]
+
+
+def unheard(regions: Sequence[Span], heard: Sequence[Span], min_s: float = 0.5) -> list[Span]:
+    """The parts of speech ``regions`` that no ``heard`` span (e.g. a word) touches,
+    where at least ``min_s`` long: speech a first decoding skipped. Both sorted by start."""
+    out: list[Span] = []
+    i = 0
+    for start, end in regions:
+        while i < len(heard) and heard[i][1] <= start:
+            i += 1
+        cursor, j = start, i
+        while j < len(heard) and heard[j][0] < end:
+            if heard[j][0] - cursor >= min_s:
+                out.append((cursor, heard[j][0]))
+            cursor = max(cursor, heard[j][1])
+            j += 1
+        if end - cursor >= min_s:
+            out.append((cursor, end))
+    return out
 
 
 def quietest_point(

@@ -11,6 +11,8 @@ from voice.stt.base import (
     Transcription,
     Word,
     transcribe_async,
+    transcribe_clips,
+    transcribe_clips_async,
 )
 from voice.stt.formats import FORMATS, format_timestamp, render, to_dict, to_srt, to_text, to_vtt
 from voice.stt.models import (
@@ -54,4 +56,6 @@ __all__ = [
     "to_text",
     "to_vtt",
     "transcribe_async",
+    "transcribe_clips",
+    "transcribe_clips_async",
 ]

@@ -6,7 +6,7 @@ All times in results are seconds from the start of that audio.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -148,4 +148,45 @@ async def transcribe_async(
         prompt=prompt,
         vad_filter=vad_filter,
         on_segment=on_segment,
+    )
+
+
+def transcribe_clips(
+    transcriber: Transcriber,
+    clips: Sequence[np.ndarray],
+    *,
+    word_timestamps: bool = False,
+    language: str | None = None,
+) -> list[Transcription]:
+    """One transcription per clip (each at most 30 s, times from its own start): the
+    transcriber's batched ``transcribe_clips`` when it has one, else ``transcribe``
+    clip by clip (no VAD filter: the clips are speech already). Blocking."""
+    batched = getattr(transcriber, "transcribe_clips", None)
+    if batched is not None:
+        return list(batched(clips, word_timestamps=word_timestamps, language=language))
+    return [
+        transcriber.transcribe(clip, word_timestamps=word_timestamps, language=language)
+        for clip in clips
+    ]
+
+
+async def transcribe_clips_async(
+    transcriber: Transcriber,
+    clips: Sequence[np.ndarray],
+    *,
+    word_timestamps: bool = False,
+    language: str | None = None,
+    priority: int | None = None,
+) -> list[Transcription]:
+    """:func:`transcribe_clips` in the transcriber's worker threads, like
+    :func:`transcribe_async` (same priority rule). Safe to cancel the same way."""
+    return await run_on_at(
+        priority,
+        transcriber,
+        getattr(transcriber, "concurrency", 2),
+        transcribe_clips,
+        transcriber,
+        clips,
+        word_timestamps=word_timestamps,
+        language=language,
     )

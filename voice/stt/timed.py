@@ -9,7 +9,7 @@ callback runs in the calling (worker) thread and must be cheap and thread-safe.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from voice.stt.base import (
     SttCapabilities,
     Transcriber,
     Transcription,
+    transcribe_clips,
 )
 
 SttObserver = Callable[[float, float], None]
@@ -56,6 +57,23 @@ class TimedTranscriber:
         )
         self._observe(len(audio) / SAMPLE_RATE, time.perf_counter() - start)
         return result
+
+    def transcribe_clips(
+        self,
+        clips: Sequence[np.ndarray],
+        *,
+        word_timestamps: bool = False,
+        language: str | None = None,
+    ) -> list[Transcription]:
+        """``inner``'s clips transcribed (:func:`~voice.stt.base.transcribe_clips`), the
+        call timed as one: its audio is the clips' total length."""
+        start = time.perf_counter()
+        results = transcribe_clips(
+            self.inner, clips, word_timestamps=word_timestamps, language=language
+        )
+        audio_s = sum(len(clip) for clip in clips) / SAMPLE_RATE
+        self._observe(audio_s, time.perf_counter() - start)
+        return results
 
     def __getattr__(self, name: str) -> object:
         """Other attributes (``multilingual``, ``options``) come from ``inner``."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,20 @@ if TYPE_CHECKING:
 BATCHED_MIN_S = 30.0
 """Audio longer than this (s) uses the batched pipeline when ``batch_size > 1``: shorter
 audio fits in one 30 s Whisper window, so there would be nothing to batch."""
+_FRAMES_PER_S = 100
+"""Whisper feature frames per second (10 ms hop)."""
+CLIP_MAX_S = 30.0
+"""Longest clip :meth:`WhisperTranscriber.transcribe_clips` takes (s): one encoder window."""
+SILENT_NO_SPEECH = 0.6
+"""A clip whose no-speech probability is above this *and* whose mean token
+log-probability is under :data:`WEAK_LOGPROB` is silence or noise: no text (Whisper's rule)."""
+WEAK_LOGPROB = -1.0
+"""Mean token log-probability under which a clip's greedy text is guesswork."""
+QUIET_PEAK = 1e-3
+"""A clip whose samples all stay under this (|x|, -60 dBFS) holds no speech: not decoded
+(Whisper "hears" ``you`` in digital silence)."""
+LOOP_COMPRESSION = 2.4
+"""gzip compression ratio of a clip's text above which it is a repetition loop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +58,8 @@ class WhisperOptions:
     passes its CPU budget's share);
     ``language``: default language (None = detect); ``num_workers``: how many
     transcriptions may run in parallel; ``batch_size`` > 1 enables batched decoding
-    of long audio (meant for GPUs).
+    of long audio (meant for GPUs); ``clip_batch_size``: clips that
+    :meth:`WhisperTranscriber.transcribe_clips` decodes together (CPU or GPU).
     """
 
     model: str
@@ -55,9 +71,10 @@ class WhisperOptions:
     language: str | None = "en"
     num_workers: int = 1
     batch_size: int = 1
+    clip_batch_size: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("beam_size", "num_workers", "batch_size"):
+        for name in ("beam_size", "num_workers", "batch_size", "clip_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"WhisperOptions.{name} must be >= 1")
         if self.cpu_threads < 0:
@@ -86,6 +103,7 @@ class WhisperTranscriber:
             local_files_only=True,
         )
         self._batched = BatchedInferencePipeline(self._model) if options.batch_size > 1 else None
+        self._clips = BatchedInferencePipeline(self._model)
         self._slots = threading.BoundedSemaphore(options.num_workers)
 
     @property
@@ -99,11 +117,14 @@ class WhisperTranscriber:
     ) -> WhisperTranscriber:
         """Build from settings: ``realtime_stt_model`` for live talk, ``stt_model`` otherwise.
 
-        ``cpu_threads``: the CPU budget's share (default ``stt_cpu_threads``). Batching
-        is used only for non-realtime work on CUDA (it helps little on CPU).
+        ``cpu_threads``: the CPU budget's share (default ``stt_cpu_threads``). Batching of
+        long audio is used only for non-realtime work on CUDA; meeting clips
+        (:meth:`transcribe_clips`) are batched by ``stt_batch_size``, at most 4 on CPU.
         """
         device, compute_type = choose_device(settings.stt_device, settings.stt_compute_type)
         batch = settings.stt_batch_size if not realtime and device == "cuda" else 1
+        # meeting clips: batches on the CPU too, kept small (memory grows ~60 MB a clip)
+        clips = settings.stt_batch_size if device == "cuda" else min(4, settings.stt_batch_size)
         return cls(
             WhisperOptions(
                 model=settings.realtime_stt_model if realtime else settings.stt_model,
@@ -114,6 +135,7 @@ class WhisperTranscriber:
                 beam_size=settings.stt_beam_size,
                 language=settings.stt_language,
                 batch_size=batch,
+                clip_batch_size=clips,
                 # Live sessions: a final transcription must not queue behind a partial
                 # (or another session's turn), so two inferences may run at once.
                 num_workers=2 if realtime else 1,
@@ -129,6 +151,20 @@ class WhisperTranscriber:
     @property
     def multilingual(self) -> bool:
         return bool(self._model.model.is_multilingual)
+
+    def _echo(self, language: str | None, word_timestamps: bool) -> dict[str, object]:
+        """The options every result echoes."""
+        return {
+            "model": self.options.model,
+            "model_path": str(self.model_path),
+            "device": self.device,
+            "compute_type": self.compute_type,
+            "cpu_threads": self.cpu_threads,
+            "beam_size": self.options.beam_size,
+            "language": language,
+            "word_timestamps": word_timestamps,
+            "condition_on_previous_text": False,
+        }
 
     def transcribe(
         self,
@@ -153,21 +189,13 @@ class WhisperTranscriber:
         if not self.multilingual:
             lang = "en"
         batched = self._batched is not None and duration > BATCHED_MIN_S
-        used: dict[str, object] = {
-            "model": self.options.model,
-            "model_path": str(self.model_path),
-            "device": self.device,
-            "compute_type": self.compute_type,
-            "cpu_threads": self.cpu_threads,
-            "beam_size": self.options.beam_size,
-            "language": lang,
-            "word_timestamps": word_timestamps,
-            "vad_filter": vad_filter or batched,
-            "condition_on_previous_text": False,
-            "initial_prompt": prompt,
-            "batched": batched,
-            "batch_size": self.options.batch_size if batched else 1,
-        }
+        used = self._echo(lang, word_timestamps)
+        used.update(
+            vad_filter=vad_filter or batched,
+            initial_prompt=prompt,
+            batched=batched,
+            batch_size=self.options.batch_size if batched else 1,
+        )
         if len(samples) == 0:
             return Transcription("", (), lang or "", 0.0, MappingProxyType(used))
         kwargs: dict[str, Any] = {
@@ -185,9 +213,102 @@ class WhisperTranscriber:
                 )
             else:
                 raw, info = self._model.transcribe(samples, **kwargs)
-            segments = _collect(raw, on_segment)  # the generator does the decoding: consume it here
+            segments = _collect(raw, on_segment=on_segment)  # the generator does the decoding: consume it here
         text = " ".join(s.text for s in segments if s.text)
         return Transcription(text, segments, info.language, duration, MappingProxyType(used))
+
+
+    def transcribe_clips(
+        self,
+        clips: Sequence[np.ndarray],
+        *,
+        word_timestamps: bool = False,
+        language: str | None = None,
+    ) -> list[Transcription]:
+        """Transcribe each clip (mono 16 kHz, at most :data:`CLIP_MAX_S` s) whole, with
+        no VAD: one encoder pass per clip, ``options.clip_batch_size`` clips decoded
+        together, greedy at temperature 0 (no fallback re-decodes).
+
+        Hallucination filtering: a digitally silent clip (:data:`QUIET_PEAK`) is not
+        decoded; a clip Whisper judges silent (no-speech probability
+        over :data:`SILENT_NO_SPEECH` with mean log-probability under
+        :data:`WEAK_LOGPROB`) gives no segments; a clip whose text loops (compression
+        ratio over :data:`LOOP_COMPRESSION`) or is guesswork (mean log-probability
+        under :data:`WEAK_LOGPROB`) is decoded again alone with the usual temperature
+        fallback and no-speech rule (``options["redecoded"]`` says so). Times in each
+        result are seconds from the start of its clip. Blocking; thread-safe (as
+        :meth:`transcribe`).
+        """
+        audios = [_as_float32(clip) for clip in clips]
+        for audio in audios:
+            if len(audio) > CLIP_MAX_S * SAMPLE_RATE:
+                raise ValueError(f"a clip is {len(audio) / SAMPLE_RATE:.1f} s, over {CLIP_MAX_S} s")
+        lang = "en" if not self.multilingual else (language or self.options.language)
+        used = self._echo(lang, word_timestamps)
+        used.update(vad_filter=False, batched=True, batch_size=self.options.clip_batch_size)
+        kept = [i for i, audio in enumerate(audios) if len(audio) and np.abs(audio).max() >= QUIET_PEAK]
+        if not kept:
+            return [_empty(lang or "", audio, used) for audio in audios]
+        # Each clip starts on a 10 ms feature frame (zero-padded up to one): the batched
+        # pipeline places a clip's words from its start frame (``seek``).
+        hop = SAMPLE_RATE // _FRAMES_PER_S
+        sizes = [-(-len(audios[i]) // hop) * hop for i in kept]
+        starts = np.cumsum([0, *sizes[:-1]])
+        joined = np.zeros(sum(sizes), dtype=np.float32)
+        for i, at in zip(kept, starts, strict=True):
+            joined[at : at + len(audios[i])] = audios[i]
+        frames = [int(at) // hop for at in starts]
+        with self._slots:
+            raw, info = self._clips.transcribe(
+                joined,
+                language=lang,
+                beam_size=self.options.beam_size,
+                batch_size=self.options.clip_batch_size,
+                without_timestamps=True,
+                word_timestamps=word_timestamps,
+                clip_timestamps=[  # seconds; +0.5 sample: the pipeline truncates s * rate
+                    {"start": (at + 0.5) / SAMPLE_RATE, "end": (at + len(audios[i]) + 0.5) / SAMPLE_RATE}
+                    for i, at in zip(kept, starts, strict=True)
+                ],
+            )
+            by_clip: list[list[Any]] = [[] for _ in kept]
+            for seg in raw:  # the generator does the decoding: consume it here
+                # seek is the clip's start frame, or one less (float truncation)
+                by_clip[bisect.bisect_right(frames, int(seg.seek) + 1) - 1].append(seg)
+        results = [_empty(info.language, audio, used) for audio in audios]
+        for n, (index, raw_segments) in enumerate(zip(kept, by_clip, strict=True)):
+            verdict = _judge(raw_segments)
+            if verdict == "silent":
+                continue
+            if verdict == "redo":
+                redo = self.transcribe(audios[index], word_timestamps=word_timestamps, language=lang)
+                results[index] = replace(redo, options=MappingProxyType({**used, "redecoded": True}))
+                continue
+            segments = _collect(raw_segments, frames[n] / _FRAMES_PER_S, seek_words=True)
+            results[index] = Transcription(
+                " ".join(s.text for s in segments if s.text),
+                segments,
+                info.language,
+                len(audios[index]) / SAMPLE_RATE,
+                MappingProxyType(used),
+            )
+        return results
+
+
+def _empty(language: str, audio: np.ndarray, used: dict[str, object]) -> Transcription:
+    return Transcription("", (), language, len(audio) / SAMPLE_RATE, MappingProxyType(used))
+
+
+def _judge(segments: Sequence[Any]) -> str:
+    """``silent``, ``redo`` or ``ok`` for one clip's batched output (module constants)."""
+    if not segments:
+        return "silent"
+    no_speech = max(float(s.no_speech_prob) for s in segments)
+    logprob = min(float(s.avg_logprob) for s in segments)
+    if no_speech > SILENT_NO_SPEECH and logprob < WEAK_LOGPROB:
+        return "silent"
+    loop = max(float(s.compression_ratio) for s in segments) > LOOP_COMPRESSION
+    return "redo" if loop or logprob < WEAK_LOGPROB else "ok"
 
 
 def _as_float32(audio: np.ndarray) -> np.ndarray:
@@ -198,18 +319,26 @@ def _as_float32(audio: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
-def _collect(raw: Iterable[Any], on_segment: SegmentSink | None = None) -> tuple[Segment, ...]:
+def _collect(
+    raw: Iterable[Any],
+    offset: float = 0.0,
+    seek_words: bool = False,
+    on_segment: SegmentSink | None = None,
+) -> tuple[Segment, ...]:
     """Our segments from faster-whisper's, with its decoder statistics; ``on_segment``
     is told each as soon as the generator yields it. Word times come from cross-attention alignment
     and segment times from timestamp tokens, so a word can run some tens of ms past its
     segment (``you`` ends at 7.58 s in a segment ending at 7.54 s on jfk.wav): words are
-    clamped into their segment, so a segment always contains its words."""
+    clamped into their segment, so a segment always contains its words. ``offset`` (s)
+    is subtracted from every time; with ``seek_words``, word times (which the batched
+    pipeline counts from the segment's ``seek`` frame) have that frame's time subtracted."""
     out: list[Segment] = []
     for seg in raw:
-        start, end = float(seg.start), float(seg.end)
+        start, end = max(0.0, float(seg.start) - offset), float(seg.end) - offset
+        shift = seg.seek / _FRAMES_PER_S if seek_words else offset
         words = tuple(
-            Word(w.word.strip(), _within(float(w.start), start, end),
-                 _within(float(w.end), start, end), float(w.probability))
+            Word(w.word.strip(), _within(float(w.start) - shift, start, end),
+                 _within(float(w.end) - shift, start, end), float(w.probability))
             for w in (seg.words or ())
         )
         segment = Segment(len(out), start, end, seg.text.strip(), words, _stats(seg))

@@ -1,0 +1,170 @@
+"""Speech recall of meeting transcription on every referenced recording in ../shared/data,
+and honest hallucination filtering (silence, hiss, noise and music give nothing).
+
+One module-scoped Whisper base (the meeting model) runs the meeting pipeline's
+``transcribe`` stage (decode + VAD, speech clips, batched decoding, second pass
+over unheard speech) once per recording; the tests read the results. Recall is
+the share of the reference speech time (RTTM turns within the UEM) that the
+returned segments cover: segments as :func:`~pipelines.meeting.align.align`
+groups the words, the speaker split aside (it moves no word in time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.meeting import speech_recall
+from pipelines.meeting.align import align
+from pipelines.meeting.pipeline import PLANNING_VAD, MeetingPipeline
+from pipelines.meeting.stages import decode_with_vad
+from tests.conftest import DATA_DIR
+from voice.diarize.rttm import read_rttm, read_uem
+from voice.stt import WhisperTranscriber
+from voice.stt.base import Word
+from voice.vad import make_classifier
+
+IN_TEST_MEETING = ("pyannote-audio/sample.wav", "assembled/assembled_meeting.wav")
+"""Scored on the whole pipeline's segments in tests/test_meeting.py (no second run here)."""
+RTTM_CLIPS = sorted(
+    str(p.with_suffix(".wav").relative_to(DATA_DIR))
+    for p in DATA_DIR.rglob("*.rttm")
+    if p.with_suffix(".wav").exists()
+)
+"""Every recording with reference speaker turns (AMI excerpts, sample, assembled, stereo).
+The gold single-speaker clips (no timings) are checked non-empty, with their WER, in
+tests/test_stt.py on the same batched clip decoding."""
+RECALL_BOUND = 0.90
+SHORT_OF_BOUND = {
+    "pyannote-audio/trn00.wav": "0.74-0.80: 1.4 s of far speech Silero scores under 0.15",
+    "pyannote-audio/trn01.wav": "0.00-0.08: 4 far remarks (3.3 s), 3 of them scored under 0.1"
+    " by Silero; Whisper hears 'Yeah' but at other times",
+    "pyannote-audio/trn02.wav": "0.54-0.59: one 0.7 s remark, Whisper's word times half off it",
+    "pyannote-audio/trn04.wav": "0.85-0.88: word times shorter than the reference turns",
+    "pyannote-audio/trn06.wav": "0.83 (0.91 with the old sequential decoding of 45-60 s windows):"
+    " greedy batched decoding ends a clip's text early; to investigate",
+}
+"""Measured with Whisper base int8 (see the bench); strict: a clip that starts passing
+fails the run until it leaves this table, and the bound itself is never lowered."""
+
+
+@dataclass
+class Heard:
+    words: list[Word]
+    duration: float
+    speech_s: float
+
+
+def _heard(pipeline: MeetingPipeline, path: Path) -> Heard:
+    audio = decode_with_vad(
+        path, make_classifier("silero"), PLANNING_VAD, lambda f: None, threading.Event()
+    )
+    words, *_ = asyncio.run(pipeline.transcribe_speech(audio))
+    return Heard(words, audio.duration, sum(e - s for s, e in audio.speech))
+
+
+@pytest.fixture(scope="module")
+def transcriber() -> WhisperTranscriber:
+    from voice.settings import load_settings
+
+    return WhisperTranscriber.from_settings(load_settings(stt_model="base"), False)
+
+
+@pytest.fixture(scope="module")
+def heard(transcriber: WhisperTranscriber) -> dict[str, Heard]:
+    pipeline = MeetingPipeline(transcriber, diarizer=None)  # type: ignore[arg-type]
+    return {
+        clip: _heard(pipeline, DATA_DIR / clip) for clip in RTTM_CLIPS if clip not in IN_TEST_MEETING
+    }
+
+
+def recall_of(clip: str, spans: list[tuple[float, float]], duration: float) -> float:
+    """Speech recall of returned ``spans`` (s) against ``clip``'s RTTM within its UEM."""
+    path = DATA_DIR / clip
+    turns = next(iter(read_rttm(path.with_suffix(".rttm")).values()))
+    uem = path.with_suffix(".uem")
+    regions = next(iter(read_uem(uem).values())) if uem.exists() else [(0.0, duration)]
+    return speech_recall(spans, turns, regions)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "clip",
+    [
+        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=SHORT_OF_BOUND[c]))
+        if c in SHORT_OF_BOUND
+        else c
+        for c in RTTM_CLIPS
+        if c not in IN_TEST_MEETING
+    ],
+)
+def test_returned_segments_cover_the_reference_speech(clip: str, heard: dict[str, Heard]) -> None:
+    result = heard[clip]
+    recall = recall_of(clip, [(s.start, s.end) for s in align(result.words, [])], result.duration)
+    print(f"\n{clip}: speech recall {recall:.3f} ({len(heard[clip].words)} words)")
+    assert recall >= RECALL_BOUND
+
+
+@pytest.mark.slow
+def test_no_recording_with_speech_comes_back_empty(heard: dict[str, Heard]) -> None:
+    assert len(heard) >= 10
+    assert [clip for clip, result in heard.items() if not result.words] == []
+
+
+# --- nothing from silence, noise or music ------------------------------------------
+
+RATE = 16000
+
+
+def _music(seconds: float) -> np.ndarray:
+    """A plucked arpeggio with harmonics and a bass line, a note every 0.5 s."""
+    t = np.arange(round(0.5 * RATE)) / RATE
+    notes = [220.0, 277.18, 329.63, 440.0, 392.0, 329.63, 293.66, 246.94]
+    out = []
+    for i in range(round(seconds / 0.5)):
+        f0, env = notes[i % len(notes)], np.exp(-3 * t)
+        tone = sum(a * np.sin(2 * np.pi * f0 * h * t) for h, a in ((1, 1), (2, .5), (3, .3)))
+        out.append(env * (tone + 0.4 * np.sin(np.pi * f0 * t)))
+    audio = np.concatenate(out)
+    return (0.2 * audio / np.abs(audio).max()).astype(np.float32)
+
+
+def _signals() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    brown = np.cumsum(rng.standard_normal(10 * RATE))
+    brown -= np.convolve(brown, np.ones(400) / 400, "same")
+    return {
+        "silence": np.zeros(10 * RATE, np.float32),
+        "hiss": (0.003 * rng.standard_normal(10 * RATE)).astype(np.float32),
+        "rumble": (0.05 * brown / np.abs(brown).max()).astype(np.float32),
+        "music": _music(10.0),
+    }
+
+
+@pytest.mark.slow
+def test_silence_noise_and_music_give_nothing(
+    transcriber: WhisperTranscriber, tmp_path: Path
+) -> None:
+    """Through the whole stage (the VAD finds no speech), and straight through the
+    batched decoder too, so its own filter is tested (digital silence is where Whisper
+    'hears' "you")."""
+    signals = _signals()
+    pipeline = MeetingPipeline(transcriber, diarizer=None)  # type: ignore[arg-type]
+    for name, audio in signals.items():
+        path = tmp_path / f"{name}.wav"
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(RATE)
+            out.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+        assert _heard(pipeline, path).words == [], name
+    direct = transcriber.transcribe_clips(list(signals.values()), word_timestamps=True)
+    assert {name: r.text for name, r in zip(signals, direct, strict=True)} == dict.fromkeys(
+        signals, ""
+    )
