@@ -24,7 +24,6 @@ from rich.table import Table
 from voice.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
-    from pipelines.meeting.summarize import SummaryOptions
     from pipelines.meeting.worker_models import BatchModels
 
 app = typer.Typer(help="Self-hosted realtime voice agent server.", no_args_is_help=True)
@@ -294,6 +293,7 @@ async def _run_worker(settings: Settings, concurrency: int, preload: bool) -> No
     from pipelines.meeting.job_files import JobFiles
     from pipelines.meeting.meeting_jobs import meeting_runner
     from pipelines.meeting.pg_worker import run_worker
+    from pipelines.meeting.summarize import SummaryOptions
     from pipelines.meeting.test_hooks import hooked
     from pipelines.meeting.worker_models import BatchModels
     from web.operations.observability import with_job_ids
