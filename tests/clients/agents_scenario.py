@@ -15,9 +15,10 @@ the item); a handoff to a second agent, which answers the next turn.
 
 ``--defaults``: the short scenario for a server on its embedded defaults (a tiny model
 whose words are not asserted): the session's ``tool_choice`` names ``get_weather``, so
-the first typed question is answered by the agent's tool (whose body lifts the forced
-choice, as a forced answer would otherwise be a call again) and its result spoken; then
-a typed turn and the spoken turn.
+the first typed question is answered by the agent's tool, whose body lifts the forced
+choice (the answer would be a call again) and caps replies at ``SHORT_REPLY_TOKENS``, and
+its result spoken; then a typed turn and the spoken turn. The call itself may take
+``CALL_TOKENS`` (a call cut short would be invalid JSON).
 Each step waits at most ``STEP_TIMEOUT_S``; a step that times out is recorded in
 ``timeouts`` and the next one runs. Only the standard library and the framework are used.
 """
@@ -31,7 +32,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from agents import function_tool
 from agents.realtime import RealtimeAgent, RealtimeRunner, realtime_handoff
@@ -44,17 +45,24 @@ CHUNK_MS = 40
 
 
 FORCED_CHOICE = ToolChoiceFunction(type="function", name="get_weather")
+CALL_TOKENS = 48
 SHORT_REPLY_TOKENS = 16
+"""The tiny model's replies are cut here, to keep the scenario short (they end incomplete)."""
 forced: list[Any] = []
 """The session whose ``tool_choice`` names ``get_weather`` (``--defaults``), until called."""
 
+City = Literal["Oslo", "Paris", "London"]
+"""A closed set: a grammar-forced call then always closes its string (a tiny model, free
+to write any city, sometimes never ends the string and the call is invalid JSON)."""
+
 
 @function_tool
-async def get_weather(city: str) -> str:
+async def get_weather(city: City) -> str:
     """The weather in a city."""
     if forced:  # answer the call in words: a choice still naming the tool would call it again
         lift = {"type": "session.update",
-                "other_data": {"session": {"type": "realtime", "tool_choice": "none"}}}
+                "other_data": {"session": {"type": "realtime", "tool_choice": "none",
+                                           "max_output_tokens": SHORT_REPLY_TOKENS}}}
         await forced.pop().model.send_event(RealtimeModelSendRawMessage(message=lift))
     return f"It is sunny and 21 degrees in {city}."
 
@@ -210,6 +218,12 @@ def summary(recorder: Recorder, failure: str | None) -> dict[str, Any]:
         for r in raw
         if r.get("type") == "conversation.item.input_audio_transcription.completed"
     ]
+    calls = [
+        r.get("item", {})
+        for r in raw
+        if r.get("type") == "response.output_item.done"
+        and r.get("item", {}).get("type") == "function_call"
+    ]
     spoken_replies = [
         r.get("transcript", "") for r in raw if r.get("type") == "response.output_audio_transcript.done"
     ]
@@ -225,12 +239,8 @@ def summary(recorder: Recorder, failure: str | None) -> dict[str, Any]:
             (r.get("response") or {}).get("status") for r in raw if r.get("type") == "response.done"
         ],
         "tools": [[e.tool.name, e.output] for e in recorder.events if e.type == "tool_end"],
-        "function_calls": [
-            r.get("item", {}).get("name")
-            for r in raw
-            if r.get("type") == "response.output_item.done"
-            and r.get("item", {}).get("type") == "function_call"
-        ],
+        "function_calls": [item.get("name") for item in calls],
+        "call_arguments": [item.get("arguments") for item in calls],
         "handoffs": [
             [e.from_agent.name, e.to_agent.name] for e in recorder.events if e.type == "handoff"
         ],
@@ -243,9 +253,7 @@ def summary(recorder: Recorder, failure: str | None) -> dict[str, Any]:
 
 async def main(url: str, api_key: str, pcm: bytes, defaults: bool) -> dict[str, Any]:
     recorder = Recorder()
-    settings: Any = (
-        {"tool_choice": FORCED_CHOICE, "max_output_tokens": SHORT_REPLY_TOKENS} if defaults else {}
-    )
+    settings: Any = {"tool_choice": FORCED_CHOICE, "max_output_tokens": CALL_TOKENS} if defaults else {}
     runner = RealtimeRunner(assistant, config={"model_settings": settings})
     failure = None
     try:
