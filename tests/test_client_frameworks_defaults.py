@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.client_frameworks import run_scenario, write_pcm
+from tests.client_frameworks import scenario_result, start_scenario, write_pcm
 from tests.conftest import reference_text
 from tests.servers import ServerThread
 from tests.test_realtime_ws import pcm24k, wer
@@ -26,18 +26,36 @@ SUNNY = "It is sunny and 21 degrees in "  # what agents_scenario.py's get_weathe
 
 
 @pytest.fixture(scope="module")
-def agents(embedded_defaults: ServerThread, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def runs(
+    embedded_defaults: ServerThread, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, dict[str, Any]]:
+    """Both scenarios, run at the same time (they wait on the server by turns)."""
+    folder = tmp_path_factory.mktemp("frameworks")
     # 2 s of trailing silence, and the scenario's microphone keeps sending silence after it
-    pcm = write_pcm(tmp_path_factory.mktemp("agents") / "spoken.pcm", pcm24k(QUESTION, 2.0))
-    url = f"{embedded_defaults.ws_url}/v1/realtime?model=voice-agent"
-    return run_scenario("agents_scenario.py", url, "unused", str(pcm), "--defaults")
+    spoken = write_pcm(folder / "spoken.pcm", pcm24k(QUESTION, 2.0))
+    ptt = write_pcm(folder / "ptt.pcm", pcm24k(PUSH_TO_TALK, 0.3))
+    ws_url = f"{embedded_defaults.ws_url}/v1/realtime?model=voice-agent"
+    agents = start_scenario("agents_scenario.py", ws_url, "unused", str(spoken), "--defaults")
+    livekit = start_scenario(
+        "livekit_scenario.py", f"{embedded_defaults.http_url}/v1", "unused", str(ptt), "--defaults"
+    )
+    try:
+        return {"agents": scenario_result(agents), "livekit": scenario_result(livekit)}
+    finally:
+        for running in (agents, livekit):
+            if running.poll() is None:
+                running.kill()
+                running.communicate()
 
 
-@pytest.fixture(scope="module")
-def livekit(embedded_defaults: ServerThread, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    pcm = write_pcm(tmp_path_factory.mktemp("livekit") / "ptt.pcm", pcm24k(PUSH_TO_TALK, 0.3))
-    url = f"{embedded_defaults.http_url}/v1"
-    return run_scenario("livekit_scenario.py", url, "unused", str(pcm), "--defaults")
+@pytest.fixture
+def agents(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return runs["agents"]
+
+
+@pytest.fixture
+def livekit(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return runs["livekit"]
 
 
 def test_openai_agents_completes_its_turns_on_the_embedded_defaults(agents: dict[str, Any]) -> None:
