@@ -24,28 +24,41 @@ def write_pcm(path: Path, pcm: np.ndarray) -> Path:
     return path
 
 
-def run_scenario(script: str, *args: str, timeout_s: float = 300.0) -> dict[str, Any]:
-    """Run ``tests/clients/<script>`` with ``args`` and return its JSON summary.
-
-    Blocking (a subprocess); the servers it talks to run in their own threads.
-    Fails the test with the script's stderr when it crashes, prints no JSON or runs
-    past ``timeout_s``.
-    """
+def start_scenario(script: str, *args: str) -> subprocess.Popen[str]:
+    """Start ``tests/clients/<script>`` with ``args``; :func:`scenario_result` reads it.
+    Several may run at once (their servers' work then overlaps)."""
     if not CLIENTS_PYTHON.exists():
         pytest.fail(f"{CLIENTS_PYTHON} is missing: run `bash scripts/setup.sh --test`")
+    return subprocess.Popen(
+        [str(CLIENTS_PYTHON), str(SCENARIOS / script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def scenario_result(running: subprocess.Popen[str], timeout_s: float = 300.0) -> dict[str, Any]:
+    """The JSON summary of a started scenario.
+
+    Blocking (waits for the subprocess); the servers it talks to run in their own threads.
+    Fails the test with the script's stderr when it crashes, prints no JSON or runs
+    past ``timeout_s`` (then it is killed).
+    """
+    script = Path(str(running.args[1])).name
     try:
-        done = subprocess.run(
-            [str(CLIENTS_PYTHON), str(SCENARIOS / script), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as late:
-        stderr = late.stderr.decode(errors="replace") if isinstance(late.stderr, bytes) else ""
+        stdout, stderr = running.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        running.kill()
+        _, stderr = running.communicate()
         pytest.fail(f"{script} ran past {timeout_s:g} s:\n{stderr[-4000:]}")
-    if done.returncode != 0 or not done.stdout.strip():
-        pytest.fail(f"{script} exited with {done.returncode}:\n{done.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(done.stdout)
-    result["stderr"] = done.stderr[-8000:]
+    if running.returncode != 0 or not stdout.strip():
+        pytest.fail(f"{script} exited with {running.returncode}:\n{stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(stdout)
+    result["stderr"] = stderr[-8000:]
     return result
+
+
+def run_scenario(script: str, *args: str, timeout_s: float = 300.0) -> dict[str, Any]:
+    """Run ``tests/clients/<script>`` with ``args`` and return its JSON summary
+    (:func:`start_scenario`, then :func:`scenario_result`)."""
+    return scenario_result(start_scenario(script, *args), timeout_s)

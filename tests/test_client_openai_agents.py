@@ -37,8 +37,10 @@ def run(
         Turn.say("Paris is sunny and 21 degrees.", when=after_tool_result("sunny and 21")),
         Turn.say("It is warm and bright today.", when=user_says("weather like")),
         Turn.say(LONG_REPLY, when=user_says("very long tale")),
-        # twice: under load the end-of-turn pause may start a speculative request whose
-        # transcript the final one then differs from; it is discarded, but it took a turn
+        # twice: the barge-in (the same recording again) is attributed to a second
+        # speaker, so the committed turn reads "[Speaker 2] ..." under a system prompt
+        # that now marks speakers, and the speculative request started at the pause
+        # (unlabelled) is discarded and asked again: each request takes a turn
         *[Turn.say("Still warm and bright.", when=user_says("weather like"))] * 2,
         Turn.call("transfer_to_billing_agent", {}, when=user_says("invoice")),
         Turn.say("Billing here. What is on your invoice?", when=after_tool_result("Billing")),

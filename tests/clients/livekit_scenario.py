@@ -3,7 +3,7 @@ its ``RealtimeSession`` is driven directly, as ``AgentSession`` drives it. Print
 
 Run by ``tests/test_client_livekit.py`` with ``.venv-clients/bin/python``::
 
-    livekit_scenario.py HTTP_BASE_URL API_KEY PUSH_TO_TALK.pcm
+    livekit_scenario.py HTTP_BASE_URL API_KEY PUSH_TO_TALK.pcm [--defaults]
 
 ``HTTP_BASE_URL`` is ``http://127.0.0.1:PORT/v1`` (the plugin turns it into the WebSocket
 URL); ``PUSH_TO_TALK.pcm`` is 24 kHz mono 16-bit little-endian speech. Steps, each bounded
@@ -17,6 +17,12 @@ by ``STEP_TIMEOUT_S`` and recorded in ``failures`` when it fails, the next one r
    session, which declared only ``get_weather``, must see no call to run;
 4. ``push_to_talk``: a second session with turn detection off: the recording pushed as
    frames, ``commit_audio()``, then at once ``generate_reply()``.
+
+``--defaults``, for a server on its embedded defaults (a tiny model whose words are not
+asserted): no ``server_tool`` step, and the ``tool`` step forces the call with
+``generate_reply(tool_choice=...)`` naming ``get_weather``, then answers with
+``tool_choice="none"``. Replies are not capped: the plugin raises a ``RealtimeError``
+for a response that ends ``incomplete`` at ``max_output_tokens``.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import asyncio
 import json
 import sys
 import traceback
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from livekit import rtc
@@ -35,10 +41,15 @@ from livekit.plugins.openai.realtime import RealtimeModel
 STEP_TIMEOUT_S = 45.0
 RATE = 24000
 FRAME_SAMPLES = RATE // 50  # 20 ms frames, as a room track delivers them
+FORCED: Any = {"type": "function", "function": {"name": "get_weather"}}
+
+City = Literal["Oslo", "Paris", "London"]
+"""A closed set: a grammar-forced call then always closes its string (a tiny model, free
+to write any city, sometimes never ends the string and the call is invalid JSON)."""
 
 
 @llm.function_tool
-async def get_weather(city: str) -> str:
+async def get_weather(city: City) -> str:
     """The weather in a city."""
     return f"It is snowy and minus 3 degrees in {city}."
 
@@ -66,9 +77,9 @@ class Watch:
             self.server_errors.append(event.get("error"))
 
 
-async def reply(session: Any) -> dict[str, Any]:
-    """``generate_reply()`` and everything the generation then delivers."""
-    generation = await session.generate_reply()
+async def reply(session: Any, **options: Any) -> dict[str, Any]:
+    """``generate_reply(**options)`` and everything the generation then delivers."""
+    generation = await session.generate_reply(**options)
     out: dict[str, Any] = {"user_initiated": generation.user_initiated, "text": "",
                            "audio_frames": 0, "calls": []}
     async for message in generation.message_stream:
@@ -94,10 +105,10 @@ async def greeting(session: Any) -> dict[str, Any]:
     return await reply(session)
 
 
-async def tool(session: Any) -> dict[str, Any]:
+async def tool(session: Any, forced: bool) -> dict[str, Any]:
     await session.update_tools([get_weather])
     await tell(session, "What is the weather in Oslo?")
-    asked = await reply(session)
+    asked = await reply(session, **({"tool_choice": FORCED} if forced else {}))
     calls = asked.pop("calls")
     result: dict[str, Any] = {"calls": [[c.name, json.loads(c.arguments)] for c in calls]}
     if not calls:
@@ -110,7 +121,7 @@ async def tool(session: Any) -> dict[str, Any]:
                                    is_error=False)
         )
     await session.update_chat_ctx(ctx)
-    answer = await reply(session)
+    answer = await reply(session, **({"tool_choice": "none"} if forced else {}))
     answer.pop("calls")
     result["answer"] = answer
     return result
@@ -142,7 +153,7 @@ async def step(failures: dict[str, str], name: str, work: Any) -> Any:
         return None
 
 
-async def main(base_url: str, api_key: str, pcm: bytes) -> dict[str, Any]:
+async def main(base_url: str, api_key: str, pcm: bytes, defaults: bool) -> dict[str, Any]:
     failures: dict[str, str] = {}
     results: dict[str, Any] = {}
     async with aiohttp.ClientSession() as http:
@@ -152,8 +163,9 @@ async def main(base_url: str, api_key: str, pcm: bytes) -> dict[str, Any]:
         watch = Watch(session)
         try:
             results["greeting"] = await step(failures, "greeting", greeting(session))
-            results["tool"] = await step(failures, "tool", tool(session))
-            results["server_tool"] = await step(failures, "server_tool", server_tool(session))
+            results["tool"] = await step(failures, "tool", tool(session, forced=defaults))
+            if not defaults:
+                results["server_tool"] = await step(failures, "server_tool", server_tool(session))
         finally:
             await session.aclose()
         ptt_model = RealtimeModel(model="voice-agent", base_url=base_url, api_key=api_key,
@@ -180,4 +192,5 @@ async def main(base_url: str, api_key: str, pcm: bytes) -> dict[str, Any]:
 if __name__ == "__main__":
     with open(sys.argv[3], "rb") as f:
         audio = f.read()
-    json.dump(asyncio.run(main(sys.argv[1], sys.argv[2], audio)), sys.stdout, default=str)
+    result = asyncio.run(main(sys.argv[1], sys.argv[2], audio, "--defaults" in sys.argv[4:]))
+    json.dump(result, sys.stdout, default=str)
