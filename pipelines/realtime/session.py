@@ -518,7 +518,7 @@ class RealtimeSession:
     async def _report_latency(self, latency: TurnLatency, response_id: str) -> None:
         fields = latency.event_fields(response_id)
         self.latencies.append(fields)
-        log.info("turn latency %s", fields["latency_ms"])
+        log.info("turn latency %s (speculative: %s)", fields["latency_ms"], latency.speculative)
         await self.emitter.emit("voice.latency", **fields)
 
     # --- barge-in (called by the input side) ------------------------------------
