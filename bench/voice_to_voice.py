@@ -135,6 +135,8 @@ async def one_clip(client: AsyncOpenAI, clip: Clip, semantic: bool) -> dict[str,
         responses = committed = open_responses = 0
         last_done: float | None = None
         waterfalls: list[dict[str, Any]] = []
+        pieces: list[str] = []
+        heard = ""
         timed_out = False
         try:
             while True:
@@ -164,6 +166,10 @@ async def one_clip(client: AsyncOpenAI, clip: Clip, semantic: bool) -> dict[str,
                     open_responses = max(0, open_responses - 1)
                     statuses.append(str(event.response.status))
                     last_done = now
+                elif event.type == "response.output_audio_transcript.delta":
+                    pieces.append(event.delta)
+                elif event.type == "conversation.item.input_audio_transcription.completed":
+                    heard = event.transcript
                 elif event.type == "input_audio_buffer.committed":
                     committed += 1
                 elif isinstance(event, RealtimeErrorEvent):
@@ -185,6 +191,8 @@ async def one_clip(client: AsyncOpenAI, clip: Clip, semantic: bool) -> dict[str,
         "timed_out": timed_out,
         "errors": errors,
         "waterfall_ms": waterfalls[0] if waterfalls else None,
+        "heard": heard,
+        "reply_pieces": pieces[:3],
         "speculative": any(SPECULATION.flags[logged:]) if len(SPECULATION.flags) > logged else None,
     }
 
@@ -239,7 +247,7 @@ async def run(base_url: str, names: dict[str, list[str]], semantic: bool) -> dic
         for name in clips:
             rows.append(await one_clip(client, prepare(name), semantic))
             print({k: rows[-1][k] for k in ("clip", "v2v_ms", "responses", "statuses", "speculative",
-                                             "waterfall_ms")}, flush=True)
+                                             "waterfall_ms", "heard", "reply_pieces")}, flush=True)
         results[group] = {"clips": rows, "summary": summary(rows)}
     return results
 
