@@ -472,6 +472,10 @@ class InputAudio:
             return
         self._speculated_at = pending
         self._reset_pause()
+        if self._voice is not None:  # the voice's tail is embedded while the silence lasts
+            self._voice.resume()
+            if pending is not None:
+                self._voice.pause()
         if self._speculation is not None:
             self._speculation.cancel()
             self._speculation = None
