@@ -131,7 +131,8 @@ def _open_audio(
                 raise AudioDecodeError("empty", "0 bytes")
             family = media_family(head)
         try:
-            container = av.open(file, "r")
+            # tags are untrusted bytes: undecodable ones are replaced, never an exception
+            container = av.open(file, "r", metadata_errors="replace")
         except av.error.FFmpegError as exc:
             raise _open_failure(exc, family, file, start) from exc
         with container:
