@@ -27,7 +27,6 @@ import openai
 from openai import AsyncStream
 from openai.types.chat import ChatCompletionChunk
 
-from voice.cpu_budget import process_slots
 from voice.llm.assembler import StreamAssembler
 from voice.llm.events import LlmError, LlmEvent
 from voice.llm.failures import backoff_s, classify, rejects
@@ -67,10 +66,6 @@ class LlmOptions:
     named_tool_choice_only: bool = False
     """The endpoint forces a tool call only for a named function (llama-cpp-python's
     server): ``tool_choice="required"`` is rewritten (:mod:`voice.llm.forced_call`)."""
-    local_threads: int = 0
-    """Threads the endpoint runs on this machine's cores (the embedded server): they count
-    in the process CPU budget (:data:`voice.cpu_budget.process_slots`) while a request
-    streams, and leave the cores to the other models while it is idle. 0 = remote."""
 
     @classmethod
     def from_settings(
@@ -165,10 +160,9 @@ class ChatClient:
                 names = {t["function"]["name"] for t in tools or ()}
                 events = read_call(self._stream(messages, None, "auto", temperature, max_tokens,
                                                 deadline, limit, forced.response_format()), names)
-            with process_slots.reserve(self.options.local_threads):
-                async with contextlib.aclosing(events):
-                    async for event in events:
-                        yield event
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    yield event
         finally:
             self.gate.release()
 
