@@ -43,7 +43,7 @@ from voice.llm import (
     registry_from_names,
     resolve_gguf,
 )
-from voice.llm.forced_call import adapt, read_call
+from voice.llm.forced_call import MAX_STRING_CHARS, adapt, read_call
 from voice.settings import load_settings
 
 USER = [{"role": "user", "content": "What is the weather like in Paris today?"}]
@@ -621,14 +621,26 @@ async def test_embedded_llama_server_streams_a_reply(capsys: pytest.CaptureFixtu
 
 
 async def test_a_forced_call_is_rewritten_for_a_named_only_endpoint() -> None:
-    one = TWO_TOOLS[:1]
-    assert adapt(one, "required") == (
-        {"type": "function", "function": {"name": "get_weather"}}, None)
     assert adapt(TWO_TOOLS, "auto") == ("auto", None)
+    assert adapt(None, "required") == ("required", None)
     choice, forced = adapt(TWO_TOOLS, "required")
     assert choice == "none" and forced is not None
     options = forced.response_format()["schema"]["anyOf"]
     assert [o["properties"]["name"]["const"] for o in options] == ["get_weather", "get_time"]
+    # Free text is bounded so a rambling model stops; the caller's schema is not changed.
+    city = options[0]["properties"]["arguments"]["properties"]["city"]
+    assert city == {"type": "string", "maxLength": MAX_STRING_CHARS}
+    assert "maxLength" not in TWO_TOOLS[0]["function"]["parameters"]["properties"]["city"]
+    # The model is told what it is writing, after the conversation.
+    told = forced.messages([{"role": "user", "content": "hi"}])
+    assert told[-1]["role"] == "system" and "get_weather: The weather in a city." in told[-1]["content"]
+    # A named function: that one alone, even when it is one of several.
+    named = {"type": "function", "function": {"name": "get_time"}}
+    choice, only = adapt(TWO_TOOLS, named)
+    assert choice == "none" and only is not None
+    assert only.schema["properties"]["name"] == {"const": "get_time"}
+    with pytest.raises(ValueError, match="rm_rf"):
+        adapt(TWO_TOOLS, {"type": "function", "function": {"name": "rm_rf"}})
 
     async def reply(*texts: str) -> AsyncIterator[LlmEvent]:
         for text in texts:
@@ -642,3 +654,15 @@ async def test_a_forced_call_is_rewritten_for_a_named_only_endpoint() -> None:
     for bad in ('{"name": "rm_rf", "arguments": {}}', "Sure! The weather is"):
         with pytest.raises(LlmError, match="forced tool call"):
             [e async for e in read_call(reply(bad), names)]
+    # A raw newline inside a string (the grammar allows it) still gives valid JSON.
+    raw = '{"name": "get_weather", "arguments": {"city": "Paris\nFrance"}}'
+    call = [e async for e in read_call(reply(raw), names)][0]
+    assert isinstance(call, ToolCallRequest)
+    assert json.loads(call.arguments) == {"city": "Paris\nFrance"}
+
+    async def cut(text: str) -> AsyncIterator[LlmEvent]:
+        yield TextDelta(text)
+        yield Completion("length", 10, 64)
+
+    with pytest.raises(LlmError, match="cut off at the token limit"):
+        [e async for e in read_call(cut('{"name": "get_weather", "arguments": {"city": "Pa'), names)]

@@ -64,8 +64,9 @@ class LlmOptions:
     max_concurrent: int = 0
     queue_timeout_s: float = 120.0
     named_tool_choice_only: bool = False
-    """The endpoint forces a tool call only for a named function (llama-cpp-python's
-    server): ``tool_choice="required"`` is rewritten (:mod:`voice.llm.forced_call`)."""
+    """The endpoint's own forcing of tool calls cannot be trusted (llama-cpp-python's
+    server): a ``required`` or named ``tool_choice`` is sent as a JSON-schema
+    response format instead (:mod:`voice.llm.forced_call`)."""
 
     @classmethod
     def from_settings(
@@ -150,16 +151,20 @@ class ChatClient:
                 f"({self.gate.waiting} requests queued): it is over capacity") from None
         deadline = loop.time() + limit
         forced: ForcedCall | None = None
-        if self.options.named_tool_choice_only:
-            tool_choice, forced = adapt(tools, tool_choice)
         try:
+            if self.options.named_tool_choice_only:
+                try:
+                    tool_choice, forced = adapt(tools, tool_choice)
+                except ValueError as exc:
+                    raise LlmError("bad_request", str(exc)) from None
             if forced is None:
                 events = self._stream(messages, tools, tool_choice, temperature, max_tokens,
                                       deadline, limit)
             else:
                 names = {t["function"]["name"] for t in tools or ()}
-                events = read_call(self._stream(messages, None, "auto", temperature, max_tokens,
-                                                deadline, limit, forced.response_format()), names)
+                events = read_call(self._stream(forced.messages(messages), None, "auto",
+                                                temperature, max_tokens, deadline, limit,
+                                                forced.response_format()), names)
             async with contextlib.aclosing(events):
                 async for event in events:
                     yield event

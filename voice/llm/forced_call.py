@@ -1,13 +1,15 @@
-"""A tool call forced on an endpoint whose grammar honours only a named function.
+"""A tool call forced on an endpoint whose grammar we drive ourselves.
 
-llama-cpp-python's server (the embedded LLM) constrains its output to a valid call
-only when ``tool_choice`` names a function; ``"required"`` would be ignored and the
-model free to answer in prose. :func:`adapt` rewrites the request: with one tool,
-``required`` becomes that tool's name; with several, the request carries no tools
-and asks for a JSON object ``{"name": ..., "arguments": {...}}`` matching one of
-them (a JSON-schema response format, which that server compiles to a grammar), and
-:func:`read_call` turns the reply back into a :class:`ToolCallRequest`. Pure
-functions plus one async generator; no I/O of their own.
+llama-cpp-python's server (the embedded LLM) honours ``tool_choice="required"`` not
+at all, and a named function only through a grammar that lets strings hold raw
+control characters and run on until the token limit, with no word to the model
+that it is calling a function. :func:`adapt` therefore turns every forced choice
+(``required``, or a named function) into a request that carries no tools, a short
+system instruction naming the callable tools, and a JSON-schema response format
+``{"name": ..., "arguments": {...}}`` (which that server compiles to a grammar) with
+free-text strings bounded to :data:`MAX_STRING_CHARS`. :func:`read_call` turns the
+reply back into a :class:`ToolCallRequest` whose arguments are always valid JSON.
+Pure functions plus one async generator; no I/O of their own.
 """
 
 from __future__ import annotations
@@ -20,37 +22,89 @@ from typing import Any
 
 from voice.llm.events import Completion, LlmError, LlmEvent, TextDelta, ToolCallRequest
 
+MAX_STRING_CHARS = 256
+"""Longest free-text string argument the grammar allows (characters): a small model
+that rambles inside a string stops there instead of at the token limit."""
+
+_STRING_BOUNDS = ("maxLength", "enum", "const", "format", "pattern")
+
 
 @dataclass(frozen=True)
 class ForcedCall:
     """A call to be read from a JSON reply constrained by :attr:`schema`."""
 
     schema: dict[str, Any]
+    instruction: str
+    """A system message telling the model which call it is writing."""
 
     def response_format(self) -> dict[str, Any]:
         return {"type": "json_object", "schema": self.schema}
+
+    def messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The conversation with :attr:`instruction` as its last message."""
+        return [*messages, {"role": "system", "content": self.instruction}]
 
 
 def adapt(
     tools: list[dict[str, Any]] | None, tool_choice: str | dict[str, Any]
 ) -> tuple[str | dict[str, Any], ForcedCall | None]:
-    """The tool choice to send, and the forced call to read back (None: a normal request)."""
-    if tool_choice != "required" or not tools:
+    """The tool choice to send, and the forced call to read back (None: a normal request).
+
+    Raises ``ValueError`` when ``tool_choice`` names a function that is not in ``tools``.
+    """
+    callable_tools = _forced_tools(tools or [], tool_choice)
+    if not callable_tools:
         return tool_choice, None
-    if len(tools) == 1:
-        return {"type": "function", "function": {"name": tools[0]["function"]["name"]}}, None
     options = [
         {
             "type": "object",
             "properties": {
                 "name": {"const": tool["function"]["name"]},
-                "arguments": tool["function"].get("parameters") or {"type": "object"},
+                "arguments": bounded(tool["function"].get("parameters") or {"type": "object"}),
             },
             "required": ["name", "arguments"],
         }
-        for tool in tools
+        for tool in callable_tools
     ]
-    return "none", ForcedCall({"anyOf": options})
+    schema = options[0] if len(options) == 1 else {"anyOf": options}
+    listing = "\n".join(
+        f"- {tool['function']['name']}: {tool['function'].get('description') or ''}".rstrip(": ")
+        for tool in callable_tools
+    )
+    instruction = (
+        "Answer now with a function call and nothing else: a JSON object "
+        '{"name": <function>, "arguments": {...}} with the arguments taken from the '
+        f"conversation. Functions:\n{listing}"
+    )
+    return "none", ForcedCall(schema, instruction)
+
+
+def _forced_tools(
+    tools: list[dict[str, Any]], tool_choice: str | dict[str, Any]
+) -> list[dict[str, Any]]:
+    if not tools:
+        return []
+    if tool_choice == "required":
+        return tools
+    if isinstance(tool_choice, dict) and tool_choice.get("type") == "function":
+        name = (tool_choice.get("function") or {}).get("name")
+        named = [t for t in tools if t["function"]["name"] == name]
+        if not named:
+            raise ValueError(f"tool_choice names {name!r}, which is not among the tools")
+        return named
+    return []
+
+
+def bounded(schema: Any) -> Any:
+    """A copy of a JSON schema whose unbounded strings have ``maxLength``."""
+    if isinstance(schema, list):
+        return [bounded(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    copy = {key: bounded(value) for key, value in schema.items()}
+    if copy.get("type") == "string" and not any(key in copy for key in _STRING_BOUNDS):
+        copy["maxLength"] = MAX_STRING_CHARS
+    return copy
 
 
 async def read_call(
@@ -58,7 +112,8 @@ async def read_call(
 ) -> AsyncGenerator[LlmEvent, None]:
     """The events of a forced-call reply: its JSON text becomes one tool call (of one
     of ``names``) before the :class:`Completion`. Raises :class:`LlmError`
-    (``bad_response``) when the reply is not such a call."""
+    (``bad_response``) when the reply is not such a call, or was cut off before it
+    ended."""
     text: list[str] = []
     completion: Completion | None = None
     async for event in events:
@@ -70,10 +125,13 @@ async def read_call(
             yield event
     reply = "".join(text)
     try:
-        data = json.loads(reply)
+        # strict=False: a grammar-made string may hold a raw newline or tab.
+        data = json.loads(reply, strict=False)
         name, arguments = data["name"], data["arguments"]
     except (ValueError, TypeError, KeyError):
-        raise LlmError("bad_response", f"the forced tool call is not valid: {reply[:200]!r}") from None
+        cut = completion is not None and completion.finish_reason == "length"
+        reason = "was cut off at the token limit" if cut else "is not valid"
+        raise LlmError("bad_response", f"the forced tool call {reason}: {reply[:200]!r}") from None
     if name not in names or not isinstance(arguments, dict):
         raise LlmError("bad_response", f"the forced tool call names no declared tool: {name!r}")
     yield ToolCallRequest(f"call_{secrets.token_hex(8)}", name, json.dumps(arguments))
