@@ -180,11 +180,19 @@ def _mono_pcm(
     rate: int,
     problems: list[Exception],
 ) -> Iterator[np.ndarray]:
-    """float32 mono pieces at ``rate`` Hz, in order, of whatever length the decoder gives."""
+    """float32 mono pieces at ``rate`` Hz, in order, of whatever length the decoder gives.
+    A frame the converter refuses (a damaged file's nonsense layout or rate) is
+    skipped and appended to ``problems``; the next frame gets a fresh converter."""
     to_float = av.AudioResampler(format="fltp")  # keeps layout and rate
     resampler: StreamResampler | None = None
     for frame in _frames(container, stream, problems):
-        for planar in to_float.resample(frame):
+        try:
+            planars = to_float.resample(frame)
+        except (av.error.FFmpegError, ValueError) as exc:
+            problems.append(exc)
+            to_float = av.AudioResampler(format="fltp")
+            continue
+        for planar in planars:
             mono = planar.to_ndarray().mean(axis=0, dtype=np.float32)
             if resampler is None or resampler.src_rate != planar.sample_rate:
                 if resampler is not None:
