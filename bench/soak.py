@@ -79,7 +79,8 @@ class SoakFigures:
 
 
 @contextlib.contextmanager
-def serve(llm_url: str, workdir: Path, port: int) -> Iterator[str]:
+def serve(llm_url: str, workdir: Path, port: int,
+          trim_interval_s: float = TRIM_INTERVAL_S) -> Iterator[str]:
     """``voice serve`` on 127.0.0.1:``port`` with JSON logs in ``workdir/server.log``."""
     env = {
         **os.environ,
@@ -90,7 +91,7 @@ def serve(llm_url: str, workdir: Path, port: int) -> Iterator[str]:
         "VOICE_LOG_LEVEL": "info",
         "VOICE_HOST": "127.0.0.1",
         "VOICE_PORT": str(port),
-        "VOICE_HEAP_TRIM_INTERVAL_S": str(TRIM_INTERVAL_S),
+        "VOICE_HEAP_TRIM_INTERVAL_S": str(trim_interval_s),
     }
     log = (workdir / "server.log").open("w")
     proc = subprocess.Popen(
@@ -244,7 +245,8 @@ async def sample_rss(url: str, fig: SoakFigures, every_s: float = 5.0) -> None:
 
 
 async def run_load(url: str, *, duration_s: float, rounds: int, sessions: int, drop_p: float,
-                   seed: int, meetings: bool, fig: SoakFigures) -> None:
+                   seed: int, meetings: bool, fig: SoakFigures,
+                   trim_interval_s: float = TRIM_INTERVAL_S) -> None:
     clips = [prepare(q, pad_s=1.0) for q in QUESTIONS]
     rng = random.Random(seed)
     # Warm-up: concurrent answered turns and one meeting job, so every model is loaded
@@ -257,7 +259,7 @@ async def run_load(url: str, *, duration_s: float, rounds: int, sessions: int, d
         warm = (await client.post("/v1/meetings", files=files, data={"summarize": "false"})).json()
     warm_fig = SoakFigures(jobs={warm["id"]: "open"})
     await settle_jobs(url, warm_fig, 180)
-    await asyncio.sleep(TRIM_INTERVAL_S + 1)
+    await asyncio.sleep(trim_interval_s + 1)
     fig.before = await settle_server(url, baseline_tasks=float("inf"), timeout_s=5)
     # Equal rounds, each ending idle: a leak keeps growing round after round, while
     # caches and allocator high-water marks settle in the first.
@@ -276,7 +278,7 @@ async def run_load(url: str, *, duration_s: float, rounds: int, sessions: int, d
             await asyncio.gather(sampler, return_exceptions=True)
         await settle_jobs(url, fig, 240)
         await settle_server(url, fig.before["tasks"])
-        await asyncio.sleep(TRIM_INTERVAL_S + 1)
+        await asyncio.sleep(trim_interval_s + 1)
         fig.idle.append(await settle_server(url, fig.before["tasks"]))
     fig.duration_s = round(time.monotonic() - start, 1)
 
@@ -292,12 +294,15 @@ def check_log(path: Path, fig: SoakFigures) -> None:
 
 def soak(llm_url: str, workdir: Path, port: int, *, duration_s: float = 60.0, rounds: int = 4,
          sessions: int = 3, drop_p: float = 0.4, seed: int = 7,
-         meetings: bool = True) -> SoakFigures:
-    """Run the whole soak against a fresh server; returns the figures (asserts nothing)."""
+         meetings: bool = True, trim_interval_s: float = TRIM_INTERVAL_S) -> SoakFigures:
+    """Run the whole soak against a fresh server; returns the figures (asserts nothing).
+    ``trim_interval_s``: the server's heap trim interval (s); idle RSS is read one
+    interval (plus 1 s) after the load stops."""
     fig = SoakFigures()
-    with serve(llm_url, workdir, port) as url:
+    with serve(llm_url, workdir, port, trim_interval_s) as url:
         asyncio.run(run_load(url, duration_s=duration_s, rounds=rounds, sessions=sessions,
-                             drop_p=drop_p, seed=seed, meetings=meetings, fig=fig))
+                             drop_p=drop_p, seed=seed, meetings=meetings, fig=fig,
+                             trim_interval_s=trim_interval_s))
     check_log(workdir / "server.log", fig)
     return fig
 

@@ -92,12 +92,25 @@ class GuidedClient:
         return [e["type"] for _, e in self.events]
 
 
+MEDIUM_REPLY = (
+    "Sure. Here is an answer about the weather. The morning starts cool and cloudy. "
+    "By noon the clouds break up and the sun comes out."
+)
+"""About 7 s of speech: long enough to go on well after a sound 1 s into it."""
+
+
 async def _reply_with(
-    server: ServerThread, llm: ScriptedLlmServer, topic: str, sound: np.ndarray, *, stop: str
+    server: ServerThread,
+    llm: ScriptedLlmServer,
+    topic: str,
+    sound: np.ndarray,
+    *,
+    stop: str,
+    reply: str = LONG_REPLY,
 ) -> GuidedClient:
-    """Ask for a long reply about ``topic``; 1 s into its audio, stream ``sound``; collect
+    """Ask for ``reply`` about ``topic``; 1 s into its audio, stream ``sound``; collect
     events until both ``response.done`` and ``stop`` arrived (or ``stop`` is that event)."""
-    llm.add(Turn.say(LONG_REPLY, when=user_says(topic)))
+    llm.add(Turn.say(reply, when=user_says(topic)))
     ws = await raw_connect(server)
     client = GuidedClient(ws)
     sender: asyncio.Task[None] | None = None
@@ -140,14 +153,15 @@ async def test_a_cough_or_backchannel_never_makes_the_client_lose_the_reply(
     audio = cough_24k() if sound == "cough" else await asyncio.to_thread(
         synthesized_24k, {"okay": "Okay.", "mm-hmm": "Mm-hmm."}[sound]
     )
-    client = await _reply_with(server, llm, f"trains {sound}", audio, stop="response.done")
+    client = await _reply_with(server, llm, f"trains {sound}", audio, stop="response.done",
+                               reply=MEDIUM_REPLY)
     types = client.types()
     assert "input_audio_buffer.speech_started" not in types
     assert not client.stopped
     done = client.events[-1][1]
     assert done["response"]["status"] == "completed"
     spoken = next(e for _, e in client.events if e["type"] == "response.output_audio_transcript.done")
-    assert spoken["transcript"] == LONG_REPLY
+    assert spoken["transcript"] == MEDIUM_REPLY
     # Audio went on after the sound: it ended well over a second after it started.
     deltas = [t for t, e in client.events if e["type"] == "response.output_audio.delta"]
     assert deltas[-1] - deltas[0] > 3.0
@@ -156,7 +170,9 @@ async def test_a_cough_or_backchannel_never_makes_the_client_lose_the_reply(
 async def test_speech_over_a_reply_stops_its_audio_before_speech_started(
     server: ServerThread, llm: ScriptedLlmServer
 ) -> None:
-    interruption = pcm24k("lhotse/2412-153948-0000.wav", pad_s=1.0)
+    # The clip's first 3 s of speech, then a second of silence: plainly not a backchannel.
+    speech = pcm24k("lhotse/2412-153948-0000.wav", pad_s=0.0)[: 3 * RATE]
+    interruption = np.concatenate([speech, np.zeros(RATE, dtype=np.int16)])
     client = await _reply_with(
         server, llm, "boats", interruption, stop="conversation.item.truncated"
     )

@@ -185,7 +185,8 @@ def test_session_speaker_options_are_validated() -> None:
 
 @pytest.fixture(scope="module")
 def live(server: ServerThread) -> dict[str, LiveRun]:
-    """Each recording streamed once, all at the same time, at real-time pace; the
+    """Each recording streamed once, all at the same time, at real-time pace (the
+    64 s assembled meeting at twice that, so it ends with the 30 s ones); the
     Katie/Steve dialogue twice: anonymous, and with the two voices enrolled by name
     and the session recorded as a meeting."""
 
@@ -193,7 +194,7 @@ def live(server: ServerThread) -> dict[str, LiveRun]:
         return await asyncio.gather(
             stream_live(server.ws_url, KATIESTEVE),
             stream_live(server.ws_url, SAMPLE),
-            stream_live(server.ws_url, ASSEMBLED),
+            stream_live(server.ws_url, ASSEMBLED, pace=2.0),
             stream_live(
                 server.ws_url,
                 KATIESTEVE,

@@ -444,40 +444,6 @@ def synthesized_24k(text: str, pad_s: float = 1.0) -> np.ndarray:
     return np.concatenate([audio.astype(np.int16), np.zeros(int(pad_s * RATE), dtype=np.int16)])
 
 
-async def test_a_backchannel_does_not_interrupt_the_agent(
-    server: ServerThread, llm: ScriptedLlmServer
-) -> None:
-    backchannel = await asyncio.to_thread(synthesized_24k, "Okay.")
-    llm.add(Turn.say(LONG_REPLY, when=user_says("story")))
-    ws = await raw_connect(server)
-    try:
-        await recv_json(ws)
-        await ws.send(json.dumps({
-            "type": "conversation.item.create",
-            "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "tell me a story"}]},
-        }))
-        await ws.send(json.dumps({"type": "response.create"}))
-        events: list[tuple[float, dict[str, Any]]] = []
-        sender: asyncio.Task[None] | None = None
-        while True:
-            event = await recv_json(ws, 90)
-            events.append((time.monotonic(), event))
-            if event["type"] == "response.output_audio.delta" and sender is None:
-                sender = asyncio.create_task(stream_raw(ws, backchannel))
-            if event["type"] == "response.done":
-                break
-        assert sender is not None
-        await sender
-        types = [e["type"] for _, e in events]
-        # Never announced: a client stops playback on speech_started (see test_barge_in.py).
-        assert "input_audio_buffer.speech_started" not in types
-        assert events[-1][1]["response"]["status"] == "completed"
-        spoken = next(e for _, e in events if e["type"] == "response.output_audio_transcript.done")
-        assert spoken["transcript"] == LONG_REPLY
-    finally:
-        await ws.close()
-
-
 async def stream_raw(ws: Any, pcm: np.ndarray) -> None:
     step = RATE * CHUNK_MS // 1000
     start = time.monotonic()

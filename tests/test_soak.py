@@ -14,9 +14,9 @@ from bench.soak import soak, summary
 from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.servers import free_port
 
-DURATION_S = 24.0
+DURATION_S = 12.0
 ROUNDS = 2
-"""Two rounds of 12 s, the server idle after each: enough for sessions to open, drop and
+"""Two rounds of 6 s, the server idle after each: enough for sessions to open, drop and
 finish and jobs to end, twice, with the server's own counts read back to idle between."""
 SESSIONS = 3
 TOTAL_GROWTH_MAX = 500 * 2**20
@@ -27,7 +27,7 @@ plateau test, which is why the slope lives in the benchmark."""
 
 def test_soak_leaves_no_leaks(llm: ScriptedLlmServer, tmp_path: Path) -> None:
     fig = soak(llm.base_url, tmp_path, free_port(), duration_s=DURATION_S, rounds=ROUNDS,
-               sessions=SESSIONS)
+               sessions=SESSIONS, trim_interval_s=2.0)
     print("soak figures:", json.dumps(summary(fig), indent=2))
     assert fig.client_errors == []
     assert fig.sessions >= SESSIONS * ROUNDS and fig.answered >= 2
