@@ -5,6 +5,7 @@ each is one user turn and one reply, with ``semantic_vad`` and with the adaptive
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -69,27 +70,30 @@ def _committed(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if e["type"] == "input_audio_buffer.committed"]
 
 
-@pytest.mark.parametrize(
-    "turn_detection",
-    [{"type": "semantic_vad", "eagerness": "auto"}, None],
-    ids=["semantic_vad", "adaptive_server_vad"],
-)
+SEMANTIC = {"type": "semantic_vad", "eagerness": "auto"}
+
+
 async def test_jfk_is_one_turn_and_one_reply(
-    adaptive_server: ServerThread, llm: ScriptedLlmServer, turn_detection: dict[str, Any] | None
+    adaptive_server: ServerThread, llm: ScriptedLlmServer
 ) -> None:
-    server = adaptive_server
-    llm.add(Turn.say("I will ask.", when=user_says("country")))
-    events = await _one_utterance(server, JFK, turn_detection)
-    types = [e["type"] for e in events]
-    assert len(_committed(events)) == 1, types
-    assert types.count("input_audio_buffer.speech_started") == 1
-    assert types.count("input_audio_buffer.speech_stopped") == 1
-    assert types.count("response.created") == 1
-    transcript = next(
-        e["transcript"] for e in events
-        if e["type"] == "conversation.item.input_audio_transcription.completed"
+    """``semantic_vad`` and the adaptive ``server_vad`` (the server's default here), in
+    two sessions streaming at the same time."""
+    llm.add(*(Turn.say("I will ask.", when=user_says("country")) for _ in range(2)))
+    runs = await asyncio.gather(
+        _one_utterance(adaptive_server, JFK, SEMANTIC),
+        _one_utterance(adaptive_server, JFK, None),
     )
-    # The one turn holds the whole sentence, not "And so my fellow Americans".
-    assert wer(reference_text(JFK), transcript) < 0.3, transcript
-    assert normalize(transcript).endswith("country")
-    assert events[-1]["response"]["status"] == "completed"
+    for name, events in zip(("semantic_vad", "adaptive_server_vad"), runs, strict=True):
+        types = [e["type"] for e in events]
+        assert len(_committed(events)) == 1, (name, types)
+        assert types.count("input_audio_buffer.speech_started") == 1, name
+        assert types.count("input_audio_buffer.speech_stopped") == 1, name
+        assert types.count("response.created") == 1, name
+        transcript = next(
+            e["transcript"] for e in events
+            if e["type"] == "conversation.item.input_audio_transcription.completed"
+        )
+        # The one turn holds the whole sentence, not "And so my fellow Americans".
+        assert wer(reference_text(JFK), transcript) < 0.3, (name, transcript)
+        assert normalize(transcript).endswith("country"), (name, transcript)
+        assert events[-1]["response"]["status"] == "completed", name
