@@ -31,7 +31,7 @@ from web.app import create_app
 from web.realtime import rtc_peer
 from web.realtime.rtc_peer import CallRegistry
 from web.realtime.rtc_tracks import AgentAudioTrack, pump_input, to_mono_int16
-from web.realtime.webrtc import parse_session
+from web.realtime.webrtc import calls, parse_session
 
 WEATHER = "azure-speech-sdk/whatstheweatherlike.wav"
 INTERRUPTION = "lhotse/2412-153948-0000.wav"
@@ -47,8 +47,8 @@ LONG_REPLY = (
 
 
 def registry(server: ServerThread) -> CallRegistry:
-    app = cast(Starlette, server.server.config.app)
-    return cast(CallRegistry, app.state.webrtc_calls)
+    """The server's call registry (created on first use, so a test may look before any call)."""
+    return calls(cast(Starlette, server.server.config.app))
 
 
 def normalize(text: str) -> str:

@@ -29,6 +29,18 @@ Publish = Callable[[str, Job | None], None]
 """Told every snapshot written (on the event loop; quick, never raises)."""
 
 
+async def cancel_queued(store: JobStore, job_id: str, now: float) -> Job | None:
+    """The job, now ``cancelled``; None when it is not ``queued`` (a worker has it, or
+    it ended or is gone). ``now``: Unix seconds, its finish time."""
+    return await store.update(
+        job_id,
+        expect=[JobState.QUEUED],
+        state=JobState.CANCELLED,
+        stage=None,
+        finished_at=now,
+    )
+
+
 async def claim(store: JobStore, job_id: str, now: float) -> Job | None:
     """The job, now ``running`` with one more attempt; None when it is not ``queued``
     (cancelled, deleted, or claimed by someone else first). ``now``: Unix seconds."""

@@ -32,7 +32,7 @@ from pipelines.meeting.blob_store import BlobStore
 from pipelines.meeting.job_blobs import ORPHAN_SWEEP_INTERVAL_S, JobBlobs
 from pipelines.meeting.job_events import JobEvents
 from pipelines.meeting.job_files import JobFiles
-from pipelines.meeting.job_run import JobExecutor, claim
+from pipelines.meeting.job_run import JobExecutor, cancel_queued, claim
 from pipelines.meeting.jobs import MAX_ATTEMPTS, JobRunner
 from pipelines.meeting.retention import sweep_expired, sweep_forever
 from pipelines.meeting.store import Job, JobState, JobStore
@@ -166,13 +166,7 @@ class LocalJobQueue:
         return stored
 
     async def cancel(self, job_id: str) -> Job | None:
-        job = await self.store.update(
-            job_id,
-            expect=[JobState.QUEUED],
-            state=JobState.CANCELLED,
-            stage=None,
-            finished_at=self._now(),
-        )
+        job = await cancel_queued(self.store, job_id, self._now())
         if job is not None:
             self.events.publish(job_id, job)
             return job

@@ -35,6 +35,7 @@ from pipelines.meeting.blob_store import BlobStore
 from pipelines.meeting.job_blobs import JobBlobs
 from pipelines.meeting.job_events import JobEvents
 from pipelines.meeting.job_files import JobFiles
+from pipelines.meeting.job_run import cancel_queued
 from pipelines.meeting.pg_events import follow_job_changes
 from pipelines.meeting.pg_store import PostgresJobStore
 from pipelines.meeting.store import Job, JobState
@@ -148,13 +149,7 @@ class ProcrastinateJobQueue:
         return stored
 
     async def cancel(self, job_id: str) -> Job | None:
-        job = await self.store.update(
-            job_id,
-            expect=[JobState.QUEUED],
-            state=JobState.CANCELLED,
-            stage=None,
-            finished_at=self._now(),
-        )
+        job = await cancel_queued(self.store, job_id, self._now())
         if job is not None:
             for entry in await queue_entries(self.store, job_id, ("todo",)):
                 await self.app.job_manager.cancel_job_by_id_async(entry, delete_job=True)
