@@ -33,6 +33,8 @@ import asyncio
 import base64
 import contextlib
 import itertools
+import json
+import logging
 import os
 import tempfile
 import time
@@ -101,14 +103,16 @@ def prepare(relative: str) -> Clip:
 
 async def one_clip(client: AsyncOpenAI, clip: Clip, semantic: bool) -> dict[str, Any]:
     """One session, one clip: the row for the result file."""
+    logged = len(SPECULATION.flags)
     stream = [SILENCE] * LEAD_IN_CHUNKS + clip.chunks
     speech_end_sent: float | None = None
     async with client.realtime.connect(model="voice-agent") as conn:
         first = await asyncio.wait_for(conn.recv(), 60)
         assert first.type == "session.created", first
+        session: dict[str, Any] = {"type": "realtime", "voice_extensions": ["latency"]}
         if semantic:
-            await conn.session.update(session={
-                "type": "realtime", "audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}})
+            session["audio"] = {"input": {"turn_detection": {"type": "semantic_vad"}}}
+        await conn.send({"type": "session.update", "session": session})  # type: ignore[arg-type]
 
         start = time.monotonic()
         clip_end = start + len(stream) * CHUNK_S
@@ -130,6 +134,9 @@ async def one_clip(client: AsyncOpenAI, clip: Clip, semantic: bool) -> dict[str,
         errors: list[str] = []
         responses = committed = open_responses = 0
         last_done: float | None = None
+        waterfalls: list[dict[str, Any]] = []
+        pieces: list[str] = []
+        heard = ""
         timed_out = False
         try:
             while True:
@@ -137,7 +144,7 @@ async def one_clip(client: AsyncOpenAI, clip: Clip, semantic: bool) -> dict[str,
                 ready = open_responses == 0 and ref is not None and last_done is not None and last_done > ref
                 until = max(last_done or 0.0, clip_end) + SETTLE_S if ready else clip_end + TIMEOUT_S
                 try:
-                    event = await asyncio.wait_for(conn.recv(), max(0.0, until - time.monotonic()))
+                    raw = await asyncio.wait_for(conn.recv_bytes(), max(0.0, until - time.monotonic()))
                 except TimeoutError:
                     timed_out = not ready
                     break
@@ -145,6 +152,11 @@ async def one_clip(client: AsyncOpenAI, clip: Clip, semantic: bool) -> dict[str,
                     errors.append(f"connection closed: {exc}")
                     break
                 now = time.monotonic()
+                data = json.loads(raw)
+                if data.get("type") == "voice.latency":
+                    waterfalls.append(data["latency_ms"])
+                    continue
+                event = conn.parse_event(raw)
                 if event.type == "response.output_audio.delta":
                     audio_at.append(now)
                 elif event.type == "response.created":
@@ -154,6 +166,10 @@ async def one_clip(client: AsyncOpenAI, clip: Clip, semantic: bool) -> dict[str,
                     open_responses = max(0, open_responses - 1)
                     statuses.append(str(event.response.status))
                     last_done = now
+                elif event.type == "response.output_audio_transcript.delta":
+                    pieces.append(event.delta)
+                elif event.type == "conversation.item.input_audio_transcription.completed":
+                    heard = event.transcript
                 elif event.type == "input_audio_buffer.committed":
                     committed += 1
                 elif isinstance(event, RealtimeErrorEvent):
@@ -174,12 +190,46 @@ async def one_clip(client: AsyncOpenAI, clip: Clip, semantic: bool) -> dict[str,
         "audio_before_speech_end": len(after) < len(audio_at),
         "timed_out": timed_out,
         "errors": errors,
+        "waterfall_ms": waterfalls[0] if waterfalls else None,
+        "heard": heard,
+        "reply_pieces": pieces[:3],
+        "speculative": any(SPECULATION.flags[logged:]) if len(SPECULATION.flags) > logged else None,
     }
+
+
+class _SpeculationLog(logging.Handler):
+    """Collects, from the in-process server's log, whether each answered turn's LLM
+    request had started on a speculative transcript (``turn latency ... (speculative: X)``)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.flags: list[bool] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("turn latency "):
+            self.flags.append(message.endswith("(speculative: True)"))
+
+
+SPECULATION = _SpeculationLog()
+
+
+def stage_medians(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Median of each waterfall stage (ms after the server's end of speech) over ``rows``."""
+    falls = [r["waterfall_ms"] for r in rows if r.get("waterfall_ms")]
+    stages = list(falls[0]) if falls else []
+    out: dict[str, float | None] = {}
+    for stage in stages:
+        values = [f[stage] for f in falls if f.get(stage) is not None]
+        out[stage] = round(float(np.median(values)), 1) if values else None
+    return out
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "v2v_ms": percentiles([r["v2v_ms"] for r in rows if r["v2v_ms"] is not None]),
+        "waterfall_p50_ms": stage_medians(rows),
+        "speculative_used": sum(bool(r.get("speculative")) for r in rows),
         "clips": len(rows),
         "no_reply": sum(r["v2v_ms"] is None for r in rows),
         "premature": sum(r["responses"] > 1 for r in rows),
@@ -196,7 +246,8 @@ async def run(base_url: str, names: dict[str, list[str]], semantic: bool) -> dic
         rows = []
         for name in clips:
             rows.append(await one_clip(client, prepare(name), semantic))
-            print({k: rows[-1][k] for k in ("clip", "v2v_ms", "responses", "statuses")}, flush=True)
+            print({k: rows[-1][k] for k in ("clip", "v2v_ms", "responses", "statuses", "speculative",
+                                             "waterfall_ms", "heard", "reply_pieces")}, flush=True)
         results[group] = {"clips": rows, "summary": summary(rows)}
     return results
 
@@ -223,6 +274,10 @@ def main() -> None:
             url = url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
         else:
             from tests.servers import ServerThread
+
+            session_log = logging.getLogger("pipelines.realtime.session")
+            session_log.addHandler(SPECULATION)
+            session_log.setLevel(logging.INFO)
             from voice.settings import load_settings
             from web.app import create_app
 
@@ -238,7 +293,8 @@ def main() -> None:
     )
     line = ", ".join(
         f"{g}: n={s['v2v_ms']['n']} P50 {s['v2v_ms']['p50']} ms P95 {s['v2v_ms']['p95']} ms "
-        f"premature {s['premature']} no reply {s['no_reply']}"
+        f"premature {s['premature']} no reply {s['no_reply']} speculative {s['speculative_used']}"
+        f" stages {s['waterfall_p50_ms']}"
         for g, s in ((g, results[g]["summary"]) for g in names)
     )
     print(f"voice-to-voice {line} -> {path}")

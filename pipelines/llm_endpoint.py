@@ -12,19 +12,23 @@ from voice.llm.embedded import EmbeddedLlamaServer, resolve_gguf
 from voice.settings import Settings
 
 
-def embedded_server(settings: Settings, threads: int | None = None) -> EmbeddedLlamaServer:
+def embedded_server(
+    settings: Settings, threads: int | None = None, batch_threads: int = 0
+) -> EmbeddedLlamaServer:
     """The embedded llama.cpp server described by the ``llm_embedded_*`` settings (not
-    started); ``threads``: the CPU budget's share (default: the setting, 0 = 1)."""
+    started); ``threads``: the CPU budget's share (default: the setting, 0 = 1);
+    ``batch_threads``: for prompt evaluation (0 = ``threads``)."""
     return EmbeddedLlamaServer(
         resolve_gguf(settings.llm_embedded_model),
         threads=threads or settings.llm_embedded_threads or 1,
+        batch_threads=batch_threads,
         context=settings.llm_embedded_context,
         chat_format=settings.llm_embedded_chat_format,
     )
 
 
 async def start_llm(
-    settings: Settings, threads: int | None = None
+    settings: Settings, threads: int | None = None, batch_threads: int = 0
 ) -> tuple[ChatClient, EmbeddedLlamaServer | None]:
     """A chat client for ``llm_base_url``, or for an embedded server started when none is set.
 
@@ -36,12 +40,13 @@ async def start_llm(
     base_url = settings.llm_base_url
     max_concurrent: int | None = None
     if base_url is None:
-        embedded = embedded_server(settings, threads)
+        embedded = embedded_server(settings, threads, batch_threads)
         await embedded.start()
         base_url, max_concurrent = embedded.base_url, 1
     options = LlmOptions.from_settings(settings, base_url=base_url, max_concurrent=max_concurrent)
     if embedded is not None:  # llama.cpp's grammar forces a call only for a named function
-        options = replace(options, named_tool_choice_only=True)
+        # and its threads run on this machine's cores (counted while it answers)
+        options = replace(options, named_tool_choice_only=True, local_threads=embedded.threads)
     return ChatClient(options), embedded
 
 

@@ -79,7 +79,7 @@ class Services:
         plan = thread_plan(settings)
         cpu_budget.configure(plan)
         log.info("CPU budget: %s", plan)
-        llm, embedded = await start_llm(settings, plan.llm_threads)
+        llm, embedded = await start_llm(settings, plan.llm_threads, plan.llm_batch_threads)
         try:
             transcriber, synthesizer = await asyncio.gather(
                 asyncio.to_thread(

@@ -27,8 +27,9 @@ from web.access.live_sessions import session_capacity
 @pytest.mark.parametrize("cores", [1, 2, 4, 8, 16])
 def test_plan_never_runs_more_gated_threads_than_cores(cores: int) -> None:
     p = plan(cores)
-    # llama.cpp's threads are set aside; what is left is shared by the gate.
-    assert p.llm_threads + p.gated_slots <= max(cores, p.llm_threads + 1)
+    # The gate holds every core; llama.cpp's threads take theirs while it answers.
+    assert p.gated_slots == cores and 1 <= p.llm_threads < max(2, cores)
+    assert p.llm_threads <= p.llm_batch_threads <= cores
     for threads in (p.stt_threads, p.tts_threads, p.torch_threads):
         assert 1 <= threads <= max(1, p.gated_slots)
     if cores <= 4:

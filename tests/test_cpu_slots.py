@@ -72,3 +72,40 @@ def test_realtime_calls_still_share_the_budget_among_themselves() -> None:
     for t in threads:
         t.join(5)
     assert peak == 1 and slots.busy == 0
+
+
+def test_a_reservation_counts_an_outside_process_while_it_works() -> None:
+    """llama.cpp answering (its own process) takes its core from the live calls; when it
+    is idle, a final and a partial may run side by side on every core."""
+    slots = CpuSlots(2)
+    both_in = threading.Barrier(2, timeout=5)
+
+    def live() -> None:
+        with slots.hold(1, REALTIME):
+            both_in.wait()  # needs the two slots at once: fails if they are serialised
+
+    pair = [threading.Thread(target=live) for _ in range(2)]
+    for t in pair:
+        t.start()
+    for t in pair:
+        t.join(5)
+    assert not both_in.broken and slots.busy == 0
+
+    entered = threading.Event()
+    with slots.reserve(1):
+        assert (slots.busy, slots.busy_realtime) == (1, 1)
+        blocked = threading.Thread(target=_hold_then_set, args=(slots, entered))
+        with slots.hold(1, REALTIME):
+            blocked.start()
+            time.sleep(0.2)
+            assert not entered.is_set()  # the reserved core and this call fill the budget
+        assert entered.wait(5)
+    blocked.join(5)
+    assert (slots.busy, slots.busy_realtime) == (0, 0)
+    with slots.reserve(0):
+        assert slots.busy == 0
+
+
+def _hold_then_set(slots: CpuSlots, entered: threading.Event) -> None:
+    with slots.hold(1, REALTIME):
+        entered.set()

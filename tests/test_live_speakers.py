@@ -464,3 +464,26 @@ async def test_diarized_transcription_names_known_speakers(server: ServerThread)
             data={"response_format": "diarized_json", "known_speaker_names[]": ["Katie"]},
         )
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "known_speaker_references"
+
+
+async def test_a_pause_embeds_the_voiced_tail_and_leaves_the_silence_out() -> None:
+    """Trailing silence begins: the tail is embedded at once (ready when the turn ends)
+    and the silence is never embedded; voice resuming keeps the pieces' times."""
+    from pipelines.realtime.speakers import SessionSpeakers
+    from voice.diarize.embedding import CamPlusPlusEmbedder
+
+    speakers = SessionSpeakers(CamPlusPlusEmbedder("cpu"))
+    voice = load_clip("speechbrain/spk1_snt1.wav")
+    voice16 = (voice * 32768).astype(np.int16)
+    second = 8000  # 0.5 s
+    turn = speakers.begin()
+    turn.add(voice16[:second])
+    turn.pause()  # 0.5 s >= min_tail_ms: embedded now
+    turn.add(np.zeros(16000, dtype=np.int16))  # 1 s of trailing silence: left out
+    turn.resume()  # the user went on
+    turn.add(voice16[second : 2 * second])
+    turn.pause()
+    turn.add(np.zeros(8000, dtype=np.int16))
+    parts = await turn.parts()
+    assert [(round(p.start, 2), round(p.duration, 2)) for p in parts] == [(0.0, 0.5), (1.5, 0.5)]
+    assert turn.samples == 2 * second + 24000

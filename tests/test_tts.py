@@ -388,3 +388,18 @@ def test_chunker_properties_on_generated_text(text: str, split: int) -> None:
     assert all(p == p.strip() and any(c.isalnum() for c in p) and len(p) <= 40 for p in pieces)
     # no letter or digit is lost, duplicated or reordered
     assert re.sub(r"[^a-zA-Z0-9]", "", "".join(pieces)) == re.sub(r"[^a-zA-Z0-9]", "", text)
+
+
+def test_chunker_first_phrase_ends_before_a_joining_word() -> None:
+    text = "It is a beautiful day in Paris with clear skies and warm sun. I would go out and walk."
+    expected = ["It is a beautiful day", "in Paris with clear skies and warm sun.",
+                "I would go out and walk."]
+    assert chunk(text, first_phrase_words=3) == expected
+    assert chunk_by_char(text, first_phrase_words=3) == expected
+    # too few words (or characters) before the joining word: no cut there
+    assert chunk("Sure and then some more words.", first_phrase_words=3) == [
+        "Sure and then some more words."]
+    assert chunk("Yes, I can and will.", first_phrase_words=3) == ["Yes, I can and will."]
+    assert chunk(text) == [text[:61], text[62:]]  # off by default
+    with pytest.raises(ValueError):
+        SentenceChunker(first_phrase_words=-1)

@@ -6,8 +6,10 @@ embeddings, diarization) and llama.cpp from the cores the server may use.
 :class:`CpuSlots` is the gate: a model call takes as many slots as it runs
 threads and waits, in priority order, while the cores are busy (live calls count
 only live work, so a long meeting call never holds them up). llama.cpp runs
-in its own process and is not gated; its threads are taken out of the budget
-instead. Nothing here touches a model; the model modules read the plan.
+in its own process and is not gated: while it answers a request its threads are
+counted as busy live work (:meth:`CpuSlots.reserve`), and while it is idle the
+other models may use every core (a final transcription beside a partial).
+Nothing here touches a model; the model modules read the plan.
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ def available_cores() -> int:
 class ThreadPlan:
     """Threads per model for ``cores`` cores. ``stt_workers`` realtime Whisper calls may
     run at once (a final need not wait for a partial); ``gated_slots`` is what the
-    in-process models share once llama.cpp's threads are set aside."""
+    in-process models share: all cores, of which llama.cpp's ``llm_threads`` are taken
+    while it answers. ``llm_batch_threads`` evaluate a prompt (before the first token,
+    when the turn's other stages wait for it)."""
 
     cores: int
     llm_threads: int
@@ -51,10 +55,11 @@ class ThreadPlan:
     tts_threads: int
     torch_threads: int
     vad_threads: int = 1
+    llm_batch_threads: int = 0
 
     @property
     def gated_slots(self) -> int:
-        return max(1, self.cores - self.llm_threads)
+        return self.cores
 
 
 def plan(
@@ -74,6 +79,7 @@ def plan(
     return ThreadPlan(
         cores=cores,
         llm_threads=llm,
+        llm_batch_threads=min(cores, max(llm, 2 * llm)),
         stt_threads=stt_threads or max(1, min(4, rest // 2)),
         stt_workers=2,
         tts_threads=1 if cores <= 4 else 2,
@@ -136,6 +142,26 @@ class CpuSlots:
             with self._cond:
                 self.busy -= need
                 self.busy_realtime -= need if realtime else 0
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def reserve(self, threads: int) -> Iterator[None]:
+        """Count ``threads`` live threads as busy for the block, without waiting for room:
+        for work that runs anyway, outside the gate (llama.cpp in its own process while
+        it answers). The lock is held only to count, so it may be used on the event loop.
+        ``threads`` <= 0 reserves nothing."""
+        if threads <= 0:
+            yield
+            return
+        with self._cond:
+            self.busy += threads
+            self.busy_realtime += threads
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.busy -= threads
+                self.busy_realtime -= threads
                 self._cond.notify_all()
 
     def _fits(self, need: int, realtime: bool) -> bool:

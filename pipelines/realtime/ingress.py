@@ -81,7 +81,9 @@ class TurnListener(Protocol):
         """A new partial hypothesis of the current user turn."""
 
     async def speculative_transcript(self, text: str) -> None:
-        """Trailing silence began and this is what the turn says so far (not committed)."""
+        """What the turn says, before the turn is handed over: trailing silence began
+        (not committed yet), or the turn is committed and its final transcript waits for
+        the speaker label. Called again with the same words when both happen."""
 
     async def speculation_cancelled(self) -> None:
         """Speech resumed: the last speculative transcript no longer holds."""
@@ -470,6 +472,10 @@ class InputAudio:
             return
         self._speculated_at = pending
         self._reset_pause()
+        if self._voice is not None:  # the voice's tail is embedded while the silence lasts
+            self._voice.resume()
+            if pending is not None:
+                self._voice.pause()
         if self._speculation is not None:
             self._speculation.cancel()
             self._speculation = None
@@ -705,7 +711,16 @@ class InputAudio:
             latency.mark("stt_final", self.ctx.clock.now())
         item.text = text
         extra: dict[str, object] = {}
+        guard = self.ctx.echo
+        if echo or (
+            echo_possible and guard is not None and len(text.split()) >= 2 and guard.text_is_echo(text)
+        ):
+            extra["echo"] = True
         if speaker is not None:
+            if answer and text and not extra and not _done(speaker):
+                # The words are known and the speaker label is not: the LLM may start
+                # on them now (the turn uses it if the label changes nothing it reads).
+                await self._listener.speculative_transcript(text)
             found, ready_at = await speaker
             item.speaker = found.label if found else None
             extra["speaker"] = item.speaker
@@ -717,11 +732,6 @@ class InputAudio:
                 ]
             if latency:
                 latency.mark("speaker", ready_at)
-        guard = self.ctx.echo
-        if echo or (
-            echo_possible and guard is not None and len(text.split()) >= 2 and guard.text_is_echo(text)
-        ):
-            extra["echo"] = True
         await self.ctx.emitter.emit(
             "conversation.item.input_audio_transcription.completed",
             item_id=item.id,
@@ -766,6 +776,11 @@ class InputAudio:
             await self._voice.aclose()
             self._voice = None
         await self.ctx.emitter.emit("input_audio_buffer.cleared")
+
+
+def _done(awaitable: Awaitable[object]) -> bool:
+    """Whether ``awaitable`` is a future that has finished (False for a coroutine)."""
+    return isinstance(awaitable, asyncio.Future) and awaitable.done()
 
 
 def settle(future: asyncio.Future[None] | None) -> None:

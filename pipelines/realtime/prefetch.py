@@ -2,19 +2,34 @@
 
 When trailing silence begins, the session already has a speculative transcript;
 starting the LLM then hides its first-token latency behind the end-of-speech
-silence wait. If the turn is confirmed with the same words, the response replays
-the buffered events and continues live; otherwise the prefetch is discarded
-(its HTTP stream is closed). Nothing is emitted to the client by a prefetch.
+silence wait. If the turn is confirmed with the same words (:func:`same_words`:
+case and punctuation aside, as a final transcript may differ from the speculative
+one only in those), the response replays the buffered events and continues live;
+otherwise the prefetch is discarded (its HTTP stream is closed). Nothing is
+emitted to the client by a prefetch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 from voice.llm import LlmEvent
+
+_WORD = re.compile(r"[\w']+")
+
+
+def words_of(text: str) -> list[str]:
+    """The words of ``text``, lower case, without punctuation."""
+    return _WORD.findall(text.lower())
+
+
+def same_words(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` say the same words (case and punctuation aside)."""
+    return words_of(a) == words_of(b)
 
 
 class Prefetch:
@@ -39,6 +54,20 @@ class Prefetch:
         finally:
             self._done = True
             self._changed.set()
+
+    def matches(self, messages: list[dict[str, Any]]) -> bool:
+        """Whether this request answers ``messages``: the same messages, the last one's
+        text compared by :func:`same_words`."""
+        if len(messages) != len(self.messages) or not messages:
+            return False
+        *head, last = messages
+        *own_head, own_last = self.messages
+        if head != own_head or {**last, "content": ""} != {**own_last, "content": ""}:
+            return False
+        content, own = last.get("content"), own_last.get("content")
+        if isinstance(content, str) and isinstance(own, str):
+            return same_words(content, own)
+        return bool(content == own)
 
     async def events(self) -> AsyncIterator[LlmEvent]:
         """Buffered events, then live ones until the stream ends (re-raises its error)."""

@@ -37,6 +37,9 @@ from voice.tts.stream import SpeechChunk, speak
 log = logging.getLogger(__name__)
 
 Status = Literal["completed", "cancelled", "incomplete", "failed"]
+FIRST_PHRASE_WORDS = 3
+"""The first spoken piece of a reply may end before a joining word once it has this
+many words (:class:`voice.tts.chunker.SentenceChunker`): its audio comes sooner."""
 CUT_OFF_RETRIES = 2
 """LLM steps whose stream was cut off (no finish reason) before anything of them was
 sent to the client are asked again, at most this many times per step."""
@@ -250,7 +253,7 @@ class ResponseRun:
         step = _Step()
         messages = self.history.chat_messages(self.instructions)
         prefetch, self._prefetch = self._prefetch, None
-        if prefetch is not None and prefetch.messages == messages:
+        if prefetch is not None and prefetch.matches(messages):
             self.prefetched = True
             stream = cast(AsyncGenerator[Any, None], prefetch.events())
         else:
@@ -294,7 +297,7 @@ class ResponseRun:
         self, stream: AsyncIterator[Any], step: _Step, *, chunk: bool = True
     ) -> AsyncIterator[str]:
         """Text from the LLM, cut into speakable sentences; tool calls go to ``step``."""
-        chunker = SentenceChunker()
+        chunker = SentenceChunker(first_phrase_words=FIRST_PHRASE_WORDS)
         async for event in stream:
             if isinstance(event, TextDelta):
                 if self.latency:

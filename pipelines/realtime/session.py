@@ -44,6 +44,7 @@ from pipelines.realtime.extensions import client_view
 from pipelines.realtime.ingress import Audio, Clear, Commit, InputAudio, settle
 from pipelines.realtime.latency import TurnLatency
 from pipelines.realtime.live_meeting import LiveMeeting, MeetingSink
+from pipelines.realtime.prefetch import same_words
 from pipelines.realtime.protocol import Ids, ProtocolError, parse_client_event
 from pipelines.realtime.response import ResponseRun
 from pipelines.realtime.speakers import SessionSpeakers, SpeakerOptions
@@ -518,7 +519,7 @@ class RealtimeSession:
     async def _report_latency(self, latency: TurnLatency, response_id: str) -> None:
         fields = latency.event_fields(response_id)
         self.latencies.append(fields)
-        log.info("turn latency %s", fields["latency_ms"])
+        log.info("turn latency %s (speculative: %s)", fields["latency_ms"], latency.speculative)
         await self.emitter.emit("voice.latency", **fields)
 
     # --- barge-in (called by the input side) ------------------------------------
@@ -674,7 +675,7 @@ class RealtimeSession:
             self._queued_turn = (item, latency)  # answered when the current response ends
             return
         speculative, self._speculative = self._speculative, None
-        if speculative is not None and speculative[0] == words:
+        if speculative is not None and same_words(speculative[0], words):
             speculative[1].latency = latency
             if latency is not None:
                 latency.speculative = True
@@ -686,6 +687,8 @@ class RealtimeSession:
 
     async def speculative_transcript(self, text: str) -> None:
         td = self.config.turn_detection
+        if self._speculative is not None and same_words(self._speculative[0], text):
+            return  # the request already started on these words goes on
         await self.speculation_cancelled()
         if (
             not self.options.speculative_response

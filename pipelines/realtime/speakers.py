@@ -80,16 +80,46 @@ class TurnVoice:
         self.samples = 0
         self._embedded = 0
         """Samples handed to embeddings so far."""
+        self._paused = False
+        self._skipped = 0
+        """Samples of trailing silence left out while paused."""
 
     def add(self, pcm: np.ndarray) -> None:
-        """Append 16 kHz int16 audio; starts a background embedding every ``chunk_ms``."""
+        """Append 16 kHz int16 audio; starts a background embedding every ``chunk_ms``.
+        While paused (:meth:`pause`) the audio is counted but not embedded."""
         if len(pcm) == 0:
+            return
+        if self._paused:
+            self._skipped += len(pcm)
+            self.samples += len(pcm)
             return
         self._pending.append(pcm)
         self._pending_samples += len(pcm)
         self.samples += len(pcm)
         if self._pending_samples >= self._owner.options.chunk_ms * RATE // 1000:
             self._embed_pending()
+
+    def pause(self) -> None:
+        """Trailing silence began: embed the voiced tail now (when at least ``min_tail_ms``
+        long), so the turn's label is ready when the silence ends it; the silence that
+        follows is left out until :meth:`resume`. No-op when already paused."""
+        if self._paused:
+            return
+        self._paused = True
+        if self._pending_samples * 1000 >= self._owner.options.min_tail_ms * RATE:
+            self._embed_pending()
+
+    def resume(self) -> None:
+        """Voice again after :meth:`pause`: the silence left out keeps its place in time."""
+        if not self._paused:
+            return
+        self._paused = False
+        skipped, self._skipped = self._skipped, 0
+        if self._pending_samples:  # inside a piece still to embed: keep it contiguous
+            self._pending.append(np.zeros(skipped, dtype=self._pending[-1].dtype))
+            self._pending_samples += skipped
+        else:
+            self._embedded += skipped
 
     def _embed_pending(self) -> None:
         audio = np.concatenate(self._pending)

@@ -27,6 +27,7 @@ import openai
 from openai import AsyncStream
 from openai.types.chat import ChatCompletionChunk
 
+from voice.cpu_budget import process_slots
 from voice.llm.assembler import StreamAssembler
 from voice.llm.events import LlmError, LlmEvent
 from voice.llm.failures import backoff_s, classify, rejects
@@ -67,6 +68,10 @@ class LlmOptions:
     """The endpoint's own forcing of tool calls cannot be trusted (llama-cpp-python's
     server): a ``required`` or named ``tool_choice`` is sent as a JSON-schema
     response format instead (:mod:`voice.llm.forced_call`)."""
+    local_threads: int = 0
+    """Threads the endpoint runs on this machine's cores (the embedded server): they count
+    in the process CPU budget (:data:`voice.cpu_budget.process_slots`) while a request
+    streams, and leave the cores to the other models while it is idle. 0 = remote."""
 
     @classmethod
     def from_settings(
@@ -165,9 +170,10 @@ class ChatClient:
                 events = read_call(self._stream(forced.messages(messages), None, "auto",
                                                 temperature, max_tokens, deadline, limit,
                                                 forced.response_format()), names)
-            async with contextlib.aclosing(events):
-                async for event in events:
-                    yield event
+            with process_slots.reserve(self.options.local_threads):
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        yield event
         finally:
             self.gate.release()
 

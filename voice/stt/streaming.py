@@ -3,7 +3,10 @@
 The recogniser keeps the current utterance and re-transcribes it in a worker thread:
 periodically for partial hypotheses, and once for the final. The final can start
 early (:meth:`StreamingRecognizer.speculate`, called when trailing silence begins)
-so that its latency hides behind the end-of-speech silence wait.
+so that its latency hides behind the end-of-speech silence wait. A final never
+queues behind a partial of its utterance: when the audio the partial left out is
+silence, the partial's result is the final (adopted, not recomputed); otherwise
+the final starts at once beside it.
 
 Positions are milliseconds from the start of the utterance; audio is mono 16 kHz.
 """
@@ -34,9 +37,10 @@ class _Final:
 class StreamingRecognizer:
     """Partial and final transcripts for one utterance at a time.
 
-    Use from a single event loop. At most one inference runs per recogniser, also
-    across cancellations: a cancelled call abandons its thread, which finishes in the
-    background with its result dropped, and the next inference waits for it.
+    Use from a single event loop. At most one partial and one final inference run per
+    recogniser, also across cancellations: a cancelled call abandons its thread, which
+    finishes in the background with its result dropped, and the next inference of its
+    kind waits for it (a partial waits for any).
     ``silence_dbfs``: audio appended after a speculation point counts as silence when
     every 20 ms window is quieter than this (dBFS). ``prompt``: prior text passed to
     every inference (Whisper's initial prompt: spellings, names, style).
@@ -68,6 +72,9 @@ class StreamingRecognizer:
         self._partial_running = False
         self._last_partial: str | None = None
         self._worker: asyncio.Future[Transcription] | None = None
+        """The latest final inference (its thread may outlive a cancelled caller)."""
+        self._partial_job: _Final | None = None
+        """The latest partial inference of this utterance and the samples it covers."""
         self._final: _Final | None = None
 
     @property
@@ -83,7 +90,8 @@ class StreamingRecognizer:
     @property
     def busy(self) -> bool:
         """True while an inference (or a pending final) is under way."""
-        worker_busy = self._worker is not None and not self._worker.done()
+        workers = (self._worker, self._partial_job.task if self._partial_job else None)
+        worker_busy = any(w is not None and not w.done() for w in workers)
         final_busy = self._final is not None and not self._final.task.done()
         return worker_busy or final_busy
 
@@ -122,7 +130,8 @@ class StreamingRecognizer:
         self._partial_running = True
         self._partial_from = n
         try:
-            result = await self._infer(self._buf[:n].copy(), LIVE_AUX)
+            job = self._start_partial(n)
+            result = await asyncio.shield(job.task)
         finally:
             if generation == self._generation:
                 self._partial_running = False
@@ -159,6 +168,7 @@ class StreamingRecognizer:
         if self._final is not None:
             self._final.task.cancel()
             self._final = None
+        self._partial_job = None  # its thread finishes; the result is dropped
         self._len = 0
         self._partial_from = 0
         self._partial_running = False
@@ -166,9 +176,10 @@ class StreamingRecognizer:
 
     async def aclose(self) -> None:
         """Reset and wait until the worker thread is idle. Safe to cancel."""
-        final = self._final
+        final, partial = self._final, self._partial_job
         self.reset()
-        pending = [f for f in (self._worker, final.task if final else None) if f is not None]
+        tasks = (self._worker, final.task if final else None, partial.task if partial else None)
+        pending = [f for f in tasks if f is not None]
         if pending:
             await asyncio.wait(pending)
 
@@ -184,10 +195,28 @@ class StreamingRecognizer:
             if self._final.upto == n and self._healthy(self._final.task):
                 return self._final
             self._final.task.cancel()
-        task = asyncio.create_task(self._infer(self._buf[:n].copy()))
+        partial = self._partial_job
+        if partial is not None and self._reusable(partial, n):
+            # The partial heard everything but silence: its result is the final.
+            task = asyncio.create_task(_result(partial.task))
+            self._final = _Final(partial.upto, task)
+        else:
+            task = asyncio.create_task(self._infer(self._buf[:n].copy()))
+            self._final = _Final(n, task)
         task.add_done_callback(_retrieve)
-        self._final = _Final(n, task)
         return self._final
+
+    def _start_partial(self, n: int) -> _Final:
+        """Transcribe the first ``n`` samples for a partial (:data:`LIVE_AUX`), after any
+        inference of this utterance in flight; recorded so that a final may adopt it."""
+        previous = [
+            f for f in (self._worker, self._partial_job.task if self._partial_job else None)
+            if f is not None and not f.done()
+        ]
+        task = asyncio.create_task(self._infer(self._buf[:n].copy(), LIVE_AUX, after=previous))
+        task.add_done_callback(_retrieve)
+        self._partial_job = _Final(n, task)
+        return self._partial_job
 
     def _reusable(self, final: _Final, n: int) -> bool:
         if not self._healthy(final.task) or final.upto > n:
@@ -204,12 +233,21 @@ class StreamingRecognizer:
                 return False
         return True
 
-    async def _infer(self, audio: np.ndarray, priority: int | None = None) -> Transcription:
-        """Run one inference after any previous one has finished; safe to cancel.
-        ``priority`` in the CPU budget: partials pass :data:`LIVE_AUX`, so finals and
-        speech of every session go first (None = the transcriber's own)."""
-        while self._worker is not None and not self._worker.done():
-            await asyncio.wait([self._worker])
+    async def _infer(
+        self,
+        audio: np.ndarray,
+        priority: int | None = None,
+        after: list[asyncio.Future[Transcription]] | None = None,
+    ) -> Transcription:
+        """Run one inference once the inferences ``after`` (default: the previous final)
+        have finished; safe to cancel. ``priority`` in the CPU budget: partials pass
+        :data:`LIVE_AUX`, so finals and speech of every session go first (None = the
+        transcriber's own). Only finals are recorded as :attr:`_worker`."""
+        if after is None:
+            while self._worker is not None and not self._worker.done():
+                await asyncio.wait([self._worker])
+        elif after:
+            await asyncio.wait(after)
         worker = asyncio.ensure_future(
             transcribe_async(
                 self._transcriber,
@@ -220,8 +258,14 @@ class StreamingRecognizer:
             )
         )
         worker.add_done_callback(_retrieve)
-        self._worker = worker
+        if after is None:
+            self._worker = worker
         return await asyncio.shield(worker)
+
+
+async def _result(task: asyncio.Future[Transcription]) -> Transcription:
+    """``task``'s result, without cancelling it when the waiter is cancelled."""
+    return await asyncio.shield(task)
 
 
 def _retrieve(future: asyncio.Future[Transcription]) -> None:

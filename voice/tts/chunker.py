@@ -16,7 +16,10 @@ Rules:
   (``1.``) does not stand alone;
 - the first piece of a response may end early at a clause break (``,`` ``;``
   ``:`` ellipsis or a dash) once it is at least ``first_clause_min_chars``
-  long, so speech starts sooner;
+  long, so speech starts sooner; with ``first_phrase_words`` > 0 it may also end
+  before a joining word (``and``, ``but``, ``with``, ``in``, ``because``, ...) once
+  it holds that many words and ``first_clause_min_chars`` characters (a phrase,
+  for the shortest wait for the first audio);
 - a piece longer than ``max_chars`` is cut at its last clause break in the
   second half, else at its last space (a word longer than that is cut hard);
 - pieces without a letter or digit are dropped.
@@ -39,20 +42,32 @@ _CLAUSE_PUNCT = ",;:"
 _DASHES = "—–"
 _LIST_NUMBER = re.compile(r"\d{1,3}\.")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+(?=[.,!?;:])")
+_JOINING_WORDS = frozenset({
+    "and", "but", "or", "so", "because", "with", "without", "in", "on", "at", "for", "from",
+    "that", "which", "who", "when", "while", "where", "if", "about", "since", "until",
+})
+"""Words a first phrase may be cut before: a new phrase starts there, so the cut
+sounds like a breath rather than a break inside a phrase."""
 
 
 class SentenceChunker:
     """Turns LLM token deltas into sentences (and one early first clause).
 
     ``first_clause_min_chars`` and ``max_chars`` are character counts of the
-    cleaned piece. Call :meth:`push` per delta and :meth:`flush` at the end
+    cleaned piece; ``first_phrase_words`` a word count (0 = the first piece ends
+    only at punctuation). Call :meth:`push` per delta and :meth:`flush` at the end
     of the response; after :meth:`flush` the chunker is ready for the next
     response (whose first piece may again end at a clause).
     """
 
-    def __init__(self, first_clause_min_chars: int = 12, max_chars: int = 240) -> None:
+    def __init__(
+        self, first_clause_min_chars: int = 12, max_chars: int = 240, first_phrase_words: int = 0
+    ) -> None:
         if first_clause_min_chars < 1:
             raise ValueError("first_clause_min_chars must be >= 1")
+        if first_phrase_words < 0:
+            raise ValueError("first_phrase_words must be >= 0")
+        self.first_phrase_words = first_phrase_words
         if max_chars < max(20, first_clause_min_chars):
             raise ValueError("max_chars must be >= 20 and >= first_clause_min_chars")
         self.first_clause_min_chars = first_clause_min_chars
@@ -108,6 +123,15 @@ class SentenceChunker:
             return
         if kind == "maybe":
             self._pending = len(self._buf)
+        elif kind is None and self._pending is None and self.first_phrase_words:
+            head, _, word = self._buf.rpartition(" ")
+            if (
+                word.lower() in _JOINING_WORDS
+                and not self._first_done
+                and len(head.split()) >= self.first_phrase_words
+                and len(head.strip()) >= self.first_clause_min_chars
+            ):
+                self._emit(len(head), out)
         self._buf += " "
 
     def _ending(self, text: str) -> str | None:

@@ -1,0 +1,38 @@
+"""A speculative LLM request survives when the committed turn says the same words as
+the speculative transcript, whatever their case and punctuation; anything else in
+the conversation must match exactly."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from pipelines.realtime.prefetch import Prefetch, same_words
+from voice.llm import LlmEvent
+from voice.llm.events import TextDelta
+
+
+async def _stream() -> AsyncIterator[LlmEvent]:
+    yield TextDelta("Hello")
+
+
+def test_same_words_ignores_case_and_punctuation_only() -> None:
+    assert same_words("What's the weather in Paris?", "what's the weather in paris")
+    assert same_words("Drop the two, when you add the figures.", "drop the two when you add the figures")
+    assert not same_words("What's the weather in Paris?", "What's the weather in Paris today?")
+    assert not same_words("in 1813", "in 1812")
+
+
+async def test_prefetch_matches_the_committed_conversation() -> None:
+    system = {"role": "system", "content": "Be brief."}
+    spoken = [system, {"role": "user", "content": "what is the weather in paris"}]
+    prefetch = Prefetch(spoken, _stream())
+    try:
+        assert prefetch.matches([system, {"role": "user", "content": "What is the weather in Paris?"}])
+        assert not prefetch.matches([system, {"role": "user", "content": "What is the time in Paris?"}])
+        other = {"role": "system", "content": "Be long."}
+        assert not prefetch.matches([other, {"role": "user", "content": "what is the weather in paris"}])
+        assert not prefetch.matches([system, {"role": "assistant", "content": "what is the weather in paris"}])
+        assert not prefetch.matches([system])
+        assert [e async for e in prefetch.events()] == [TextDelta("Hello")]
+    finally:
+        await prefetch.aclose()
