@@ -162,6 +162,7 @@ class Services:
             output_lead_ms=s.realtime_output_lead_ms,
             barge_in_min_ms=s.barge_in_min_ms,
             barge_in_confirm_ms=s.barge_in_confirm_ms,
+            barge_in_words_min_ms=s.barge_in_words_min_ms,
             max_event_bytes=s.realtime_max_event_bytes,
             tool_timeout_s=s.tool_timeout_s,
             tool_max_steps=s.tool_max_steps,

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,23 @@ from tests.test_realtime_ws import (
     stream_raw,
     synthesized_24k,
 )
+from voice.settings import load_settings
+from web.app import create_app
+
+
+@pytest.fixture(scope="module")
+def unguarded(
+    llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerThread]:
+    """The real server without the echo guard (a client with echo cancellation of its
+    own): nothing but the barge-in rules keeps a backchannel from interrupting."""
+    base = tmp_path_factory.mktemp("unguarded")
+    settings = load_settings(
+        llm_base_url=llm.base_url, cache_dir=base / "cache", data_dir=base / "data",
+        realtime_echo_guard=False, realtime_speakers=False, rate_limit_per_minute=0,
+    )
+    with ServerThread(create_app(settings)) as running:
+        yield running
 
 
 def cough_24k(pad_s: float = 1.0) -> np.ndarray:
@@ -165,6 +183,20 @@ async def test_a_cough_or_backchannel_never_makes_the_client_lose_the_reply(
     # Audio went on after the sound: it ended well over a second after it started.
     deltas = [t for t, e in client.events if e["type"] == "response.output_audio.delta"]
     assert deltas[-1] - deltas[0] > 3.0
+
+
+async def test_a_hummed_mm_hmm_that_whisper_hears_as_words_does_not_interrupt(
+    unguarded: ServerThread, llm: ScriptedLlmServer
+) -> None:
+    # Whisper tiny.en hears Piper's "Mm-hmm." as "in a month.", "MMM." or "in Emma.":
+    # words beyond a backchannel, in about 350 ms of voice (barge_in_words_min_ms: 500).
+    # Without the echo guard (which often takes this voice, the agent's own, for echo)
+    # only that rule tells it from an interruption.
+    audio = await asyncio.to_thread(synthesized_24k, "Mm-hmm.")
+    client = await _reply_with(unguarded, llm, "ferries", audio, stop="response.done")
+    assert "input_audio_buffer.speech_started" not in client.types()
+    assert not client.stopped
+    assert client.events[-1][1]["response"]["status"] == "completed"
 
 
 async def test_speech_over_a_reply_stops_its_audio_before_speech_started(

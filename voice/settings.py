@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     barge_in_confirm_ms: int = Field(1500, ge=100, le=10000)
     """Voice over the agent that interrupts it even when no words are recognised yet;
     words beyond a backchannel ("mm-hm", "yeah") interrupt sooner."""
+    barge_in_words_min_ms: int = Field(500, ge=0, le=10000)
+    """Voice (ms) over the agent before recognised words may interrupt it: a shorter
+    sound is taken for a backchannel (the live recogniser hears a hum as words)."""
     realtime_speculative_response: bool = True
     """Start the LLM while the end of a turn is being confirmed (hides its latency; may
     spend tokens on requests that are then discarded)."""

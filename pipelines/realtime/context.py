@@ -29,6 +29,10 @@ class RealtimeOptions:
     """Speech shorter than this over the agent does not interrupt it."""
     barge_in_confirm_ms: int = 1500
     """Voice over a reply that interrupts it even without recognised words."""
+    barge_in_words_min_ms: int = 500
+    """Voice over a reply needed before its words may interrupt it: a shorter sound is a
+    backchannel whatever the live recogniser makes of it (it hears a hummed "mm-hmm" as
+    "in a month" or "MMM")."""
     partial_interval_ms: int = 400
     """How often a partial transcript is attempted while the user speaks."""
     max_event_bytes: int = 2 * 1024 * 1024

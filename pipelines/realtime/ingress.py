@@ -104,8 +104,9 @@ class TurnListener(Protocol):
     def confirms_interruption(self, text: str, voiced_ms: float) -> bool:
         """Does a deferred turn with this partial text and voiced time interrupt the reply?"""
 
-    def keeps_deferred_turn(self, text: str) -> bool:
-        """A deferred turn ended with this transcript: is it a user turn (else dropped)?"""
+    def keeps_deferred_turn(self, text: str, voiced_ms: float) -> bool:
+        """A deferred turn ended with this transcript and voiced time: is it a user turn
+        (else dropped)?"""
 
     def turn_confirmed(self) -> None:
         """A deferred turn is confirmed: stop the reply for good (``speech_started`` follows)."""
@@ -495,7 +496,9 @@ class InputAudio:
             return
         self._pause_text = result.text.strip()
         if self._deferred_start is not None:
-            if self._is_echo_turn() or not self._listener.keeps_deferred_turn(self._pause_text):
+            if self._is_echo_turn() or not self._listener.keeps_deferred_turn(
+                self._pause_text, self._voiced_ms
+            ):
                 await self._drop_turn()  # a cough or an "mm-hm": let the reply go on now
             else:
                 await self._confirm_deferred()  # words: an interruption
@@ -577,7 +580,7 @@ class InputAudio:
             text = (await self._recognizer.finalize(upto)).text.strip()
             if item_id != self._item_id:
                 return
-            if self._is_echo_turn() or not self._listener.keeps_deferred_turn(text):
+            if self._is_echo_turn() or not self._listener.keeps_deferred_turn(text, self._voiced_ms):
                 await self._drop_turn()
                 return
             await self._confirm_deferred()

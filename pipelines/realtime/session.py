@@ -8,10 +8,11 @@ cancels both and waits for them.
 Barge-in: the first voiced frame while the agent speaks *holds* its audio at
 once (no audio delta goes out while held); ``barge_in_min_ms`` of quiet releases
 it. ``input_audio_buffer.speech_started`` over a reply is deferred until the
-speech is confirmed (words beyond a backchannel, or ``barge_in_confirm_ms`` of
-voice): then the response is cancelled, every later audio delta of it is
-dropped at the door, and only then is ``speech_started`` sent. A cough or an
-"mm-hm" is never announced; the agent carries on. See docs/realtime-protocol.md.
+speech is confirmed (words beyond a backchannel in at least
+``barge_in_words_min_ms`` of voice, or ``barge_in_confirm_ms`` of voice): then
+the response is cancelled, every later audio delta of it is dropped at the door,
+and only then is ``speech_started`` sent. A cough or an "mm-hm" is never
+announced; the agent carries on. See docs/realtime-protocol.md.
 """
 
 from __future__ import annotations
@@ -552,7 +553,9 @@ class RealtimeSession:
             self._interrupt_pending = True
 
     async def partial_transcript(self, text: str) -> None:
-        if self._interrupt_pending and _is_interruption(text):
+        # Only where speech_started went out at once (focus mode): a deferred turn is
+        # judged by the input side (confirms_interruption, with its voiced time).
+        if self._interrupt_pending and not self.defers_speech_started() and _is_interruption(text):
             self._interrupt()
 
     def _interrupt(self) -> None:
@@ -595,12 +598,20 @@ class RealtimeSession:
     def confirms_interruption(self, text: str, voiced_ms: float) -> bool:
         if not self._interrupts_now():
             return False
-        return _is_interruption(text) or voiced_ms >= self.options.barge_in_confirm_ms
+        return self._words_interrupt(text, voiced_ms) or (
+            voiced_ms >= self.options.barge_in_confirm_ms
+        )
 
-    def keeps_deferred_turn(self, text: str) -> bool:
+    def keeps_deferred_turn(self, text: str, voiced_ms: float) -> bool:
         if self._interrupts_now():
-            return _is_interruption(text)
+            return self._words_interrupt(text, voiced_ms)
         return bool(text)  # the reply ended meanwhile: any words are a turn
+
+    def _words_interrupt(self, text: str, voiced_ms: float) -> bool:
+        """Whether ``text`` over the reply interrupts it: words beyond backchannels, heard
+        in at least ``barge_in_words_min_ms`` of voice (the live recogniser turns a hum
+        into words: "Mm-hmm" comes out as "in a month", "MMM" or "in Emma")."""
+        return voiced_ms >= self.options.barge_in_words_min_ms and _is_interruption(text)
 
     def turn_confirmed(self) -> None:
         run = self.response
