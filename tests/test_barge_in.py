@@ -166,12 +166,17 @@ async def _after(delay_s: float, work: Any) -> None:
 
 @pytest.mark.parametrize("sound", ["okay", "mm-hmm", "cough"])
 async def test_a_cough_or_backchannel_never_makes_the_client_lose_the_reply(
-    server: ServerThread, llm: ScriptedLlmServer, sound: str
+    unguarded: ServerThread, llm: ScriptedLlmServer, sound: str
 ) -> None:
+    # On the server without the echo guard: the sounds are in the agent's own (Piper)
+    # voice, which the guard would often discount as echo, hiding what the barge-in
+    # rules decide. Whisper tiny.en hears "Mm-hmm." as "in a month.", "MMM." or
+    # "in Emma.": words beyond a backchannel, in about 350 ms of voice, which only
+    # barge_in_words_min_ms (500) tells from an interruption.
     audio = cough_24k() if sound == "cough" else await asyncio.to_thread(
         synthesized_24k, {"okay": "Okay.", "mm-hmm": "Mm-hmm."}[sound]
     )
-    client = await _reply_with(server, llm, f"trains {sound}", audio, stop="response.done",
+    client = await _reply_with(unguarded, llm, f"trains {sound}", audio, stop="response.done",
                                reply=MEDIUM_REPLY)
     types = client.types()
     assert "input_audio_buffer.speech_started" not in types
@@ -183,20 +188,6 @@ async def test_a_cough_or_backchannel_never_makes_the_client_lose_the_reply(
     # Audio went on after the sound: it ended well over a second after it started.
     deltas = [t for t, e in client.events if e["type"] == "response.output_audio.delta"]
     assert deltas[-1] - deltas[0] > 3.0
-
-
-async def test_a_hummed_mm_hmm_that_whisper_hears_as_words_does_not_interrupt(
-    unguarded: ServerThread, llm: ScriptedLlmServer
-) -> None:
-    # Whisper tiny.en hears Piper's "Mm-hmm." as "in a month.", "MMM." or "in Emma.":
-    # words beyond a backchannel, in about 350 ms of voice (barge_in_words_min_ms: 500).
-    # Without the echo guard (which often takes this voice, the agent's own, for echo)
-    # only that rule tells it from an interruption.
-    audio = await asyncio.to_thread(synthesized_24k, "Mm-hmm.")
-    client = await _reply_with(unguarded, llm, "ferries", audio, stop="response.done")
-    assert "input_audio_buffer.speech_started" not in client.types()
-    assert not client.stopped
-    assert client.events[-1][1]["response"]["status"] == "completed"
 
 
 async def test_speech_over_a_reply_stops_its_audio_before_speech_started(
