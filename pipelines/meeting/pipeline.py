@@ -41,7 +41,14 @@ from pipelines.meeting.progress import STAGE_WEIGHTS, Progress, ProgressPlan, Re
 from pipelines.meeting.stages import DecodedAudio, clip_words, decode_with_vad
 from pipelines.meeting.summarize import SummaryOptions, summarize
 from pipelines.meeting.summary import MeetingSummary
-from pipelines.meeting.windows import Clip, pack_clips, quietest_point, speech_pieces, unheard
+from pipelines.meeting.windows import (
+    Clip,
+    fill_clips,
+    pack_clips,
+    quietest_point,
+    speech_pieces,
+    unheard,
+)
 from voice.diarize import DiarizeOptions, Diarizer, SpeakerEmbedder
 from voice.diarize.base import SpeakerTurn
 from voice.llm import ChatClient
@@ -255,11 +262,9 @@ class MeetingPipeline:
         packed into new clips and decoded once more; what Whisper hears there is kept.
         """
         cut = lambda a, b: quietest_point(audio.samples, SAMPLE_RATE, a, b)  # noqa: E731
-        clips = pack_clips(
-            speech_pieces(
-                audio.speech, audio.duration, pad_s=CLIP_PAD_S, join_gap_s=CLIP_JOIN_GAP_S,
-                pick_cut=cut,
-            )
+        clips = fill_clips(
+            audio.speech, audio.duration, pad_s=CLIP_PAD_S, join_gap_s=CLIP_JOIN_GAP_S,
+            pick_cut=cut,
         )
         state = _ClipRun(language, sum(c.duration for c in clips) or 1.0)
         report("transcribe", 0.0)
