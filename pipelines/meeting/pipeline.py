@@ -6,14 +6,16 @@ Stages, in order, with their share of the progress bar (:data:`STAGE_WEIGHTS`):
 - ``decode``: the file is decoded once, 30 s at a time, into a 16 kHz float32
   array (an hour is about 230 MB, held once) while the VAD scans each chunk;
 - ``transcribe``: the VAD's speech, padded and joined across short pauses, is
-  packed into clips of at most 30 s (:mod:`pipelines.meeting.windows`: long
-  silences left out, so each Whisper encoder pass is mostly speech), decoded a
+  packed into clips filled up to 29.5 s (:func:`~pipelines.meeting.windows.fill_clips`:
+  long silences left out, runs of speech cut at a pause to fill a clip, so each
+  Whisper encoder pass, which always costs 30 s, is mostly speech), decoded a
   batch of clips at a time (progress per batch); word times are moved back onto
   the recording's time line. The language detected in the first batch is used
   for the rest;
 - ``diarize``: one call of the diarizer over the whole array, started as soon as
   decoding ends and running alongside the transcription (its time here is what
-  is left of it once the transcription is done);
+  is left of it once the transcription is done); it gets the decode stage's VAD
+  frame probabilities, so a Silero-based diarizer need not run Silero again;
 - ``align``: words to speakers, then segments (:mod:`pipelines.meeting.align`);
 - ``summarize`` (when asked): :mod:`pipelines.meeting.summarize`.
 
