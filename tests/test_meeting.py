@@ -36,6 +36,7 @@ from pipelines.meeting.progress import STAGE_WEIGHTS, ProgressPlan, Reporter
 from pipelines.meeting.stages import clip_words
 from pipelines.meeting.windows import (
     Clip,
+    fill_clips,
     pack_clips,
     quietest_point,
     speech_pieces,
@@ -364,6 +365,41 @@ def test_speech_without_pauses_is_cut_where_the_picker_says() -> None:
     assert all(len(c.pieces) == 1 for c in pack_clips(pieces, max_s=29.5))
     with pytest.raises(ValueError, match="longer than"):
         pack_clips([(0.0, 31.0)], max_s=29.5)
+
+
+def test_clips_are_filled_by_cutting_a_run_at_its_pauses() -> None:
+    # 20 s of speech, then a run of 3 regions (pauses of 1 s inside it), then a far one
+    regions = [(0.0, 20.0), (23.0, 27.0), (28.0, 32.0), (33.0, 42.0), (100.0, 104.0)]
+    clips = fill_clips(regions, 110.0, pad_s=0.0, join_gap_s=2.0, max_s=29.5)
+    # the run 23-42 s is cut at the middle of its latest pause that fits the 9.5 s left
+    assert [c.pieces for c in clips] == [
+        ((0.0, 20.0), (23.0, 32.5)),
+        ((32.5, 42.0), (100.0, 104.0)),
+    ]
+    for start, end in regions:  # every region lies whole inside one piece
+        assert any(a <= start and end <= b for c in clips for a, b in c.pieces)
+    assert all(c.duration <= 29.5 for c in clips)
+
+
+def test_a_run_without_a_pause_that_fits_waits_for_the_next_clip() -> None:
+    regions = [(0.0, 20.0), (30.0, 45.0)]
+    clips = fill_clips(regions, 50.0, pad_s=0.5, join_gap_s=2.0, max_s=29.5)
+    assert [c.pieces for c in clips] == [((0.0, 20.5),), ((29.5, 45.5),)]
+
+
+def test_a_run_longer_than_a_clip_is_cut_in_its_last_third() -> None:
+    # pauses at 5 s (too early for an empty clip) and 25 s; then speech with no pause
+    regions = [(0.0, 4.8), (5.2, 24.8), (25.2, 90.0)]
+    clips = fill_clips(
+        regions, 90.0, pad_s=0.0, join_gap_s=2.0, max_s=29.5, pick_cut=lambda a, b: a + 5.0
+    )
+    first, second, third, fourth = (c.pieces for c in clips)
+    assert first == ((0.0, pytest.approx(25.0)),)  # at the pause, not at 5 s
+    assert second == ((pytest.approx(25.0), pytest.approx(25.0 + 29.5 * 2 / 3 + 5.0)),)
+    assert third[0][0] == second[0][1] and fourth[-1][1] == 90.0
+    assert [c.pieces for c in fill_clips([(1.0, 2.0)], 1.5, pad_s=0.5)] == [((0.5, 1.5),)]
+    with pytest.raises(ValueError, match="max_s"):
+        fill_clips(regions, 90.0, max_s=0.0)
 
 
 def test_clip_time_maps_back_across_the_left_out_pause() -> None:

@@ -6,14 +6,16 @@ Stages, in order, with their share of the progress bar (:data:`STAGE_WEIGHTS`):
 - ``decode``: the file is decoded once, 30 s at a time, into a 16 kHz float32
   array (an hour is about 230 MB, held once) while the VAD scans each chunk;
 - ``transcribe``: the VAD's speech, padded and joined across short pauses, is
-  packed into clips of at most 30 s (:mod:`pipelines.meeting.windows`: long
-  silences left out, so each Whisper encoder pass is mostly speech), decoded a
+  packed into clips filled up to 29.5 s (:func:`~pipelines.meeting.windows.fill_clips`:
+  long silences left out, runs of speech cut at a pause to fill a clip, so each
+  Whisper encoder pass, which always costs 30 s, is mostly speech), decoded a
   batch of clips at a time (progress per batch); word times are moved back onto
   the recording's time line. The language detected in the first batch is used
   for the rest;
 - ``diarize``: one call of the diarizer over the whole array, started as soon as
   decoding ends and running alongside the transcription (its time here is what
-  is left of it once the transcription is done);
+  is left of it once the transcription is done); it gets the decode stage's VAD
+  frame probabilities, so a Silero-based diarizer need not run Silero again;
 - ``align``: words to speakers, then segments (:mod:`pipelines.meeting.align`);
 - ``summarize`` (when asked): :mod:`pipelines.meeting.summarize`.
 
@@ -41,7 +43,14 @@ from pipelines.meeting.progress import STAGE_WEIGHTS, Progress, ProgressPlan, Re
 from pipelines.meeting.stages import DecodedAudio, clip_words, decode_with_vad
 from pipelines.meeting.summarize import SummaryOptions, summarize
 from pipelines.meeting.summary import MeetingSummary
-from pipelines.meeting.windows import Clip, pack_clips, quietest_point, speech_pieces, unheard
+from pipelines.meeting.windows import (
+    Clip,
+    fill_clips,
+    pack_clips,
+    quietest_point,
+    speech_pieces,
+    unheard,
+)
 from voice.diarize import DiarizeOptions, Diarizer, SpeakerEmbedder
 from voice.diarize.base import SpeakerTurn
 from voice.llm import ChatClient
@@ -166,7 +175,10 @@ class MeetingPipeline:
 
         def diarize() -> asyncio.Future[list[SpeakerTurn]]:
             return asyncio.ensure_future(
-                asyncio.to_thread(self.diarizer.diarize, audio.samples, diarize_options)
+                asyncio.to_thread(
+                    self.diarizer.diarize, audio.samples, diarize_options,
+                    audio.frame_probabilities,
+                )
             )
 
         if audio.speech and self.overlap:  # runs alongside the transcription
@@ -255,11 +267,9 @@ class MeetingPipeline:
         packed into new clips and decoded once more; what Whisper hears there is kept.
         """
         cut = lambda a, b: quietest_point(audio.samples, SAMPLE_RATE, a, b)  # noqa: E731
-        clips = pack_clips(
-            speech_pieces(
-                audio.speech, audio.duration, pad_s=CLIP_PAD_S, join_gap_s=CLIP_JOIN_GAP_S,
-                pick_cut=cut,
-            )
+        clips = fill_clips(
+            audio.speech, audio.duration, pad_s=CLIP_PAD_S, join_gap_s=CLIP_JOIN_GAP_S,
+            pick_cut=cut,
         )
         state = _ClipRun(language, sum(c.duration for c in clips) or 1.0)
         report("transcribe", 0.0)

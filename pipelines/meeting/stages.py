@@ -3,7 +3,8 @@
 :func:`decode_with_vad` decodes a file once, chunk by chunk, into one 16 kHz
 float32 array (an hour is about 230 MB) while running the VAD over each chunk,
 so the speech regions that decide the transcription windows cost no second
-pass. :func:`clip_words` turns one clip's transcription into words on the
+pass; the VAD's frame probabilities are kept for the diarizer, which needs the
+same model's scores (with its own thresholds). :func:`clip_words` turns one clip's transcription into words on the
 recording's time line.
 """
 
@@ -20,7 +21,8 @@ from pipelines.meeting.windows import Clip
 from voice.audio.decode import iter_decode, probe
 from voice.stt.base import SAMPLE_RATE, Transcription, Word
 from voice.vad import SpeechStarted, SpeechStopped, StreamingVad, VadOptions
-from voice.vad.base import SpeechClassifier
+from voice.vad.base import FrameProbabilities, SpeechClassifier
+from voice.vad.recording import RecordingClassifier
 
 DECODE_CHUNK_S = 30.0
 """Seconds decoded (and VAD-scanned) per step; also how often progress is reported."""
@@ -33,10 +35,12 @@ class StageCancelled(Exception):
 @dataclass(frozen=True, slots=True)
 class DecodedAudio:
     """A whole recording: float32 mono ``samples`` at 16 kHz and its ``speech``
-    regions ``(start_s, end_s)`` as the VAD found them, in order."""
+    regions ``(start_s, end_s)`` as the VAD found them, in order; the VAD's
+    probability of every frame, when kept (the diarizer may reuse them)."""
 
     samples: np.ndarray
     speech: tuple[tuple[float, float], ...]
+    frame_probabilities: FrameProbabilities | None = None
 
     @property
     def duration(self) -> float:
@@ -88,7 +92,8 @@ def decode_with_vad(
     if expected is not None and max_s is not None:
         expected = min(expected, max_s)  # a header may lie: never reserve past the limit
     buffer = _Buffer(expected)
-    vad = StreamingVad(classifier, vad_options)
+    recorder = RecordingClassifier(classifier)
+    vad = StreamingVad(recorder, vad_options)
     regions: list[tuple[float, float]] = []
     start_ms: float | None = None
     chunks = iter_decode(source, SAMPLE_RATE, DECODE_CHUNK_S, max_s=max_s)
@@ -113,7 +118,7 @@ def decode_with_vad(
         end_ms = vad.pending_end_ms if vad.pending_end_ms is not None else vad.position_ms
         regions.append((start_ms / 1000, end_ms / 1000))
     report(1.0)
-    return DecodedAudio(buffer.result(), tuple(regions))
+    return DecodedAudio(buffer.result(), tuple(regions), recorder.recorded())
 
 
 def clip_words(result: Transcription, clip: Clip) -> list[Word]:

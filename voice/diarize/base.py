@@ -12,6 +12,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from voice.vad.base import FrameProbabilities
+
 SAMPLE_RATE = 16000
 """Sample rate (Hz) every diarizer and embedder expects."""
 
@@ -78,11 +80,18 @@ class Diarizer(Protocol):
     """Splits a recording into speaker turns."""
 
     def diarize(
-        self, audio: np.ndarray, options: DiarizeOptions = DiarizeOptions()
+        self,
+        audio: np.ndarray,
+        options: DiarizeOptions = DiarizeOptions(),
+        speech: FrameProbabilities | None = None,
     ) -> list[SpeakerTurn]:
         """Turns sorted by start, labelled ``SPEAKER_00``, ``SPEAKER_01``... in order
         of first appearance. Blocking (seconds of CPU work): call it from a worker
         thread, never from the event loop.
+
+        ``speech``: a VAD's frame probabilities over this same ``audio``, when the
+        caller has them; a backend that runs that VAD model itself uses them instead
+        (same result, one VAD pass saved) and ignores them otherwise.
         """
         ...
 

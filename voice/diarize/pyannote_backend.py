@@ -31,6 +31,7 @@ from voice.diarize.base import (
     relabel_in_order,
     resolve_device,
 )
+from voice.vad.base import FrameProbabilities
 
 if TYPE_CHECKING:
     from voice.diarize.kit_pipeline import KitOptions
@@ -60,9 +61,13 @@ class PyannoteDiarizer:
             self._run = PretrainedPipeline(self.pipeline_dir, device)
 
     def diarize(
-        self, audio: np.ndarray, options: DiarizeOptions = DiarizeOptions()
+        self,
+        audio: np.ndarray,
+        options: DiarizeOptions = DiarizeOptions(),
+        speech: FrameProbabilities | None = None,
     ) -> list[SpeakerTurn]:
-        """Speaker turns of 16 kHz float32 mono ``audio``. Blocking (worker thread)."""
+        """Speaker turns of 16 kHz float32 mono ``audio``. Blocking (worker thread).
+        ``speech`` is not used (the pipeline finds speech with its own model)."""
         turns: list[SpeakerTurn] = self._run(check_audio(audio), options)
         return turns
 

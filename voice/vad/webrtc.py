@@ -20,6 +20,8 @@ class WebRtcClassifier:
     """
 
     sample_rate = 16000
+    model_name = "webrtc"
+    """Names the model in :class:`~voice.vad.base.FrameProbabilities`."""
 
     def __init__(self, mode: int | None = None, frame_ms: int = 30) -> None:
         if frame_ms not in (10, 20, 30):
