@@ -8,4 +8,7 @@ bash scripts/setup.sh --test
 .venv/bin/mypy voice pipelines web
 .venv/bin/lint-imports
 .venv/bin/hadolint --failure-threshold info Dockerfile
-exec .venv/bin/python -m pytest -q "$@"
+# Three pytest workers, whole modules each (module-scoped servers start once), longest
+# modules first (tests/conftest.py): most tests wait on real-time audio, so three keep two
+# cores busy. `bash scripts/test.sh -n 0` runs them one at a time.
+exec .venv/bin/python -m pytest -q -n 3 --dist loadfile "$@"

@@ -20,6 +20,21 @@ from web.app import create_app
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
+LONGEST_MODULES = (
+    "test_live_speakers", "test_browser", "test_soak", "test_stt", "test_job_workers",
+    "test_speech_recall", "test_client_frameworks_defaults", "test_embedded_defaults",
+    "test_barge_in", "test_diarize", "test_realtime_ws", "test_durability_server",
+    "test_client_openai_agents", "test_embedded_llm_load", "test_meeting", "test_semantic_vad",
+)
+"""Modules by wall time, longest first (``--durations=0``): they start first, so that with
+``pytest -n 3 --dist loadfile`` (scripts/test.sh) the workers end close together."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run :data:`LONGEST_MODULES` first, in that order; the rest keep theirs."""
+    rank = {name: n for n, name in enumerate(LONGEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
+
 
 def data_path(relative: str) -> Path:
     """Path of a file in ../shared/data; fails the test clearly when it is missing."""
