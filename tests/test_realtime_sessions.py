@@ -42,13 +42,13 @@ async def test_a_transcription_session_transcribes_and_never_answers(
 ) -> None:
     transcriber = services_of(server).transcriber
     prompts: list[str | None] = []
-    real = transcriber.transcribe
+    real = transcriber.transcribe_utterance  # the live path
 
     def spy(audio: np.ndarray, **kwargs: Any) -> Any:  # the real model, prompt recorded
         prompts.append(kwargs.get("prompt"))
         return real(audio, **kwargs)
 
-    monkeypatch.setattr(transcriber, "transcribe", spy)
+    monkeypatch.setattr(transcriber, "transcribe_utterance", spy)
     ws = await connect(server, "&intent=transcription")
     try:
         created = (await recv_json(ws))["session"]

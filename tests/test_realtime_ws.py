@@ -43,8 +43,8 @@ def client(server: ServerThread) -> AsyncOpenAI:
 
 def pcm24k(relative: str, pad_s: float = 2.0) -> np.ndarray:
     """A clip from ../shared/data as 24 kHz int16, followed by ``pad_s`` of silence (as a
-    microphone keeps sending: server_vad waits up to 1.5 s after a clause that sounds
-    unfinished, and a client that stops sending audio gets no end of turn)."""
+    microphone keeps sending: the default server_vad waits up to 1.5 s after a clause that
+    sounds unfinished)."""
     audio = resample(load_clip(relative), 16000, RATE)
     pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
     return np.concatenate([pcm, np.zeros(int(pad_s * RATE), dtype=np.int16)])

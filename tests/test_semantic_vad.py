@@ -1,42 +1,23 @@
 """Whole utterances with pauses inside them, streamed at real-time pace through the
 real server (Silero VAD, Whisper tiny.en, the Smart-Turn model; the scripted LLM):
-each is one user turn and one reply, with ``semantic_vad`` and with the adaptive
-``server_vad`` (``VOICE_TURN_ADAPTIVE_WAIT``, off by default)."""
+each is one user turn and one reply, with ``semantic_vad`` and with the default
+(adaptive ``server_vad``, ``VOICE_TURN_ADAPTIVE_WAIT``). A client that stops streaming in
+a mid-clause pause still gets its turn ended."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+import time
 from typing import Any
-
-import pytest
 
 from tests.conftest import reference_text
 from tests.fakes.llm_script import Turn, user_says
 from tests.fakes.scripted_llm import ScriptedLlmServer
 from tests.servers import ServerThread
 from tests.test_realtime_ws import normalize, pcm24k, raw_connect, recv_json, stream_raw, wer
-from voice.settings import load_settings
-from web.app import create_app
 
 JFK = "openai-whisper/jfk.wav"  # pauses of about 1 s inside one sentence
-
-
-@pytest.fixture(scope="module")
-def adaptive_server(
-    llm: ScriptedLlmServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerThread]:
-    """The real app with the adaptive server_vad on (new sessions default to server_vad)."""
-    settings = load_settings(
-        llm_base_url=llm.base_url,
-        cache_dir=tmp_path_factory.mktemp("cache"),
-        data_dir=tmp_path_factory.mktemp("data"),
-        turn_adaptive_wait=True,
-        rate_limit_per_minute=0,
-    )
-    with ServerThread(create_app(settings)) as running:
-        yield running
 
 
 async def _one_utterance(
@@ -73,17 +54,15 @@ def _committed(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 SEMANTIC = {"type": "semantic_vad", "eagerness": "auto"}
 
 
-async def test_jfk_is_one_turn_and_one_reply(
-    adaptive_server: ServerThread, llm: ScriptedLlmServer
-) -> None:
-    """``semantic_vad`` and the adaptive ``server_vad`` (the server's default here), in
-    two sessions streaming at the same time."""
+async def test_jfk_is_one_turn_and_one_reply(server: ServerThread, llm: ScriptedLlmServer) -> None:
+    """``semantic_vad`` and the server's default turn detection, in two sessions streaming
+    at the same time."""
     llm.add(*(Turn.say("I will ask.", when=user_says("country")) for _ in range(2)))
     runs = await asyncio.gather(
-        _one_utterance(adaptive_server, JFK, SEMANTIC),
-        _one_utterance(adaptive_server, JFK, None),
+        _one_utterance(server, JFK, SEMANTIC),
+        _one_utterance(server, JFK, None),
     )
-    for name, events in zip(("semantic_vad", "adaptive_server_vad"), runs, strict=True):
+    for name, events in zip(("semantic_vad", "default"), runs, strict=True):
         types = [e["type"] for e in events]
         assert len(_committed(events)) == 1, (name, types)
         assert types.count("input_audio_buffer.speech_started") == 1, name
@@ -97,3 +76,39 @@ async def test_jfk_is_one_turn_and_one_reply(
         assert wer(reference_text(JFK), transcript) < 0.3, (name, transcript)
         assert normalize(transcript).endswith("country"), (name, transcript)
         assert events[-1]["response"]["status"] == "completed", name
+
+
+async def test_a_client_that_stops_streaming_mid_clause_gets_its_turn_ended(
+    server: ServerThread, llm: ScriptedLlmServer
+) -> None:
+    """jfk's opening ("And so, my fellow Americans,") and 1 s of its pause, then no more
+    audio: the default server_vad holds the unfinished clause past 500 ms while audio
+    comes, and ends the turn once the client has stopped sending (OpenAI's timing)."""
+    llm.add(Turn.say("Go on.", when=user_says("fellow")))
+    ws = await raw_connect(server)
+    timed: list[tuple[float, dict[str, Any]]] = []
+
+    async def read() -> None:
+        while True:
+            event = await recv_json(ws, 30)
+            timed.append((time.monotonic(), event))
+            if event["type"] == "response.done":
+                return
+
+    try:
+        await recv_json(ws)
+        reader = asyncio.create_task(read())
+        await stream_raw(ws, pcm24k(JFK, pad_s=0.0)[: int(24000 * 3.2)])
+        stopped_sending = time.monotonic()
+        await asyncio.wait_for(reader, 30)
+    finally:
+        await ws.close()
+    stops = [t for t, e in timed if e["type"] == "input_audio_buffer.speech_stopped"]
+    assert len(stops) == 1, [e["type"] for _, e in timed]
+    assert stops[0] > stopped_sending  # 1 s of silence streamed did not end the clause
+    transcript = next(
+        e["transcript"] for _, e in timed
+        if e["type"] == "conversation.item.input_audio_transcription.completed"
+    )
+    assert "fellow" in normalize(transcript), transcript
+    assert timed[-1][1]["response"]["status"] == "completed"

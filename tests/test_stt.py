@@ -205,6 +205,27 @@ def test_word_timestamps_and_options(tiny: WhisperTranscriber, jfk: np.ndarray) 
     assert tiny.transcribe(np.zeros(0, dtype=np.float32)).text == ""
 
 
+def test_a_live_utterance_decodes_over_a_window_of_its_own_length(
+    tiny: WhisperTranscriber, jfk: np.ndarray
+) -> None:
+    """The live path (utterance + 10 s window) says what the 30 s window says, gives
+    nothing for silence, and leaves audio over 20 s to the usual decoding."""
+    for clip in ("speechbrain/spk1_snt1.wav", "lhotse/LJ002-0035.wav", JFK):
+        audio = load_clip(clip)
+        live = tiny.transcribe_utterance(audio)
+        assert live.options["short_window"] is True
+        assert len(live.segments) == 1 and live.segments[0].stats is not None
+        assert live.segments[0].stats.no_speech_prob < 0.5
+        full = tiny.transcribe(audio)
+        assert jiwer.wer(normalize(full.text), normalize(live.text)) <= 0.1, (live.text, full.text)
+    rng = np.random.default_rng(7)
+    hiss = (rng.standard_normal(16000 * 3) * 0.002).astype(np.float32)
+    assert tiny.transcribe_utterance(hiss).text == ""
+    long = tiny.transcribe_utterance(np.concatenate([jfk, jfk]))  # 22 s
+    assert "short_window" not in long.options
+    assert normalize(long.text).count("country") >= 3
+
+
 async def test_transcribe_async(tiny: WhisperTranscriber) -> None:
     told: list[Segment] = []
     result = await transcribe_async(tiny, load_clip("lhotse/LJ002-0020.wav"), on_segment=told.append)

@@ -35,6 +35,7 @@ from voice.tts import (
     speak,
     synthesize_text,
 )
+from voice.tts.presynth import Presynthesized
 from voice.tts.stream import WORKER_THREAD_PREFIX
 
 NATIVE_RATE = 22050
@@ -179,6 +180,28 @@ async def test_cancelling_stops_synthesis(synth: PiperSynthesizer) -> None:
     assert worker_threads() == []
     assert len(spy.started) <= 3, f"synthesis went on after cancel: {len(spy.started)} sentences"
     assert errors == []
+
+
+async def test_a_phrase_synthesized_ahead_is_played_once_then_synthesized_again(
+    synth: PiperSynthesizer,
+) -> None:
+    """The first phrase made ahead (while the user's turn is confirmed) is what the reply
+    plays, without asking Piper again; its second use, other phrases and a cancelled
+    phrase go to Piper."""
+    spy = RecordingSynth(synth)
+    ahead = Presynthesized(spy, "Sure, here it is.")
+    run = asyncio.create_task(asyncio.to_thread(ahead.run))  # still running when asked
+    pieces = ["Sure, here it is.", "The second piece.", "Sure, here it is."]
+    chunks = await collect(speak(ahead.serving(spy), aiter_of(pieces), sample_rate=16000))
+    await run
+    assert spy.started == pieces  # the run above, then only the two others
+    first = np.concatenate([c.samples for c in chunks if c.sentence_index == 0])
+    made_ahead = soxr.resample(spy.native[0], NATIVE_RATE, 16000)
+    assert abs(len(first) - len(made_ahead)) <= 2
+    assert {c.sentence_index for c in chunks} == {0, 1, 2}
+    cancelled = Presynthesized(spy, "Never mind.")
+    cancelled.cancel()
+    assert cancelled.claim("Never mind.") is None  # the reply synthesizes it itself
 
 
 async def test_errors_from_the_sentence_source_follow_earlier_audio(

@@ -100,9 +100,10 @@ class Settings(BaseSettings):
     """Turn detection of new sessions (clients may change it with ``session.update``)."""
     turn_eagerness: Literal["low", "medium", "high", "auto"] = "auto"
     """``semantic_vad``: how soon a finished thought ends the turn (low waits longest)."""
-    turn_adaptive_wait: bool = False
-    """``server_vad``: wait less after a finished sentence and longer mid-clause (judged
-    from the transcript and, when installed, the turn model); off = exact OpenAI timing."""
+    turn_adaptive_wait: bool = True
+    """``server_vad`` in sessions that answer: wait less after a finished sentence and
+    longer mid-clause (judged from the transcript and, when installed, the turn model);
+    off = exact OpenAI timing."""
 
     # --- text-to-speech ------------------------------------------------------
     tts_voice: str = "joe"

@@ -42,6 +42,10 @@ PROBE_AFTER_MS = 200.0
 FOCUS_JUDGE_MS = (600, 1000, 1400, 1800, 2200, 2600, 3000)
 """Voice (ms) into a turn at which focus mode asks whose voice it is, until it is the
 primary speaker's (each look embeds the whole turn so far)."""
+STALLED_INPUT_MS = 400.0
+"""Wall-clock gap (ms) in the client's audio after which a pause that already lasted
+``silence_duration_ms`` ends the turn although the adaptive wait asks for more: a client
+that stopped streaming (a file sent whole) gets OpenAI's exact ``server_vad`` timing."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,14 @@ class Commit:
 @dataclass(frozen=True)
 class Clear:
     """Client asked to drop the input buffer (``input_audio_buffer.clear``)."""
+
+
+@dataclass(frozen=True)
+class InputStalled:
+    """No client audio arrived for :data:`STALLED_INPUT_MS` since the stream reached
+    ``position_ms`` (ms), in a pause the adaptive wait was still holding open."""
+
+    position_ms: float
 
 
 class TurnListener(Protocol):
@@ -135,13 +147,16 @@ class InputAudio:
         self.ctx = ctx
         self._listener = listener
         self._config = config
-        self._queue: asyncio.Queue[Audio | Commit | Clear] = asyncio.Queue(maxsize=256)
+        self._queue: asyncio.Queue[Audio | Commit | Clear | InputStalled] = asyncio.Queue(
+            maxsize=256
+        )
         self._transcriber = transcriber
         self._recognizer = self._new_recognizer()
         self._resampler: StreamResampler | None = None
         self._resampler_rate = 0
         self._vad: StreamingVad | None = None
-        self._vad_turns: TurnDetection | None = None
+        self._vad_turns: tuple[TurnDetection, bool] | None = None
+        """The turn detection and adaptive flag the current VAD and policy were built for."""
         self._vad_offset_ms = 0.0
         """Stream position (ms) at which the current VAD was created."""
         self._window = AudioWindow()
@@ -154,6 +169,7 @@ class InputAudio:
         self._pause_probability: float | None = None
         """What is known about the current pause: its transcript and the turn model's view."""
         self._probe: asyncio.Task[None] | None = None
+        self._stall_watch: asyncio.Task[None] | None = None
         self._policy = EndpointPolicy("server_vad")
         self._deferred_start: float | None = None
         """audio_start_ms of a turn whose ``speech_started`` waits for confirmation."""
@@ -208,6 +224,8 @@ class InputAudio:
                             raise
                     elif isinstance(entry, Clear):
                         await self._clear()
+                    elif isinstance(entry, InputStalled):
+                        await self._end_stalled_pause(entry.position_ms)
                     else:
                         await self._audio(entry)
                 except ProtocolError as err:
@@ -223,6 +241,7 @@ class InputAudio:
                 self._speculation,
                 self._focus_check,
                 self._probe,
+                self._stall_watch,
                 *self._turn_tasks,
             )
             if t is not None
@@ -255,7 +274,7 @@ class InputAudio:
         if td is None:
             self._trim_buffer(self.ctx.options.max_input_buffer_ms)
             return
-        vad = await self._ensure_vad(td)
+        vad = await self._ensure_vad(td, adaptive=self._adapts(config))
         events = await asyncio.to_thread(vad.push, pcm)
         voiced = vad.last_probability >= td.threshold
         echo = voiced and echo_guard is not None and echo_guard.is_echo(now)
@@ -341,10 +360,18 @@ class InputAudio:
             self._resampler_rate = rate
         return self._resampler.process(samples)
 
-    async def _ensure_vad(self, td: TurnDetection) -> StreamingVad:
+    @staticmethod
+    def _adapts(config: SessionConfig) -> bool:
+        """Whether ``server_vad`` adapts its wait to the turn: only where the agent answers
+        (a realtime session creating responses); transcription sessions and the browser's
+        meeting mode keep OpenAI's exact timing, so two speakers' turns never merge."""
+        td = config.turn_detection
+        return td is not None and td.adaptive and td.create_response and config.type == "realtime"
+
+    async def _ensure_vad(self, td: TurnDetection, *, adaptive: bool) -> StreamingVad:
         """The session's VAD for ``td``; a new one is built in a worker thread (loading
         the Silero session takes 100-250 ms, too long for the event loop)."""
-        if self._vad is None or self._vad_turns != td:
+        if self._vad is None or self._vad_turns != (td, adaptive):
             options = VadOptions(
                 threshold=td.threshold,
                 min_speech_ms=self.ctx.options.vad_min_speech_ms,
@@ -354,16 +381,15 @@ class InputAudio:
             self._policy = EndpointPolicy(
                 td.type,
                 silence_ms=td.silence_duration_ms,
-                adaptive=td.adaptive,
+                adaptive=adaptive,
                 eagerness=td.eagerness,
-                use_model=turn_model_available()
-                and (td.type == "semantic_vad" or td.adaptive),
+                use_model=turn_model_available() and (td.type == "semantic_vad" or adaptive),
             )
             options = replace(options, silence_ms=self._policy.max_wait_ms)
             classifier = await asyncio.to_thread(make_classifier, self.ctx.options.vad_backend)
             self._vad = StreamingVad(classifier, options)
             self._vad_offset_ms = self._position_ms
-            self._vad_turns = td
+            self._vad_turns = (td, adaptive)
         return self._vad
 
     def _append_buffer(self, pcm: np.ndarray) -> None:
@@ -509,9 +535,10 @@ class InputAudio:
     def _reset_pause(self) -> None:
         self._pause_text = None
         self._pause_probability = None
-        if self._probe is not None:
-            self._probe.cancel()
-            self._probe = None
+        for task in (self._probe, self._stall_watch):
+            if task is not None:
+                task.cancel()
+        self._probe = self._stall_watch = None
 
     async def _maybe_end_pause(self, vad: StreamingVad) -> None:
         """During trailing silence: consult the turn model once, and end the turn as soon
@@ -525,10 +552,39 @@ class InputAudio:
             self._probe = asyncio.create_task(self._run_probe(audio, self._item_id, pending))
         wait_ms = self._policy.wait_ms(self._pause_text, self._pause_probability)
         if wait_ms is None or silence_ms < wait_ms:
+            if (
+                self._policy.mode == "server_vad"
+                and silence_ms >= self._policy.silence_ms
+                and self._stall_watch is None
+            ):
+                self._stall_watch = asyncio.create_task(self._watch_for_stall())
             return
+        await self._end_pause(vad)
+
+    async def _end_pause(self, vad: StreamingVad) -> None:
         event = vad.end_turn()
         if event is not None:
             await self._speech_stopped(event.end_ms + self._vad_offset_ms)
+
+    async def _watch_for_stall(self) -> None:
+        """Queue :class:`InputStalled` once the client's audio stops for
+        :data:`STALLED_INPUT_MS`; cancelled when the pause ends either way."""
+        while True:
+            position = self._position_ms
+            await asyncio.sleep(STALLED_INPUT_MS / 1000.0)
+            if self._position_ms == position and self._queue.empty():
+                self._queue.put_nowait(InputStalled(position))
+                return
+
+    async def _end_stalled_pause(self, position_ms: float) -> None:
+        """The client stopped streaming in a pause that lasted ``silence_duration_ms``:
+        the turn ends now (unless audio came after all, or the pause is already over)."""
+        self._stall_watch = None
+        vad = self._vad
+        if position_ms != self._position_ms or vad is None or vad.pending_end_ms is None:
+            return
+        if self._item_id is not None:
+            await self._end_pause(vad)
 
     async def _run_probe(self, audio: np.ndarray, item_id: str | None, pending: float) -> None:
         model = await shared_turn_model()

@@ -6,7 +6,8 @@ silence wait. If the turn is confirmed with the same words (:func:`same_words`:
 case and punctuation aside, as a final transcript may differ from the speculative
 one only in those), the response replays the buffered events and continues live;
 otherwise the prefetch is discarded (its HTTP stream is closed). Nothing is
-emitted to the client by a prefetch.
+emitted to the client by a prefetch; its first phrase (:func:`first_phrase`) may be
+synthesized ahead, so a confirmed reply starts speaking at once.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from voice.llm import LlmEvent
+from voice.llm import Completion, LlmEvent, TextDelta
+from voice.tts.chunker import SentenceChunker
 
 _WORD = re.compile(r"[\w']+")
 
@@ -94,3 +96,21 @@ class Prefetch:
         if aclose is not None:
             with contextlib.suppress(Exception):
                 await aclose()
+
+
+async def first_phrase(prefetch: Prefetch, chunker: SentenceChunker) -> str | None:
+    """The reply's first speakable piece, cut by ``chunker`` as soon as the prefetched
+    stream holds it; None when the reply opens with a tool call, says nothing or fails.
+    Safe to cancel."""
+    try:
+        async for event in prefetch.events():
+            if isinstance(event, TextDelta):
+                pieces = chunker.push(event.text)
+                if pieces:
+                    return pieces[0]
+            elif not isinstance(event, Completion):
+                return None  # a tool call comes first: nothing to say ahead
+    except Exception:  # the reply itself meets the error
+        return None
+    pieces = chunker.flush()
+    return pieces[0] if pieces else None

@@ -26,12 +26,13 @@ from pipelines.realtime.conversation import Conversation, Item, SpokenSpan
 from pipelines.realtime.latency import TurnLatency
 from pipelines.realtime.output_items import OutputItems
 from pipelines.realtime.playout import AudioPacer
-from pipelines.realtime.prefetch import Prefetch
+from pipelines.realtime.prefetch import Prefetch, first_phrase
 from pipelines.realtime.voices import synthesizer_for
 from voice.audio.g711 import alaw_encode, ulaw_encode
 from voice.llm import Completion, LlmError, TextDelta, ToolCallArgumentsDelta, ToolCallRequest
 from voice.tts.base import TtsError
 from voice.tts.chunker import SentenceChunker
+from voice.tts.presynth import Presynthesized
 from voice.tts.stream import SpeechChunk, speak
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,9 @@ class ResponseRun:
         self._prefetch: Prefetch | None = None
         self.prefetched = False
         """Whether the first LLM request was started speculatively and used."""
+        self._ahead: Presynthesized | None = None
+        self._ahead_task: asyncio.Task[None] | None = None
+        """The prefetched reply's first phrase, synthesized while the turn is confirmed."""
         self.output_state: Literal["started", "cleared", "stopped"] | None = None
         """Media transports: where this response's audio is in the output buffer."""
         self._step_choice: str | None = None
@@ -173,6 +177,7 @@ class ResponseRun:
                         "failed",
                         {"type": "server_error", "message": str(exc)},
                     )
+        await self._drop_ahead()
         if self._cancel.is_set() and self.status == "completed":
             self.status = "cancelled"
         await self._close_open_items()
@@ -188,9 +193,34 @@ class ResponseRun:
             {"role": "user", "content": user_text},
         ]
         self._prefetch = Prefetch(messages, self._llm_stream(messages))
+        if "audio" in self.config.output_modalities:
+            self._ahead_task = asyncio.create_task(self._say_ahead(self._prefetch))
         return self._prefetch
 
+    async def _say_ahead(self, prefetch: Prefetch) -> None:
+        """Synthesize the prefetched reply's first phrase (a worker thread)."""
+        text = await first_phrase(prefetch, SentenceChunker(first_phrase_words=FIRST_PHRASE_WORDS))
+        if text is None:
+            return
+        try:
+            synth = await synthesizer_for(self.ctx.synthesizer, self.config.voice, self.config.speed)
+        except (ValueError, TtsError):
+            return  # the reply reports it
+        self._ahead = Presynthesized(synth, text)
+        await asyncio.to_thread(self._ahead.run)
+
+    async def _drop_ahead(self) -> None:
+        task, self._ahead_task = self._ahead_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._ahead is not None:
+            self._ahead.cancel()
+            self._ahead = None
+
     async def discard_prefetch(self) -> None:
+        await self._drop_ahead()
         if self._prefetch is not None:
             prefetch, self._prefetch = self._prefetch, None
             await prefetch.aclose()
@@ -257,6 +287,7 @@ class ResponseRun:
             self.prefetched = True
             stream = cast(AsyncGenerator[Any, None], prefetch.events())
         else:
+            await self._drop_ahead()
             if prefetch is not None:
                 await prefetch.aclose()
             stream = cast(AsyncGenerator[Any, None], self._llm_stream(messages))
@@ -330,6 +361,10 @@ class ResponseRun:
             )
         except (ValueError, TtsError) as exc:
             raise RuntimeError(f"voice {self.config.voice!r}: {exc}") from None
+        ahead, self._ahead = self._ahead, None
+        await self._drop_ahead()  # a first phrase not yet under way is left to this reply
+        if ahead is not None:  # the prefetched first phrase, synthesized (or under way)
+            synthesizer = ahead.serving(synthesizer)
         chunks = cast(
             AsyncGenerator[SpeechChunk, None],
             speak(

@@ -151,6 +151,44 @@ async def transcribe_async(
     )
 
 
+def transcribe_utterance(
+    transcriber: Transcriber,
+    audio: np.ndarray,
+    *,
+    language: str | None = None,
+    prompt: str | None = None,
+) -> Transcription:
+    """One live utterance's text: the transcriber's ``transcribe_utterance`` (a faster
+    path for short audio, text only) when it has one, else ``transcribe``. Blocking."""
+    short = getattr(transcriber, "transcribe_utterance", None)
+    if short is not None:
+        result: Transcription = short(audio, language=language, prompt=prompt)
+        return result
+    return transcriber.transcribe(audio, language=language, prompt=prompt)
+
+
+async def transcribe_utterance_async(
+    transcriber: Transcriber,
+    audio: np.ndarray,
+    *,
+    language: str | None = None,
+    prompt: str | None = None,
+    priority: int | None = None,
+) -> Transcription:
+    """:func:`transcribe_utterance` in the transcriber's worker threads, like
+    :func:`transcribe_async` (same priority rule, safe to cancel the same way)."""
+    return await run_on_at(
+        priority,
+        transcriber,
+        getattr(transcriber, "concurrency", 2),
+        transcribe_utterance,
+        transcriber,
+        audio,
+        language=language,
+        prompt=prompt,
+    )
+
+
 def transcribe_clips(
     transcriber: Transcriber,
     clips: Sequence[np.ndarray],

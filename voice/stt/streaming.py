@@ -20,7 +20,7 @@ import numpy as np
 
 from voice.audio.frames import pcm16_to_float32, rms_dbfs
 from voice.cpu_budget import LIVE_AUX
-from voice.stt.base import SAMPLE_RATE, Transcriber, Transcription, transcribe_async
+from voice.stt.base import SAMPLE_RATE, Transcriber, Transcription, transcribe_utterance_async
 from voice.workers import queued
 
 _SILENCE_WINDOW = SAMPLE_RATE // 50  # 20 ms, in samples
@@ -249,7 +249,7 @@ class StreamingRecognizer:
         elif after:
             await asyncio.wait(after)
         worker = asyncio.ensure_future(
-            transcribe_async(
+            transcribe_utterance_async(
                 self._transcriber,
                 audio,
                 language=self._language,

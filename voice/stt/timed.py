@@ -20,6 +20,7 @@ from voice.stt.base import (
     Transcriber,
     Transcription,
     transcribe_clips,
+    transcribe_utterance,
 )
 
 SttObserver = Callable[[float, float], None]
@@ -74,6 +75,15 @@ class TimedTranscriber:
         audio_s = sum(len(clip) for clip in clips) / SAMPLE_RATE
         self._observe(audio_s, time.perf_counter() - start)
         return results
+
+    def transcribe_utterance(
+        self, audio: np.ndarray, *, language: str | None = None, prompt: str | None = None
+    ) -> Transcription:
+        """``inner``'s live-utterance path (:func:`~voice.stt.base.transcribe_utterance`), timed."""
+        start = time.perf_counter()
+        result = transcribe_utterance(self.inner, audio, language=language, prompt=prompt)
+        self._observe(len(audio) / SAMPLE_RATE, time.perf_counter() - start)
+        return result
 
     def __getattr__(self, name: str) -> object:
         """Other attributes (``multilingual``, ``options``) come from ``inner``."""

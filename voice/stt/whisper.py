@@ -25,6 +25,7 @@ from voice.stt.base import (
     Word,
 )
 from voice.stt.models import choose_device, resolve_model
+from voice.stt.utterance import decode_utterance
 
 if TYPE_CHECKING:
     from voice.settings import Settings
@@ -224,6 +225,41 @@ class WhisperTranscriber:
         text = " ".join(s.text for s in segments if s.text)
         return Transcription(text, segments, info.language, duration, MappingProxyType(used))
 
+
+    def transcribe_utterance(
+        self, audio: np.ndarray, *, language: str | None = None, prompt: str | None = None
+    ) -> Transcription:
+        """A live turn's text: mono 16 kHz ``audio`` decoded over a window of its own
+        length plus 10 s (:mod:`voice.stt.utterance`), about 3x faster than the 30 s
+        window on a CPU. One segment with the decoder's statistics and no timestamps
+        inside; silence gives none (Whisper's no-speech rule). Audio over 20 s, an
+        undetermined language, or text that loops or is guesswork go through
+        :meth:`transcribe`. Blocking; thread-safe."""
+        samples = _as_float32(audio)
+        lang = "en" if not self.multilingual else (language or self.options.language)
+        if lang is None:
+            return self.transcribe(samples, language=language, prompt=prompt)
+        with self._slots:
+            heard = decode_utterance(self._model, samples, language=lang, prompt=prompt)
+        if (
+            heard is None
+            or not heard.complete
+            or heard.compression_ratio > LOOP_COMPRESSION
+            or (heard.avg_logprob < WEAK_LOGPROB and heard.no_speech_prob <= SILENT_NO_SPEECH)
+        ):
+            return self.transcribe(samples, language=lang, prompt=prompt)
+        used = self._echo(lang, False)
+        used.update(vad_filter=False, initial_prompt=prompt, batched=False, short_window=True)
+        duration = len(samples) / SAMPLE_RATE
+        if not heard.text or (
+            heard.no_speech_prob > SILENT_NO_SPEECH and heard.avg_logprob < WEAK_LOGPROB
+        ):
+            return Transcription("", (), lang, duration, MappingProxyType(used))
+        stats = DecoderStats(
+            0, heard.tokens, 0.0, heard.avg_logprob, heard.compression_ratio, heard.no_speech_prob
+        )
+        segment = Segment(0, 0.0, duration, heard.text, (), stats)
+        return Transcription(heard.text, (segment,), lang, duration, MappingProxyType(used))
 
     def transcribe_clips(
         self,

@@ -218,7 +218,7 @@ def _has_verb(words: list[str]) -> bool:
 def text_verdict(text: str | None) -> Verdict | None:
     """What the transcript so far says about the turn; None when it says nothing.
 
-    ``incomplete``: it ends with a comma, dash or ellipsis, or with a word that needs
+    ``incomplete``: it ends with a comma or dash, or with a word that needs
     more ("and", "the", "of", ...); or it opens with a connector ("and so ...") and has
     no verb yet; or it opens with a subordinate clause ("unless ...") and no main clause
     follows (no comma, no final ? or !). ``complete``: a question or exclamation, or a
@@ -231,7 +231,9 @@ def text_verdict(text: str | None) -> Verdict | None:
     words = _words(stripped)
     if not words:
         return None
-    if stripped.endswith((",", ";", ":", "-", "\u2026", "...")) or words[-1] in _DANGLING:
+    if stripped.endswith(("\u2026", "...")):
+        return None  # Whisper trails off ("In this regard...") finished or not: no cue
+    if stripped.endswith((",", ";", ":", "-")) or words[-1] in _DANGLING:
         return "incomplete"
     if stripped.endswith(("?", "!")):
         return "complete"
@@ -272,8 +274,10 @@ def semantic_wait_ms(eagerness: str, model_probability: float | None, text: str 
 
 ADAPTIVE_INCOMPLETE_EXTRA_MS = 1000.0
 """server_vad: a turn that stops mid-clause waits this much longer than ``silence_ms``."""
-ADAPTIVE_UNSURE_EXTRA_MS = 500.0
-"""server_vad: a sentence the turn model thinks goes on waits this much longer."""
+ADAPTIVE_UNSURE_EXTRA_MS = 300.0
+"""server_vad: a sentence the turn model thinks goes on waits this much longer (jfk.wav
+pauses 544 ms after a "for you." that goes on; a longer wait delays every read sentence
+the model doubts)."""
 
 
 def adaptive_wait_ms(
