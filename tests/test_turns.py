@@ -42,6 +42,11 @@ def test_server_vad_waits_less_after_a_sentence_and_longer_mid_clause() -> None:
     # The turn model, when used, overrides a full stop that Whisper put mid-sentence.
     with_model = EndpointPolicy("server_vad", silence_ms=500, adaptive=True, use_model=True)
     assert with_model.wait_ms("Ask not what your country can do for you.", None) is None
+    assert with_model.wait_ms("And so my fellow Americans,", None) == mid_clause  # text suffices
+    # A late model holds a finished sentence no longer than a doubted one; a sentence
+    # with no ending waits for it (jfk.wav's "... ask not" pause is 1.5 s).
+    assert with_model.undecided_wait_ms("Turn off the lights.") == 800 < mid_clause
+    assert with_model.undecided_wait_ms("And so my fellow Americans ask not") == mid_clause
     # Whisper's full stop against the model's "not done": unsure, waited longer than usual
     # (jfk.wav pauses 544 ms after "for you.").
     unsure_wait = with_model.wait_ms("Ask not what your country can do for you.", 0.03)

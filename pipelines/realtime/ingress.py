@@ -551,7 +551,9 @@ class InputAudio:
             audio = self._window.slice(self._utterance_start_ms)
             self._probe = asyncio.create_task(self._run_probe(audio, self._item_id, pending))
         wait_ms = self._policy.wait_ms(self._pause_text, self._pause_probability)
-        if wait_ms is None or silence_ms < wait_ms:
+        if wait_ms is None:  # the evidence is late (a loaded machine): not for ever
+            wait_ms = self._policy.undecided_wait_ms(self._pause_text)
+        if silence_ms < wait_ms:
             if (
                 self._policy.mode == "server_vad"
                 and silence_ms >= self._policy.silence_ms

@@ -329,6 +329,16 @@ class EndpointPolicy:
             return self.silence_ms
         return min(10000.0, self.silence_ms + ADAPTIVE_INCOMPLETE_EXTRA_MS)
 
+    def undecided_wait_ms(self, text: str | None) -> float:
+        """The longest a pause waits for the evidence :meth:`wait_ms` still lacks. With
+        ``server_vad``, a sentence Whisper ended waits for the turn model's view at most
+        ``silence_ms`` + the unsure extra (on a loaded machine the model can come late,
+        and every finished turn would wait :attr:`max_wait_ms`); anything else waits for
+        it as long as :attr:`max_wait_ms`."""
+        if self.mode == "server_vad" and text_verdict(text) == "complete":
+            return min(self.max_wait_ms, self.silence_ms + ADAPTIVE_UNSURE_EXTRA_MS)
+        return self.max_wait_ms
+
     def wait_ms(self, text: str | None, model_probability: float | None) -> float | None:
         """Silence (ms) after which this pause ends the turn, or None while evidence is
         still to come (the caller waits, at most :attr:`max_wait_ms`).
@@ -346,6 +356,10 @@ class EndpointPolicy:
             return semantic_wait_ms(self.eagerness, model_probability, text)
         if not self.adaptive:
             return self.silence_ms
-        if text is None or (self.use_model and model_probability is None):
+        if text is None:
+            return None
+        if self.use_model and model_probability is None:
+            if text_verdict(text) == "incomplete":  # mid-clause: no need to hear the model
+                return min(10000.0, self.silence_ms + ADAPTIVE_INCOMPLETE_EXTRA_MS)
             return None
         return adaptive_wait_ms(self.silence_ms, text, model_probability)
