@@ -38,6 +38,7 @@ from typing import Any
 from pipelines.clock import Clock, MonotonicClock
 from pipelines.meeting.align import AlignOptions, align
 from pipelines.meeting.document import TranscriptDocument, display_name
+from pipelines.meeting.extents import reach_speech_edges
 from pipelines.meeting.known_speakers import KnownSpeaker, name_speakers
 from pipelines.meeting.progress import STAGE_WEIGHTS, Progress, ProgressPlan, Reporter
 from pipelines.meeting.stages import DecodedAudio, clip_words, decode_with_vad
@@ -63,9 +64,12 @@ from voice.stt.base import (
 )
 from voice.vad import SpeechClassifier, VadOptions, make_classifier
 
-PLANNING_VAD = VadOptions(threshold=0.15, min_speech_ms=100, silence_ms=300)
+PLANNING_VAD = VadOptions(threshold=0.1, min_speech_ms=100, silence_ms=300)
 """VAD settings that find the speech clips are made of (a low threshold keeps
-quiet, far speech: what falls outside every clip is never transcribed)."""
+quiet, far speech: what falls outside every clip is never transcribed; Whisper's
+no-speech rule, not the VAD, then keeps noise out). 0.1 rather than 0.15 found
+far-field replies on the AMI excerpts that Silero scores 0.10-0.15 (trn04's
+"Yeah" at 14 s); at 0.07 more noise came in and no more speech."""
 CLIP_PAD_S = 0.6
 """Audio kept around each speech region (s)."""
 CLIP_JOIN_GAP_S = 3.0
@@ -76,6 +80,10 @@ second decoding is tried: Whisper may end a clip's text early (an utterance cut
 by the clip's end, a reply after a long pause)."""
 HEARD_MARGIN_S = 0.3
 """Word times are loose: speech this close (s) to a word counts as heard."""
+EDGE_PAD_S = 0.2
+"""The first and last word of a speech region reach this far (s) past its VAD edges."""
+EDGE_STRETCH_S = 1.0
+"""At most this much (s) is added to a word reaching a speech region's edge."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,10 +290,15 @@ class MeetingPipeline:
         if again:
             state.total += sum(c.duration for c in again)
             extra = await self._decode_clips(audio, again, state, report)
-            # the padding is context only: words already heard there are not taken twice
-            extra = [w for w in extra if _inside((w.start + w.end) / 2, missed)]
+            # the padding is context only: words already heard there are not taken twice;
+            # a word's times are loose at a clip's start, so touching missed speech is enough
+            extra = [w for w in extra if _touches(w, missed) and not _touches(w, heard)]
             words = sorted(words + extra, key=lambda w: (w.start, w.end))
         state.used["second_pass_clips"] = len(again)
+        words = reach_speech_edges(
+            words, audio.speech, pad_s=EDGE_PAD_S, max_stretch_s=EDGE_STRETCH_S,
+            duration_s=audio.duration,
+        )
         return words, state.detected, state.used, len(clips) + len(again)
 
     async def _decode_clips(
@@ -316,8 +329,9 @@ class MeetingPipeline:
         return words
 
 
-def _inside(t: float, spans: list[tuple[float, float]]) -> bool:
-    return any(start <= t <= end for start, end in spans)
+def _touches(word: Word, spans: list[tuple[float, float]]) -> bool:
+    """Whether ``word``'s time overlaps one of ``spans`` (s)."""
+    return any(start < word.end and word.start < end for start, end in spans)
 
 
 class _ClipRun:
