@@ -115,6 +115,27 @@ def test_no_recording_with_speech_comes_back_empty(heard: dict[str, Heard]) -> N
     assert [clip for clip, result in heard.items() if not result.words] == []
 
 
+@pytest.mark.slow
+def test_cli_transcribe_hears_what_the_meeting_path_hears(heard: dict[str, Heard]) -> None:
+    """``voice transcribe`` on trn01 (faster-whisper's own VAD at 0.5 printed nothing):
+    the same segments as the meeting pipeline's transcription, text and times."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from web.cli import app
+
+    clip = "pyannote-audio/trn01.wav"
+    out = CliRunner().invoke(app, ["transcribe", str(DATA_DIR / clip), "--format", "json"])
+    assert out.exit_code == 0, out.output
+    printed = json.loads(out.stdout)
+    expected = align(heard[clip].words, [])
+    assert printed["text"] and printed["text"] == " ".join(s.text for s in expected)
+    assert [(s["start"], s["end"]) for s in printed["segments"]] == [
+        (pytest.approx(s.start, abs=1e-3), pytest.approx(s.end, abs=1e-3)) for s in expected
+    ]
+
+
 # --- nothing from silence, noise or music ------------------------------------------
 
 RATE = 16000

@@ -177,7 +177,7 @@ class MeetingPipeline:
             report(stage, 1.0)
 
         report("decode", 0.0)
-        audio = await self._decode(Path(source), report, opts.max_audio_s)
+        audio = await self.decode(Path(source), opts.max_audio_s, report)
         lap("decode")
         diarizing: asyncio.Future[list[SpeakerTurn]] | None = None
 
@@ -244,9 +244,14 @@ class MeetingPipeline:
         report("done", 1.0)
         return MeetingResult(replace(document, meta={**meta, "timings_s": dict(timings)}), summary)
 
-    async def _decode(
-        self, source: Path, report: Callable[[str, float], None], max_s: float | None
+    async def decode(
+        self,
+        source: Path,
+        max_s: float | None = None,
+        report: Callable[[str, float], None] = lambda stage, fraction: None,
     ) -> DecodedAudio:
+        """The ``decode`` stage alone: ``source`` decoded to 16 kHz with its speech found
+        (:data:`PLANNING_VAD`). Safe to cancel: the thread stops at its next 30 s chunk."""
         stop = threading.Event()
         try:
             return await asyncio.to_thread(
