@@ -25,7 +25,7 @@ from pipelines.meeting.align import align
 from pipelines.meeting.extents import reach_speech_edges
 from pipelines.meeting.pipeline import PLANNING_VAD, MeetingPipeline
 from pipelines.meeting.stages import decode_with_vad
-from tests.conftest import DATA_DIR
+from tests.conftest import DATA_DIR, load_clip
 from voice.diarize.rttm import read_rttm, read_uem
 from voice.stt import WhisperTranscriber
 from voice.stt.base import Word
@@ -134,6 +134,19 @@ def test_cli_transcribe_hears_what_the_meeting_path_hears(heard: dict[str, Heard
     assert [(s["start"], s["end"]) for s in printed["segments"]] == [
         (pytest.approx(s.start, abs=1e-3), pytest.approx(s.end, abs=1e-3)) for s in expected
     ]
+
+
+@pytest.mark.slow
+def test_a_weak_clip_is_decoded_again_the_same_way_every_time(
+    transcriber: WhisperTranscriber,
+) -> None:
+    """trn04's far 'Yeah' (13.4-15.9 s, the second pass's clip): greedy batched decoding
+    gives guesswork, the re-decode (beam search at temperature 0) 'Yeah.' every time;
+    sampling at higher temperatures used to give it or nothing from run to run."""
+    clip = load_clip("pyannote-audio/trn04.wav")[round(13.384 * RATE) : round(15.896 * RATE)]
+    runs = [transcriber.transcribe_clips([clip], word_timestamps=True)[0] for _ in range(2)]
+    assert all(r.options.get("redecoded") for r in runs)
+    assert [r.text for r in runs] == ["Yeah.", "Yeah."]
 
 
 # --- nothing from silence, noise or music ------------------------------------------
