@@ -64,12 +64,14 @@ from voice.stt.base import (
 )
 from voice.vad import SpeechClassifier, VadOptions, make_classifier
 
-PLANNING_VAD = VadOptions(threshold=0.1, min_speech_ms=100, silence_ms=300)
+PLANNING_VAD = VadOptions(threshold=0.15, min_speech_ms=100, silence_ms=300)
 """VAD settings that find the speech clips are made of (a low threshold keeps
-quiet, far speech: what falls outside every clip is never transcribed; Whisper's
-no-speech rule, not the VAD, then keeps noise out). 0.1 rather than 0.15 found
-far-field replies on the AMI excerpts that Silero scores 0.10-0.15 (trn04's
-"Yeah" at 14 s); at 0.07 more noise came in and no more speech."""
+quiet, far speech: what falls outside every clip is never transcribed). 0.1 kept
+the AMI excerpts' recall (trn06 1.0 against 0.93) but let noise into the meeting
+bench's long recording (false alarm 2.9 -> 5.1 % of its speech, DER 0.49 -> 0.51);
+0.07 brought more noise and no more speech; single-frame onsets (``min_speech_ms``
+32-64) heard trn00's far "Okay"s but tipped trn01's whole clip into Whisper's
+no-speech rule."""
 CLIP_PAD_S = 0.6
 """Audio kept around each speech region (s)."""
 CLIP_JOIN_GAP_S = 3.0
