@@ -29,6 +29,8 @@ is dropped. Nothing is written anywhere; the caller writes the result.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
@@ -299,7 +301,8 @@ class MeetingPipeline:
             extra = await self._decode_clips(audio, again, state, report)
             # the padding is context only: words already heard there are not taken twice;
             # a word's times are loose at a clip's start, so touching missed speech is enough
-            extra = [w for w in extra if _touches(w, missed) and not _touches(w, heard)]
+            in_missed, in_heard = _touching(missed), _touching(heard)
+            extra = [w for w in extra if in_missed(w) and not in_heard(w)]
             words = sorted(words + extra, key=lambda w: (w.start, w.end))
         state.used["second_pass_clips"] = len(again)
         words = reach_speech_edges(
@@ -336,9 +339,18 @@ class MeetingPipeline:
         return words
 
 
-def _touches(word: Word, spans: list[tuple[float, float]]) -> bool:
-    """Whether ``word``'s time overlaps one of ``spans`` (s)."""
-    return any(start < word.end and word.start < end for start, end in spans)
+def _touching(spans: list[tuple[float, float]]) -> Callable[[Word], bool]:
+    """A test of whether a word's time overlaps one of ``spans`` (s), O(log n) a word:
+    among the spans starting before the word ends, the furthest end passes its start."""
+    ordered = sorted(spans)
+    starts = [start for start, _ in ordered]
+    reach = list(itertools.accumulate((end for _, end in ordered), max))
+
+    def touches(word: Word) -> bool:
+        i = bisect.bisect_left(starts, word.end)
+        return i > 0 and reach[i - 1] > word.start
+
+    return touches
 
 
 class _ClipRun:
