@@ -3,7 +3,7 @@ kit pipeline's cost per stage (and its DER) on the meeting bench's long recordin
 
 DER is pyannote.metrics' at collar 0 s and 0.25 s (overlap scored, UEM where
 given). The cost is measured per stage (segmentation, fbank, CAM++
-embeddings, clustering and stitching) in wall seconds and in CPU seconds of
+embeddings, clustering and stitching, Silero scoring and keeping turns to heard speech) in wall seconds and in CPU seconds of
 this process (less sensitive to other work on the machine); the load average
 is recorded before and after. Torch threads: ``--threads`` (default 2).
 
@@ -62,6 +62,8 @@ def der_table(diarizer: Diarizer) -> dict[str, Any]:
 def stage_costs(threads: int) -> dict[str, Any]:
     """Wall and CPU seconds per kit stage on the long recording."""
     from voice.diarize.kit_pipeline import KitPipeline
+    from voice.diarize.speech_gate import score_signal
+    from voice.vad.silero import SileroClassifier
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "long.wav"
@@ -86,6 +88,8 @@ def stage_costs(threads: int) -> dict[str, Any]:
     features = timed("fbank", kit._fbank, audio)
     embedded = timed("embeddings", kit._embed, seg, features)
     turns = timed("clustering", kit._diarize, seg, *embedded, DiarizeOptions())
+    speech = timed("silero", score_signal, SileroClassifier(), audio)  # free from the decode
+    turns = timed("heard_gate", kit.keep_heard, turns, speech)  # stage in the meeting pipeline
     total_wall, total_cpu = sum(wall.values()), sum(cpu.values())
     return {
         "audio_s": round(duration, 1),

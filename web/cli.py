@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -47,8 +48,14 @@ def transcribe(
     model: Annotated[str | None, typer.Option(help="tiny.en, base or a model directory")] = None,
     words: Annotated[bool, typer.Option(help="include word timestamps in json")] = False,
 ) -> None:
-    """Transcribe FILE and print the transcript."""
-    from voice.audio.decode import AudioDecodeError, decode_audio
+    """Transcribe FILE and print the transcript.
+
+    FILE goes through the meeting pipeline's transcription (its VAD, speech clips and
+    second pass: :mod:`pipelines.meeting.plain`), so it hears what the API's
+    ``diarized_json`` hears, quiet far-field speech included; segments split at pauses.
+    """
+    from pipelines.meeting.plain import transcribe_recording
+    from voice.audio.decode import AudioDecodeError, probe
     from voice.stt import WhisperTranscriber
     from voice.stt.formats import FORMATS, render
 
@@ -59,17 +66,16 @@ def transcribe(
     if model:
         settings = load_settings(stt_model=model)
     try:
-        audio = decode_audio(file)
+        probe(file)  # a bad file fails before the model loads
+        transcriber = WhisperTranscriber.from_settings(settings, False)
+        result = asyncio.run(
+            transcribe_recording(transcriber, file, language=settings.stt_language)
+        )
     except (AudioDecodeError, OSError) as exc:
         console.print(f"[red]cannot read {file}: {exc}[/red]")
         raise typer.Exit(1) from None
-    transcriber = WhisperTranscriber.from_settings(settings, False)
-    result = transcriber.transcribe(
-        audio,
-        word_timestamps=words or format == "json",
-        vad_filter=True,
-        language=settings.stt_language,
-    )
+    if not (words or format == "json"):
+        result = replace(result, segments=tuple(replace(s, words=()) for s in result.segments))
     sys.stdout.write(render(result, format).rstrip("\n") + "\n")
 
 

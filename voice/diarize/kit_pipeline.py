@@ -36,6 +36,9 @@ from voice.diarize.fbank import FRAME_LENGTH, FRAME_SHIFT, frame_time
 from voice.diarize.overlap_assign import assign_by_overlap, shared_frames
 from voice.diarize.reconstruct import frame_activity, to_turns
 from voice.diarize.segmentation import Segmentation, Segmenter
+from voice.diarize.speech_gate import fits, heard_regions, keep_heard, score_signal
+from voice.vad.base import FrameProbabilities
+from voice.vad.silero import SileroClassifier
 
 _BLOCK_FRAMES = 6000
 """Fbank frames computed at once (60 s), bounding memory on long recordings."""
@@ -66,6 +69,12 @@ class KitOptions:
     meeting bench's long recording 0.263 -> 0.265). ``clustering``: its
     ``min_cluster_size`` counts embeddings, so it is 2 here rather than 3: with
     every other window embedded a speaker has half as many.
+    ``heard_floor``/``heard_pad_s``: turns are kept only within ``heard_pad_s``
+    seconds of a Silero frame scored at least ``heard_floor``
+    (:mod:`voice.diarize.speech_gate`; floor 0 keeps every turn). 0.02 and 0.5 s
+    took AMI dev01 from 0.585 to 0.443 (2 s of room noise was a third speaker) and
+    made no clip worse; a 0.25 s margin cut into trn01's quiet speech, floors of
+    0.05 and 0.1 into more (AMI mean 0.309 -> 0.293 at collar 0.25).
     """
 
     step_s: float = 2.5
@@ -80,10 +89,17 @@ class KitOptions:
     clustering: ClusteringOptions = field(
         default_factory=lambda: ClusteringOptions(min_cluster_size=2)
     )
+    heard_floor: float = 0.02
+    heard_pad_s: float = 0.5
 
     def __post_init__(self) -> None:
         if self.embed_every < 1:
             raise ValueError(f"embed_every must be at least 1 (got {self.embed_every})")
+        if not 0.0 <= self.heard_floor <= 1.0 or self.heard_pad_s < 0:
+            raise ValueError(
+                f"heard_floor must be in [0, 1] and heard_pad_s >= 0 (got {self.heard_floor}, "
+                f"{self.heard_pad_s})"
+            )
 
 
 class KitPipeline:
@@ -96,16 +112,32 @@ class KitPipeline:
             self.embedder.device, step_s=options.step_s, speech_threshold=options.speech_threshold
         )
         self._lock = threading.Lock()
+        self._silero: SileroClassifier | None = None
 
-    def __call__(self, audio: np.ndarray, options: DiarizeOptions) -> list[SpeakerTurn]:
+    def __call__(
+        self, audio: np.ndarray, options: DiarizeOptions, speech: FrameProbabilities | None = None
+    ) -> list[SpeakerTurn]:
+        """Turns of ``audio``; ``speech``: Silero v6's frame probabilities over it
+        (scored here when missing or not fitting, see ``KitOptions.heard_floor``)."""
         audio = check_audio(audio)
         if len(audio) < FRAME_LENGTH:
             return []
+        gate = self.options.heard_floor > 0
         with self._lock:
             segmentation = self.segmenter(audio)
             features = self._fbank(audio)
             embedded = self._embed(segmentation, features)
-        return self._diarize(segmentation, *embedded, options)
+            if gate and (speech is None or not fits(speech, len(audio))):
+                if self._silero is None:
+                    self._silero = SileroClassifier()
+                speech = score_signal(self._silero, audio)
+        turns = self._diarize(segmentation, *embedded, options)
+        return self.keep_heard(turns, speech) if gate and speech is not None else turns
+
+    def keep_heard(self, turns: list[SpeakerTurn], speech: FrameProbabilities) -> list[SpeakerTurn]:
+        """``turns`` cut to where ``speech`` hears any (``KitOptions.heard_floor``), relabelled."""
+        regions = heard_regions(speech, self.options.heard_floor, self.options.heard_pad_s)
+        return relabel_in_order(keep_heard(turns, regions))
 
     def _fbank(self, audio: np.ndarray) -> torch.Tensor:
         """Fbank of the whole recording, computed in 60 s blocks (same result)."""

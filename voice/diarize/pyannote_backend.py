@@ -67,8 +67,10 @@ class PyannoteDiarizer:
         speech: FrameProbabilities | None = None,
     ) -> list[SpeakerTurn]:
         """Speaker turns of 16 kHz float32 mono ``audio``. Blocking (worker thread).
-        ``speech`` is not used (the pipeline finds speech with its own model)."""
-        turns: list[SpeakerTurn] = self._run(check_audio(audio), options)
+        ``speech``: Silero v6's frame probabilities over ``audio``; the kit pipeline
+        keeps turns only where they hear speech (and scores ``audio`` itself without
+        them), a pretrained pipeline ignores them."""
+        turns: list[SpeakerTurn] = self._run(check_audio(audio), options, speech)
         return turns
 
 
@@ -97,7 +99,10 @@ class PretrainedPipeline:
         self._torch = torch
         self._lock = threading.Lock()
 
-    def __call__(self, audio: np.ndarray, options: DiarizeOptions) -> list[SpeakerTurn]:
+    def __call__(
+        self, audio: np.ndarray, options: DiarizeOptions, speech: FrameProbabilities | None = None
+    ) -> list[SpeakerTurn]:
+        """Turns of ``audio`` (``speech`` is not used: the pipeline has its own VAD)."""
         waveform = self._torch.from_numpy(audio)[None, :]
         kwargs = {
             name: value

@@ -44,6 +44,7 @@ from voice.diarize.base import (
     resolve_device,
 )
 from voice.diarize.senko_embeddings import embed_subsegments
+from voice.diarize.speech_gate import fits
 from voice.vad.base import FrameProbabilities
 
 
@@ -105,7 +106,7 @@ class SenkoDiarizer:
         vad = getattr(self._senko, "vad_model_silero", None)
         replay = (
             ReplayedVad(speech.values)
-            if vad is not None and speech is not None and _fits(speech, len(audio))
+            if vad is not None and speech is not None and fits(speech, len(audio))
             else None
         )
         with self._lock:
@@ -147,15 +148,6 @@ class SenkoDiarizer:
         common = self._senko.spectral_cluster
         spectral = common.cluster
         spectral.k, spectral.min_num_spks, spectral.max_num_spks, common.mer_cos = saved
-
-
-def _fits(speech: FrameProbabilities, samples: int) -> bool:
-    """Whether ``speech`` is Silero v6's scores of every whole frame of ``samples``."""
-    return (
-        speech.model == "silero-v6"
-        and speech.frame_samples == 512
-        and len(speech.values) == samples // 512
-    )
 
 
 class ReplayedVad:

@@ -51,6 +51,9 @@ CPU_CLIP_BATCH = 2
 on 2 cores batches of 2 took 0.98x the time of batches of 4 and 1 clip 1.1x."""
 LOOP_COMPRESSION = 2.4
 """gzip compression ratio of a clip's text above which it is a repetition loop."""
+REDO_BEAM = 5
+"""Beam width of a clip's second decoding (at temperature 0: the same clip always
+gets the same text; sampling at higher temperatures is kept for repetition loops)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,8 +280,9 @@ class WhisperTranscriber:
         over :data:`SILENT_NO_SPEECH` with mean log-probability under
         :data:`WEAK_LOGPROB`) gives no segments; a clip whose text loops (compression
         ratio over :data:`LOOP_COMPRESSION`) or is guesswork (mean log-probability
-        under :data:`WEAK_LOGPROB`) is decoded again alone with the usual temperature
-        fallback and no-speech rule (``options["redecoded"]`` says so). Times in each
+        under :data:`WEAK_LOGPROB`) is decoded again alone by beam search at temperature 0
+        with the no-speech rule, and only if that still loops with the usual temperature
+        fallback (``options["redecoded"]`` says so). Times in each
         result are seconds from the start of its clip. Blocking; thread-safe (as
         :meth:`transcribe`).
         """
@@ -324,7 +328,7 @@ class WhisperTranscriber:
             if verdict == "silent":
                 continue
             if verdict == "redo":
-                redo = self.transcribe(audios[index], word_timestamps=word_timestamps, language=lang)
+                redo = self._redecode(audios[index], word_timestamps, lang)
                 results[index] = replace(redo, options=MappingProxyType({**used, "redecoded": True}))
                 continue
             segments = _collect(raw_segments, frames[n] / _FRAMES_PER_S, seek_words=True)
@@ -336,6 +340,30 @@ class WhisperTranscriber:
                 MappingProxyType(used),
             )
         return results
+
+
+    def _redecode(
+        self, audio: np.ndarray, word_timestamps: bool, language: str | None
+    ) -> Transcription:
+        """A clip decoded again alone: beam search at temperature 0 with Whisper's
+        no-speech rule (deterministic); only when that text still loops, the usual
+        temperature fallback (:meth:`transcribe`). Blocking."""
+        with self._slots:
+            raw, info = self._model.transcribe(
+                audio,
+                language=language,
+                beam_size=max(REDO_BEAM, self.options.beam_size),
+                temperature=0.0,
+                word_timestamps=word_timestamps,
+                condition_on_previous_text=False,
+            )
+            segments = _collect(raw)
+        if any(s.stats.compression_ratio > LOOP_COMPRESSION for s in segments if s.stats):
+            return self.transcribe(audio, word_timestamps=word_timestamps, language=language)
+        text = " ".join(s.text for s in segments if s.text)
+        used = self._echo(language, word_timestamps)
+        return Transcription(text, segments, info.language, len(audio) / SAMPLE_RATE,
+                             MappingProxyType(used))
 
 
 def _empty(language: str, audio: np.ndarray, used: dict[str, object]) -> Transcription:
