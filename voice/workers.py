@@ -108,6 +108,17 @@ async def run_on_at(
     return await future
 
 
+def spare_for(owner: Any) -> bool:
+    """Could a secondary call on ``owner`` (:meth:`~voice.cpu_budget.CpuSlots.spare`) start
+    now without delaying urgent work in the CPU budget? True for an ungated owner."""
+    with _lock:
+        try:
+            share = _shares.get(owner)
+        except TypeError:
+            share = None
+    return share is None or process_slots.spare(share[0])
+
+
 def queued(owner: Any) -> int:
     """Calls submitted to ``owner``'s pool that have not finished (running or waiting)."""
     with _lock:

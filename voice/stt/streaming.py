@@ -21,7 +21,7 @@ import numpy as np
 from voice.audio.frames import pcm16_to_float32, rms_dbfs
 from voice.cpu_budget import LIVE_AUX
 from voice.stt.base import SAMPLE_RATE, Transcriber, Transcription, transcribe_async
-from voice.workers import queued
+from voice.workers import queued, spare_for
 
 _SILENCE_WINDOW = SAMPLE_RATE // 50  # 20 ms, in samples
 
@@ -113,8 +113,11 @@ class StreamingRecognizer:
 
         Due means at least ``partial_interval_ms`` of audio arrived since the last
         partial, the utterance is at least ``min_partial_ms`` long, nothing of this
-        utterance is in flight and the model has a free worker (partials give way to
-        final transcriptions, of this session or others). None also when the text did not change or :meth:`reset` intervened.
+        utterance is in flight, the model has a free worker and the CPU budget has a
+        core to spare (:func:`voice.workers.spare_for`): partials give way to final
+        transcriptions, speech synthesis and LLM prompts of this session or others, and
+        are skipped, not queued, while the cores are busy (several sessions at once).
+        None also when the text did not change or :meth:`reset` intervened.
         Safe to cancel.
         """
         n = self._len
@@ -124,6 +127,7 @@ class StreamingRecognizer:
             or n < self._min_partial
             or n - self._partial_from < self._interval
             or queued(self._transcriber) >= getattr(self._transcriber, "concurrency", 2)
+            or not spare_for(self._transcriber)
         ):
             return None
         generation = self._generation
