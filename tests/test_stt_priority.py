@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import load_clip
+from tests.polling import wait_for
 from voice import cpu_budget, workers
 from voice.cpu_budget import LIVE_AUX, REALTIME
 from voice.stt import WhisperTranscriber
@@ -30,15 +31,6 @@ def live_model(tmp_path_factory: pytest.TempPathFactory) -> WhisperTranscriber:
         WhisperOptions("tiny.en", tmp_path_factory.mktemp("stt-cache"), cpu_threads=1,
                        num_workers=2)
     )
-
-
-async def wait_for(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    """Poll ``predicate`` (a state of the gate, which runs in worker threads) until true."""
-    for _ in range(int(timeout_s / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    pytest.fail(f"not reached in {timeout_s} s")
 
 
 @contextlib.contextmanager
