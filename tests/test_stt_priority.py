@@ -17,8 +17,9 @@ from tests.polling import wait_for
 from voice import cpu_budget, workers
 from voice.cpu_budget import LIVE_AUX, REALTIME
 from voice.stt import WhisperTranscriber
-from voice.stt.base import transcribe_async
+from voice.stt.base import Transcriber, transcribe_async
 from voice.stt.streaming import StreamingRecognizer
+from voice.stt.timed import TimedTranscriber
 from voice.stt.whisper import WhisperOptions
 
 CLIP = "speechbrain/spk1_snt1.wav"
@@ -34,7 +35,7 @@ def live_model(tmp_path_factory: pytest.TempPathFactory) -> WhisperTranscriber:
 
 
 @contextlib.contextmanager
-def cores_held(slots: int, model: WhisperTranscriber) -> Iterator[threading.Event]:
+def cores_held(slots: int, model: Transcriber) -> Iterator[threading.Event]:
     """The process gate sized to ``slots`` with ``model`` gated in it and one core held
     by another session's live call (a thread) until the yielded event is set; the gate's
     size is restored after."""
@@ -134,3 +135,28 @@ async def test_a_partial_is_skipped_while_the_cores_are_busy(live_model: Whisper
         await wait_for(lambda: gate.busy == 0)
         text = await asyncio.wait_for(talking.maybe_partial(), 120)
         assert text and "dog" in text.lower()
+
+
+async def test_a_superseded_final_never_runs_if_it_was_still_waiting(
+    live_model: WhisperTranscriber,
+) -> None:
+    """A speculative final queued for busy cores, then superseded (the speaker went on),
+    gives its place up: once the cores are free only the final of the whole utterance
+    is computed (one Whisper run, not two)."""
+    runs: list[float] = []
+    timed = TimedTranscriber(live_model, lambda audio_s, _: runs.append(audio_s))
+    gate = cpu_budget.process_slots
+    speech = load_clip(CLIP)
+    half = len(speech) // 2
+    with cores_held(1, timed) as release:
+        rec = StreamingRecognizer(timed)
+        rec.append(speech[:half])
+        rec.speculate()  # a pause: the final of the first half waits for the cores
+        await wait_for(lambda: gate.waiting == 1)
+        rec.append(speech[half:])  # speech went on
+        final = asyncio.create_task(rec.finalize())
+        await asyncio.sleep(0.1)
+        release.set()
+        text = (await asyncio.wait_for(final, 120)).text.lower()
+    assert "dog" in text and "child" in text
+    assert runs == [len(speech) / 16000]

@@ -21,7 +21,7 @@ import numpy as np
 from voice.audio.frames import pcm16_to_float32, rms_dbfs
 from voice.cpu_budget import LIVE_AUX
 from voice.stt.base import SAMPLE_RATE, Transcriber, Transcription, transcribe_async
-from voice.workers import queued, spare_for
+from voice.workers import Ticket, queued, spare_for
 
 _SILENCE_WINDOW = SAMPLE_RATE // 50  # 20 ms, in samples
 
@@ -32,6 +32,14 @@ class _Final:
 
     upto: int
     task: asyncio.Task[Transcription]
+    ticket: Ticket | None = None
+    """Its own inference's claim on the cores (None: it adopted a partial's)."""
+
+    def drop(self) -> None:
+        """Cancel it; its inference is skipped if it has not got the cores yet."""
+        self.task.cancel()
+        if self.ticket is not None:
+            self.ticket.withdraw()
 
 
 class StreamingRecognizer:
@@ -170,7 +178,7 @@ class StreamingRecognizer:
         """Forget the utterance and drop in-flight work (a running thread's result is discarded)."""
         self._generation += 1
         if self._final is not None:
-            self._final.task.cancel()
+            self._final.drop()
             self._final = None
         self._partial_job = None  # its thread finishes; the result is dropped
         self._len = 0
@@ -198,15 +206,16 @@ class StreamingRecognizer:
         if self._final is not None:
             if self._final.upto == n and self._healthy(self._final.task):
                 return self._final
-            self._final.task.cancel()
+            self._final.drop()  # superseded: not worth the cores if still waiting
         partial = self._partial_job
         if partial is not None and self._reusable(partial, n):
             # The partial heard everything but silence: its result is the final.
             task = asyncio.create_task(_result(partial.task))
             self._final = _Final(partial.upto, task)
         else:
-            task = asyncio.create_task(self._infer(self._buf[:n].copy()))
-            self._final = _Final(n, task)
+            ticket = Ticket()
+            task = asyncio.create_task(self._infer(self._buf[:n].copy(), ticket=ticket))
+            self._final = _Final(n, task, ticket)
         task.add_done_callback(_retrieve)
         return self._final
 
@@ -242,6 +251,7 @@ class StreamingRecognizer:
         audio: np.ndarray,
         priority: int | None = None,
         after: list[asyncio.Future[Transcription]] | None = None,
+        ticket: Ticket | None = None,
     ) -> Transcription:
         """Run one inference once the inferences ``after`` (default: the previous final)
         have finished; safe to cancel. ``priority`` in the CPU budget: partials pass
@@ -259,6 +269,7 @@ class StreamingRecognizer:
                 language=self._language,
                 prompt=self._prompt,
                 priority=priority,
+                ticket=ticket,
             )
         )
         worker.add_done_callback(_retrieve)
