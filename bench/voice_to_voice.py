@@ -22,8 +22,14 @@ arrived before the end of speech. One uncounted warm-up turn (``speechbrain/LJ05
 the peer's) comes first. Starts the server in-process on the embedded offline defaults
 unless ``--url`` is given.
 
+``--sessions N`` (N > 1) opens N sessions at once after the warm-up, each a live microphone
+speaking its share of the clips (session i: clips i, i + N, ...) one after another as
+separate turns of ONE session, each once the previous reply's ``response.done`` + 1 s of
+silence has passed. Rows and summary are the same per turn, plus the responses that did not
+complete (``status:code``) and the 1-minute load average sampled each second of the run.
+
     .venv/bin/python -m bench.voice_to_voice [--url ws://HOST:PORT] [--clips N] [--extra]
-                                             [--semantic] [--out NAME]
+                                             [--semantic] [--sessions N] [--out NAME]
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import os
 import tempfile
 import time
 import wave
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,91 +108,113 @@ def prepare(relative: str) -> Clip:
     return Clip(relative, [base64.b64encode(c).decode() for c in chunks], speech_end_frame(audio))
 
 
-async def one_clip(client: AsyncOpenAI, clip: Clip, semantic: bool) -> dict[str, Any]:
-    """One session, one clip: the row for the result file."""
-    logged = len(SPECULATION.flags)
-    stream = [SILENCE] * LEAD_IN_CHUNKS + clip.chunks
-    speech_end_sent: float | None = None
-    async with client.realtime.connect(model="voice-agent") as conn:
-        first = await asyncio.wait_for(conn.recv(), 60)
-        assert first.type == "session.created", first
-        session: dict[str, Any] = {"type": "realtime", "voice_extensions": ["latency"]}
-        if semantic:
-            session["audio"] = {"input": {"turn_detection": {"type": "semantic_vad"}}}
-        await conn.send({"type": "session.update", "session": session})  # type: ignore[arg-type]
+class Microphone:
+    """A live microphone on one realtime connection: one 20 ms chunk every 20 ms, at
+    real-time pace from the first chunk on, taken from the queued audio or silence when
+    none is queued. Run :meth:`stream` as a task; cancelling it stops the microphone."""
 
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.pending: deque[str] = deque()
+        self.mark: int | None = None
+        """Chunks still to send before the marked one (the last speech chunk) goes out."""
+        self.mark_sent: float | None = None
+        """``time.monotonic()`` when the marked chunk was sent."""
+
+    def say(self, clip: Clip) -> float:
+        """Queue 1 s of silence then ``clip``; returns when its last chunk will have been sent."""
+        self.pending.extend([SILENCE] * LEAD_IN_CHUNKS + clip.chunks)
+        self.mark, self.mark_sent = len(self.pending) - len(clip.chunks) + clip.speech_end_chunk, None
+        return time.monotonic() + len(self.pending) * CHUNK_S
+
+    async def stream(self) -> None:
+        """Chunk k is sent once it has been "recorded", at start + (k + 1) * 20 ms."""
         start = time.monotonic()
-        clip_end = start + len(stream) * CHUNK_S
+        for k in itertools.count():
+            delay = start + (k + 1) * CHUNK_S - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.conn.input_audio_buffer.append(audio=self.pending.popleft() if self.pending else SILENCE)
+            if self.mark is not None:
+                if self.mark == 0:
+                    self.mark_sent = time.monotonic()
+                self.mark = self.mark - 1 if self.mark > 0 else None
 
-        async def mic() -> None:
-            """Chunk k is sent once it has been "recorded", at start + (k + 1) * 20 ms."""
-            nonlocal speech_end_sent
-            for k in itertools.count():
-                delay = start + (k + 1) * CHUNK_S - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                await conn.input_audio_buffer.append(audio=stream[k] if k < len(stream) else SILENCE)
-                if k == LEAD_IN_CHUNKS + clip.speech_end_chunk:
-                    speech_end_sent = time.monotonic()
 
-        sender = asyncio.create_task(mic())
-        audio_at: list[float] = []
-        statuses: list[str] = []
-        errors: list[str] = []
-        responses = committed = open_responses = 0
-        last_done: float | None = None
-        waterfalls: list[dict[str, Any]] = []
-        pieces: list[str] = []
-        heard = ""
-        timed_out = False
+def _not_completed(event: ResponseDoneEvent) -> str | None:
+    """``status:code`` (error code, else reason) of a response that did not complete."""
+    response = event.response
+    if response.status == "completed":
+        return None
+    details = response.status_details
+    code = (details.error.code if details and details.error else None) or (details.reason if details else None)
+    return f"{response.status}:{code or 'unknown'}"
+
+
+async def one_turn(conn: Any, mic: Microphone, clip: Clip, concurrent: bool) -> dict[str, Any]:
+    """Speak ``clip`` into the open session and read events until its reply's
+    ``response.done`` + :data:`SETTLE_S` (or :data:`TIMEOUT_S` after the clip): the row for
+    the result file. With ``concurrent`` sessions the speculation log cannot be told apart
+    per turn (``speculative`` is then None)."""
+    logged = len(SPECULATION.flags)
+    clip_end = mic.say(clip)
+    audio_at: list[float] = []
+    statuses: list[str] = []
+    not_completed: list[str] = []
+    errors: list[str] = []
+    responses = committed = open_responses = 0
+    last_done: float | None = None
+    waterfalls: list[dict[str, Any]] = []
+    pieces: list[str] = []
+    heard = ""
+    timed_out = False
+    while True:
+        ref = mic.mark_sent
+        ready = open_responses == 0 and ref is not None and last_done is not None and last_done > ref
+        until = max(last_done or 0.0, clip_end) + SETTLE_S if ready else clip_end + TIMEOUT_S
         try:
-            while True:
-                ref = speech_end_sent
-                ready = open_responses == 0 and ref is not None and last_done is not None and last_done > ref
-                until = max(last_done or 0.0, clip_end) + SETTLE_S if ready else clip_end + TIMEOUT_S
-                try:
-                    raw = await asyncio.wait_for(conn.recv_bytes(), max(0.0, until - time.monotonic()))
-                except TimeoutError:
-                    timed_out = not ready
-                    break
-                except ConnectionClosed as exc:
-                    errors.append(f"connection closed: {exc}")
-                    break
-                now = time.monotonic()
-                data = json.loads(raw)
-                if data.get("type") == "voice.latency":
-                    waterfalls.append(data["latency_ms"])
-                    continue
-                event = conn.parse_event(raw)
-                if event.type == "response.output_audio.delta":
-                    audio_at.append(now)
-                elif event.type == "response.created":
-                    responses += 1
-                    open_responses += 1
-                elif isinstance(event, ResponseDoneEvent):
-                    open_responses = max(0, open_responses - 1)
-                    statuses.append(str(event.response.status))
-                    last_done = now
-                elif event.type == "response.output_audio_transcript.delta":
-                    pieces.append(event.delta)
-                elif event.type == "conversation.item.input_audio_transcription.completed":
-                    heard = event.transcript
-                elif event.type == "input_audio_buffer.committed":
-                    committed += 1
-                elif isinstance(event, RealtimeErrorEvent):
-                    errors.append(event.error.message)
-        finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                await sender
-    ref = speech_end_sent
+            raw = await asyncio.wait_for(conn.recv_bytes(), max(0.0, until - time.monotonic()))
+        except TimeoutError:
+            timed_out = not ready
+            break
+        except ConnectionClosed as exc:
+            errors.append(f"connection closed: {exc}")
+            break
+        now = time.monotonic()
+        data = json.loads(raw)
+        if data.get("type") == "voice.latency":
+            waterfalls.append(data["latency_ms"])
+            continue
+        event = conn.parse_event(raw)
+        if event.type == "response.output_audio.delta":
+            audio_at.append(now)
+        elif event.type == "response.created":
+            responses += 1
+            open_responses += 1
+        elif isinstance(event, ResponseDoneEvent):
+            open_responses = max(0, open_responses - 1)
+            statuses.append(str(event.response.status))
+            if (code := _not_completed(event)) is not None:
+                not_completed.append(code)
+            last_done = now
+        elif event.type == "response.output_audio_transcript.delta":
+            pieces.append(event.delta)
+        elif event.type == "conversation.item.input_audio_transcription.completed":
+            heard = event.transcript
+        elif event.type == "input_audio_buffer.committed":
+            committed += 1
+        elif isinstance(event, RealtimeErrorEvent):
+            errors.append(event.error.message)
+    ref = mic.mark_sent
     after = [t for t in audio_at if ref is not None and t > ref]
+    flags = SPECULATION.flags[logged:]
     return {
         "clip": clip.name,
         "speech_end_ms": round((clip.speech_end_chunk + 1) * CHUNK_S * 1000),
         "v2v_ms": round(1000 * (after[0] - ref), 1) if after and ref is not None else None,
         "responses": responses,
         "statuses": statuses,
+        "not_completed": not_completed,
         "turns_committed": committed,
         "audio_before_speech_end": len(after) < len(audio_at),
         "timed_out": timed_out,
@@ -193,8 +222,35 @@ async def one_clip(client: AsyncOpenAI, clip: Clip, semantic: bool) -> dict[str,
         "waterfall_ms": waterfalls[0] if waterfalls else None,
         "heard": heard,
         "reply_pieces": pieces[:3],
-        "speculative": any(SPECULATION.flags[logged:]) if len(SPECULATION.flags) > logged else None,
+        "speculative": None if concurrent or not flags else any(flags),
     }
+
+
+async def one_session(
+    client: AsyncOpenAI, clips: list[Clip], semantic: bool, concurrent: bool = False
+) -> list[dict[str, Any]]:
+    """One session, a live microphone speaking ``clips`` one after another as separate
+    turns, each once the previous reply is done (+ :data:`SETTLE_S`): one row per clip."""
+    async with client.realtime.connect(model="voice-agent") as conn:
+        first = await asyncio.wait_for(conn.recv(), 60)
+        assert first.type == "session.created", first
+        session: dict[str, Any] = {"type": "realtime", "voice_extensions": ["latency"]}
+        if semantic:
+            session["audio"] = {"input": {"turn_detection": {"type": "semantic_vad"}}}
+        await conn.send({"type": "session.update", "session": session})  # type: ignore[arg-type]
+        mic = Microphone(conn)
+        sender = asyncio.create_task(mic.stream())
+        try:
+            return [await one_turn(conn, mic, clip, concurrent) for clip in clips]
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await sender
+
+
+async def one_clip(client: AsyncOpenAI, clip: Clip, semantic: bool) -> dict[str, Any]:
+    """One session, one clip: the row for the result file."""
+    return (await one_session(client, [clip], semantic))[0]
 
 
 class _SpeculationLog(logging.Handler):
@@ -226,23 +282,58 @@ def stage_medians(rows: list[dict[str, Any]]) -> dict[str, float | None]:
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    not_completed = Counter(code for r in rows for code in r.get("not_completed", ()))
     return {
         "v2v_ms": percentiles([r["v2v_ms"] for r in rows if r["v2v_ms"] is not None]),
         "waterfall_p50_ms": stage_medians(rows),
         "speculative_used": sum(bool(r.get("speculative")) for r in rows),
         "clips": len(rows),
         "no_reply": sum(r["v2v_ms"] is None for r in rows),
+        "not_completed": dict(sorted(not_completed.items())),
         "premature": sum(r["responses"] > 1 for r in rows),
         "audio_before_speech_end": sum(r["audio_before_speech_end"] for r in rows),
     }
 
 
-async def run(base_url: str, names: dict[str, list[str]], semantic: bool) -> dict[str, Any]:
+async def _sample_load(samples: list[float]) -> None:
+    """Append the 1-minute load average every second until cancelled."""
+    while True:
+        samples.append(os.getloadavg()[0])
+        await asyncio.sleep(1.0)
+
+
+async def concurrent_group(
+    client: AsyncOpenAI, names: list[str], sessions: int, semantic: bool
+) -> dict[str, Any]:
+    """``sessions`` sessions started together, session i speaking ``names[i::sessions]``
+    as its turns: the rows in clip order, their summary and the load during the run."""
+    shares = [[prepare(n) for n in names[i::sessions]] for i in range(sessions)]
+    load: list[float] = []
+    sampler = asyncio.create_task(_sample_load(load))
+    try:
+        per_session = await asyncio.gather(*(one_session(client, share, semantic, True) for share in shares))
+    finally:
+        sampler.cancel()
+    speculative = SPECULATION.flags
+    rows = [row for i in range(len(names)) for row in [per_session[i % sessions][i // sessions]]]
+    for row in rows:
+        print({k: row[k] for k in ("clip", "v2v_ms", "statuses", "not_completed", "waterfall_ms", "heard")})
+    result: dict[str, Any] = {"sessions": sessions, "clips": rows, "summary": summary(rows)}
+    result["summary"]["speculative_used_all_sessions"] = sum(speculative)
+    result["load_average_1m_during"] = {"mean": round(float(np.mean(load)), 2), "max": round(max(load), 2)}
+    return result
+
+
+async def run(base_url: str, names: dict[str, list[str]], semantic: bool, sessions: int = 1) -> dict[str, Any]:
     client = AsyncOpenAI(base_url=base_url, api_key="unused")
     warm = await one_clip(client, prepare(WARM_UP), semantic)
     print(f"warm-up {warm['clip']}: {warm['v2v_ms']} ms")
     results: dict[str, Any] = {"warm_up": warm}
     for group, clips in names.items():
+        if sessions > 1:
+            SPECULATION.flags.clear()
+            results[group] = await concurrent_group(client, clips, sessions, semantic)
+            continue
         rows = []
         for name in clips:
             rows.append(await one_clip(client, prepare(name), semantic))
@@ -259,7 +350,11 @@ def main() -> None:
     parser.add_argument("--extra", action="store_true", help="also the long utterances, reported as 'long'")
     parser.add_argument("--semantic", action="store_true", help="turn detection semantic_vad")
     parser.add_argument("--out", default="voice_to_voice", help="result name under bench/results/")
+    parser.add_argument("--sessions", type=int, default=1,
+                        help="N sessions at once, session i speaking clips i, i+N, ... as its turns")
     args = parser.parse_args()
+    if args.sessions < 1:
+        parser.error("--sessions must be at least 1")
     names = {"short": list(CLIPS[: args.clips])}
     if args.extra:
         names["long"] = list(LONG)
@@ -284,16 +379,17 @@ def main() -> None:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             settings = load_settings(data_dir=tmp / "data", cache_dir=tmp / "cache")
             url = stack.enter_context(ServerThread(create_app(settings), startup_timeout_s=300)).http_url
-        results = asyncio.run(run(f"{url}/v1", names, args.semantic))
+        results = asyncio.run(run(f"{url}/v1", names, args.semantic, args.sessions))
     path = write_result(
         args.out, results, url=args.url or "in-process embedded defaults",
-        turn_detection="semantic_vad" if args.semantic else "server default",
+        turn_detection="semantic_vad" if args.semantic else "server default", sessions=args.sessions,
         load_average_1m={"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         method=METHOD,
     )
     line = ", ".join(
         f"{g}: n={s['v2v_ms']['n']} P50 {s['v2v_ms']['p50']} ms P95 {s['v2v_ms']['p95']} ms "
-        f"premature {s['premature']} no reply {s['no_reply']} speculative {s['speculative_used']}"
+        f"premature {s['premature']} no reply {s['no_reply']} not completed {s['not_completed']} "
+        f"speculative {s['speculative_used']}"
         f" stages {s['waterfall_p50_ms']}"
         for g, s in ((g, results[g]["summary"]) for g in names)
     )

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from pipelines.services import Services
 from tests.api_helpers import api_settings, close_services, load_services
 from tests.conftest import load_clip
+from tests.polling import wait_for
 from voice import cpu_budget
 from voice.cpu_budget import REALTIME
 from voice.stt.base import transcribe_async
@@ -33,15 +34,6 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     finally:
         close_services(loaded)
         cpu_budget.configure(cpu_budget.plan(cpu_budget.available_cores()))
-
-
-async def wait_for(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    """Poll ``predicate`` (a state of the gate, which runs in worker threads) until true."""
-    for _ in range(int(timeout_s / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    pytest.fail(f"not reached in {timeout_s} s")
 
 
 async def test_a_meeting_window_queues_behind_live_speech(services: Services) -> None:

@@ -4,10 +4,12 @@ background work still starts only when the budget has room."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Callable
 
-from voice.cpu_budget import BACKGROUND, REALTIME, CpuSlots
+from voice.cpu_budget import BACKGROUND, FIRST_AUDIO, REALTIME, CpuSlots, urgent
 
 
 def test_realtime_does_not_wait_for_a_running_background_call() -> None:
@@ -109,3 +111,89 @@ def test_a_reservation_counts_an_outside_process_while_it_works() -> None:
 def _hold_then_set(slots: CpuSlots, entered: threading.Event) -> None:
     with slots.hold(1, REALTIME):
         entered.set()
+
+
+def test_a_first_speech_piece_goes_before_live_calls_queued_earlier() -> None:
+    """Under load a reply's first speech piece (:data:`FIRST_AUDIO`, asked for by the
+    speech worker with :func:`urgent`) overtakes finals and later pieces already
+    waiting, so each turn finishes its own work instead of waiting for everyone's."""
+    slots = CpuSlots(1)
+    order: list[str] = []
+    release = threading.Event()
+    held = threading.Event()
+
+    def holder() -> None:
+        with slots.hold(1, REALTIME):
+            held.set()
+            release.wait(10)
+
+    def call(label: str, priority: int, first_piece: bool) -> None:
+        with urgent(FIRST_AUDIO) if first_piece else contextlib.nullcontext(), slots.hold(
+            1, priority
+        ):
+            order.append(label)
+
+    busy = threading.Thread(target=holder)
+    busy.start()
+    assert held.wait(5)
+    waiting = []
+    for label, priority, first_piece in (
+        ("final of session a", REALTIME, False),
+        ("second piece of session b", REALTIME, False),
+        ("first piece of session c", REALTIME, True),
+    ):
+        waiting.append(threading.Thread(target=call, args=(label, priority, first_piece)))
+        waiting[-1].start()
+        _until(lambda n=len(waiting): slots.waiting == n)
+    release.set()
+    for t in (busy, *waiting):
+        t.join(5)
+    assert order == ["first piece of session c", "final of session a", "second piece of session b"]
+    # urgent() only raises a call's priority, and only inside the block.
+    with urgent(FIRST_AUDIO), slots.hold(1, BACKGROUND):
+        assert slots.busy_realtime == 1
+    with slots.hold(1, BACKGROUND):
+        assert slots.busy_realtime == 0
+
+
+def test_spare_cores_only_when_nobody_waits_and_one_stays_free() -> None:
+    """A partial transcript runs only on cores nobody else needs: no call is waiting, and
+    with it running one core is still free for an urgent call (one core: it is free)."""
+    two = CpuSlots(2)
+    assert two.spare(1)
+    with two.reserve(1):  # llama.cpp answering takes a core
+        assert not two.spare(1)
+    assert two.spare(4)  # a wider call counts as the one core it could get beside the free one
+    with two.hold(1, BACKGROUND):  # background work does not count against live calls
+        assert two.spare(1)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold_both() -> None:
+        with two.hold(2, REALTIME):
+            entered.set()
+            release.wait(10)
+
+    full = threading.Thread(target=hold_both)
+    full.start()
+    assert entered.wait(5)
+    queued = threading.Thread(target=_hold_then_set, args=(two, threading.Event()))
+    queued.start()
+    _until(lambda: two.waiting == 1)
+    assert not two.spare(1)
+    release.set()
+    for t in (full, queued):
+        t.join(5)
+    assert two.spare(1)
+    one = CpuSlots(1)
+    assert one.spare(1)
+    with one.hold(1, REALTIME):
+        assert not one.spare(1)
+    assert CpuSlots(0).spare(8)  # unlimited
+
+
+def _until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Poll ``predicate`` (a state of the gate, changed by other threads) until true."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "not reached in time"
+        time.sleep(0.005)

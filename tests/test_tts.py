@@ -6,6 +6,7 @@ The Piper voice and Whisper tiny.en are loaded once for the module.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import shutil
 import threading
@@ -23,6 +24,8 @@ from faster_whisper import WhisperModel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.polling import wait_for
+from voice import cpu_budget
 from voice.settings import load_settings
 from voice.tts import (
     PiperSynthesizer,
@@ -145,6 +148,61 @@ async def test_output_rate_and_chunk_length(
         if rate >= 16000:  # 8 kHz removes the energy above 4 kHz
             assert np.corrcoef(back[:n], native[:n].astype(np.float32))[0, 1] > 0.98
     assert len(spy.native) == 2
+
+
+async def test_a_replys_first_piece_goes_before_queued_live_work(synth: PiperSynthesizer) -> None:
+    """With the cores busy, the first piece of a reply (real Piper) is synthesised before
+    another session's final transcription that was already waiting for the cores; the
+    reply's second piece then waits behind that final (first come, first served)."""
+    gate = cpu_budget.process_slots
+    previous = gate.slots
+    gate.resize(1)
+    release_holder, release_final = threading.Event(), threading.Event()
+    held, final_in = threading.Event(), threading.Event()
+
+    def hold(entered: threading.Event, release: threading.Event) -> None:
+        with gate.hold(1, cpu_budget.REALTIME):
+            entered.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold, args=(held, release_holder))
+    final = threading.Thread(target=hold, args=(final_in, release_final))
+    chunks: list[SpeechChunk] = []
+
+    async def reply() -> None:
+        pieces = ["Hello there.", "How are you today?"]
+        async for chunk in speak(synth, aiter_of(pieces), sample_rate=24000):
+            chunks.append(chunk)
+
+    speaking: asyncio.Task[None] | None = None
+    try:
+        holder.start()
+        assert held.wait(5)
+        final.start()
+        await wait_for(lambda: gate.waiting == 1)
+        speaking = asyncio.create_task(reply())
+        await wait_for(lambda: gate.waiting == 2)  # the first piece waits too, after the final
+        release_holder.set()
+        await wait_for(final_in.is_set)
+        # The final holds the only core, yet the first piece's audio arrives: it was
+        # synthesised before the final got the core.
+        await wait_for(lambda: bool(chunks), 10)
+        assert {c.sentence_index for c in chunks} == {0}
+        await wait_for(lambda: gate.waiting == 1)  # the second piece waits behind the final
+        assert {c.sentence_index for c in chunks} == {0}
+        release_final.set()
+        await asyncio.wait_for(speaking, 60)
+        assert {c.sentence_index for c in chunks} == {0, 1}
+    finally:
+        release_holder.set()
+        release_final.set()
+        if speaking is not None:
+            speaking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await speaking
+        holder.join(5)
+        final.join(5)
+        gate.resize(previous)
 
 
 async def test_cancelling_stops_synthesis(synth: PiperSynthesizer) -> None:

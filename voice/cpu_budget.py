@@ -22,6 +22,10 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+FIRST_AUDIO = -1
+"""The last step before a reply is heard (the first speech piece of a response): before
+every other live call, so that under load turns are finished one by one (each reply
+starts once its own work is done) instead of all waiting for all the queued finals."""
 REALTIME = 0
 """Live conversation (finals, speech synthesis): served first."""
 LIVE_AUX = 1
@@ -117,6 +121,19 @@ class CpuSlots:
         with self._cond:
             return len(self._queue)
 
+    def spare(self, threads: int = 1) -> bool:
+        """Could a secondary live call (:data:`LIVE_AUX`) of ``threads`` threads start now
+        without delaying urgent work? True when nobody waits for the cores and, with it
+        running, a core is still free for an urgent call (on a 1-core budget: the core is
+        free). For work that is worth doing only on idle cores (a partial transcript):
+        skip it when this is False instead of queueing. Never blocks for long (a lock)."""
+        with self._cond:
+            if self.slots <= 0:
+                return True
+            headroom = 1 if self.slots > 1 else 0
+            need = max(1, min(threads, self.slots - headroom))
+            return not self._queue and self.busy_realtime + need + headroom <= self.slots
+
     def resize(self, slots: int) -> None:
         with self._cond:
             self.slots = slots
@@ -124,7 +141,11 @@ class CpuSlots:
 
     @contextlib.contextmanager
     def hold(self, threads: int = 1, priority: int = REALTIME) -> Iterator[None]:
-        """Take ``threads`` slots (at most all of them) for the block."""
+        """Take ``threads`` slots (at most all of them) for the block, at ``priority`` or
+        the more urgent one this thread asked for (:func:`urgent`)."""
+        override = getattr(_urgency, "priority", None)
+        if override is not None:
+            priority = min(priority, override)
         realtime = priority < BACKGROUND
         with self._cond:
             need = max(1, min(threads, self.slots)) if self.slots > 0 else threads
@@ -169,6 +190,22 @@ class CpuSlots:
             return True
         used = self.busy_realtime if realtime else self.busy
         return used + need <= self.slots
+
+
+_urgency = threading.local()
+
+
+@contextlib.contextmanager
+def urgent(priority: int) -> Iterator[None]:
+    """Calls that this thread holds in the block (:meth:`CpuSlots.hold`) take ``priority``
+    where it is more urgent than their own: for a caller that knows what a model does
+    not (the speech worker knows which piece is a response's first). Thread-local."""
+    before = getattr(_urgency, "priority", None)
+    _urgency.priority = priority if before is None else min(before, priority)
+    try:
+        yield
+    finally:
+        _urgency.priority = before
 
 
 process_slots = CpuSlots()

@@ -42,21 +42,63 @@ def assign(owner: Any, threads: int, priority: int = REALTIME) -> None:
         _shares[owner] = (max(1, threads), priority)
 
 
-def _gated(owner: Any, fn: Callable[..., T], priority: int | None) -> Callable[..., T]:
+class Withdrawn(Exception):
+    """Raised in place of a call's result: its :class:`Ticket` was withdrawn before it ran."""
+
+
+class Ticket:
+    """A gated call's claim on the cores, which its owner may give up while it still
+    waits for them (a final transcription superseded by a later one): it then gets the
+    cores only to hand them back at once, raising :class:`Withdrawn` instead of running.
+    Thread-safe; a call that already runs is not stopped."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._started = False
+        self._withdrawn = False
+
+    def withdraw(self) -> bool:
+        """Give the call up; True when it had not started (it will not run)."""
+        with self._lock:
+            if not self._started:
+                self._withdrawn = True
+            return self._withdrawn
+
+    def start(self) -> bool:
+        """Called with the cores held: True (and the call runs) unless withdrawn."""
+        with self._lock:
+            self._started = not self._withdrawn
+            return self._started
+
+
+def _gated(
+    owner: Any, fn: Callable[..., T], priority: int | None, ticket: Ticket | None = None
+) -> Callable[..., T]:
     with _lock:
         try:
             share = _shares.get(owner)
         except TypeError:
             share = None
     if share is None:
-        return fn
+        return fn if ticket is None else _ticketed(fn, ticket)
     threads, owner_priority = share
     if priority is None:
         priority = owner_priority
 
+    run = fn if ticket is None else _ticketed(fn, ticket)
+
     def call(*args: Any, **kwargs: Any) -> T:
         with process_slots.hold(threads, priority):
-            return fn(*args, **kwargs)
+            return run(*args, **kwargs)
+
+    return call
+
+
+def _ticketed(fn: Callable[..., T], ticket: Ticket) -> Callable[..., T]:
+    def call(*args: Any, **kwargs: Any) -> T:
+        if not ticket.start():
+            raise Withdrawn("withdrawn before it ran")
+        return fn(*args, **kwargs)
 
     return call
 
@@ -86,17 +128,20 @@ async def run_on(owner: Any, workers: int, fn: Callable[..., T], *args: Any, **k
 
 async def run_on_at(
     priority: int | None, owner: Any, workers: int, fn: Callable[..., T], *args: Any,
-    **kwargs: Any,
+    ticket: Ticket | None = None, **kwargs: Any,
 ) -> T:
     """:func:`run_on` with this call's ``priority`` in the CPU budget instead of the
     one :func:`assign` gave ``owner`` (None = that one), e.g. a partial transcript
-    after the finals of the same model. Safe to cancel, like :func:`run_on`."""
+    after the finals of the same model. Safe to cancel, like :func:`run_on`. With a
+    ``ticket``, :meth:`Ticket.withdraw` before the call runs makes it raise
+    :class:`Withdrawn` without running."""
     try:
         pool = executor_for(owner, workers)
     except TypeError:  # an owner that cannot be weakly referenced: the shared pool
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        return await asyncio.to_thread(fn if ticket is None else _ticketed(fn, ticket), *args, **kwargs)
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(pool, functools.partial(_gated(owner, fn, priority), *args, **kwargs))
+    call = _gated(owner, fn, priority, ticket)
+    future = loop.run_in_executor(pool, functools.partial(call, *args, **kwargs))
     with _lock:
         _queued[owner] = _queued.get(owner, 0) + 1
 
@@ -106,6 +151,17 @@ async def run_on_at(
 
     future.add_done_callback(finished)
     return await future
+
+
+def spare_for(owner: Any) -> bool:
+    """Could a secondary call on ``owner`` (:meth:`~voice.cpu_budget.CpuSlots.spare`) start
+    now without delaying urgent work in the CPU budget? True for an ungated owner."""
+    with _lock:
+        try:
+            share = _shares.get(owner)
+        except TypeError:
+            share = None
+    return share is None or process_slots.spare(share[0])
 
 
 def queued(owner: Any) -> int:

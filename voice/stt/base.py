@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from voice.workers import run_on_at
+from voice.workers import Ticket, run_on_at
 
 SAMPLE_RATE = 16000
 """The only input rate transcribers accept (Hz)."""
@@ -129,10 +129,13 @@ async def transcribe_async(
     vad_filter: bool = False,
     priority: int | None = None,
     on_segment: SegmentSink | None = None,
+    ticket: Ticket | None = None,
 ) -> Transcription:
     """Run ``transcriber.transcribe`` in the transcriber's own worker threads
     (:func:`voice.workers.run_on`, as many as its ``concurrency``); ``priority`` in
     the process CPU budget (:mod:`voice.cpu_budget`; None = the transcriber's).
+    ``ticket``: withdrawn before the call gets the cores, it raises
+    :class:`voice.workers.Withdrawn` instead of transcribing.
 
     Safe to cancel: the awaiting stops at once, the thread finishes its inference in
     the background and its result is dropped.
@@ -143,6 +146,7 @@ async def transcribe_async(
         getattr(transcriber, "concurrency", 2),
         transcriber.transcribe,
         audio,
+        ticket=ticket,
         word_timestamps=word_timestamps,
         language=language,
         prompt=prompt,
@@ -174,9 +178,11 @@ async def transcribe_utterance_async(
     language: str | None = None,
     prompt: str | None = None,
     priority: int | None = None,
+    ticket: Ticket | None = None,
 ) -> Transcription:
     """:func:`transcribe_utterance` in the transcriber's worker threads, like
-    :func:`transcribe_async` (same priority rule, safe to cancel the same way)."""
+    :func:`transcribe_async` (same priority and ``ticket`` rules, safe to cancel the
+    same way)."""
     return await run_on_at(
         priority,
         transcriber,
@@ -184,6 +190,7 @@ async def transcribe_utterance_async(
         transcribe_utterance,
         transcriber,
         audio,
+        ticket=ticket,
         language=language,
         prompt=prompt,
     )

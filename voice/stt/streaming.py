@@ -21,7 +21,7 @@ import numpy as np
 from voice.audio.frames import pcm16_to_float32, rms_dbfs
 from voice.cpu_budget import LIVE_AUX
 from voice.stt.base import SAMPLE_RATE, Transcriber, Transcription, transcribe_utterance_async
-from voice.workers import queued
+from voice.workers import Ticket, queued, spare_for
 
 _SILENCE_WINDOW = SAMPLE_RATE // 50  # 20 ms, in samples
 
@@ -32,6 +32,14 @@ class _Final:
 
     upto: int
     task: asyncio.Task[Transcription]
+    ticket: Ticket | None = None
+    """Its own inference's claim on the cores (None: it adopted a partial's)."""
+
+    def drop(self) -> None:
+        """Cancel it; its inference is skipped if it has not got the cores yet."""
+        self.task.cancel()
+        if self.ticket is not None:
+            self.ticket.withdraw()
 
 
 class StreamingRecognizer:
@@ -113,8 +121,11 @@ class StreamingRecognizer:
 
         Due means at least ``partial_interval_ms`` of audio arrived since the last
         partial, the utterance is at least ``min_partial_ms`` long, nothing of this
-        utterance is in flight and the model has a free worker (partials give way to
-        final transcriptions, of this session or others). None also when the text did not change or :meth:`reset` intervened.
+        utterance is in flight, the model has a free worker and the CPU budget has a
+        core to spare (:func:`voice.workers.spare_for`): partials give way to final
+        transcriptions, speech synthesis and LLM prompts of this session or others, and
+        are skipped, not queued, while the cores are busy (several sessions at once).
+        None also when the text did not change or :meth:`reset` intervened.
         Safe to cancel.
         """
         n = self._len
@@ -124,6 +135,7 @@ class StreamingRecognizer:
             or n < self._min_partial
             or n - self._partial_from < self._interval
             or queued(self._transcriber) >= getattr(self._transcriber, "concurrency", 2)
+            or not spare_for(self._transcriber)
         ):
             return None
         generation = self._generation
@@ -166,7 +178,7 @@ class StreamingRecognizer:
         """Forget the utterance and drop in-flight work (a running thread's result is discarded)."""
         self._generation += 1
         if self._final is not None:
-            self._final.task.cancel()
+            self._final.drop()
             self._final = None
         self._partial_job = None  # its thread finishes; the result is dropped
         self._len = 0
@@ -194,15 +206,16 @@ class StreamingRecognizer:
         if self._final is not None:
             if self._final.upto == n and self._healthy(self._final.task):
                 return self._final
-            self._final.task.cancel()
+            self._final.drop()  # superseded: not worth the cores if still waiting
         partial = self._partial_job
         if partial is not None and self._reusable(partial, n):
             # The partial heard everything but silence: its result is the final.
             task = asyncio.create_task(_result(partial.task))
             self._final = _Final(partial.upto, task)
         else:
-            task = asyncio.create_task(self._infer(self._buf[:n].copy()))
-            self._final = _Final(n, task)
+            ticket = Ticket()
+            task = asyncio.create_task(self._infer(self._buf[:n].copy(), ticket=ticket))
+            self._final = _Final(n, task, ticket)
         task.add_done_callback(_retrieve)
         return self._final
 
@@ -238,6 +251,7 @@ class StreamingRecognizer:
         audio: np.ndarray,
         priority: int | None = None,
         after: list[asyncio.Future[Transcription]] | None = None,
+        ticket: Ticket | None = None,
     ) -> Transcription:
         """Run one inference once the inferences ``after`` (default: the previous final)
         have finished; safe to cancel. ``priority`` in the CPU budget: partials pass
@@ -255,6 +269,7 @@ class StreamingRecognizer:
                 language=self._language,
                 prompt=self._prompt,
                 priority=priority,
+                ticket=ticket,
             )
         )
         worker.add_done_callback(_retrieve)

@@ -19,6 +19,7 @@ import numpy as np
 
 from voice.audio.frames import SUPPORTED_RATES
 from voice.audio.resample import StreamResampler
+from voice.cpu_budget import FIRST_AUDIO, urgent
 from voice.tts.base import Synthesizer
 from voice.tts.chunker import SentenceChunker
 from voice.tts.textclean import SpeechTextCleaner
@@ -94,6 +95,13 @@ class _Worker(threading.Thread):
             self._post(exc)
 
     def _sentence(self, index: int, text: str) -> None:
+        """Synthesize one piece; the first one at :data:`~voice.cpu_budget.FIRST_AUDIO` in
+        the CPU budget (the reply is silent until it is done), the others at their own
+        priority (they have the first piece's playing time to get ready)."""
+        with urgent(FIRST_AUDIO) if index == 0 else contextlib.nullcontext():
+            self._synthesize_piece(index, text)
+
+    def _synthesize_piece(self, index: int, text: str) -> None:
         resampler = StreamResampler(self.synth.sample_rate, self.sample_rate, np.int16)
         pending = np.zeros(0, dtype=np.int16)
         audio = iter(self.synth.synthesize(text))
