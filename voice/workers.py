@@ -71,25 +71,26 @@ class Ticket:
             return self._started
 
 
-def _gated(
-    owner: Any, fn: Callable[..., T], priority: int | None, ticket: Ticket | None = None
-) -> Callable[..., T]:
+def _share_of(owner: Any) -> tuple[int, int] | None:
+    """``owner``'s (threads, priority) in the CPU budget; None when it is not gated."""
     with _lock:
         try:
-            share = _shares.get(owner)
-        except TypeError:
-            share = None
+            return _shares.get(owner)
+        except TypeError:  # an owner that cannot be weakly referenced
+            return None
+
+
+def _gated(owner: Any, fn: Callable[..., T], priority: int | None) -> Callable[..., T]:
+    share = _share_of(owner)
     if share is None:
-        return fn if ticket is None else _ticketed(fn, ticket)
+        return fn
     threads, owner_priority = share
     if priority is None:
         priority = owner_priority
 
-    run = fn if ticket is None else _ticketed(fn, ticket)
-
     def call(*args: Any, **kwargs: Any) -> T:
         with process_slots.hold(threads, priority):
-            return run(*args, **kwargs)
+            return fn(*args, **kwargs)
 
     return call
 
@@ -135,12 +136,13 @@ async def run_on_at(
     after the finals of the same model. Safe to cancel, like :func:`run_on`. With a
     ``ticket``, :meth:`Ticket.withdraw` before the call runs makes it raise
     :class:`Withdrawn` without running."""
+    run = fn if ticket is None else _ticketed(fn, ticket)
     try:
         pool = executor_for(owner, workers)
     except TypeError:  # an owner that cannot be weakly referenced: the shared pool
-        return await asyncio.to_thread(fn if ticket is None else _ticketed(fn, ticket), *args, **kwargs)
+        return await asyncio.to_thread(run, *args, **kwargs)
     loop = asyncio.get_running_loop()
-    call = _gated(owner, fn, priority, ticket)
+    call = _gated(owner, run, priority)
     future = loop.run_in_executor(pool, functools.partial(call, *args, **kwargs))
     with _lock:
         _queued[owner] = _queued.get(owner, 0) + 1
@@ -156,11 +158,7 @@ async def run_on_at(
 def spare_for(owner: Any) -> bool:
     """Could a secondary call on ``owner`` (:meth:`~voice.cpu_budget.CpuSlots.spare`) start
     now without delaying urgent work in the CPU budget? True for an ungated owner."""
-    with _lock:
-        try:
-            share = _shares.get(owner)
-        except TypeError:
-            share = None
+    share = _share_of(owner)
     return share is None or process_slots.spare(share[0])
 
 

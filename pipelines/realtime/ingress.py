@@ -155,8 +155,7 @@ class InputAudio:
         self._resampler: StreamResampler | None = None
         self._resampler_rate = 0
         self._vad: StreamingVad | None = None
-        self._vad_turns: tuple[TurnDetection, bool] | None = None
-        """The turn detection and adaptive flag the current VAD and policy were built for."""
+        self._vad_turns: TurnDetection | None = None
         self._vad_offset_ms = 0.0
         """Stream position (ms) at which the current VAD was created."""
         self._window = AudioWindow()
@@ -274,7 +273,7 @@ class InputAudio:
         if td is None:
             self._trim_buffer(self.ctx.options.max_input_buffer_ms)
             return
-        vad = await self._ensure_vad(td, adaptive=self._adapts(config))
+        vad = await self._ensure_vad(replace(td, adaptive=self._adapts(config)))
         events = await asyncio.to_thread(vad.push, pcm)
         voiced = vad.last_probability >= td.threshold
         echo = voiced and echo_guard is not None and echo_guard.is_echo(now)
@@ -368,10 +367,11 @@ class InputAudio:
         td = config.turn_detection
         return td is not None and td.adaptive and td.create_response and config.type == "realtime"
 
-    async def _ensure_vad(self, td: TurnDetection, *, adaptive: bool) -> StreamingVad:
-        """The session's VAD for ``td``; a new one is built in a worker thread (loading
-        the Silero session takes 100-250 ms, too long for the event loop)."""
-        if self._vad is None or self._vad_turns != (td, adaptive):
+    async def _ensure_vad(self, td: TurnDetection) -> StreamingVad:
+        """The session's VAD for ``td`` (``adaptive`` as :meth:`_adapts` decides); a new one
+        is built in a worker thread (loading the Silero session takes 100-250 ms, too long
+        for the event loop)."""
+        if self._vad is None or self._vad_turns != td:
             options = VadOptions(
                 threshold=td.threshold,
                 min_speech_ms=self.ctx.options.vad_min_speech_ms,
@@ -381,15 +381,15 @@ class InputAudio:
             self._policy = EndpointPolicy(
                 td.type,
                 silence_ms=td.silence_duration_ms,
-                adaptive=adaptive,
+                adaptive=td.adaptive,
                 eagerness=td.eagerness,
-                use_model=turn_model_available() and (td.type == "semantic_vad" or adaptive),
+                use_model=turn_model_available() and (td.type == "semantic_vad" or td.adaptive),
             )
             options = replace(options, silence_ms=self._policy.max_wait_ms)
             classifier = await asyncio.to_thread(make_classifier, self.ctx.options.vad_backend)
             self._vad = StreamingVad(classifier, options)
             self._vad_offset_ms = self._position_ms
-            self._vad_turns = (td, adaptive)
+            self._vad_turns = td
         return self._vad
 
     def _append_buffer(self, pcm: np.ndarray) -> None:

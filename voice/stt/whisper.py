@@ -244,19 +244,15 @@ class WhisperTranscriber:
             return self.transcribe(samples, language=language, prompt=prompt)
         with self._slots:
             heard = decode_utterance(self._model, samples, language=lang, prompt=prompt)
-        if (
-            heard is None
-            or not heard.complete
-            or heard.compression_ratio > LOOP_COMPRESSION
-            or (heard.avg_logprob < WEAK_LOGPROB and heard.no_speech_prob <= SILENT_NO_SPEECH)
-        ):
+        if heard is None or not heard.complete or heard.compression_ratio > LOOP_COMPRESSION:
+            return self.transcribe(samples, language=lang, prompt=prompt)
+        verdict = _verdict(heard.no_speech_prob, heard.avg_logprob, loop=False)
+        if verdict == "redo":
             return self.transcribe(samples, language=lang, prompt=prompt)
         used = self._echo(lang, False)
         used.update(vad_filter=False, initial_prompt=prompt, batched=False, short_window=True)
         duration = len(samples) / SAMPLE_RATE
-        if not heard.text or (
-            heard.no_speech_prob > SILENT_NO_SPEECH and heard.avg_logprob < WEAK_LOGPROB
-        ):
+        if not heard.text or verdict == "silent":
             return Transcription("", (), lang, duration, MappingProxyType(used))
         stats = DecoderStats(
             0, heard.tokens, 0.0, heard.avg_logprob, heard.compression_ratio, heard.no_speech_prob
@@ -374,11 +370,17 @@ def _judge(segments: Sequence[Any]) -> str:
     """``silent``, ``redo`` or ``ok`` for one clip's batched output (module constants)."""
     if not segments:
         return "silent"
-    no_speech = max(float(s.no_speech_prob) for s in segments)
-    logprob = min(float(s.avg_logprob) for s in segments)
+    return _verdict(
+        max(float(s.no_speech_prob) for s in segments),
+        min(float(s.avg_logprob) for s in segments),
+        loop=max(float(s.compression_ratio) for s in segments) > LOOP_COMPRESSION,
+    )
+
+
+def _verdict(no_speech: float, logprob: float, *, loop: bool) -> str:
+    """``silent`` (Whisper's no-speech rule), ``redo`` (a loop or guesswork) or ``ok``."""
     if no_speech > SILENT_NO_SPEECH and logprob < WEAK_LOGPROB:
         return "silent"
-    loop = max(float(s.compression_ratio) for s in segments) > LOOP_COMPRESSION
     return "redo" if loop or logprob < WEAK_LOGPROB else "ok"
 
 

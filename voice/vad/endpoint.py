@@ -341,7 +341,7 @@ class EndpointPolicy:
 
     def wait_ms(self, text: str | None, model_probability: float | None) -> float | None:
         """Silence (ms) after which this pause ends the turn, or None while evidence is
-        still to come (the caller waits, at most :attr:`max_wait_ms`).
+        still to come (the caller waits, at most :meth:`undecided_wait_ms`).
 
         ``text``: transcript up to the pause (None: not ready; "" when nothing was
         heard); ``model_probability``: the turn model's P(finished) (None: not ready).
@@ -360,6 +360,6 @@ class EndpointPolicy:
             return None
         if self.use_model and model_probability is None:
             if text_verdict(text) == "incomplete":  # mid-clause: no need to hear the model
-                return min(10000.0, self.silence_ms + ADAPTIVE_INCOMPLETE_EXTRA_MS)
+                return self.max_wait_ms
             return None
         return adaptive_wait_ms(self.silence_ms, text, model_probability)
