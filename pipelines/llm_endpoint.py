@@ -23,6 +23,7 @@ def embedded_server(
         threads=threads or settings.llm_embedded_threads or 1,
         batch_threads=batch_threads,
         context=settings.llm_embedded_context,
+        cache_mb=settings.llm_embedded_cache_mb,
         chat_format=settings.llm_embedded_chat_format,
     )
 

@@ -88,6 +88,18 @@ def test_profiles_keep_labels_stable_and_create_new_speakers() -> None:
     assert other.label == "Speaker 3"
 
 
+def test_a_turn_is_expected_to_get_the_label_it_then_gets() -> None:
+    # What a speculative LLM request assumes before the turn is attributed.
+    profiles = SpeakerProfiles(threshold=0.6)
+    assert profiles.predict(unit(1, 0, 0)) == "Speaker 1"
+    assert profiles.labels == []  # predicting changes nothing
+    assert profiles.identify(unit(1, 0, 0), 2.0).label == "Speaker 1"
+    for voice in (unit(0.9, 0.1, 0), unit(0, 1, 0), unit(0, 0.1, 0.9)):
+        expected = profiles.predict(voice)
+        assert profiles.identify(voice, 1.0).label == expected
+    assert profiles.labels == ["Speaker 1", "Speaker 2", "Speaker 3"]
+
+
 def test_enrolled_names_win_from_the_first_turn_even_on_another_channel() -> None:
     profiles = SpeakerProfiles(threshold=0.6, enroll_threshold=0.3)
     profiles.enroll("Katie", unit(1, 0, 0, 0))

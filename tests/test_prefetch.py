@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from pipelines.realtime.conversation import Conversation, Item
 from pipelines.realtime.prefetch import Prefetch, same_words
 from voice.llm import LlmEvent
 from voice.llm.events import TextDelta
@@ -36,3 +37,18 @@ async def test_prefetch_matches_the_committed_conversation() -> None:
         assert [e async for e in prefetch.events()] == [TextDelta("Hello")]
     finally:
         await prefetch.aclose()
+
+
+def test_a_pending_turn_reads_as_it_will_once_committed() -> None:
+    # A speculative request is built for the turn before it is in the history; with
+    # its expected speaker it must read exactly as the committed conversation will,
+    # labels and the note that several people are talking included.
+    history = Conversation()
+    history.add(Item(id="u1", type="message", role="user", text="Hello there.", speaker="Speaker 1"))
+    history.add(Item(id="a1", type="message", role="assistant", text="Hi! How can I help?"))
+    pending = Item(id="", type="message", role="user", text="What time is it?", speaker="Speaker 2")
+    assumed = history.chat_messages("Be brief.", pending)
+    assert history.chat_messages("Be brief.") != assumed[:-1]  # a second voice: labels appear
+    history.add(Item(id="u2", type="message", role="user", text="What time is it?", speaker="Speaker 2"))
+    assert history.chat_messages("Be brief.") == assumed
+    assert assumed[-1] == {"role": "user", "content": "[Speaker 2] What time is it?"}

@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     """llama.cpp threads; 0 = from the CPU budget (1 up to 7 cores: its threads spin, and
     STT and TTS share the cores)."""
     llm_embedded_context: int = Field(4096, ge=512)
+    llm_embedded_cache_mb: int = Field(64, ge=0)
+    """Memory (MB) for the embedded server's saved conversation states: with several
+    sessions, each request then evaluates only its new turn, not its whole history
+    again; 0 = none."""
     llm_context_tokens: int | None = Field(None, ge=2048)
     """Context window (tokens) of the model at ``llm_base_url``: meeting summaries are
     made over transcript parts that fit it. None: ``llm_embedded_context`` for the

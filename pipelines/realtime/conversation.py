@@ -204,21 +204,18 @@ class Conversation:
         item.audio_ms = audio_end_ms
         return item
 
-    def _speakers_matter(self) -> bool:
-        """Mark speakers for the LLM once two voices were heard, or a known one (a name)."""
-        labels = {i.speaker for i in self._items if i.role == "user" and i.speaker}
-        return len(labels) > 1 or any(not label.startswith(ANONYMOUS) for label in labels)
-
-    def chat_messages(self, instructions: str) -> list[dict[str, Any]]:
+    def chat_messages(self, instructions: str, pending: Item | None = None) -> list[dict[str, Any]]:
         """The newest history that fits ``max_context_chars``, as chat-completion messages.
 
         Tool calls and their outputs are kept or dropped together so the LLM never
-        sees an orphaned tool result.
+        sees an orphaned tool result. ``pending``: a user turn not yet in the history,
+        read as if it were its last item (what a speculative request assumes).
         """
+        items = [*self._items, pending] if pending is not None else self._items
         messages: list[dict[str, Any]] = []
         budget = self.max_context_chars
-        marked = self._speakers_matter()
-        for item in reversed(self._items):
+        marked = _speakers_matter(items)
+        for item in reversed(items):
             message = _to_chat(item, marked)
             if message is None:
                 continue
@@ -233,6 +230,12 @@ class Conversation:
         if marked:
             instructions += SPEAKER_NOTE
         return [{"role": "system", "content": instructions}, *_merge_tool_calls(messages)]
+
+
+def _speakers_matter(items: list[Item]) -> bool:
+    """Mark speakers for the LLM once two voices were heard, or a known one (a name)."""
+    labels = {i.speaker for i in items if i.role == "user" and i.speaker}
+    return len(labels) > 1 or any(not label.startswith(ANONYMOUS) for label in labels)
 
 
 def _to_chat(item: Item, mark_speaker: bool = False) -> dict[str, Any] | None:

@@ -92,10 +92,11 @@ class TurnListener(Protocol):
     async def partial_transcript(self, text: str) -> None:
         """A new partial hypothesis of the current user turn."""
 
-    async def speculative_transcript(self, text: str) -> None:
+    async def speculative_transcript(self, text: str, speaker: str | None = None) -> None:
         """What the turn says, before the turn is handed over: trailing silence began
         (not committed yet), or the turn is committed and its final transcript waits for
-        the speaker label. Called again with the same words when both happen."""
+        the speaker label. Called again with the same words when both happen.
+        ``speaker``: the label the turn is expected to get (None: speakers not labelled)."""
 
     async def speculation_cancelled(self) -> None:
         """Speech resumed: the last speculative transcript no longer holds."""
@@ -455,6 +456,13 @@ class InputAudio:
             self._vad.detector.reset()  # more speech is a new turn, with a new onset
         self._listener.turn_dropped()
 
+    def _expected_speaker(self) -> str | None:
+        """The label the current utterance would get if it ended now (None when
+        speakers are not labelled or none of it is embedded yet)."""
+        if self._voice is None or self.ctx.speakers is None:
+            return None
+        return self.ctx.speakers.provisional_label(self._voice)
+
     def _is_echo_turn(self) -> bool:
         return self._voiced_checks > 0 and self._echo_checks >= 0.6 * self._voiced_checks
 
@@ -530,7 +538,7 @@ class InputAudio:
                 await self._confirm_deferred()  # words: an interruption
             return
         if self._pause_text:
-            await self._listener.speculative_transcript(self._pause_text)
+            await self._listener.speculative_transcript(self._pause_text, self._expected_speaker())
 
     def _reset_pause(self) -> None:
         self._pause_text = None
@@ -686,6 +694,7 @@ class InputAudio:
         await self.ctx.emitter.item_added(item, previous)
         finalize = asyncio.create_task(self._recognizer.finalize(upto_ms))
         speaker: asyncio.Task[tuple[TurnSpeakers | None, float]] | None = None
+        expected = self._expected_speaker()
         if self._voice is not None and self.ctx.speakers is not None:
             speaker = asyncio.create_task(self._identify(self._voice))
         item.start_ms = self._utterance_start_ms
@@ -709,7 +718,8 @@ class InputAudio:
             self._partial_task.cancel()
         task = asyncio.create_task(
             self._transcribed(
-                item, previous, finalize, latency, speaker, echo=echo, echo_possible=echo_possible
+                item, previous, finalize, latency, speaker, echo=echo,
+                echo_possible=echo_possible, expected_speaker=expected,
             )
         )
         self._turn_tasks.add(task)
@@ -752,9 +762,11 @@ class InputAudio:
         echo: bool = False,
         echo_possible: bool = False,
         answer: bool = True,
+        expected_speaker: str | None = None,
     ) -> None:
         """Emit the turn's transcription events and ``conversation.item.done``, then (if
-        ``answer``) hand it to the listener as a user turn."""
+        ``answer``) hand it to the listener as a user turn. ``expected_speaker``: the
+        label the turn sounded like at its end (for a speculative request meanwhile)."""
         try:
             result = await finalize
         except Exception as exc:
@@ -781,7 +793,7 @@ class InputAudio:
             if answer and text and not extra and not _done(speaker):
                 # The words are known and the speaker label is not: the LLM may start
                 # on them now (the turn uses it if the label changes nothing it reads).
-                await self._listener.speculative_transcript(text)
+                await self._listener.speculative_transcript(text, expected_speaker)
             found, ready_at = await speaker
             item.speaker = found.label if found else None
             extra["speaker"] = item.speaker

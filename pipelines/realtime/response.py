@@ -183,15 +183,14 @@ class ResponseRun:
         await self._close_open_items()
         await emitter.emit("response.done", response=self._protocol(self.status))
 
-    def prefetch(self, user_text: str) -> Prefetch:
-        """Start this response's first LLM request early, for a user turn not yet committed.
+    def prefetch(self, user_text: str, speaker: str | None = None) -> Prefetch:
+        """Start this response's first LLM request early, for a user turn not yet committed
+        (``speaker``: the label it is expected to get).
 
         :meth:`run` uses it if the conversation then reads exactly as assumed here.
         """
-        messages = [
-            *self.history.chat_messages(self.instructions),
-            {"role": "user", "content": user_text},
-        ]
+        pending = Item(id="", type="message", role="user", text=user_text, speaker=speaker)
+        messages = self.history.chat_messages(self.instructions, pending)
         self._prefetch = Prefetch(messages, self._llm_stream(messages))
         if "audio" in self.config.output_modalities:
             self._ahead_task = asyncio.create_task(self._say_ahead(self._prefetch))

@@ -199,6 +199,12 @@ class SessionSpeakers:
         parts = turn.peek_parts()
         return self.profiles.peek(_mean(parts)) if parts else None
 
+    def provisional_label(self, turn: TurnVoice) -> str | None:
+        """The label the turn would get if it ended now (a new speaker's included; no
+        profile change); None before any of it is embedded."""
+        parts = turn.peek_parts()
+        return self.profiles.predict(_mean(parts)) if parts else None
+
     async def quick(self, pcm: np.ndarray) -> SpeakerMatch | None:
         """Who a short stretch of 16 kHz int16 audio sounds like (no profile change)."""
         if 1000 * len(pcm) / RATE < self.options.min_turn_ms:

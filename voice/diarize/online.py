@@ -118,6 +118,12 @@ class SpeakerProfiles:
             return SpeakerMatch(claim[0].label, claim[1], True, True)
         return None
 
+    def predict(self, embedding: np.ndarray) -> str:
+        """The label :meth:`identify` would give ``embedding`` now (a new speaker's
+        included), without changing any profile."""
+        match = self.peek(embedding)
+        return match.label if match is not None else self._free_anonymous()
+
     def identify(
         self, embedding: np.ndarray, duration_s: float = 1.0, exclude: frozenset[str] = frozenset()
     ) -> SpeakerMatch:
@@ -193,12 +199,15 @@ class SpeakerProfiles:
             profile.label, profile.reference = name, enrolled.reference
             profile.candidates = frozenset()
 
-    def _next_anonymous(self) -> str:
+    def _free_anonymous(self) -> str:
         taken = {p.label for p in self._profiles} | self._issued
         n = 1
         while f"{self._anonymous} {n}" in taken:
             n += 1
-        label = f"{self._anonymous} {n}"
+        return f"{self._anonymous} {n}"
+
+    def _next_anonymous(self) -> str:
+        label = self._free_anonymous()
         self._issued.add(label)
         return label
 

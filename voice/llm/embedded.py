@@ -56,23 +56,28 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class EmbeddedLlamaServer:
-    """``python -m llama_cpp.server`` for one GGUF model, on ``host:port`` (0 = any free).
+    """llama-cpp-python's server (:mod:`voice.llm.llama_serve`) for one GGUF model, on
+    ``host:port`` (0 = any free).
 
     ``threads``: CPU threads for generation; ``batch_threads``: for prompt processing
     (0 = ``threads``; it runs before the first token, while the turn's other stages
     wait for it, so it may use more cores than generation, which overlaps speech
-    synthesis); ``context``: context window in tokens. Output goes to ``log_path`` (a temporary file when
+    synthesis); ``context``: context window in tokens; ``cache_mb``: memory (MB) for the
+    model states saved after each reply, so a conversation's next request evaluates only
+    its new turn although other sessions were served between (0 = none). Output goes
+    to ``log_path`` (a temporary file when
     None, deleted on stop), so the child never blocks on a full pipe. It
     generates one reply at a time: concurrent requests wait (never interrupt the
     one streaming), so clients should queue them (``LlmOptions.max_concurrent=1``).
     """
 
     def __init__(self, model_path: Path, *, threads: int = 2, batch_threads: int = 0,
-                 context: int = 4096,
+                 context: int = 4096, cache_mb: int = 64,
                  chat_format: str = "chatml", host: str = "127.0.0.1", port: int = 0,
                  model_alias: str | None = None, log_path: Path | None = None) -> None:
         self.model_path = Path(model_path)
         self.threads, self.context, self.chat_format = threads, context, chat_format
+        self.cache_mb = cache_mb
         self.batch_threads = batch_threads or threads
         self.host, self.port = host, port
         self.model_alias = model_alias or self.model_path.stem
@@ -113,7 +118,7 @@ class EmbeddedLlamaServer:
             self._log_path, self._owns_log = Path(name), True
         self._log = self._log_path.open("wb")
         self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "llama_cpp.server",
+            sys.executable, "-m", "voice.llm.llama_serve",
             "--model", str(self.model_path), "--model_alias", self.model_alias,
             "--host", self.host, "--port", str(self.port),
             "--n_threads", str(self.threads), "--n_threads_batch", str(self.batch_threads),
@@ -121,6 +126,8 @@ class EmbeddedLlamaServer:
             # A new request must wait, not cut off the reply streaming now (the
             # default ends that stream without a finish reason).
             "--interrupt_requests", "false",
+            *(("--cache", "true", "--cache_size", str(self.cache_mb << 20))
+              if self.cache_mb > 0 else ()),
             stdin=asyncio.subprocess.DEVNULL, stdout=self._log, stderr=asyncio.subprocess.STDOUT,
             preexec_fn=_die_with_parent,
         )
