@@ -224,6 +224,9 @@ def test_a_live_utterance_decodes_over_a_window_of_its_own_length(
     long = tiny.transcribe_utterance(np.concatenate([jfk, jfk]))  # 22 s
     assert "short_window" not in long.options
     assert normalize(long.text).count("country") >= 3
+    # A session prompt (spellings, names) does not eat into the text's length bound.
+    prompted = tiny.transcribe_utterance(jfk, prompt="Kennedy's inaugural address. " * 25)
+    assert normalize(prompted.text).endswith("for your country"), prompted.text
 
 
 async def test_transcribe_async(tiny: WhisperTranscriber) -> None:
@@ -461,6 +464,45 @@ async def test_speculation_is_reused_after_silence(
     again = await rec.finalize()
     assert counting.calls == 2
     assert normalize(again.text).endswith("in 1 8 1 3")
+
+
+async def test_a_long_turn_decodes_only_what_follows_its_last_long_pause(
+    tiny: WhisperTranscriber, jfk: np.ndarray
+) -> None:
+    """jfk, a 600 ms pause with room noise (-36 dBFS: not quiet enough to count as
+    silence by itself), then more words: once the VAD reports the pause, the last final
+    decodes the pause and the new words only, and joins them to jfk's text."""
+    rng = np.random.default_rng(0)
+    pause = (rng.standard_normal(9600) * 0.016).astype(np.float32)  # 600 ms
+    more = load_clip("lhotse/LJ002-0020.wav")  # "In 1813"
+
+    async def turn(report_pause: bool) -> tuple[Transcription, list[int]]:
+        counting = CountingTranscriber(tiny)
+        lengths: list[int] = []
+        inner = counting.transcribe
+
+        def transcribe(audio: np.ndarray, **kw: object) -> Transcription:
+            lengths.append(len(audio))
+            return inner(audio, **kw)
+
+        counting.transcribe = transcribe  # type: ignore[method-assign]
+        rec = StreamingRecognizer(counting)
+        rec.append(jfk)
+        await rec.finalize()  # the pause's speculative final
+        rec.append(pause)
+        if report_pause:
+            rec.paused(1000 * len(jfk) / 16000, 600)
+        rec.append(more)
+        return await rec.finalize(), lengths
+
+    final, lengths = await turn(report_pause=True)
+    assert lengths[-1] == len(pause) + len(more)  # only what follows the pause
+    assert normalize(final.text).startswith(normalize(reference_text(JFK)))
+    assert normalize(final.text).endswith("in 1 8 1 3")
+    assert final.duration == pytest.approx((len(jfk) + len(pause) + len(more)) / 16000)
+    whole, lengths = await turn(report_pause=False)  # noise is not silence: decoded whole
+    assert lengths[-1] == len(jfk) + len(pause) + len(more)
+    assert jiwer.wer(normalize(whole.text), normalize(final.text)) <= 0.05
 
 
 async def test_a_final_never_waits_behind_a_partial(tiny: WhisperTranscriber) -> None:

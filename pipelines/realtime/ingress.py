@@ -505,6 +505,11 @@ class InputAudio:
         pending = vad.pending_end_ms
         if pending == self._speculated_at:
             return
+        if pending is None and self._speculated_at is not None:  # speech resumed
+            paused_at = self._speculated_at + self._vad_offset_ms
+            self._recognizer.paused(
+                paused_at - self._utterance_start_ms, self._position_ms - paused_at
+            )
         self._speculated_at = pending
         self._reset_pause()
         if self._voice is not None:  # the voice's tail is embedded while the silence lasts

@@ -68,10 +68,13 @@ def decode_utterance(
     )
     previous = tokenizer.encode(" " + prompt.strip()) if prompt and prompt.strip() else []
     rate = model.feature_extractor.sampling_rate
-    max_length = min(model.max_length, 8 + int(TOKENS_PER_S * len(audio) / rate))
+    start = model.get_prompt(tokenizer, previous, without_timestamps=True)
+    # CTranslate2 counts the prompt in the length: the text's own bound comes on top
+    budget = 8 + int(TOKENS_PER_S * len(audio) / rate)
+    max_length = min(model.max_length, len(start) + budget)
     result = model.model.generate(
         model.encode(window),
-        [model.get_prompt(tokenizer, previous, without_timestamps=True)],
+        [start],
         beam_size=1,
         max_length=max_length,
         return_scores=True,
@@ -88,5 +91,5 @@ def decode_utterance(
         avg_logprob=float(result.scores[0]) * len(tokens) / (len(tokens) + 1),
         compression_ratio=len(encoded) / len(zlib.compress(encoded)) if encoded else 0.0,
         no_speech_prob=float(result.no_speech_prob),
-        complete=len(result.sequences_ids[0]) < max_length,
+        complete=len(result.sequences_ids[0]) < max_length - len(start),
     )
