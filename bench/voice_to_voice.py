@@ -40,7 +40,6 @@ import base64
 import contextlib
 import itertools
 import json
-import logging
 import os
 import tempfile
 import time
@@ -151,12 +150,11 @@ def _not_completed(event: ResponseDoneEvent) -> str | None:
     return f"{response.status}:{code or 'unknown'}"
 
 
-async def one_turn(conn: Any, mic: Microphone, clip: Clip, concurrent: bool) -> dict[str, Any]:
+async def one_turn(conn: Any, mic: Microphone, clip: Clip) -> dict[str, Any]:
     """Speak ``clip`` into the open session and read events until its reply's
     ``response.done`` + :data:`SETTLE_S` (or :data:`TIMEOUT_S` after the clip): the row for
-    the result file. With ``concurrent`` sessions the speculation log cannot be told apart
-    per turn (``speculative`` is then None)."""
-    logged = len(SPECULATION.flags)
+    the result file. ``speculative``: whether the reply's LLM request had started on the
+    pause's transcript (the ``voice.latency`` event says; None without one)."""
     clip_end = mic.say(clip)
     audio_at: list[float] = []
     statuses: list[str] = []
@@ -167,6 +165,7 @@ async def one_turn(conn: Any, mic: Microphone, clip: Clip, concurrent: bool) -> 
     waterfalls: list[dict[str, Any]] = []
     pieces: list[str] = []
     heard = ""
+    speculative: list[bool] = []
     timed_out = False
     while True:
         ref = mic.mark_sent
@@ -184,6 +183,7 @@ async def one_turn(conn: Any, mic: Microphone, clip: Clip, concurrent: bool) -> 
         data = json.loads(raw)
         if data.get("type") == "voice.latency":
             waterfalls.append(data["latency_ms"])
+            speculative.append(bool(data.get("speculative")))
             continue
         event = conn.parse_event(raw)
         if event.type == "response.output_audio.delta":
@@ -207,7 +207,6 @@ async def one_turn(conn: Any, mic: Microphone, clip: Clip, concurrent: bool) -> 
             errors.append(event.error.message)
     ref = mic.mark_sent
     after = [t for t in audio_at if ref is not None and t > ref]
-    flags = SPECULATION.flags[logged:]
     return {
         "clip": clip.name,
         "speech_end_ms": round((clip.speech_end_chunk + 1) * CHUNK_S * 1000),
@@ -222,12 +221,12 @@ async def one_turn(conn: Any, mic: Microphone, clip: Clip, concurrent: bool) -> 
         "waterfall_ms": waterfalls[0] if waterfalls else None,
         "heard": heard,
         "reply_pieces": pieces[:3],
-        "speculative": None if concurrent or not flags else any(flags),
+        "speculative": any(speculative) if speculative else None,
     }
 
 
 async def one_session(
-    client: AsyncOpenAI, clips: list[Clip], semantic: bool, concurrent: bool = False
+    client: AsyncOpenAI, clips: list[Clip], semantic: bool
 ) -> list[dict[str, Any]]:
     """One session, a live microphone speaking ``clips`` one after another as separate
     turns, each once the previous reply is done (+ :data:`SETTLE_S`): one row per clip."""
@@ -241,7 +240,7 @@ async def one_session(
         mic = Microphone(conn)
         sender = asyncio.create_task(mic.stream())
         try:
-            return [await one_turn(conn, mic, clip, concurrent) for clip in clips]
+            return [await one_turn(conn, mic, clip) for clip in clips]
         finally:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
@@ -253,21 +252,6 @@ async def one_clip(client: AsyncOpenAI, clip: Clip, semantic: bool) -> dict[str,
     return (await one_session(client, [clip], semantic))[0]
 
 
-class _SpeculationLog(logging.Handler):
-    """Collects, from the in-process server's log, whether each answered turn's LLM
-    request had started on a speculative transcript (``turn latency ... (speculative: X)``)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.flags: list[bool] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message.startswith("turn latency "):
-            self.flags.append(message.endswith("(speculative: True)"))
-
-
-SPECULATION = _SpeculationLog()
 
 
 def stage_medians(rows: list[dict[str, Any]]) -> dict[str, float | None]:
@@ -311,15 +295,13 @@ async def concurrent_group(
     load: list[float] = []
     sampler = asyncio.create_task(_sample_load(load))
     try:
-        per_session = await asyncio.gather(*(one_session(client, share, semantic, True) for share in shares))
+        per_session = await asyncio.gather(*(one_session(client, share, semantic) for share in shares))
     finally:
         sampler.cancel()
-    speculative = SPECULATION.flags
     rows = [row for i in range(len(names)) for row in [per_session[i % sessions][i // sessions]]]
     for row in rows:
         print({k: row[k] for k in ("clip", "v2v_ms", "statuses", "not_completed", "waterfall_ms", "heard")})
     result: dict[str, Any] = {"sessions": sessions, "clips": rows, "summary": summary(rows)}
-    result["summary"]["speculative_used_all_sessions"] = sum(speculative)
     result["load_average_1m_during"] = {"mean": round(float(np.mean(load)), 2), "max": round(max(load), 2)}
     return result
 
@@ -331,7 +313,6 @@ async def run(base_url: str, names: dict[str, list[str]], semantic: bool, sessio
     results: dict[str, Any] = {"warm_up": warm}
     for group, clips in names.items():
         if sessions > 1:
-            SPECULATION.flags.clear()
             results[group] = await concurrent_group(client, clips, sessions, semantic)
             continue
         rows = []
@@ -369,10 +350,6 @@ def main() -> None:
             url = url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
         else:
             from tests.servers import ServerThread
-
-            session_log = logging.getLogger("pipelines.realtime.session")
-            session_log.addHandler(SPECULATION)
-            session_log.setLevel(logging.INFO)
             from voice.settings import load_settings
             from web.app import create_app
 

@@ -50,4 +50,5 @@ class TurnLatency:
             "response_id": response_id,
             "item_id": self.item_id,
             "latency_ms": self.waterfall_ms(),
+            "speculative": self.speculative,
         }
