@@ -46,9 +46,13 @@ def test_a_pending_turn_reads_as_it_will_once_committed() -> None:
     history = Conversation()
     history.add(Item(id="u1", type="message", role="user", text="Hello there.", speaker="Speaker 1"))
     history.add(Item(id="a1", type="message", role="assistant", text="Hi! How can I help?"))
-    pending = Item(id="", type="message", role="user", text="What time is it?", speaker="Speaker 2")
+    pending = Item(id="u2", type="message", role="user", text="What time is it?", speaker="Speaker 2")
     assumed = history.chat_messages("Be brief.", pending)
     assert history.chat_messages("Be brief.") != assumed[:-1]  # a second voice: labels appear
-    history.add(Item(id="u2", type="message", role="user", text="What time is it?", speaker="Speaker 2"))
+    # Committed, transcript known, label not yet: the pending turn stands in for it once.
+    committed = Item(id="u2", type="message", role="user", text="What time is it?")
+    history.add(committed)
+    assert history.chat_messages("Be brief.", pending) == assumed
+    committed.speaker = "Speaker 2"
     assert history.chat_messages("Be brief.") == assumed
     assert assumed[-1] == {"role": "user", "content": "[Speaker 2] What time is it?"}

@@ -208,10 +208,17 @@ class Conversation:
         """The newest history that fits ``max_context_chars``, as chat-completion messages.
 
         Tool calls and their outputs are kept or dropped together so the LLM never
-        sees an orphaned tool result. ``pending``: a user turn not yet in the history,
-        read as if it were its last item (what a speculative request assumes).
+        sees an orphaned tool result. ``pending``: a user turn as a speculative request
+        assumes it, read in place of the item with its id (committed, its transcript still
+        to come), else as the last item.
         """
-        items = [*self._items, pending] if pending is not None else self._items
+        items = self._items
+        if pending is not None:
+            ids = [item.id for item in items]
+            if pending.id in ids:
+                items = [pending if item.id == pending.id else item for item in items]
+            else:
+                items = [*items, pending]
         messages: list[dict[str, Any]] = []
         budget = self.max_context_chars
         marked = _speakers_matter(items)

@@ -92,11 +92,13 @@ class TurnListener(Protocol):
     async def partial_transcript(self, text: str) -> None:
         """A new partial hypothesis of the current user turn."""
 
-    async def speculative_transcript(self, text: str, speaker: str | None = None) -> None:
-        """What the turn says, before the turn is handed over: trailing silence began
-        (not committed yet), or the turn is committed and its final transcript waits for
-        the speaker label. Called again with the same words when both happen.
-        ``speaker``: the label the turn is expected to get (None: speakers not labelled)."""
+    async def speculative_transcript(
+        self, item_id: str, text: str, speaker: str | None = None
+    ) -> None:
+        """What the turn (the user item ``item_id``) says, before the turn is handed over:
+        trailing silence began (not committed yet), or the turn is committed and its final
+        transcript waits for the speaker label. Called again with the same words when both
+        happen. ``speaker``: the label the turn is expected to get (None: not labelled)."""
 
     async def speculation_cancelled(self) -> None:
         """Speech resumed: the last speculative transcript no longer holds."""
@@ -542,8 +544,10 @@ class InputAudio:
             else:
                 await self._confirm_deferred()  # words: an interruption
             return
-        if self._pause_text:
-            await self._listener.speculative_transcript(self._pause_text, self._expected_speaker())
+        if self._pause_text and item_id is not None:
+            await self._listener.speculative_transcript(
+                item_id, self._pause_text, self._expected_speaker()
+            )
 
     def _reset_pause(self) -> None:
         self._pause_text = None
@@ -798,7 +802,7 @@ class InputAudio:
             if answer and text and not extra and not _done(speaker):
                 # The words are known and the speaker label is not: the LLM may start
                 # on them now (the turn uses it if the label changes nothing it reads).
-                await self._listener.speculative_transcript(text, expected_speaker)
+                await self._listener.speculative_transcript(item.id, text, expected_speaker)
             found, ready_at = await speaker
             item.speaker = found.label if found else None
             extra["speaker"] = item.speaker

@@ -183,14 +183,22 @@ class ResponseRun:
         await self._close_open_items()
         await emitter.emit("response.done", response=self._protocol(self.status))
 
-    def prefetch(self, user_text: str, speaker: str | None = None) -> Prefetch:
-        """Start this response's first LLM request early, for a user turn not yet committed
-        (``speaker``: the label it is expected to get).
+    def _assumed(self, turn: Item) -> list[dict[str, Any]]:
+        """The LLM messages once the user ``turn`` is in the history as given."""
+        return self.history.chat_messages(self.instructions, turn)
+
+    def prefetched_for(self, turn: Item) -> bool:
+        """Whether the request :meth:`prefetch` started reads as it would for ``turn``."""
+        return self._prefetch is not None and self._prefetch.matches(self._assumed(turn))
+
+    def prefetch(self, turn: Item) -> Prefetch:
+        """Start this response's first LLM request early, for a user ``turn`` whose
+        transcript is not final or not yet in the history (its ``speaker``: the label it
+        is expected to get).
 
         :meth:`run` uses it if the conversation then reads exactly as assumed here.
         """
-        pending = Item(id="", type="message", role="user", text=user_text, speaker=speaker)
-        messages = self.history.chat_messages(self.instructions, pending)
+        messages = self._assumed(turn)
         self._prefetch = Prefetch(messages, self._llm_stream(messages))
         if "audio" in self.config.output_modalities:
             self._ahead_task = asyncio.create_task(self._say_ahead(self._prefetch))

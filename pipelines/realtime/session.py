@@ -148,7 +148,7 @@ class RealtimeSession:
         self._hold_since: float | None = None
         self._quiet_since: float | None = None
         self._queued_turn: tuple[Item, TurnLatency | None] | None = None
-        self._speculative: tuple[str, str | None, ResponseRun] | None = None
+        self._speculative: tuple[str, ResponseRun] | None = None
         """A response whose LLM request started on a speculative transcript."""
         self.latencies: list[dict[str, Any]] = []
         self._side_runs: dict[ResponseRun, asyncio.Task[None]] = {}
@@ -687,23 +687,22 @@ class RealtimeSession:
             return
         speculative, self._speculative = self._speculative, None
         if speculative is not None and same_words(speculative[0], words):
-            speculative[2].latency = latency
+            speculative[1].latency = latency
             if latency is not None:
                 latency.speculative = True
-            self._start_response(self.config, run=speculative[2])
+            self._start_response(self.config, run=speculative[1])
             return
         if speculative is not None:
-            await speculative[2].discard_prefetch()
+            await speculative[1].discard_prefetch()
         self._start_response(self.config, latency=latency)
 
-    async def speculative_transcript(self, text: str, speaker: str | None = None) -> None:
+    async def speculative_transcript(
+        self, item_id: str, text: str, speaker: str | None = None
+    ) -> None:
         td = self.config.turn_detection
-        if (
-            self._speculative is not None
-            and same_words(self._speculative[0], text)
-            and self._speculative[1] == speaker
-        ):
-            return  # the request already started on these words goes on
+        turn = Item(id=item_id, type="message", role="user", text=text, speaker=speaker)
+        if self._speculative is not None and self._speculative[1].prefetched_for(turn):
+            return  # the request already started reads the same: it goes on
         await self.speculation_cancelled()
         if (
             not self.options.speculative_response
@@ -715,13 +714,13 @@ class RealtimeSession:
         ):
             return
         run = ResponseRun(self.ctx, self.config)
-        run.prefetch(text, speaker)
-        self._speculative = (text, speaker, run)
+        run.prefetch(turn)
+        self._speculative = (text, run)
 
     async def speculation_cancelled(self) -> None:
         speculative, self._speculative = self._speculative, None
         if speculative is not None:
-            await speculative[2].discard_prefetch()
+            await speculative[1].discard_prefetch()
 
     def created_event(self) -> dict[str, Any]:
         """A ``session.created`` event for a client joining this session (a sideband),
