@@ -23,9 +23,7 @@ Positions are milliseconds from the start of the utterance; audio is mono 16 kHz
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
@@ -245,7 +243,9 @@ class StreamingRecognizer:
             self._final = _Final(partial.upto, task)
         else:
             ticket = Ticket()
-            task = asyncio.create_task(self._infer_after_settled(n, self._settled, ticket))
+            head = self._settled if self._settled is not None and self._settled[0] < n else None
+            audio = self._buf[head[0] if head else 0 : n].copy()
+            task = asyncio.create_task(self._final_of(audio, head, ticket))
             self._final = _Final(n, task, ticket)
         task.add_done_callback(_retrieve)
         return self._final
@@ -269,16 +269,13 @@ class StreamingRecognizer:
         ):
             self._settled = (final.upto, task.result())
 
-    def _infer_after_settled(
-        self, n: int, settled: tuple[int, Transcription] | None, ticket: Ticket
-    ) -> Coroutine[Any, Any, Transcription]:
-        """The final transcription of the first ``n`` samples: of the audio after the
-        ``settled`` text only, when there is one, joined to it. The audio is copied now."""
-        if settled is None or settled[0] >= n:
-            return self._infer(self._buf[:n].copy(), ticket=ticket)
-        start, head = settled
-        tail = self._infer(self._buf[start:n].copy(), ticket=ticket)
-        return _after(head, tail, start / SAMPLE_RATE)
+    async def _final_of(
+        self, audio: np.ndarray, head: tuple[int, Transcription] | None, ticket: Ticket
+    ) -> Transcription:
+        """The final transcription of ``audio``: the utterance, or what follows the
+        settled ``head`` (its sample count and text), joined to it."""
+        tail = await self._infer(audio, ticket=ticket)
+        return tail if head is None else _joined(head[1], tail, head[0] / SAMPLE_RATE)
 
     def _start_partial(self, n: int) -> _Final:
         """Transcribe the first ``n`` samples for a partial (:data:`LIVE_AUX`), after any
@@ -337,12 +334,6 @@ class StreamingRecognizer:
         if after is None:
             self._worker = worker
         return await asyncio.shield(worker)
-
-
-async def _after(
-    head: Transcription, tail: Awaitable[Transcription], offset_s: float
-) -> Transcription:
-    return _joined(head, await tail, offset_s)
 
 
 def _joined(head: Transcription, tail: Transcription, offset_s: float) -> Transcription:
