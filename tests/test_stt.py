@@ -43,6 +43,7 @@ from voice.stt import (
     transcribe_async,
 )
 from voice.stt.models import base_part_files, tiny_en_path
+from voice.stt.whisper import CPU_CLIP_BATCH, CPU_CLIP_WORKERS
 
 JFK = "openai-whisper/jfk.wav"
 TIMINGS: dict[str, float] = {}
@@ -335,6 +336,13 @@ def test_user_model_directory_and_settings(tmp_path: Path, jfk: np.ndarray) -> N
     meeting = WhisperTranscriber.from_settings(settings, realtime=False)
     expected_batch = settings.stt_batch_size if meeting.device == "cuda" else 1
     assert meeting.options.batch_size == expected_batch
+    if meeting.device == "cpu":  # meeting clips: parallel workers sharing the threads
+        assert meeting.options.num_workers == meeting.concurrency == CPU_CLIP_WORKERS
+        assert meeting.options.clip_batch_size == CPU_CLIP_BATCH
+        four = WhisperTranscriber.from_settings(settings, False, cpu_threads=4)
+        assert four.options.cpu_threads == 4 // CPU_CLIP_WORKERS
+        assert live.options.num_workers == 2  # live: unchanged, the threads as given
+        assert live.options.cpu_threads == settings.stt_cpu_threads
     with pytest.raises(ModelError, match="model.bin"):
         resolve_model(str(tmp_path), tmp_path)
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import itertools
 import threading
 from collections.abc import Awaitable, Callable
@@ -318,24 +319,40 @@ class MeetingPipeline:
         state: _ClipRun,
         report: Callable[[str, float], None],
     ) -> list[Word]:
-        """Words of ``clips``, decoded a batch at a time (progress after each batch)."""
+        """Words of ``clips``, decoded a batch at a time, as many batches at once as the
+        transcriber runs (its ``concurrency``), taken in order (progress after each).
+        While the language is still unknown, the first batch is decoded alone (it sets
+        the language of the rest). Cancelling stops waiting; batches already running
+        finish in their threads and are dropped."""
         options = getattr(self.transcriber, "options", None)
         group = max(1, int(getattr(options, "clip_batch_size", 1)))
+        lanes = max(1, int(getattr(self.transcriber, "concurrency", 1)))
         want_words = self.transcriber.capabilities.word_timestamps
+        batches = [clips[first : first + group] for first in range(0, len(clips), group)]
+        running: collections.deque[asyncio.Future[list[Transcription]]] = collections.deque()
         words: list[Word] = []
-        for first in range(0, len(clips), group):
-            batch = clips[first : first + group]
-            results = await transcribe_clips_async(
-                self.transcriber,
-                [clip.samples(audio.samples, SAMPLE_RATE) for clip in batch],
-                word_timestamps=want_words,
-                language=state.language,
-            )
-            for clip, result in zip(batch, results, strict=True):
-                state.take(result)
-                words.extend(clip_words(result, clip))
-                state.done += clip.duration
-            report("transcribe", min(1.0, state.done / state.total))
+        try:
+            for n, batch in enumerate(batches):
+                ahead = n + len(running)
+                while ahead < len(batches) and len(running) < lanes and (
+                    state.language is not None or not running
+                ):
+                    running.append(asyncio.ensure_future(transcribe_clips_async(
+                        self.transcriber,
+                        [clip.samples(audio.samples, SAMPLE_RATE) for clip in batches[ahead]],
+                        word_timestamps=want_words,
+                        language=state.language,
+                    )))
+                    ahead += 1
+                results = await running.popleft()
+                for clip, result in zip(batch, results, strict=True):
+                    state.take(result)
+                    words.extend(clip_words(result, clip))
+                    state.done += clip.duration
+                report("transcribe", min(1.0, state.done / state.total))
+        finally:
+            for future in running:
+                future.cancel()
         return words
 
 

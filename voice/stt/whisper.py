@@ -45,10 +45,17 @@ WEAK_LOGPROB = -1.0
 QUIET_PEAK = 1e-3
 """A clip whose samples all stay under this (|x|, -60 dBFS) holds no speech: not decoded
 (Whisper "hears" ``you`` in digital silence)."""
-CPU_CLIP_BATCH = 2
-"""Meeting clips decoded together on a CPU (at most). Each clip in a batch adds about
-90 MB of resident memory (base int8: +190 MB for one clip, +290 for 2, +460 for 4);
-on 2 cores batches of 2 took 0.98x the time of batches of 4 and 1 clip 1.1x."""
+CPU_CLIP_BATCH = 1
+"""Meeting clips one CPU worker decodes together (at most). Each clip in flight adds
+about 90 MB of resident memory (base int8: +190 MB for one clip, +290 for 2, +460 for
+4); batching clips barely helps on a CPU (2 cores: batches of 2 took 0.98x the time of
+batches of 4), parallel workers do (:data:`CPU_CLIP_WORKERS`)."""
+CPU_CLIP_WORKERS = 2
+"""CTranslate2 workers of a meeting (non-realtime) transcriber on a CPU, each with half
+the threads: the greedy decoder's small steps keep a second thread of one worker mostly
+waiting, so two one-thread workers decoding a clip each finished 8 clips of a meeting
+in 0.55-0.7x the time of one two-thread worker decoding them in batches of 2 (AMD EPYC,
+2 cores, base int8, load 1.7-2.7; 15 against 17 CPU seconds). The weights are shared."""
 LOOP_COMPRESSION = 2.4
 """gzip compression ratio of a clip's text above which it is a repetition loop."""
 REDO_BEAM = 5
@@ -125,10 +132,11 @@ class WhisperTranscriber:
     ) -> WhisperTranscriber:
         """Build from settings: ``realtime_stt_model`` for live talk, ``stt_model`` otherwise.
 
-        ``cpu_threads``: the CPU budget's share (default ``stt_cpu_threads``). Batching of
-        long audio is used only for non-realtime work on CUDA; meeting clips
-        (:meth:`transcribe_clips`) are batched by ``stt_batch_size``, at most
-        :data:`CPU_CLIP_BATCH` on CPU.
+        ``cpu_threads``: the CPU budget's share (default ``stt_cpu_threads``); on a CPU a
+        non-realtime transcriber splits it between :data:`CPU_CLIP_WORKERS` workers (at
+        least one thread each). Batching of long audio is used only for non-realtime work
+        on CUDA; meeting clips (:meth:`transcribe_clips`) are batched by
+        ``stt_batch_size``, at most :data:`CPU_CLIP_BATCH` on CPU.
         """
         device, compute_type = choose_device(settings.stt_device, settings.stt_compute_type)
         batch = settings.stt_batch_size if not realtime and device == "cuda" else 1
@@ -136,20 +144,25 @@ class WhisperTranscriber:
             settings.stt_batch_size if device == "cuda"
             else min(CPU_CLIP_BATCH, settings.stt_batch_size)
         )
+        threads = settings.stt_cpu_threads if cpu_threads is None else cpu_threads
+        # Live sessions: a final transcription must not queue behind a partial
+        # (or another session's turn), so two inferences may run at once.
+        workers = 2 if realtime else 1
+        if not realtime and device == "cpu":  # meeting clips: parallel one-thread workers
+            workers = CPU_CLIP_WORKERS
+            threads = max(1, (threads or min(4, available_cores())) // CPU_CLIP_WORKERS)
         return cls(
             WhisperOptions(
                 model=settings.realtime_stt_model if realtime else settings.stt_model,
                 cache_dir=settings.cache_dir,
                 device=device,
                 compute_type=compute_type,
-                cpu_threads=settings.stt_cpu_threads if cpu_threads is None else cpu_threads,
+                cpu_threads=threads,
                 beam_size=settings.stt_beam_size,
                 language=settings.stt_language,
                 batch_size=batch,
                 clip_batch_size=clips,
-                # Live sessions: a final transcription must not queue behind a partial
-                # (or another session's turn), so two inferences may run at once.
-                num_workers=2 if realtime else 1,
+                num_workers=workers,
             )
         )
 
