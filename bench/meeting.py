@@ -293,6 +293,9 @@ def main() -> None:
         help="no transcribe-stage comparison with plain faster-whisper",
     )
     args = parser.parse_args()
+    from web.operations.memory import limit_arenas
+
+    arenas = "2" if limit_arenas() else os.environ.get("MALLOC_ARENA_MAX", "glibc default")
     long_run = asyncio.run(bench_long(args.llm, args.model, not args.sequential))
     results: dict[str, Any] = {"long_recording": long_run}
     if not args.skip_baseline:
@@ -306,7 +309,10 @@ def main() -> None:
         "meeting" if args.model == "base" and not args.sequential else
         f"meeting_{args.model}{'_sequential' if args.sequential else ''}",
         results,
-        settings={"stt_model": args.model, "compute_type": "int8", "llm": args.llm},
+        settings={
+            "stt_model": args.model, "compute_type": "int8", "llm": args.llm,
+            "malloc_arena_max": arenas,  # as `voice serve` and `voice worker` run meetings
+        },
     )
     print(path.read_text())
 

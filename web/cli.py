@@ -10,7 +10,6 @@ import asyncio
 import functools
 import json
 import logging
-import os
 import sys
 import threading
 from collections.abc import Callable
@@ -194,7 +193,9 @@ def meeting(
     from pipelines.meeting.local import local_pipeline, write_outputs
     from pipelines.meeting.pipeline import MeetingOptions
     from voice.audio.decode import AudioDecodeError
+    from web.operations.memory import limit_arenas
 
+    limit_arenas()  # as the server runs meetings (before any model thread starts)
     try:
         settings = load_settings(**({"stt_model": model} if model else {}))
         options = MeetingOptions(language, speakers, min_speakers, max_speakers, summary)
@@ -242,8 +243,7 @@ def serve(
     from web.operations.memory import limit_arenas
     from web.operations.serving import serve as run_server
 
-    if "MALLOC_ARENA_MAX" not in os.environ:
-        limit_arenas(2)  # before any model thread starts (see web/operations/memory.py)
+    limit_arenas()  # before any model thread starts (see web/operations/memory.py)
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     try:
         settings = load_settings(**overrides)
@@ -280,8 +280,7 @@ def worker(
     from web.operations.logs import configure_logging
     from web.operations.memory import limit_arenas
 
-    if "MALLOC_ARENA_MAX" not in os.environ:
-        limit_arenas(2)
+    limit_arenas()
     settings = _settings()
     if settings.job_backend != "procrastinate" or not settings.database_url:
         console.print(

