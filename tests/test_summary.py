@@ -491,6 +491,39 @@ async def test_fenced_json_and_a_server_without_response_format(
     assert "JSON schema" in server.chat_requests[1].body["messages"][0]["content"]
 
 
+def test_check_parts_keeps_only_what_the_transcript_states() -> None:
+    """What a small model (the embedded SmolLM2 on sample.wav) answered: the schema's
+    description as the title, an owner who is neither a speaker nor named in the cited
+    segment, a due time nobody said. Those are left out, each with a problem line; an
+    owner or due date said in the cited segment, or a speaker as owner, is kept."""
+    spoken = {
+        6: "Speaker 2 they all call me a Yankee down here",
+        7: "Speaker 1 Maria will send the budget by next Friday",
+    }
+    reply = {
+        "title": "A short title for the meeting.",
+        "key_points": [{"text": "Where they are from.", "citations": [6]}],
+        "decisions": [],
+        "action_items": [
+            {"text": "Call her a Yankee.", "owner": "Diane in New Jersey", "due": "00:14:28",
+             "citations": [6]},
+            {"text": "Send the budget.", "owner": "Maria", "due": "Friday", "citations": [7]},
+            {"text": "Reply to Maria.", "owner": "Speaker 2", "due": None, "citations": [7]},
+        ],
+        "open_questions": [],
+    }
+    parts, problems = check_parts(reply, {6, 7}, spoken=spoken, speakers=["Speaker 1", "Speaker 2"])
+    assert "title" not in parts and "title: the title repeats the schema's description" in problems
+    first, second, third = parts["action_items"]  # type: ignore[misc]
+    assert (first.owner, first.due) == (None, None)
+    assert (second.owner, second.due) == ("Maria", "Friday")
+    assert third.owner == "Speaker 2"
+    assert sum("is not stated in segment(s) [6]" in p for p in problems) == 2
+    assert len(problems) == 3
+    unchecked, _ = check_parts(reply, {6, 7})  # without the transcript: as given
+    assert unchecked["action_items"][0].owner == "Diane in New Jersey"  # type: ignore[index,union-attr]
+
+
 def test_check_parts_never_raises() -> None:
     for junk in (None, 3, "x", [], {"title": None}, {"key_points": "no"}, {"key_points": [3]}):
         parts, problems = check_parts(junk, {0, 1})

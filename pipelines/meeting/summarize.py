@@ -7,7 +7,8 @@ by one ``ChatClient.complete`` request whose ``response_format`` asks for the JS
 schema (OpenAI's ``json_schema``, or llama.cpp's ``json_object`` + ``schema`` when a
 server refuses the first). Each reply is checked section by section
 (:func:`~pipelines.meeting.summary.check_parts`: schema, non-blank text, every
-citation a segment *of that part*); a section the LLM got wrong for a part (or a
+citation a segment *of that part*, no title copied from the schema; an action item's
+owner or due date that its cited segments do not state is left out); a section the LLM got wrong for a part (or a
 part whose request failed) is made by the extractive method over that part alone.
 
 *Reduce*: with more than one part, the parts' summaries (each item with its
@@ -157,8 +158,10 @@ class _Asker:
     """Requests of one summary: the shared deadline, the ``response_format`` that
     works, and the problems found, each prefixed with where it happened."""
 
-    def __init__(self, llm: ChatClient, opts: SummaryOptions) -> None:
+    def __init__(self, llm: ChatClient, opts: SummaryOptions, document: TranscriptDocument) -> None:
         self.llm, self.opts = llm, opts
+        self.spoken = {s.id: f"{document.name_of(s.speaker)} {s.text}" for s in document.segments}
+        self.speakers = [document.name_of(label) for label in document.speakers]
         self.formats = response_formats()
         self.deadline = asyncio.get_running_loop().time() + opts.budget_s
         self.problems: list[str] = []
@@ -170,7 +173,9 @@ class _Asker:
         try:
             async with asyncio.timeout_at(self.deadline):
                 reply = await _ask(self.llm, messages, self.formats, self.opts)
-            accepted, found = check_parts(parse_reply(reply), allowed)
+            accepted, found = check_parts(
+                parse_reply(reply), allowed, spoken=self.spoken, speakers=self.speakers
+            )
             self.problems += [where + p for p in found]
             return accepted
         except TimeoutError:
@@ -217,7 +222,7 @@ async def _summarize(
     chunks = chunk_lines(transcript_lines(document), opts.part_chars) if llm is not None else []
     if llm is None or not chunks:
         return await _extractive(document, [])
-    asker = _Asker(llm, opts)
+    asker = _Asker(llm, opts, document)
     steps = len(chunks) + (len(chunks) > 1)
     answers: list[dict[str, Part]] = []
     for index, chunk in enumerate(chunks):

@@ -17,8 +17,9 @@ Pure; no I/O. :func:`check_parts` is how LLM replies are judged, part by part.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
@@ -162,15 +163,33 @@ _PART_VALIDATORS = {
 }
 
 
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.casefold())
+
+
+_SCHEMA_WORDS = {" ".join(_words(CONTENT_SCHEMA["properties"]["title"]["description"]))}
+"""The title's own description in the schema: a small model copies it as the title."""
+
+
 def check_parts(
-    data: Any, allowed_ids: Collection[int], *, need_key_points: bool = True
+    data: Any,
+    allowed_ids: Collection[int],
+    *,
+    need_key_points: bool = True,
+    spoken: Mapping[int, str] | None = None,
+    speakers: Collection[str] = (),
 ) -> tuple[dict[str, Part], list[str]]:
     """Judge an LLM reply (parsed JSON) part by part.
 
     A part is accepted when it matches its schema, every item's text is
     non-blank and every cited id is in ``allowed_ids``; ``key_points`` must also
-    be non-empty when ``need_key_points``. Returns the accepted parts (parsed)
-    and one problem line per rejected part. Never raises.
+    be non-empty when ``need_key_points``; a title must not be the schema's
+    description of one. With ``spoken`` (segment id -> speaker name and words, no
+    times), an action item's ``due`` is kept only when its words are said in the
+    segments it cites ("as stated"), its ``owner`` only then or when it is one of
+    ``speakers`` (the meeting's speaker names): others are left out (null), each with
+    a problem line. Returns the accepted parts (parsed) and the problem lines.
+    Never raises.
     """
     if not isinstance(data, dict):
         return {}, [f"reply is not a JSON object ({type(data).__name__})"]
@@ -183,7 +202,11 @@ def check_parts(
         elif part == "title":
             accepted[part] = str(data[part]).strip()
         elif part == "action_items":
-            accepted[part] = _actions(data[part])
+            items = _actions(data[part])
+            if spoken is not None:
+                names = {" ".join(_words(name)) for name in speakers}
+                items = tuple(_stated(item, spoken, names, problems) for item in items)
+            accepted[part] = items
         else:
             accepted[part] = _items(data[part])
     return accepted, problems
@@ -197,6 +220,8 @@ def _part_problem(part: str, value: Any, allowed: Collection[int], need_key_poin
         where = "/".join(str(p) for p in error.absolute_path)
         return f"schema: {error.message}" + (f" at {where}" if where else "")
     if part == "title":
+        if " ".join(_words(value)) in _SCHEMA_WORDS:
+            return "the title repeats the schema's description"
         return "" if value.strip() else "blank title"
     if part == "key_points" and need_key_points and not value:
         return "no key points"
@@ -207,3 +232,24 @@ def _part_problem(part: str, value: Any, allowed: Collection[int], need_key_poin
         if unknown:
             return f"cites segment(s) {unknown}, which the transcript does not have"
     return ""
+
+
+def _stated(
+    item: ActionItem, spoken: Mapping[int, str], names: Collection[str], problems: list[str]
+) -> ActionItem:
+    """``item`` without an owner (not a speaker) or due date its cited segments do not state."""
+    said = {w for c in item.citations for w in _words(spoken.get(c, ""))}
+
+    def stated(field: str, value: str | None, speaker_ok: bool) -> str | None:
+        if value is None or (speaker_ok and " ".join(_words(value)) in names):
+            return value
+        if set(_words(value)) <= said:
+            return value
+        problems.append(
+            f"action_items: {field} {value!r} is not stated in segment(s) "
+            f"{list(item.citations)}; left out"
+        )
+        return None
+
+    owner, due = stated("owner", item.owner, True), stated("due", item.due, False)
+    return replace(item, owner=owner, due=due)
