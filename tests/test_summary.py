@@ -524,6 +524,25 @@ def test_check_parts_keeps_only_what_the_transcript_states() -> None:
     assert unchecked["action_items"][0].owner == "Diane in New Jersey"  # type: ignore[index,union-attr]
 
 
+async def test_the_shipped_small_model_is_not_asked_for_summaries(
+    ami: dict[str, TranscriptDocument],
+) -> None:
+    """``summary_llm=auto``: with the shipped SmolLM2-135M the summary is extractive and
+    no request is sent; a configured endpoint or ``always`` is asked."""
+    assert not load_settings().summarize_with_llm  # the defaults: shipped model
+    assert load_settings(summary_llm="always").summarize_with_llm
+    assert load_settings(llm_base_url="http://127.0.0.1:9/v1").summarize_with_llm
+    assert not load_settings(llm_base_url="http://127.0.0.1:9/v1", summary_llm="never").summarize_with_llm
+    doc = ami["ES2003a"]
+    async with ScriptedLlmServer([Turn.say(_reply([doc.segments[0].id]))]) as server:
+        client = _client(server)
+        quiet = await summarize(doc, client, SummaryOptions.from_settings(load_settings()))
+        asked = await summarize(doc, client, SummaryOptions(chunk_chars=10**6))
+        await client.aclose()
+    assert set(quiet.method.values()) == {"extractive"} and not quiet.problems
+    assert len(server.chat_requests) == 1 and asked.method["title"] == "llm"
+
+
 def test_check_parts_never_raises() -> None:
     for junk in (None, 3, "x", [], {"title": None}, {"key_points": "no"}, {"key_points": [3]}):
         parts, problems = check_parts(junk, {0, 1})

@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     always gets one at a time (it generates one reply at a time)."""
     llm_embedded_model: str = "smollm2"
     """``smollm2`` (shipped SmolLM2-135M-Instruct) or a path to a GGUF file."""
+    summary_llm: Literal["auto", "always", "never"] = "auto"
+    """Who writes meeting summaries: ``auto`` = the LLM unless it is the shipped
+    SmolLM2-135M (too small: it copies the prompt and invents owners and dates), then
+    the extractive method; ``always`` / ``never`` = the LLM / the extractive method."""
     llm_embedded_chat_format: str = "chatml"
     llm_embedded_threads: int = Field(0, ge=0)
     """llama.cpp threads; 0 = from the CPU budget (1 up to 7 cores: its threads spin, and
@@ -310,6 +314,13 @@ class Settings(BaseSettings):
         if value == "joe" or Path(value).expanduser().is_file():
             return value
         raise ValueError(f"{value!r} is neither the shipped voice (joe) nor an existing .onnx file")
+
+    @property
+    def summarize_with_llm(self) -> bool:
+        """Whether meeting summaries are asked of the LLM (see ``summary_llm``)."""
+        if self.summary_llm != "auto":
+            return self.summary_llm == "always"
+        return self.llm_base_url is not None or self.llm_embedded_model != "smollm2"
 
     @field_validator("llm_embedded_model")
     @classmethod

@@ -48,7 +48,8 @@ async def local_pipeline(settings: Settings, *, use_llm: bool) -> AsyncIterator[
 
     Loads the batch transcriber (``stt_model``) and the diarizer
     (``diarize_backend``) in worker threads, as the server's ``Services`` does.
-    With ``use_llm`` (summaries wanted), connects to ``llm_base_url`` or, when
+    With ``use_llm`` (summaries wanted) and ``summarize_with_llm`` (settings),
+    connects to ``llm_base_url`` or, when
     none is set, starts the embedded llama.cpp server for the duration of the
     block (stopped on exit, also when cancelled); without it summaries, if any,
     are extractive. Safe to cancel.
@@ -61,7 +62,8 @@ async def local_pipeline(settings: Settings, *, use_llm: bool) -> AsyncIterator[
     )
     try:
         async with contextlib.AsyncExitStack() as stack:
-            client = (await stack.enter_async_context(open_llm(settings)))[0] if use_llm else None
+            wanted = use_llm and settings.summarize_with_llm
+            client = (await stack.enter_async_context(open_llm(settings)))[0] if wanted else None
             transcriber, diarizer = await loading
             options = SummaryOptions.from_settings(settings)
             yield MeetingPipeline(transcriber, diarizer, client, summary_options=options)

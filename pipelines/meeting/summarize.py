@@ -63,7 +63,8 @@ class SummaryOptions:
     ``chunk_chars``: transcript characters per part, overriding that (None: from the
     context); ``max_tokens``: reply length per request; ``timeout_s``: per request
     attempt (None: the client's own); ``budget_s``: all LLM work of one summary (s):
-    past it the remaining parts are made extractively and the reduce is skipped."""
+    past it the remaining parts are made extractively and the reduce is skipped;
+    ``use_llm``: False = extractive only, whatever LLM is given."""
 
     context_tokens: int = 4096
     chunk_chars: int | None = None
@@ -71,13 +72,17 @@ class SummaryOptions:
     temperature: float = 0.2
     timeout_s: float | None = None
     budget_s: float = 300.0
+    use_llm: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SummaryOptions:
         """Options for the configured LLM: its context window, and replies of at most a
         quarter of it (1024 tokens at most)."""
         context = settings.summary_context_tokens
-        return cls(context_tokens=context, max_tokens=min(1024, context // 4))
+        return cls(
+            context_tokens=context, max_tokens=min(1024, context // 4),
+            use_llm=settings.summarize_with_llm,
+        )
 
     @property
     def part_chars(self) -> int:
@@ -219,6 +224,8 @@ async def _summarize(
     opts: SummaryOptions,
     progress: Callable[[float], None] | None,
 ) -> MeetingSummary:
+    if not opts.use_llm:
+        llm = None
     chunks = chunk_lines(transcript_lines(document), opts.part_chars) if llm is not None else []
     if llm is None or not chunks:
         return await _extractive(document, [])
