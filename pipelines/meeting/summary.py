@@ -167,7 +167,12 @@ def _words(text: str) -> list[str]:
     return re.findall(r"\w+", text.casefold())
 
 
-_SCHEMA_WORDS = {" ".join(_words(CONTENT_SCHEMA["properties"]["title"]["description"]))}
+def _normal(text: str) -> str:
+    """``text`` as its lower-case words, for comparing names and phrases."""
+    return " ".join(_words(text))
+
+
+_SCHEMA_TITLE = _normal(CONTENT_SCHEMA["properties"]["title"]["description"])
 """The title's own description in the schema: a small model copies it as the title."""
 
 
@@ -204,7 +209,7 @@ def check_parts(
         elif part == "action_items":
             items = _actions(data[part])
             if spoken is not None:
-                names = {" ".join(_words(name)) for name in speakers}
+                names = {_normal(name) for name in speakers}
                 items = tuple(_stated(item, spoken, names, problems) for item in items)
             accepted[part] = items
         else:
@@ -220,7 +225,7 @@ def _part_problem(part: str, value: Any, allowed: Collection[int], need_key_poin
         where = "/".join(str(p) for p in error.absolute_path)
         return f"schema: {error.message}" + (f" at {where}" if where else "")
     if part == "title":
-        if " ".join(_words(value)) in _SCHEMA_WORDS:
+        if _normal(value) == _SCHEMA_TITLE:
             return "the title repeats the schema's description"
         return "" if value.strip() else "blank title"
     if part == "key_points" and need_key_points and not value:
@@ -241,7 +246,7 @@ def _stated(
     said = {w for c in item.citations for w in _words(spoken.get(c, ""))}
 
     def stated(field: str, value: str | None, speaker_ok: bool) -> str | None:
-        if value is None or (speaker_ok and " ".join(_words(value)) in names):
+        if value is None or (speaker_ok and _normal(value) in names):
             return value
         if set(_words(value)) <= said:
             return value

@@ -63,6 +63,11 @@ REDO_BEAM = 5
 gets the same text; sampling at higher temperatures is kept for repetition loops)."""
 
 
+def _threads(cpu_threads: int) -> int:
+    """CTranslate2 threads for ``cpu_threads`` (0 = min(4, cores))."""
+    return cpu_threads or min(4, available_cores())
+
+
 @dataclass(frozen=True, slots=True)
 class WhisperOptions:
     """How to load and run Whisper.
@@ -108,7 +113,7 @@ class WhisperTranscriber:
         self.options = options
         self.model_path = resolve_model(options.model, options.cache_dir)
         self.device, self.compute_type = choose_device(options.device, options.compute_type)
-        self.cpu_threads = options.cpu_threads or min(4, available_cores())
+        self.cpu_threads = _threads(options.cpu_threads)
         self._model = WhisperModel(
             str(self.model_path),
             device=self.device,
@@ -150,7 +155,7 @@ class WhisperTranscriber:
         workers = 2 if realtime else 1
         if not realtime and device == "cpu":  # meeting clips: parallel one-thread workers
             workers = CPU_CLIP_WORKERS
-            threads = max(1, (threads or min(4, available_cores())) // CPU_CLIP_WORKERS)
+            threads = max(1, _threads(threads) // CPU_CLIP_WORKERS)
         return cls(
             WhisperOptions(
                 model=settings.realtime_stt_model if realtime else settings.stt_model,
