@@ -62,7 +62,7 @@ def der_table(diarizer: Diarizer) -> dict[str, Any]:
 def stage_costs(threads: int) -> dict[str, Any]:
     """Wall and CPU seconds per kit stage on the long recording."""
     from voice.diarize.kit_pipeline import KitPipeline
-    from voice.diarize.speech_gate import score_signal
+    from voice.vad.lanes import score_signal
     from voice.vad.silero import SileroClassifier
 
     with tempfile.TemporaryDirectory() as tmp:

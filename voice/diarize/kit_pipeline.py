@@ -36,8 +36,9 @@ from voice.diarize.fbank import FRAME_LENGTH, FRAME_SHIFT, frame_time
 from voice.diarize.overlap_assign import assign_by_overlap, shared_frames
 from voice.diarize.reconstruct import frame_activity, to_turns
 from voice.diarize.segmentation import Segmentation, Segmenter
-from voice.diarize.speech_gate import fits, heard_regions, keep_heard, score_signal
+from voice.diarize.speech_gate import fits, heard_regions, keep_heard
 from voice.vad.base import FrameProbabilities
+from voice.vad.lanes import score_signal
 from voice.vad.silero import SileroClassifier
 
 _BLOCK_FRAMES = 6000

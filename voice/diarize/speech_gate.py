@@ -5,8 +5,8 @@ on AMI dev01, becoming a third speaker). Silero scores that noise near 0 while i
 scores even quiet far-field speech some percent. So turns are cut to the frames
 where Silero's probability reaches a low floor, widened by a margin on each side:
 speech the segmentation found inside such a region is untouched, and a turn over
-audio Silero hears nothing in is dropped. Pure functions on arrays, plus the
-scoring of a whole signal (blocking; Silero is about 0.1 ms per 32 ms frame).
+audio Silero hears nothing in is dropped. Pure functions on arrays (the scores of a
+whole signal come from :func:`voice.vad.lanes.score_signal`).
 Times in seconds.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from voice.diarize.base import SAMPLE_RATE, SpeakerTurn
-from voice.vad.base import FrameProbabilities, SpeechClassifier
+from voice.vad.base import FrameProbabilities
 
 
 def fits(speech: FrameProbabilities | None, samples: int) -> bool:
@@ -58,17 +58,3 @@ def keep_heard(
                 kept.append(SpeakerTurn(lo, hi, turn.speaker))
     kept.sort(key=lambda t: (t.start, t.end))
     return kept
-
-
-def score_signal(classifier: SpeechClassifier, audio: np.ndarray) -> FrameProbabilities:
-    """``classifier``'s probability of every whole frame of 16 kHz ``audio``, from a
-    fresh state (the classifier is reset before and after). Blocking."""
-    size = classifier.frame_samples
-    classifier.reset()
-    values = np.array(
-        [classifier.probability(audio[i : i + size]) for i in range(0, len(audio) - size + 1, size)],
-        dtype=np.float32,
-    )
-    classifier.reset()
-    name = getattr(classifier, "model_name", type(classifier).__name__)
-    return FrameProbabilities(name, size, values)

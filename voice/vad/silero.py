@@ -14,6 +14,7 @@ supported, found without importing either package (``silero_vad``'s
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -84,14 +85,39 @@ class SileroClassifier:
         if len(frame) != FRAME_SAMPLES:
             raise ValueError(f"expected {FRAME_SAMPLES} samples, got {len(frame)}")
         x = np.concatenate([self._context, frame.astype(np.float32, copy=False)])[None, :]
-        if self._split_state:
-            out, h, c = self._session.run(
-                None, {"input": x, "h": self._state[:1], "c": self._state[1:]}
-            )
-            self._state = np.concatenate([h, c]).astype(np.float32, copy=False)
-        else:
-            out, self._state = self._session.run(
-                None, {"input": x, "state": self._state, "sr": self._sr}
-            )
+        out, self._state = self._run(x, self._state)
         self._context = x[0, -CONTEXT_SAMPLES:]
-        return float(np.asarray(out).reshape(-1)[0])
+        return float(out[0])
+
+    def fresh_state(self, lanes: int) -> _LaneState:
+        """The state of ``lanes`` new streams (for :mod:`voice.vad.lanes`)."""
+        return _LaneState(
+            np.zeros((2, lanes, 128), dtype=np.float32),
+            np.zeros((lanes, CONTEXT_SAMPLES), dtype=np.float32),
+        )
+
+    def step(self, frames: np.ndarray, state: object) -> tuple[np.ndarray, _LaneState]:
+        """Scores of one frame per stream (``lanes`` x 512) and the streams' next state;
+        the classifier's own stream is untouched."""
+        if not isinstance(state, _LaneState):
+            raise TypeError("state must come from fresh_state or step")
+        x = np.concatenate([state.context, frames.astype(np.float32, copy=False)], axis=1)
+        out, rnn = self._run(x, state.rnn)
+        return out, _LaneState(rnn, x[:, -CONTEXT_SAMPLES:])
+
+    def _run(self, x: np.ndarray, rnn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One model call on ``x`` (batch x 576) from ``rnn`` (2 x batch x 128)."""
+        if self._split_state:
+            out, h, c = self._session.run(None, {"input": x, "h": rnn[:1], "c": rnn[1:]})
+            rnn = np.concatenate([h, c]).astype(np.float32, copy=False)
+        else:
+            out, rnn = self._session.run(None, {"input": x, "state": rnn, "sr": self._sr})
+        return np.asarray(out, dtype=np.float32).reshape(-1), rnn
+
+
+@dataclass(frozen=True, slots=True)
+class _LaneState:
+    """Recurrent state (2 x lanes x 128) and last 64 samples of each lane."""
+
+    rnn: np.ndarray
+    context: np.ndarray

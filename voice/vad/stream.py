@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from voice.audio.frames import pcm16_to_float32
-from voice.vad.base import SpeechClassifier, SpeechStarted, SpeechStopped, VadEvent, VadOptions
-from voice.vad.turns import TurnDetector
+from voice.vad.base import SpeechClassifier, SpeechStopped, VadEvent, VadOptions
+from voice.vad.lanes import score_signal
+from voice.vad.turns import TurnDetector, regions_of
 
 
 def _as_float32(samples: np.ndarray) -> np.ndarray:
@@ -100,21 +101,13 @@ def speech_regions(
 ) -> list[tuple[float, float]]:
     """Speech regions ``(start_ms, end_ms)`` of a whole 16 kHz signal, in order.
 
-    Resets ``classifier`` first. Speech still going at the end of the signal is
-    closed at the start of its trailing silence, or at the end of the signal.
-    No padding is added (see ``VadOptions.prefix_padding_ms``). Blocking.
+    Scores from a fresh state (:func:`~voice.vad.lanes.score_signal`: in lanes for a
+    long signal). Speech still going at the end of the signal is closed at the start
+    of its trailing silence, or at the end of the signal. No padding is added (see
+    ``VadOptions.prefix_padding_ms``). Blocking.
     """
-    vad = StreamingVad(classifier, options)
-    vad.reset()
-    regions: list[tuple[float, float]] = []
-    start: float | None = None
-    for event in vad.push(samples16k):
-        if isinstance(event, SpeechStarted):
-            start = event.start_ms
-        elif isinstance(event, SpeechStopped) and start is not None:
-            regions.append((start, event.end_ms))
-            start = None
-    if start is not None:
-        end = vad.pending_end_ms
-        regions.append((start, end if end is not None else vad.position_ms))
-    return regions
+    audio = _as_float32(samples16k)
+    scores = score_signal(classifier, audio)
+    frame_ms = 1000.0 * classifier.frame_samples / classifier.sample_rate
+    end_ms = 1000.0 * len(audio) / classifier.sample_rate
+    return regions_of(scores.values, frame_ms, options or VadOptions(), end_ms)

@@ -6,6 +6,8 @@ frame's probability with its position in the stream, in ms.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from voice.vad.base import SpeechStarted, SpeechStopped, VadOptions
 
 _EPS_MS = 1e-6  # absorbs float error in summed frame times
@@ -86,3 +88,26 @@ class TurnDetector:
         end_ms = self._silence_ms
         self.reset()
         return SpeechStopped(end_ms)
+
+
+def regions_of(
+    probabilities: Iterable[float], frame_ms: float, options: VadOptions, end_ms: float
+) -> list[tuple[float, float]]:
+    """Speech regions ``(start_ms, end_ms)`` that a :class:`TurnDetector` with ``options``
+    finds in per-frame ``probabilities`` (frame ``i`` starts at ``i * frame_ms``), in
+    order. Speech still going at the last frame is closed where its trailing silence
+    began, else at ``end_ms`` (the signal's end)."""
+    detector = TurnDetector(options)
+    regions: list[tuple[float, float]] = []
+    start: float | None = None
+    for i, probability in enumerate(probabilities):
+        event = detector.update(float(probability), i * frame_ms, frame_ms)
+        if isinstance(event, SpeechStarted):
+            start = event.start_ms
+        elif isinstance(event, SpeechStopped) and start is not None:
+            regions.append((start, event.end_ms))
+            start = None
+    if start is not None:
+        pending = detector.pending_end_ms
+        regions.append((start, pending if pending is not None else end_ms))
+    return regions
