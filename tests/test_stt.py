@@ -513,6 +513,47 @@ async def test_a_long_turn_decodes_only_what_follows_its_last_long_pause(
     assert jiwer.wer(normalize(whole.text), normalize(final.text)) <= 0.05
 
 
+async def test_words_after_a_settled_pause_go_on_with_its_sentence(
+    tiny: WhisperTranscriber, jfk: np.ndarray
+) -> None:
+    """jfk cut after "ask not" (4.3 s), 600 ms of silence reported as a pause, then the
+    rest: decoded alone, the rest opens as a sentence ("What your country..."); joined
+    to the settled head, which stopped mid-sentence, it reads on in lower case."""
+    head, rest = jfk[: round(4.3 * 16000)], jfk[round(4.3 * 16000) :]
+    pause = np.zeros(9600, np.float32)
+    assert tiny.transcribe(np.concatenate([pause, rest])).text.startswith("What your country")
+    rec = StreamingRecognizer(tiny)
+    rec.append(head)
+    settled = await rec.finalize()
+    assert not settled.text.rstrip().endswith((".", "?", "!"))
+    rec.append(pause)
+    rec.paused(1000 * len(head) / 16000, 600)
+    rec.append(rest)
+    final = await rec.finalize()
+    assert final.segments[0].text == settled.text  # the head was settled, not decoded again
+    assert "not what your country" in final.text
+    assert final.segments[1].text.startswith("what your country")
+
+
+def test_a_continued_sentence_keeps_names_and_sentence_starts() -> None:
+    """Only a common opening word loses its capital, and only after an unfinished
+    sentence in English."""
+    from voice.stt.base import Segment
+    from voice.stt.streaming import _joined
+
+    def said(text: str, language: str = "en") -> Transcription:
+        return Transcription(text, (Segment(0, 0.0, 1.0, text),), language, 1.0, {})
+
+    def joined(head: str, tail: str, language: str = "en") -> str:
+        return _joined(said(head), said(tail, language), 1.0).text
+
+    assert joined("ask not", "What your country") == "ask not what your country"
+    assert joined("and then", "John said") == "and then John said"
+    assert joined("and then", "I said") == "and then I said"
+    assert joined("That is all.", "What now?") == "That is all. What now?"
+    assert joined("y luego", "What", "es") == "y luego What"
+
+
 async def test_a_final_never_waits_behind_a_partial(tiny: WhisperTranscriber) -> None:
     """Trailing silence begins while a partial runs: when the partial heard everything
     but silence, its run is the final; when speech came after its cut, the final

@@ -23,6 +23,7 @@ Positions are milliseconds from the start of the utterance; audio is mono 16 kHz
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -336,8 +337,49 @@ class StreamingRecognizer:
         return await asyncio.shield(worker)
 
 
+_SENTENCE_ENDS = (".", "!", "?", "\u2026", '."', '?"', '!"')
+_COMMON_OPENERS = frozenset(
+    [
+        "a", "an", "the", "this", "that", "these", "those", "my", "your", "our", "their", "his", "her",
+        "its", "some", "any", "no", "every", "and", "but", "or", "so", "then", "because", "if", "when",
+        "while", "as", "what", "who", "how", "why", "where", "which", "whose", "it", "we", "you", "he",
+        "she", "they", "there", "here", "to", "of", "in", "on", "at", "for", "with", "from", "by",
+        "not", "do", "does", "did", "is", "are", "was", "were", "be", "can", "could", "will", "would",
+        "should", "may", "might", "must", "let", "just", "also",
+    ]
+)
+"""English words Whisper capitalises only because they open what it decoded (names and
+"I" are not among them)."""
+_FIRST_WORD = re.compile(r"^(\W*)([A-Z][a-z']*)")
+
+
+def _lower_opening(text: str) -> str:
+    """``text`` with its first word lower-cased when it is one of :data:`_COMMON_OPENERS`."""
+    match = _FIRST_WORD.match(text)
+    if match is None or match.group(2).lower() not in _COMMON_OPENERS:
+        return text
+    return match.group(1) + match.group(2).lower() + text[match.end() :]
+
+
+def _continuing(head: Transcription, tail: Transcription) -> Transcription:
+    """``tail`` as the rest of the sentence ``head`` stopped in: decoded alone, Whisper
+    opens it as a sentence ("ask not What your country"); when ``head`` ends without a
+    sentence's end and the language is English, a common first word loses its capital
+    (in the text, the first segment and its first word)."""
+    if tail.language != "en" or not tail.segments or head.text.rstrip().endswith(_SENTENCE_ENDS):
+        return tail
+    first = tail.segments[0]
+    words = first.words
+    if words:
+        words = (replace(words[0], text=_lower_opening(words[0].text)), *words[1:])
+    segment = replace(first, text=_lower_opening(first.text), words=words)
+    return replace(tail, text=_lower_opening(tail.text), segments=(segment, *tail.segments[1:]))
+
+
 def _joined(head: Transcription, tail: Transcription, offset_s: float) -> Transcription:
-    """``head`` followed by ``tail``, whose times start ``offset_s`` later."""
+    """``head`` followed by ``tail``, whose times start ``offset_s`` later (its opening
+    word lower-cased where it continues ``head``'s sentence: :func:`_continuing`)."""
+    tail = _continuing(head, tail)
     shifted = tuple(
         replace(
             segment,
