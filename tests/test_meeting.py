@@ -8,6 +8,7 @@ bounded from measurements, with the margins stated next to each bound.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 import time
@@ -41,6 +42,7 @@ from pipelines.meeting.windows import (
     quietest_point,
     speech_pieces,
     unheard,
+    widen_clips,
 )
 from tests.conftest import data_path
 from tests.scoring import cp_wer, der, normalise_words, read_stm
@@ -354,6 +356,25 @@ def test_speech_is_padded_joined_across_short_pauses_and_packed_into_clips() -> 
     assert clips[0].duration == pytest.approx(27.0)
     for start, end in regions:  # every region lies inside one piece
         assert any(a <= start and end <= b for c in clips for a, b in c.pieces)
+
+
+def test_clips_with_room_to_spare_are_widened_into_the_audio_around_them() -> None:
+    clips = [
+        Clip(((0.5, 20.5), (23.5, 30.5))),  # 27 s: 2.5 s to share among 4 edges
+        Clip(((199.5, 210.5), (212.5, 213.6))),  # 12.1 s: 17.4 s to share
+        Clip(((214.0, 243.5),)),  # full
+        Clip(((250.0, 252.0),)),  # 27.5 s to share, 1 s of audio left after it
+    ]
+    widened = widen_clips(clips, 253.0, max_s=29.5)
+    assert [c.pieces for c in widened] == [
+        ((0.0, 21.125), (22.875, 31.125)),  # 0.625 s an edge, not before the start
+        ((195.15, 213.8),),  # halfway to the next clip's piece, no further
+        ((214.0, 243.5),),
+        ((246.75, 253.0),),  # halfway back to the previous clip, to the end
+    ]
+    assert all(c.duration <= 29.5 + 1e-9 for c in widened)
+    every = sorted(p for c in widened for p in c.pieces)
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(every))  # still no overlap
 
 
 def test_speech_without_pauses_is_cut_where_the_picker_says() -> None:

@@ -43,10 +43,10 @@ The gold single-speaker clips (no timings) are checked non-empty, with their WER
 tests/test_stt.py on the same batched clip decoding."""
 RECALL_BOUND = 0.90
 SHORT_OF_BOUND = {
-    "pyannote-audio/trn00.wav": "0.865: two far 'Okay's (1.4 s) that Silero scores under 0.15"
-    " (Whisper hears them over the whole file) and a 0.4 s remark given no word",
-    "pyannote-audio/trn01.wav": "0.32: 4 far remarks (3.3 s), 3 of them scored under 0.1"
-    " by Silero; Whisper hears 'Yeah' but at other times",
+    "pyannote-audio/trn01.wav": "0.035: 4 far remarks (3.3 s), 3 of them scored under 0.1"
+    " by Silero; Whisper hears 'Yeah, she just got a last time' at 16.4-18.8 s, before the"
+    " 18.7 s remark, and nothing of the three voices over the last 1.5 s (0.32 before clips"
+    " were widened, when a 'Yeah.' there was heard out of a clip holding only speech)",
 }
 """Measured with Whisper base int8 (see the bench); strict: a clip that starts passing
 fails the run until it leaves this table, and the bound itself is never lowered."""

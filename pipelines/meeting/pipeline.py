@@ -8,7 +8,9 @@ Stages, in order, with their share of the progress bar (:data:`STAGE_WEIGHTS`):
 - ``transcribe``: the VAD's speech, padded and joined across short pauses, is
   packed into clips filled up to 29.5 s (:func:`~pipelines.meeting.windows.fill_clips`:
   long silences left out, runs of speech cut at a pause to fill a clip, so each
-  Whisper encoder pass, which always costs 30 s, is mostly speech), decoded a
+  Whisper encoder pass, which always costs 30 s, is mostly speech; a clip with room
+  to spare is widened into the audio around its speech, where quiet words the VAD
+  scored low may be: :func:`~pipelines.meeting.windows.widen_clips`), decoded a
   batch of clips at a time (progress per batch); word times are moved back onto
   the recording's time line. The language detected in the first batch is used
   for the rest;
@@ -54,6 +56,7 @@ from pipelines.meeting.windows import (
     quietest_point,
     speech_pieces,
     unheard,
+    widen_clips,
 )
 from voice.diarize import DiarizeOptions, Diarizer, SpeakerEmbedder
 from voice.diarize.base import SpeakerTurn
@@ -285,9 +288,12 @@ class MeetingPipeline:
         packed into new clips and decoded once more; what Whisper hears there is kept.
         """
         cut = lambda a, b: quietest_point(audio.samples, SAMPLE_RATE, a, b)  # noqa: E731
-        clips = fill_clips(
-            audio.speech, audio.duration, pad_s=CLIP_PAD_S, join_gap_s=CLIP_JOIN_GAP_S,
-            pick_cut=cut,
+        clips = widen_clips(
+            fill_clips(
+                audio.speech, audio.duration, pad_s=CLIP_PAD_S, join_gap_s=CLIP_JOIN_GAP_S,
+                pick_cut=cut,
+            ),
+            audio.duration,
         )
         state = _ClipRun(language, sum(c.duration for c in clips) or 1.0)
         report("transcribe", 0.0)
