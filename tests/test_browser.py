@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import wave
 from collections.abc import AsyncIterator
@@ -222,3 +223,15 @@ async def test_meeting_mode_labels_speakers_and_saves_a_meeting(
         return any(j["filename"] == "browser meeting" and j["state"] == "succeeded" for j in jobs)
 
     await eventually(stored, 240, every_s=1.0)
+    async with httpx.AsyncClient(timeout=30) as http:
+        jobs = (await http.get(f"{server.http_url}/v1/meetings")).json()["data"]
+    job = next(j for j in jobs if j["filename"] == "browser meeting")
+    meetings = cast(Starlette, server.server.config.app).state.meetings
+    live = json.loads((meetings.files.upload_dir(job["id"]) / "live.json").read_text())
+    # the turns as heard live are kept beside the recording, on its time line
+    assert live["title"] == "browser meeting"
+    texts = [t["text"] for t in turns if t["final"] and t["text"]]  # before hanging up
+    assert [s["text"] for s in live["segments"]][: len(texts)] == texts
+    assert len({s["speaker"] for s in live["segments"]}) >= 2
+    starts = [s["start"] for s in live["segments"]]
+    assert starts == sorted(starts) and all(s["end"] > s["start"] >= 0 for s in live["segments"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -26,6 +26,7 @@ from pipelines.realtime.live_meeting import LiveSegment, RecordingSpool
 from pipelines.realtime.partials import StablePrefix
 from pipelines.realtime.protocol import ProtocolError
 from pipelines.realtime.speakers import TurnSpeakers, TurnVoice
+from pipelines.realtime.turn_transcripts import TurnTranscripts, commit_quiet_input
 from voice.audio.resample import StreamResampler, resample
 from voice.stt import StreamingRecognizer, Transcriber
 from voice.vad import SpeechStarted, SpeechStopped, StreamingVad, VadOptions, make_classifier
@@ -196,6 +197,22 @@ class InputAudio:
         self._idle_from_ms: float | None = 0.0
         """Input position (ms) since which neither speech nor a response happened;
         None once the idle timeout fired (until the next turn or response)."""
+        self._turns = TurnTranscripts(ctx, listener, self._keep_live_segment)
+
+    def _keep_live_segment(self, item: Item) -> None:
+        """While recording, a user turn with words joins the live meeting's segments
+        (times from the recording's start, s)."""
+        if self.recording is None or item.start_ms is None:
+            return
+        origin = self._recording_start_ms
+        self.segments.append(
+            LiveSegment(
+                max(0.0, (item.start_ms - origin) / 1000.0),
+                max(0.0, ((item.end_ms or item.start_ms) - origin) / 1000.0),
+                item.speaker,
+                item.text or "",
+            )
+        )
 
     def _new_recognizer(self) -> StreamingRecognizer:
         """A recogniser per utterance, so a committed turn's final transcription goes on
@@ -329,28 +346,7 @@ class InputAudio:
         if self._position_ms - self._idle_from_ms < td.idle_timeout_ms:
             return
         start_ms, self._idle_from_ms = self._idle_from_ms, None
-        item_id = self.ctx.emitter.ids.new("item")
-        await self.ctx.emitter.emit(
-            "input_audio_buffer.timeout_triggered",
-            audio_start_ms=int(start_ms),
-            audio_end_ms=int(self._position_ms),
-            item_id=item_id,
-        )
-        item = Item(id=item_id, type="message", role="user", audio=True, status="completed")
-        item.start_ms, item.end_ms = start_ms, self._position_ms
-        previous = self.ctx.conversation.add(item)
-        await self.ctx.emitter.emit(
-            "input_audio_buffer.committed", item_id=item_id, previous_item_id=previous
-        )
-        await self.ctx.emitter.item_added(item, previous)
-        await self.ctx.emitter.emit(  # quiet audio: nothing to transcribe
-            "conversation.item.input_audio_transcription.completed",
-            item_id=item_id,
-            content_index=0,
-            transcript="",
-            usage={"type": "duration", "seconds": round((self._position_ms - start_ms) / 1000, 3)},
-        )
-        await self.ctx.emitter.item_done(item, previous)
+        item = await commit_quiet_input(self.ctx, start_ms, self._position_ms)
         self._window.clear(self._position_ms)
         await self._listener.idle_turn(item)
 
@@ -705,7 +701,7 @@ class InputAudio:
         speaker: asyncio.Task[tuple[TurnSpeakers | None, float]] | None = None
         expected = self._expected_speaker()
         if self._voice is not None and self.ctx.speakers is not None:
-            speaker = asyncio.create_task(self._identify(self._voice))
+            speaker = asyncio.create_task(self._turns.identify(self._voice))
         item.start_ms = self._utterance_start_ms
         item.end_ms = self._position_ms if upto_ms is None else self._utterance_start_ms + upto_ms
         echo = self._is_echo_turn()
@@ -726,7 +722,7 @@ class InputAudio:
         if self._partial_task is not None:
             self._partial_task.cancel()
         task = asyncio.create_task(
-            self._transcribed(
+            self._turns.publish(
                 item, previous, finalize, latency, speaker, echo=echo,
                 echo_possible=echo_possible, expected_speaker=expected,
             )
@@ -745,106 +741,12 @@ class InputAudio:
         recognizer = self._new_recognizer()
         recognizer.append(pcm)
         finalize = asyncio.create_task(recognizer.finalize(None))
-        task = asyncio.create_task(self._transcribed(item, previous, finalize, None, answer=False))
+        task = asyncio.create_task(
+            self._turns.publish(item, previous, finalize, None, answer=False)
+        )
         self._turn_tasks.add(task)
         task.add_done_callback(self._turn_tasks.discard)
         return task
-
-    async def _identify(self, voice: TurnVoice) -> tuple[TurnSpeakers | None, float]:
-        """The turn's speakers (None if too short) and the clock time they were ready."""
-        assert self.ctx.speakers is not None
-        try:
-            found = await self.ctx.speakers.identify(voice)
-        except Exception:
-            log.exception("speaker attribution failed")
-            found = None
-        return found, self.ctx.clock.now()
-
-    async def _transcribed(
-        self,
-        item: Item,
-        previous: str | None,
-        finalize: Awaitable[object],
-        latency: TurnLatency | None,
-        speaker: Awaitable[tuple[TurnSpeakers | None, float]] | None = None,
-        *,
-        echo: bool = False,
-        echo_possible: bool = False,
-        answer: bool = True,
-        expected_speaker: str | None = None,
-    ) -> None:
-        """Emit the turn's transcription events and ``conversation.item.done``, then (if
-        ``answer``) hand it to the listener as a user turn. ``expected_speaker``: the
-        label the turn sounded like at its end (for a speculative request meanwhile)."""
-        try:
-            result = await finalize
-        except Exception as exc:
-            log.exception("transcription failed for %s", item.id)
-            await self.ctx.emitter.emit(
-                "conversation.item.input_audio_transcription.failed",
-                item_id=item.id,
-                content_index=0,
-                error={"type": "transcription_error", "code": "stt_failed", "message": str(exc)},
-            )
-            return
-        text = getattr(result, "text", "").strip()
-        duration = float(getattr(result, "duration", 0.0))
-        if latency:
-            latency.mark("stt_final", self.ctx.clock.now())
-        item.text = text
-        extra: dict[str, object] = {}
-        guard = self.ctx.echo
-        if echo or (
-            echo_possible and guard is not None and len(text.split()) >= 2 and guard.text_is_echo(text)
-        ):
-            extra["echo"] = True
-        if speaker is not None:
-            if answer and text and not extra and not _done(speaker):
-                # The words are known and the speaker label is not: the LLM may start
-                # on them now (the turn uses it if the label changes nothing it reads).
-                await self._listener.speculative_transcript(item.id, text, expected_speaker)
-            found, ready_at = await speaker
-            item.speaker = found.label if found else None
-            extra["speaker"] = item.speaker
-            if found is not None and len(found.segments) > 1 and item.start_ms is not None:
-                origin = item.start_ms / 1000.0
-                extra["speaker_segments"] = [
-                    {"start": round(origin + a, 2), "end": round(origin + b, 2), "speaker": label}
-                    for a, b, label in found.segments
-                ]
-            if latency:
-                latency.mark("speaker", ready_at)
-        await self.ctx.emitter.emit(
-            "conversation.item.input_audio_transcription.completed",
-            item_id=item.id,
-            content_index=0,
-            transcript=text,
-            usage={"type": "duration", "seconds": round(duration, 3)},
-            **extra,
-        )
-        if extra.get("echo"):
-            await self._drop_echo(item)
-            return
-        if self.recording is not None and text and item.start_ms is not None:
-            origin = self._recording_start_ms
-            self.segments.append(
-                LiveSegment(
-                    max(0.0, (item.start_ms - origin) / 1000.0),
-                    max(0.0, ((item.end_ms or item.start_ms) - origin) / 1000.0),
-                    item.speaker,
-                    text,
-                )
-            )
-        await self.ctx.emitter.item_done(item, previous)
-        if answer:
-            await self._listener.user_turn(item, latency)
-
-    async def _drop_echo(self, item: Item) -> None:
-        """The turn was the agent's own voice: remove it from the conversation."""
-        if self.ctx.conversation.get(item.id) is not None:
-            self.ctx.conversation.delete(item.id)
-            await self.ctx.emitter.emit("conversation.item.deleted", item_id=item.id)
-        await self._listener.echo_turn(item)
 
     async def _clear(self) -> None:
         self._window.clear(self._position_ms)
@@ -858,11 +760,6 @@ class InputAudio:
             await self._voice.aclose()
             self._voice = None
         await self.ctx.emitter.emit("input_audio_buffer.cleared")
-
-
-def _done(awaitable: Awaitable[object]) -> bool:
-    """Whether ``awaitable`` is a future that has finished (False for a coroutine)."""
-    return isinstance(awaitable, asyncio.Future) and awaitable.done()
 
 
 def settle(future: asyncio.Future[None] | None) -> None:
