@@ -1,5 +1,6 @@
 """Speech recall of meeting transcription on every referenced recording in ../shared/data,
-and honest hallucination filtering (silence, hiss, noise and music give nothing).
+DER of the segments a meeting returns on the AMI room recordings, and honest
+hallucination filtering (silence, hiss, noise and music give nothing).
 
 One module-scoped Whisper base (the meeting model) runs the meeting pipeline's
 ``transcribe`` stage (decode + VAD, speech clips, batched decoding, second pass
@@ -7,6 +8,11 @@ over unheard speech) once per recording; the tests read the results. Recall is
 the share of the reference speech time (RTTM turns within the UEM) that the
 returned segments cover: segments as :func:`~pipelines.meeting.align.align`
 groups the words, the speaker split aside (it moves no word in time).
+
+DER is scored on what the API returns for a room recording: the same words aligned
+with the turns of the kit diarizer (``diarize_backend=pyannote``, the choice for room
+microphones), as :meth:`MeetingPipeline.run` aligns them, at a 0.25 s collar within
+each excerpt's UEM. (tests/test_diarize.py scores the diarizer's own turns.)
 """
 
 from __future__ import annotations
@@ -22,14 +28,16 @@ import pytest
 
 from bench.meeting import speech_recall
 from pipelines.meeting.align import align
-from pipelines.meeting.extents import reach_speech_edges
+from pipelines.meeting.extents import reach_speech_edges, trim_to_voice
 from pipelines.meeting.pipeline import PLANNING_VAD, MeetingPipeline
-from pipelines.meeting.stages import decode_with_vad
+from pipelines.meeting.stages import DecodedAudio, decode_with_vad
 from tests.conftest import DATA_DIR, load_clip
+from voice.diarize.base import SpeakerTurn
 from voice.diarize.rttm import read_rttm, read_uem
 from voice.stt import WhisperTranscriber
 from voice.stt.base import Word
 from voice.vad import make_classifier
+from voice.vad.base import FrameProbabilities
 
 IN_TEST_MEETING = ("pyannote-audio/sample.wav", "assembled/assembled_meeting.wav")
 """Scored on the whole pipeline's segments in tests/test_meeting.py (no second run here)."""
@@ -57,6 +65,7 @@ class Heard:
     words: list[Word]
     duration: float
     speech_s: float
+    audio: DecodedAudio
 
 
 def _heard(pipeline: MeetingPipeline, path: Path) -> Heard:
@@ -64,7 +73,7 @@ def _heard(pipeline: MeetingPipeline, path: Path) -> Heard:
         path, make_classifier("silero"), PLANNING_VAD, lambda f: None, threading.Event()
     )
     words, *_ = asyncio.run(pipeline.transcribe_speech(audio))
-    return Heard(words, audio.duration, sum(e - s for s, e in audio.speech))
+    return Heard(words, audio.duration, sum(e - s for s, e in audio.speech), audio)
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +236,101 @@ def test_edges_never_pass_a_neighbour_the_recording_or_the_stretch_bound() -> No
     assert reach_speech_edges(words, [(10.0, 12.0)]) == words  # a region without words
     with pytest.raises(ValueError, match="pad_s"):
         reach_speech_edges(words, regions, pad_s=-0.1)
+
+
+
+def test_words_are_trimmed_to_the_voice_in_them() -> None:
+    """Frames of 32 ms: voice at 2.0-2.5 s only. A word reaching into silence on either
+    side keeps a 0.25 s margin around the voice; a word over no voiced frame (a quiet
+    word Whisper heard) is left alone."""
+    values = np.zeros(200, np.float32)
+    values[round(2.0 / 0.032) : round(2.5 / 0.032)] = 0.6
+    speech = FrameProbabilities("silero-v6", 512, values)
+    words = [Word("early", 0.5, 2.2, 0.9), Word("late", 2.3, 4.0, 0.9), Word("quiet", 5.0, 5.4, 0.4)]
+    out = trim_to_voice(words, speech, floor=0.1, pad_s=0.25)
+    assert [(w.text, w.start, w.end) for w in out] == [
+        ("early", pytest.approx(round(2.0 / 0.032) * 0.032 - 0.25), 2.2),
+        ("late", 2.3, pytest.approx(round(2.5 / 0.032) * 0.032 + 0.25)),
+        ("quiet", 5.0, 5.4),
+    ]
+
+AMI = [clip for clip in RTTM_CLIPS if "/dev" in clip or "/trn" in clip]
+DER_TARGET = 0.30
+"""Mean DER over the AMI excerpts the issue asks for (collar 0.25 s)."""
+DER_MEASURED = {
+    "pyannote-audio/dev00.wav": 0.273,
+    "pyannote-audio/dev01.wav": 0.493,
+    "pyannote-audio/trn00.wav": 0.466,
+    "pyannote-audio/trn01.wav": 1.599,
+    "pyannote-audio/trn02.wav": 0.000,
+    "pyannote-audio/trn03.wav": 0.000,
+    "pyannote-audio/trn04.wav": 0.537,
+    "pyannote-audio/trn05.wav": 0.059,
+    "pyannote-audio/trn06.wav": 0.184,
+}
+"""Measured (Whisper base int8, kit diarizer, 2-core CPU); a clip may score this + 0.05.
+Mean 0.401, 0.668 before words were trimmed to the voice in them (trn02 2.34 -> 0).
+trn01 is most of the gap to the target: its words land at 16.4-18.8 s, where the
+reference has no one (false alarm 2 s against 3.3 s of speech, all of it missed); the
+other eight average 0.252. senko (the default diarizer) scores 0.426: better on dev00,
+dev01 and trn00, four speakers with 0.58 confusion on trn05."""
+DER_MARGIN = 0.05
+
+
+@pytest.fixture(scope="module")
+def kit_segments(heard: dict[str, Heard]) -> dict[str, list[SpeakerTurn]]:
+    """The segments a meeting of each AMI excerpt returns with the kit diarizer, as turns."""
+    from voice.diarize import DiarizeOptions, make_diarizer
+    from voice.settings import Settings
+
+    kit = make_diarizer(Settings(diarize_backend="pyannote", diarize_device="cpu"))
+    segments = {}
+    for clip in AMI:
+        audio = heard[clip].audio
+        turns = kit.diarize(audio.samples, DiarizeOptions(), audio.frame_probabilities)
+        segments[clip] = [
+            SpeakerTurn(s.start, s.end, s.speaker) for s in align(heard[clip].words, turns)
+        ]
+    return segments
+
+
+def _der(clip: str, turns: list[SpeakerTurn]) -> float:
+    from pyannote.core import Annotation, Segment, Timeline
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    path = DATA_DIR / clip
+    reference = next(iter(read_rttm(path.with_suffix(".rttm")).values()))
+    regions = next(iter(read_uem(path.with_suffix(".uem")).values()))
+
+    def annotation(items: list[SpeakerTurn]) -> Annotation:
+        out = Annotation()
+        for n, t in enumerate(items):
+            out[Segment(t.start, t.end), n] = t.speaker
+        return out
+
+    uem = Timeline([Segment(a, b) for a, b in regions])
+    return float(DiarizationErrorRate(collar=0.25)(annotation(reference), annotation(turns), uem=uem))
+
+
+@pytest.mark.slow
+def test_room_recordings_der_of_the_returned_segments(
+    kit_segments: dict[str, list[SpeakerTurn]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each AMI excerpt's DER within what was measured + margin (trn02's "I am." scored
+    2.34 while its words reached 1.3 s before the voice); the table is printed."""
+    scores = {clip: _der(clip, turns) for clip, turns in kit_segments.items()}
+    with capsys.disabled():
+        print("\nDER of returned segments (kit diarizer, collar 0.25 s)")
+        for clip, value in scores.items():
+            print(f"  {clip:32} {value:.3f}")
+        print(f"  {'mean':32} {np.mean(list(scores.values())):.3f}")
+    assert set(scores) == set(DER_MEASURED)
+    assert {c: v for c, v in scores.items() if v > DER_MEASURED[c] + DER_MARGIN} == {}
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="mean 0.401 (trn01 1.6: see DER_MEASURED)")
+def test_room_recordings_mean_der_meets_the_target(
+    kit_segments: dict[str, list[SpeakerTurn]],
+) -> None:
+    assert np.mean([_der(clip, turns) for clip, turns in kit_segments.items()]) <= DER_TARGET

@@ -1,4 +1,5 @@
-"""Word times stretched to the edges of the speech the VAD found. A pure function.
+"""Word times fitted to the speech the VAD found: stretched to its edges, trimmed out
+of silence. Pure functions.
 
 Whisper's word times are loose at the edges of an utterance: a reply's first word
 often starts late, its last word ends early (on far-field meeting audio, ``I am.``
@@ -6,7 +7,12 @@ ends 0.3 s before the speaker stops). The VAD's speech regions are better there,
 so the first and last word of each region reach its edges (padded), by at most a
 bounded stretch, without overlapping a neighbouring word. Words in the middle of a
 region and regions without words are left alone: a segment never covers audio
-Whisper gave no word for, beyond the edges of speech it did hear. Times in seconds.
+Whisper gave no word for, beyond the edges of speech it did hear.
+
+The other way round, a word's time can reach far into silence (AMI trn02's "I" began
+1.3 s before the voice did; a lone "So" spread over 3.6 s), and a subtitle or a
+speaker's turn then starts too early. :func:`trim_to_voice` cuts each word to the
+frames in it that the VAD scored as voice, with a margin. Times in seconds.
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from voice.stt.base import Word
+import numpy as np
+
+from voice.stt.base import SAMPLE_RATE, Word
+from voice.vad.base import FrameProbabilities
 
 Span = tuple[float, float]
 
@@ -53,4 +62,26 @@ def reach_speech_edges(
             end_limit, out[j].start if j < len(out) else end_limit, words[j - 1].end + max_stretch_s
         )
         out[j - 1] = replace(last, end=max(last.end, min(ceiling, r1 + pad_s)))
+    return out
+
+
+def trim_to_voice(
+    words: Sequence[Word], speech: FrameProbabilities, *, floor: float, pad_s: float
+) -> list[Word]:
+    """``words`` with each start moved up to ``pad_s`` before the first frame inside the
+    word that ``speech`` scores at least ``floor``, and each end back to ``pad_s`` after
+    the last such frame; a word with no such frame (a quiet word Whisper heard where the
+    VAD did not) is left as it is. Words only shrink, so their order is kept."""
+    frame_s = speech.frame_samples / SAMPLE_RATE
+    voiced = np.asarray(speech.values) >= floor
+    out: list[Word] = []
+    for word in words:
+        first = max(0, int(word.start / frame_s))
+        inside = np.flatnonzero(voiced[first : max(first + 1, int(np.ceil(word.end / frame_s)))])
+        if len(inside) == 0:
+            out.append(word)
+            continue
+        start = max(word.start, (first + inside[0]) * frame_s - pad_s)
+        end = min(word.end, (first + inside[-1] + 1) * frame_s + pad_s)
+        out.append(replace(word, start=start, end=max(end, start + 0.02)))
     return out
