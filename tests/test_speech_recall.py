@@ -211,6 +211,38 @@ def test_silence_noise_and_music_give_nothing(
     )
 
 
+
+@pytest.mark.slow
+def test_speech_among_noise_and_music_gives_only_its_words(
+    transcriber: WhisperTranscriber, tmp_path: Path
+) -> None:
+    """jfk.wav with 9 s of each signal before and after it: its clip is widened over
+    them (quiet words may be there), and what comes back is jfk's sentence alone, in
+    its time."""
+    import jiwer
+
+    from tests.conftest import reference_text
+    from tests.scoring import normalise_words
+
+    jfk = load_clip("openai-whisper/jfk.wav")
+    expected = reference_text("openai-whisper/jfk.wav")
+    pipeline = MeetingPipeline(transcriber, diarizer=None)  # type: ignore[arg-type]
+    for name, signal in _signals().items():
+        around = signal[: 9 * RATE]
+        audio = np.concatenate([around, jfk, around])
+        path = tmp_path / f"jfk_in_{name}.wav"
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(RATE)
+            out.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+        words = _heard(pipeline, path).words
+        text = " ".join(w.text for w in words)
+        error = jiwer.wer(" ".join(normalise_words(expected)), " ".join(normalise_words(text)))
+        assert error <= 0.1, (name, text)
+        assert words[0].start >= 8.5 and words[-1].end <= 9 + len(jfk) / RATE + 0.5, (name, text)
+
+
 # --- word times reach the edges of the speech the VAD found ------------------------
 
 
