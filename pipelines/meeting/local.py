@@ -13,6 +13,7 @@ from pathlib import Path
 from pipelines.llm_endpoint import open_llm
 from pipelines.meeting.pipeline import MeetingPipeline, MeetingResult
 from pipelines.meeting.summarize import SummaryOptions
+from voice import cpu_budget
 from voice.settings import Settings
 from voice.stt import WhisperTranscriber
 
@@ -47,7 +48,9 @@ async def local_pipeline(settings: Settings, *, use_llm: bool) -> AsyncIterator[
     """A :class:`MeetingPipeline` on this machine's models.
 
     Loads the batch transcriber (``stt_model``) and the diarizer
-    (``diarize_backend``) in worker threads, as the server's ``Services`` does.
+    (``diarize_backend``) in worker threads, as the server's ``Services`` does, with
+    torch's threads sized for a meeting-only process
+    (:func:`~voice.cpu_budget.meeting_only_torch_threads`).
     With ``use_llm`` (summaries wanted) and ``summarize_with_llm`` (settings),
     connects to ``llm_base_url`` or, when
     none is set, starts the embedded llama.cpp server for the duration of the
@@ -56,6 +59,9 @@ async def local_pipeline(settings: Settings, *, use_llm: bool) -> AsyncIterator[
     """
     from voice.diarize import make_diarizer  # imports torch: only when a meeting is run
 
+    cores = settings.cpu_cores or cpu_budget.available_cores()
+    threads = cpu_budget.meeting_only_torch_threads(cores)
+    await asyncio.to_thread(cpu_budget.use_torch_threads, threads)  # imports torch
     loading = asyncio.gather(
         asyncio.to_thread(WhisperTranscriber.from_settings, settings, False),
         asyncio.to_thread(make_diarizer, settings),

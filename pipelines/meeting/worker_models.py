@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 
+from voice import cpu_budget
 from voice.diarize.base import Diarizer, SpeakerEmbedder
 from voice.llm import ChatClient
 from voice.settings import Settings
@@ -45,6 +46,7 @@ class BatchModels:
             if self._diarizer is None:
                 from voice.diarize import make_diarizer  # imports torch
 
+                self._use_torch_threads()
                 self._diarizer = make_diarizer(self.settings)
             return self._diarizer
 
@@ -54,9 +56,15 @@ class BatchModels:
             if self._embedder is None:
                 from voice.diarize import make_embedder  # imports torch
 
+                self._use_torch_threads()
                 self._embedder = make_embedder(self.settings)
             return self._embedder
 
     @property
     def llm(self) -> ChatClient:
         return self._llm
+
+    def _use_torch_threads(self) -> None:
+        """torch's threads for a meeting-only process, before a torch model is built."""
+        cores = self.settings.cpu_cores or cpu_budget.available_cores()
+        cpu_budget.use_torch_threads(cpu_budget.meeting_only_torch_threads(cores))
