@@ -32,6 +32,8 @@ from pipelines.meeting.extents import reach_speech_edges, trim_to_voice
 from pipelines.meeting.pipeline import PLANNING_VAD, MeetingPipeline
 from pipelines.meeting.stages import DecodedAudio, decode_with_vad
 from tests.conftest import DATA_DIR, load_clip
+from tests.scoring import der_of_turns, normalise_words
+from voice.audio.wav import write_wav
 from voice.diarize.base import SpeakerTurn
 from voice.diarize.rttm import read_rttm, read_uem
 from voice.stt import WhisperTranscriber
@@ -222,7 +224,6 @@ def test_speech_among_noise_and_music_gives_only_its_words(
     import jiwer
 
     from tests.conftest import reference_text
-    from tests.scoring import normalise_words
 
     jfk = load_clip("openai-whisper/jfk.wav")
     expected = reference_text("openai-whisper/jfk.wav")
@@ -231,11 +232,7 @@ def test_speech_among_noise_and_music_gives_only_its_words(
         around = signal[: 9 * RATE]
         audio = np.concatenate([around, jfk, around])
         path = tmp_path / f"jfk_in_{name}.wav"
-        with wave.open(str(path), "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(RATE)
-            out.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+        write_wav(path, audio, RATE)
         words = _heard(pipeline, path).words
         text = " ".join(w.text for w in words)
         error = jiwer.wer(" ".join(normalise_words(expected)), " ".join(normalise_words(text)))
@@ -327,21 +324,9 @@ def kit_segments(heard: dict[str, Heard]) -> dict[str, list[SpeakerTurn]]:
 
 
 def _der(clip: str, turns: list[SpeakerTurn]) -> float:
-    from pyannote.core import Annotation, Segment, Timeline
-    from pyannote.metrics.diarization import DiarizationErrorRate
-
     path = DATA_DIR / clip
-    reference = next(iter(read_rttm(path.with_suffix(".rttm")).values()))
-    regions = next(iter(read_uem(path.with_suffix(".uem")).values()))
-
-    def annotation(items: list[SpeakerTurn]) -> Annotation:
-        out = Annotation()
-        for n, t in enumerate(items):
-            out[Segment(t.start, t.end), n] = t.speaker
-        return out
-
-    uem = Timeline([Segment(a, b) for a, b in regions])
-    return float(DiarizationErrorRate(collar=0.25)(annotation(reference), annotation(turns), uem=uem))
+    spans = ((t.start, t.end, t.speaker) for t in turns)
+    return der_of_turns(spans, path.with_suffix(".rttm"), 0.25, path.with_suffix(".uem"))
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ import pytest
 from pipelines.meeting.pipeline import PLANNING_VAD
 from pipelines.meeting.stages import StageCancelled, decode_with_vad
 from tests.conftest import load_clip
+from voice.audio.wav import write_wav
 from voice.vad.lanes import (
     CUT_SEARCH_S,
     WARMUP_FRAMES,
@@ -121,14 +122,8 @@ def test_scoring_stops_when_asked(joined: np.ndarray, tmp_path: Path) -> None:
 def test_the_decode_stage_reports_progress_and_can_be_cancelled(
     joined: np.ndarray, tmp_path: Path
 ) -> None:
-    import wave
-
     path = tmp_path / "joined.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes((joined * 32767).astype("<i2").tobytes())
+    write_wav(path, joined, 16000)
     seen: list[float] = []
     decoded = decode_with_vad(path, SileroClassifier(), PLANNING_VAD, seen.append, threading.Event())
     assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) > 20

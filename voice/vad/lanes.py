@@ -72,13 +72,13 @@ def lane_starts(audio: np.ndarray, frame: int, frames: int) -> list[int]:
     lanes = max(1, min(MAX_LANES, int(frames // lane_frames)))
     if lanes == 1:
         return [0]
-    energy = np.square(audio[: frames * frame].reshape(frames, frame)).sum(axis=1)
     reach = int(CUT_SEARCH_S * SAMPLE_RATE / frame)
     starts = [0]
-    for lane in range(1, lanes):
+    for lane in range(1, lanes):  # energy of the frames near each cut only (no copy of it all)
         nominal = lane * frames // lanes
         lo, hi = max(starts[-1] + 1, nominal - reach), min(frames, nominal + reach + 1)
-        starts.append(lo + int(np.argmin(energy[lo:hi])))
+        near = audio[lo * frame : hi * frame].reshape(hi - lo, frame)
+        starts.append(lo + int(np.argmin(np.square(near).sum(axis=1))))
     return starts
 
 
