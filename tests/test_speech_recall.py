@@ -28,8 +28,8 @@ import pytest
 
 from bench.meeting import speech_recall
 from pipelines.meeting.align import align
-from pipelines.meeting.extents import reach_speech_edges, trim_to_voice
-from pipelines.meeting.pipeline import PLANNING_VAD, MeetingPipeline
+from pipelines.meeting.extents import place_on_turns, reach_speech_edges, trim_to_voice
+from pipelines.meeting.pipeline import PLANNING_VAD, MeetingPipeline, speaker_segments
 from pipelines.meeting.stages import DecodedAudio, decode_with_vad
 from tests.conftest import DATA_DIR, load_clip
 from tests.scoring import der_of_turns, normalise_words
@@ -283,6 +283,29 @@ def test_words_are_trimmed_to_the_voice_in_them() -> None:
         ("quiet", 5.0, 5.4),
     ]
 
+def test_a_remark_on_no_speech_moves_onto_the_wordless_speech_beside_it() -> None:
+    """AMI trn01 as decoded: Whisper put the remark at 16.4-18.8 s, the diarizer heard a
+    voice at 18.9-19.4 s (in four pieces) and no word lies there. A run that touches a
+    turn, or has no wordless stretch within reach, stays where Whisper put it."""
+    remark = [Word("Yeah,", 16.4, 17.0, 0.2), Word("she", 17.0, 17.3, 0.2),
+              Word("time.", 17.3, 18.8, 0.6)]
+    turns = [SpeakerTurn(18.93, 19.0, "A"), SpeakerTurn(19.03, 19.07, "A"),
+             SpeakerTurn(19.08, 19.42, "A"), SpeakerTurn(25.0, 26.0, "B")]
+    out = place_on_turns(remark, turns)
+    scale = (19.42 - 18.93) / (18.8 - 16.4)
+    assert [(w.text, w.start, w.end) for w in out] == [
+        ("Yeah,", pytest.approx(18.93), pytest.approx(18.93 + 0.6 * scale)),
+        ("she", pytest.approx(18.93 + 0.6 * scale), pytest.approx(18.93 + 0.9 * scale)),
+        ("time.", pytest.approx(18.93 + 0.9 * scale), pytest.approx(19.42)),
+    ]
+    on_a_turn = [*remark, Word("later", 25.2, 25.5, 0.9)]
+    assert place_on_turns(on_a_turn, turns)[3] == on_a_turn[3]
+    assert place_on_turns(remark, turns[3:]) == remark  # nothing within reach (1 s)
+    worded = [*remark, Word("mm", 19.1, 19.3, 0.5)]  # the voice already has its word
+    assert place_on_turns(worded, turns) == worded
+    assert place_on_turns(remark, []) == remark
+
+
 AMI = [clip for clip in RTTM_CLIPS if "/dev" in clip or "/trn" in clip]
 DER_TARGET = 0.30
 """Mean DER over the AMI excerpts the issue asks for (collar 0.25 s)."""
@@ -290,7 +313,7 @@ DER_MEASURED = {
     "pyannote-audio/dev00.wav": 0.273,
     "pyannote-audio/dev01.wav": 0.493,
     "pyannote-audio/trn00.wav": 0.466,
-    "pyannote-audio/trn01.wav": 1.599,
+    "pyannote-audio/trn01.wav": 0.865,
     "pyannote-audio/trn02.wav": 0.000,
     "pyannote-audio/trn03.wav": 0.000,
     "pyannote-audio/trn04.wav": 0.537,
@@ -298,11 +321,15 @@ DER_MEASURED = {
     "pyannote-audio/trn06.wav": 0.184,
 }
 """Measured (Whisper base int8, kit diarizer, 2-core CPU); a clip may score this + 0.05.
-Mean 0.401, 0.668 before words were trimmed to the voice in them (trn02 2.34 -> 0).
-trn01 is most of the gap to the target: its words land at 16.4-18.8 s, where the
-reference has no one (false alarm 2 s against 3.3 s of speech, all of it missed); the
-other eight average 0.252. senko (the default diarizer) scores 0.426: better on dev00,
-dev01 and trn00, four speakers with 0.58 confusion on trn05."""
+Mean 0.320: 0.668 before words were trimmed to the voice in them (trn02 2.34 -> 0),
+0.401 before a remark on no speech was moved onto the wordless speech beside it (trn01
+1.599 -> 0.865: its words had landed at 16.4-18.8 s, where the reference has no one).
+What is left: trn01's other voices (3.0 s, 22.3 s, three at once over the last 1.5 s)
+are not heard; overlapping speech is missed (segments carry one speaker: trn06 misses
+5.1 s, the diarizer's own turns 1.1 s); dev00 and dev01 find one speaker too few or
+too many (confusion 5.8 and 4.7 s). senko (the default diarizer) scores 0.426, where no
+word moves: better on dev00, dev01 and trn00, four speakers with 0.58 confusion on
+trn05."""
 DER_MARGIN = 0.05
 
 
@@ -318,7 +345,8 @@ def kit_segments(heard: dict[str, Heard]) -> dict[str, list[SpeakerTurn]]:
         audio = heard[clip].audio
         turns = kit.diarize(audio.samples, DiarizeOptions(), audio.frame_probabilities)
         segments[clip] = [
-            SpeakerTurn(s.start, s.end, s.speaker) for s in align(heard[clip].words, turns)
+            SpeakerTurn(s.start, s.end, s.speaker)
+            for s in speaker_segments(heard[clip].words, turns)
         ]
     return segments
 
@@ -346,7 +374,7 @@ def test_room_recordings_der_of_the_returned_segments(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="mean 0.401 (trn01 1.6: see DER_MEASURED)")
+@pytest.mark.xfail(strict=True, reason="mean 0.320 (see DER_MEASURED)")
 def test_room_recordings_mean_der_meets_the_target(
     kit_segments: dict[str, list[SpeakerTurn]],
 ) -> None:

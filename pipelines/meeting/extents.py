@@ -12,7 +12,13 @@ Whisper gave no word for, beyond the edges of speech it did hear.
 The other way round, a word's time can reach far into silence (AMI trn02's "I" began
 1.3 s before the voice did; a lone "So" spread over 3.6 s), and a subtitle or a
 speaker's turn then starts too early. :func:`trim_to_voice` cuts each word to the
-frames in it that the VAD scored as voice, with a margin. Times in seconds.
+frames in it that the VAD scored as voice, with a margin.
+
+Whisper can also misplace a whole remark: on a far, quiet voice over room noise its
+word times follow the noise. :func:`place_on_turns` moves a run of words that lies on
+no speech the diarizer heard onto the wordless speech it heard right beside them (AMI
+trn01's "Yeah, she just got a last time." came at 16.4-18.8 s; the voice, which Silero
+scores 0.02, is at 18.7-19.7 s). Times in seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from voice.diarize.base import SpeakerTurn
 from voice.stt.base import SAMPLE_RATE, Word
 from voice.vad.base import FrameProbabilities
 
@@ -84,4 +91,75 @@ def trim_to_voice(
         start = max(word.start, (first + inside[0]) * frame_s - pad_s)
         end = min(word.end, (first + inside[-1] + 1) * frame_s + pad_s)
         out.append(replace(word, start=start, end=max(end, start + 0.02)))
+    return out
+
+
+def _hull(spans: Sequence[Span], join_s: float) -> list[Span]:
+    """Sorted ``spans`` merged where they overlap or lie within ``join_s`` of each other."""
+    merged: list[Span] = []
+    for start, end in sorted(spans):
+        if merged and start - merged[-1][1] <= join_s:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _word_runs(words: Sequence[Word], gap_s: float) -> list[list[Word]]:
+    """Time-ordered ``words`` cut wherever a pause is longer than ``gap_s``."""
+    runs: list[list[Word]] = []
+    for word in words:
+        if runs and word.start - runs[-1][-1].end <= gap_s:
+            runs[-1].append(word)
+        else:
+            runs.append([word])
+    return runs
+
+
+def place_on_turns(
+    words: Sequence[Word],
+    turns: Sequence[SpeakerTurn],
+    *,
+    reach_s: float = 1.0,
+    join_s: float = 0.3,
+    run_gap_s: float = 0.5,
+) -> list[Word]:
+    """``words`` (time-ordered), with each run of them (pauses up to ``run_gap_s``) that
+    overlaps no diarization turn moved onto the nearest stretch of turns (turns
+    ``join_s`` apart or closer, any speaker) that no word overlaps and that begins or
+    ends within ``reach_s`` of the run: the run's times are scaled into that stretch,
+    keeping the words' order and relative lengths. Runs that touch a turn, or have no
+    such stretch beside them, are left as they are. Without turns nothing moves."""
+    if not turns or not words:
+        return list(words)
+    stretches = _hull([(t.start, t.end) for t in turns], join_s)
+    runs = _word_runs(words, run_gap_s)
+    spans = [(run[0].start, run[-1].end) for run in runs]
+
+    def wordless(start: float, end: float) -> bool:
+        return not any(a < end and b > start for a, b in spans)
+
+    taken: set[Span] = set()
+    out: list[Word] = []
+    for run, (start, end) in zip(runs, spans, strict=True):
+        if any(a < end and b > start for a, b in stretches):
+            out.extend(run)
+            continue
+        beside = [
+            (a, b)
+            for a, b in stretches
+            if (0.0 <= a - end <= reach_s or 0.0 <= start - b <= reach_s)
+            and wordless(a, b)
+            and (a, b) not in taken
+        ]
+        if not beside:
+            out.extend(run)
+            continue
+        a, b = min(beside, key=lambda s: min(abs(s[0] - end), abs(start - s[1])))
+        taken.add((a, b))
+        scale = (b - a) / max(end - start, 1e-3)
+        out.extend(
+            replace(w, start=a + (w.start - start) * scale, end=a + (w.end - start) * scale)
+            for w in run
+        )
     return out

@@ -42,8 +42,8 @@ from typing import Any
 
 from pipelines.clock import Clock, MonotonicClock
 from pipelines.meeting.align import AlignOptions, align
-from pipelines.meeting.document import TranscriptDocument, display_name
-from pipelines.meeting.extents import reach_speech_edges, trim_to_voice
+from pipelines.meeting.document import TranscriptDocument, TranscriptSegment, display_name
+from pipelines.meeting.extents import place_on_turns, reach_speech_edges, trim_to_voice
 from pipelines.meeting.known_speakers import KnownSpeaker, name_speakers
 from pipelines.meeting.progress import STAGE_WEIGHTS, Progress, ProgressPlan, Reporter
 from pipelines.meeting.stages import DecodedAudio, clip_words, decode_with_vad
@@ -100,6 +100,14 @@ VOICE_PAD_S = 0.25
 AMI excerpts, scored on the segments the API returns with the kit diarizer: mean DER
 (collar 0.25 s) 0.668 -> 0.401, trn02 2.34 -> 0 ("I am." had begun 1.3 s early);
 a 0.1 s margin cut trn02's speech recall to 0.80."""
+
+
+def speaker_segments(
+    words: list[Word], turns: list[SpeakerTurn], options: AlignOptions | None = None
+) -> list[TranscriptSegment]:
+    """The transcript's segments: ``words`` placed on the diarizer's speech where Whisper
+    put a remark on none (:func:`place_on_turns`), then aligned with ``turns``."""
+    return align(place_on_turns(words, turns), turns, options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +232,7 @@ class MeetingPipeline:
         finally:
             if diarizing is not None and not diarizing.done():
                 diarizing.cancel()  # its thread finishes in the background
-        segments = align(words, turns, self.align_options)
+        segments = speaker_segments(words, turns, self.align_options)
         labels = list(dict.fromkeys(s.speaker for s in segments))
         meta: dict[str, Any] = {
             "source": Path(source).name,
