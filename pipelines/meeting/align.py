@@ -6,7 +6,8 @@ diarization turns; no models, no I/O. :func:`align` runs the steps in order:
 1. :func:`assign_speakers`: each word goes to the speaker whose turns overlap it
    most (ties: the previous word's speaker), or to the nearest turn when none
    overlaps. A speaker change inside a word therefore never splits the word: the
-   break snaps to a word boundary.
+   break snaps to a word boundary. Labels the caller fixed (by voice, where turns
+   overlap: :mod:`pipelines.meeting.overlap_voices`) replace these.
 2. :func:`smooth_islands`: a run of at most ``island_words`` words inside
    another speaker's run (same speaker on both sides) takes that speaker, unless
    it stands apart as its own utterance (a pause of ``island_pause_s`` on both
@@ -22,7 +23,7 @@ diarization turns; no models, no I/O. :func:`align` runs the steps in order:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pipelines.meeting.document import TranscriptSegment
@@ -225,15 +226,22 @@ def relabel_by_appearance(segments: Sequence[TranscriptSegment]) -> list[Transcr
 
 
 def align(
-    words: Sequence[Word], turns: Sequence[SpeakerTurn], options: AlignOptions | None = None
+    words: Sequence[Word],
+    turns: Sequence[SpeakerTurn],
+    options: AlignOptions | None = None,
+    fixed: Mapping[int, str] | None = None,
 ) -> list[TranscriptSegment]:
-    """Speaker-labelled segments from time-ordered ``words`` and diarization ``turns``.
+    """Speaker-labelled segments from ``words`` and diarization ``turns``.
 
-    Labels are renumbered by first appearance (see :func:`relabel_by_appearance`).
+    ``fixed``: speakers of some words, by index into ``words`` ordered by (start, end),
+    taken instead of step 1's. Labels are renumbered by first appearance (see
+    :func:`relabel_by_appearance`).
     """
     opts = options or AlignOptions()
     ordered = sorted(words, key=lambda w: (w.start, w.end))
     labels = assign_speakers(ordered, turns)
+    for i, label in (fixed or {}).items():
+        labels[i] = label
     labels = smooth_islands(ordered, labels, opts.island_words, opts.island_pause_s)
     if turns:
         labels = snap_changes(

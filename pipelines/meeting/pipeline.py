@@ -40,6 +40,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipelines.clock import Clock, MonotonicClock
 from pipelines.meeting.align import AlignOptions, align
 from pipelines.meeting.document import TranscriptDocument, TranscriptSegment, display_name
@@ -50,6 +52,7 @@ from pipelines.meeting.extents import (
     trim_to_voice,
 )
 from pipelines.meeting.known_speakers import KnownSpeaker, name_speakers
+from pipelines.meeting.overlap_voices import voice_labels
 from pipelines.meeting.progress import STAGE_WEIGHTS, Progress, ProgressPlan, Reporter
 from pipelines.meeting.stages import DecodedAudio, clip_words, decode_with_vad
 from pipelines.meeting.summarize import SummaryOptions, summarize
@@ -117,17 +120,28 @@ def speaker_segments(
     turns: list[SpeakerTurn],
     speech: FrameProbabilities | None,
     options: AlignOptions | None = None,
+    *,
+    samples: np.ndarray | None = None,
+    embedder: SpeakerEmbedder | None = None,
 ) -> list[TranscriptSegment]:
-    """The transcript's segments: ``words`` placed on the diarizer's speech where Whisper
-    put a remark on none (:func:`place_on_turns`), cut where one spans a pause that
-    neither ``speech`` (the VAD's frame scores) nor ``turns`` hear a voice in
-    (:func:`cut_at_silences`), then aligned with ``turns``."""
+    """The transcript's segments. ``words`` are placed on the diarizer's speech where
+    Whisper put a remark on none (:func:`place_on_turns`), cut where one spans a pause
+    that neither ``speech`` (the VAD's frame scores) nor ``turns`` hear a voice in
+    (:func:`cut_at_silences`), and aligned with ``turns``; with the recording's
+    ``samples`` and an ``embedder``, words said where turns overlap go to the voice
+    that says them (:func:`voice_labels`). Blocking when embedding: a worker thread."""
     words = place_on_turns(words, turns)
     if speech is not None:
         words = cut_at_silences(
             words, speech, turns, floor=VOICE_FLOOR, min_silence_s=WORD_SILENCE_S, pad_s=VOICE_PAD_S
         )
-    return align(words, turns, options)
+    words = sorted(words, key=lambda w: (w.start, w.end))
+    fixed = (
+        voice_labels(words, turns, samples, embedder)
+        if samples is not None and embedder is not None
+        else None
+    )
+    return align(words, turns, options, fixed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +266,11 @@ class MeetingPipeline:
         finally:
             if diarizing is not None and not diarizing.done():
                 diarizing.cancel()  # its thread finishes in the background
-        segments = speaker_segments(words, turns, audio.frame_probabilities, self.align_options)
+        voices = self.embedder or getattr(self.diarizer, "voice_embedder", None)
+        segments = await asyncio.to_thread(
+            speaker_segments, words, turns, audio.frame_probabilities, self.align_options,
+            samples=audio.samples, embedder=voices,
+        )
         labels = list(dict.fromkeys(s.speaker for s in segments))
         meta: dict[str, Any] = {
             "source": Path(source).name,

@@ -92,6 +92,10 @@ class Diarizer(Protocol):
         ``speech``: a VAD's frame probabilities over this same ``audio``, when the
         caller has them; a backend that runs that VAD model itself uses them instead
         (same result, one VAD pass saved) and ignores them otherwise.
+
+        A backend whose turns can overlap may also offer ``voice_embedder``: the
+        :class:`SpeakerEmbedder` that tells its speakers apart, which the meeting pipeline
+        uses to give words said in an overlap to the voice that says them.
         """
         ...
 

@@ -26,6 +26,7 @@ from voice.diarize.base import (
     SAMPLE_RATE,
     Device,
     DiarizeOptions,
+    SpeakerEmbedder,
     SpeakerTurn,
     check_audio,
     relabel_in_order,
@@ -59,6 +60,13 @@ class PyannoteDiarizer:
             self._run = KitPipeline(device, kit_options or KitOptions())
         else:
             self._run = PretrainedPipeline(self.pipeline_dir, device)
+
+    @property
+    def voice_embedder(self) -> SpeakerEmbedder | None:
+        """The kit's CAM++ embedder (thread-safe), for callers that compare voices with
+        its turns' speakers; None with a pretrained pipeline."""
+        embedder: SpeakerEmbedder | None = getattr(self._run, "embedder", None)
+        return embedder
 
     def diarize(
         self,
