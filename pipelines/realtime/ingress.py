@@ -88,9 +88,10 @@ class InputStalled:
 @dataclass(frozen=True)
 class ReplyReady:
     """The reply prepared during the pause that began at ``pending_ms`` (VAD time) is
-    ready to speak, or was given up."""
+    ready to speak or was given up (``ready``), or the hold ran out of wall-clock time."""
 
     pending_ms: float
+    ready: bool
 
 
 class TurnListener(Protocol):
@@ -263,7 +264,7 @@ class InputAudio:
                     elif isinstance(entry, InputStalled):
                         await self._end_stalled_pause(entry.position_ms)
                     elif isinstance(entry, ReplyReady):
-                        await self._reply_ready(entry.pending_ms)
+                        await self._reply_ready(entry)
                     else:
                         await self._audio(entry)
                 except ProtocolError as err:
@@ -601,18 +602,24 @@ class InputAudio:
         await self._end_pause(vad)
 
     async def _watch_reply(self, preparing: asyncio.Future[None], pending_ms: float) -> None:
-        """Queue :class:`ReplyReady` once ``preparing`` is done; cancelled with the pause."""
-        await asyncio.wait({preparing})
+        """Queue :class:`ReplyReady` once ``preparing`` is done, or after
+        :data:`READY_HOLD_MS` of wall-clock time (a client may stop sending audio during the
+        hold, and the audio's own clock then stops too); cancelled with the pause."""
+        done, _ = await asyncio.wait({preparing}, timeout=READY_HOLD_MS / 1000.0)
         with contextlib.suppress(asyncio.QueueFull):  # queued audio re-checks the pause anyway
-            self._queue.put_nowait(ReplyReady(pending_ms))
+            self._queue.put_nowait(ReplyReady(pending_ms, ready=bool(done)))
 
-    async def _reply_ready(self, pending_ms: float) -> None:
-        """The reply held for is ready: end the pause now if it is still the same one
-        and has lasted long enough."""
+    async def _reply_ready(self, entry: ReplyReady) -> None:
+        """The hold is over: end the pause now if it is still the same one (and, when the
+        reply is ready, has lasted long enough; a hold that ran out ends it regardless)."""
         self._ready_watch = None
         vad = self._vad
-        if vad is not None and vad.pending_end_ms == pending_ms:
+        if vad is None or vad.pending_end_ms != entry.pending_ms or self._item_id is None:
+            return
+        if entry.ready:
             await self._maybe_end_pause(vad)
+        else:
+            await self._end_pause(vad)
 
     async def _end_pause(self, vad: StreamingVad) -> None:
         event = vad.end_turn()
