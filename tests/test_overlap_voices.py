@@ -55,3 +55,21 @@ def test_a_run_goes_to_the_speaker_whose_voice_it_matches_clearly() -> None:
     assert voice_labels(words, turns, samples, _ByLoudness()) == {1: "A", 2: "A"}
     unclear = voice_labels(words, turns, samples, _ByLoudness(), min_margin=2.0)
     assert unclear == {}
+
+
+def test_speaker_segments_give_an_overlapped_run_to_its_voice_whatever_the_word_order() -> None:
+    """Through :func:`pipelines.meeting.pipeline.speaker_segments` (words given out of
+    order): by the turns alone the overlapped words would stay with A, who was talking."""
+    from pipelines.meeting.pipeline import speaker_segments
+
+    rate = 16000
+    samples = np.full(10 * rate, 0.02, np.float32)
+    samples[round(4.0 * rate) : round(7.5 * rate)] = 0.5  # B's voice, over A's turn and alone
+    turns = [SpeakerTurn(0.0, 6.5, "A"), SpeakerTurn(4.0, 7.5, "B"), SpeakerTurn(7.5, 10.0, "A")]
+    words = _words((5.0, 6.0), (1.0, 2.0), (4.1, 5.0), (8.0, 9.0))
+    plain = speaker_segments(words, turns, None)
+    assert {s.speaker for s in plain} == {"SPEAKER_00"}  # one speaker throughout
+    voiced = speaker_segments(words, turns, None, samples=samples, embedder=_ByLoudness())
+    assert [(s.speaker, s.text) for s in voiced] == [
+        ("SPEAKER_00", "w1"), ("SPEAKER_01", "w2 w0"), ("SPEAKER_00", "w3"),
+    ]

@@ -307,9 +307,16 @@ def test_a_remark_on_no_speech_moves_onto_the_wordless_speech_beside_it() -> Non
     on_a_turn = [*remark, Word("later", 25.2, 25.5, 0.9)]
     assert place_on_turns(on_a_turn, turns)[3] == on_a_turn[3]
     assert place_on_turns(remark, turns[3:]) == remark  # nothing within reach (1 s)
-    worded = [*remark, Word("mm", 19.1, 19.3, 0.5)]  # the voice already has its word
+    worded = [*remark, Word("mm", 19.35, 19.42, 0.5)]  # the voice already has its word
     assert place_on_turns(worded, turns) == worded
     assert place_on_turns(remark, []) == remark
+    # a stretch past the next run would reorder the words: not taken
+    apart = [Word("first", 10.0, 10.5, 0.5), Word("second", 11.1, 11.3, 0.5)]
+    assert place_on_turns(apart, [SpeakerTurn(11.4, 12.0, "A")])[0] == apart[0]
+    # two runs beside one wordless stretch: one of them moves onto it, not both
+    before, after = Word("a", 3.0, 3.5, 0.5), Word("b", 5.2, 5.4, 0.5)
+    moved = place_on_turns([before, after], [SpeakerTurn(4.0, 4.6, "A")])
+    assert (moved[0].start, moved[0].end) == (4.0, pytest.approx(4.6)) and moved[1] == after
 
 
 def test_a_word_spanning_a_pause_keeps_the_side_with_more_voice() -> None:

@@ -128,9 +128,9 @@ def place_on_turns(
 ) -> list[Word]:
     """``words`` (time-ordered), with each run of them (pauses up to ``run_gap_s``) that
     overlaps no diarization turn moved onto the nearest stretch of turns (turns
-    ``join_s`` apart or closer, any speaker) that no word overlaps and that begins or
-    ends within ``reach_s`` of the run: the run's times are scaled into that stretch,
-    keeping the words' order and relative lengths. Runs that touch a turn, or have no
+    ``join_s`` apart or closer, any speaker) that no word overlaps, that begins or ends
+    within ``reach_s`` of the run and that does not pass the neighbouring runs: the run's
+    times are scaled into that stretch, keeping the words' order and relative lengths. Runs that touch a turn, or have no
     such stretch beside them, are left as they are. Without turns nothing moves."""
     if not turns or not words:
         return list(words)
@@ -143,14 +143,19 @@ def place_on_turns(
 
     taken: set[Span] = set()
     out: list[Word] = []
-    for run, (start, end) in zip(runs, spans, strict=True):
+    for k, (run, (start, end)) in enumerate(zip(runs, spans, strict=True)):
         if any(a < end and b > start for a, b in stretches):
             out.extend(run)
             continue
+        floor = spans[k - 1][1] if k else float("-inf")  # never past a neighbouring run
+        ceiling = spans[k + 1][0] if k + 1 < len(spans) else float("inf")
         beside = [
             (a, b)
             for a, b in stretches
-            if (0.0 <= a - end <= reach_s or 0.0 <= start - b <= reach_s)
+            if (
+                (0.0 <= a - end <= reach_s and b <= ceiling)
+                or (0.0 <= start - b <= reach_s and a >= floor)
+            )
             and wordless(a, b)
             and (a, b) not in taken
         ]
@@ -188,8 +193,9 @@ def cut_at_silences(
     pad_s: float,
 ) -> list[Word]:
     """``words`` with each word that spans a silence of at least ``min_silence_s`` (frames
-    ``speech`` scores under ``floor`` and no turn covers) cut to the side of it that holds
-    more voice, keeping ``pad_s`` of the silence. Words only shrink (AMI trn04's "So"
+    ``speech`` scores under ``floor`` and no turn covers) with voice on both sides of it
+    cut to the side that holds more voice, keeping ``pad_s`` of the silence (silence at a
+    word's edge is :func:`trim_to_voice`'s; a word with no voice at all is left alone). Words only shrink (AMI trn04's "So"
     spread over 23.5-27.2 s; its voice is after the pause)."""
     frame_s = speech.frame_samples / SAMPLE_RATE
     voiced = np.asarray(speech.values) >= floor
@@ -201,7 +207,7 @@ def cut_at_silences(
         first = max(0, int(word.start / frame_s))
         inside = voiced[first : max(first + 1, int(np.ceil(word.end / frame_s)))]
         lo, hi = _longest_false_run(inside)
-        if hi - lo < need:
+        if hi - lo < need or lo == 0 or hi == len(inside):  # voice on both sides only
             out.append(word)
         elif inside[hi:].sum() >= inside[:lo].sum():
             out.append(replace(word, start=max(word.start, (first + hi) * frame_s - pad_s)))

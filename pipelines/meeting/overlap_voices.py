@@ -5,7 +5,8 @@ two people spoke there; :func:`~pipelines.meeting.align.assign_speakers` then ke
 the previous word's speaker. Here each run of such words lasting at least
 :data:`MIN_RUN_S` is embedded and compared with each candidate speaker's voice print,
 embedded from the parts of their turns no one else speaks in; a clear winner
-(:data:`MIN_MARGIN` in cosine similarity) takes the run. On AMI trn00 "Is there much
+(:data:`MIN_MARGIN` in cosine similarity) takes the run (alignment's smoothing may
+still move a word or two at its edges to a better boundary). On AMI trn00 "Is there much
 more in it than he said yesterday?" over a 2.5 s overlap went to the speaker who had
 been talking; its voice matches the other one (0.70 against 0.44).
 
@@ -125,7 +126,10 @@ def voice_labels(
         known = {s: p for s in speakers if (p := prints[s]) is not None}
         if len(known) < 2:
             continue
-        voice = embedder.embed(_clip(samples, words[first].start, words[stop - 1].end))
+        clip = _clip(samples, words[first].start, words[stop - 1].end)
+        if len(clip) < max(min_run_s / 2, 0.01) * SAMPLE_RATE:  # words past the recording's end
+            continue
+        voice = embedder.embed(clip)
         ranked = sorted(((float(voice @ p), s) for s, p in known.items()), reverse=True)
         if ranked[0][0] - ranked[1][0] >= min_margin:
             out.update(dict.fromkeys(range(first, stop), ranked[0][1]))

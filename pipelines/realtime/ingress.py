@@ -612,10 +612,10 @@ class InputAudio:
     async def _reply_ready(self, entry: ReplyReady) -> None:
         """The hold is over: end the pause now if it is still the same one (and, when the
         reply is ready, has lasted long enough; a hold that ran out ends it regardless)."""
-        self._ready_watch = None
         vad = self._vad
         if vad is None or vad.pending_end_ms != entry.pending_ms or self._item_id is None:
-            return
+            return  # a later pause's watch, if any, stays in place
+        self._ready_watch = None
         if entry.ready:
             await self._maybe_end_pause(vad)
         else:
