@@ -17,11 +17,13 @@ worker thread. Times in seconds, audio 16 kHz mono float32.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
 
 from pipelines.meeting.turn_index import TurnIndex
+from pipelines.meeting.windows import Clip, unheard
 from voice.diarize.base import SpeakerEmbedder, SpeakerTurn
 from voice.stt.base import SAMPLE_RATE, Word
 
@@ -39,23 +41,14 @@ MIN_PIECE_S = 0.3
 """Pieces of a speaker's own speech shorter than this are left out of the print."""
 
 
-def exclusive_spans(turns: Sequence[SpeakerTurn], speaker: str) -> list[Span]:
-    """The parts of ``speaker``'s turns that no other speaker's turn overlaps, in order."""
+def exclusive_spans(
+    turns: Sequence[SpeakerTurn], speaker: str, min_s: float = 1e-6
+) -> list[Span]:
+    """The parts of ``speaker``'s turns that no other speaker's turn overlaps, at least
+    ``min_s`` long, in order."""
+    own = sorted((t.start, t.end) for t in turns if t.speaker == speaker)
     others = sorted((t.start, t.end) for t in turns if t.speaker != speaker)
-    out: list[Span] = []
-    for turn in sorted((t for t in turns if t.speaker == speaker), key=lambda t: t.start):
-        pieces = [(turn.start, turn.end)]
-        for start, end in others:
-            if end <= turn.start or start >= turn.end:
-                continue
-            pieces = [
-                piece
-                for a, b in pieces
-                for piece in ((a, min(b, start)), (max(a, end), b))
-                if piece[1] > piece[0]
-            ]
-        out.extend(pieces)
-    return out
+    return unheard(own, others, min_s)
 
 
 def overlapped_runs(
@@ -65,43 +58,30 @@ def overlapped_runs(
     that two or more speakers' turns overlap, lasting at least ``min_run_s``, with the
     speakers whose turns overlap the run."""
     index = TurnIndex(turns)
-
-    def shared(word: Word) -> bool:
-        return len(index.overlaps(word.start, max(word.end, word.start + 1e-3))) >= 2
-
+    shared = [len(index.overlaps(w.start, max(w.end, w.start + 1e-3))) >= 2 for w in words]
     runs: list[tuple[int, int, frozenset[str]]] = []
-    i = 0
-    while i < len(words):
-        if not shared(words[i]):
-            i += 1
-            continue
-        j = i
-        while j < len(words) and shared(words[j]):
-            j += 1
-        start, end = words[i].start, words[j - 1].end
-        if end - start >= min_run_s:
-            runs.append((i, j, frozenset(index.overlaps(start, end))))
-        i = j
+    for is_shared, group in itertools.groupby(range(len(words)), key=shared.__getitem__):
+        indices = list(group)
+        start, end = words[indices[0]].start, words[indices[-1]].end
+        if is_shared and end - start >= min_run_s:
+            runs.append((indices[0], indices[-1] + 1, frozenset(index.overlaps(start, end))))
     return runs
-
-
-def _clip(samples: np.ndarray, start: float, end: float) -> np.ndarray:
-    return samples[max(0, round(start * SAMPLE_RATE)) : max(0, round(end * SAMPLE_RATE))]
 
 
 def _voice_print(
     samples: np.ndarray, turns: Sequence[SpeakerTurn], speaker: str, embedder: SpeakerEmbedder
 ) -> np.ndarray | None:
-    pieces, total = [], 0.0
-    for start, end in exclusive_spans(turns, speaker):
-        if end - start < MIN_PIECE_S or total >= MAX_PRINT_S:
-            continue
+    pieces: list[Span] = []
+    total = 0.0
+    for start, end in exclusive_spans(turns, speaker, MIN_PIECE_S):
+        if total >= MAX_PRINT_S:
+            break
         end = min(end, start + MAX_PRINT_S - total)
-        pieces.append(_clip(samples, start, end))
+        pieces.append((start, end))
         total += end - start
     if total < MIN_PRINT_S:
         return None
-    return embedder.embed(np.concatenate(pieces))
+    return embedder.embed(Clip(tuple(pieces)).samples(samples, SAMPLE_RATE))
 
 
 def voice_labels(
@@ -126,7 +106,8 @@ def voice_labels(
         known = {s: p for s in speakers if (p := prints[s]) is not None}
         if len(known) < 2:
             continue
-        clip = _clip(samples, words[first].start, words[stop - 1].end)
+        span = (max(0.0, words[first].start), words[stop - 1].end)
+        clip = Clip((span,)).samples(samples, SAMPLE_RATE)
         if len(clip) < max(min_run_s / 2, 0.01) * SAMPLE_RATE:  # words past the recording's end
             continue
         voice = embedder.embed(clip)
