@@ -43,10 +43,6 @@ PROBE_AFTER_MS = 200.0
 FOCUS_JUDGE_MS = (600, 1000, 1400, 1800, 2200, 2600, 3000)
 """Voice (ms) into a turn at which focus mode asks whose voice it is, until it is the
 primary speaker's (each look embeds the whole turn so far)."""
-READY_HOLD_MS = 700.0
-"""A pause long enough to end the turn is held open up to this much longer (ms) while
-the reply begun on its transcript prepares its first audio: the reply could not start
-sooner, and a speaker who goes on meanwhile keeps the turn."""
 STALLED_INPUT_MS = 400.0
 """Wall-clock gap (ms) in the client's audio after which a pause that already lasted
 ``silence_duration_ms`` ends the turn although the adaptive wait asks for more: a client
@@ -85,15 +81,6 @@ class InputStalled:
     position_ms: float
 
 
-@dataclass(frozen=True)
-class ReplyReady:
-    """The reply prepared during the pause that began at ``pending_ms`` (VAD time) is
-    ready to speak or was given up (``ready``), or the hold ran out of wall-clock time."""
-
-    pending_ms: float
-    ready: bool
-
-
 class TurnListener(Protocol):
     """What the session hears from the input side."""
 
@@ -116,10 +103,6 @@ class TurnListener(Protocol):
 
     async def speculation_cancelled(self) -> None:
         """Speech resumed: the last speculative transcript no longer holds."""
-
-    def reply_preparing(self) -> asyncio.Future[None] | None:
-        """While the reply started on the speculative transcript is still preparing its
-        first audio: a future done once it is ready (or given up); else None."""
 
     async def user_turn(self, item: Item, latency: TurnLatency | None) -> None:
         """A user turn was committed and transcribed (``item.text`` may be empty)."""
@@ -168,7 +151,7 @@ class InputAudio:
         self.ctx = ctx
         self._listener = listener
         self._config = config
-        self._queue: asyncio.Queue[Audio | Commit | Clear | InputStalled | ReplyReady] = asyncio.Queue(
+        self._queue: asyncio.Queue[Audio | Commit | Clear | InputStalled] = asyncio.Queue(
             maxsize=256
         )
         self._transcriber = transcriber
@@ -189,7 +172,6 @@ class InputAudio:
         self._pause_probability: float | None = None
         """What is known about the current pause: its transcript and the turn model's view."""
         self._probe: asyncio.Task[None] | None = None
-        self._ready_watch: asyncio.Task[None] | None = None
         self._stall_watch: asyncio.Task[None] | None = None
         self._policy = EndpointPolicy("server_vad")
         self._deferred_start: float | None = None
@@ -263,8 +245,6 @@ class InputAudio:
                         await self._clear()
                     elif isinstance(entry, InputStalled):
                         await self._end_stalled_pause(entry.position_ms)
-                    elif isinstance(entry, ReplyReady):
-                        await self._reply_ready(entry)
                     else:
                         await self._audio(entry)
                 except ProtocolError as err:
@@ -281,7 +261,6 @@ class InputAudio:
                 self._focus_check,
                 self._probe,
                 self._stall_watch,
-                self._ready_watch,
                 *self._turn_tasks,
             )
             if t is not None
@@ -569,10 +548,10 @@ class InputAudio:
     def _reset_pause(self) -> None:
         self._pause_text = None
         self._pause_probability = None
-        for task in (self._probe, self._stall_watch, self._ready_watch):
+        for task in (self._probe, self._stall_watch):
             if task is not None:
                 task.cancel()
-        self._probe = self._stall_watch = self._ready_watch = None
+        self._probe = self._stall_watch = None
 
     async def _maybe_end_pause(self, vad: StreamingVad) -> None:
         """During trailing silence: consult the turn model once, and end the turn as soon
@@ -587,39 +566,15 @@ class InputAudio:
         wait_ms = self._policy.wait_ms(self._pause_text, self._pause_probability)
         if wait_ms is None:  # the evidence is late (a loaded machine): not for ever
             wait_ms = self._policy.undecided_wait_ms(self._pause_text)
-        preparing = self._listener.reply_preparing() if silence_ms >= wait_ms else None
-        holding = preparing is not None and silence_ms < wait_ms + READY_HOLD_MS
-        if silence_ms < wait_ms or holding:
+        if silence_ms < wait_ms:
             if (
                 self._policy.mode == "server_vad"
                 and silence_ms >= self._policy.silence_ms
                 and self._stall_watch is None
             ):
                 self._stall_watch = asyncio.create_task(self._watch_for_stall())
-            if holding and preparing is not None and self._ready_watch is None:
-                self._ready_watch = asyncio.create_task(self._watch_reply(preparing, pending))
             return
         await self._end_pause(vad)
-
-    async def _watch_reply(self, preparing: asyncio.Future[None], pending_ms: float) -> None:
-        """Queue :class:`ReplyReady` once ``preparing`` is done, or after
-        :data:`READY_HOLD_MS` of wall-clock time (a client may stop sending audio during the
-        hold, and the audio's own clock then stops too); cancelled with the pause."""
-        done, _ = await asyncio.wait({preparing}, timeout=READY_HOLD_MS / 1000.0)
-        with contextlib.suppress(asyncio.QueueFull):  # queued audio re-checks the pause anyway
-            self._queue.put_nowait(ReplyReady(pending_ms, ready=bool(done)))
-
-    async def _reply_ready(self, entry: ReplyReady) -> None:
-        """The hold is over: end the pause now if it is still the same one (and, when the
-        reply is ready, has lasted long enough; a hold that ran out ends it regardless)."""
-        vad = self._vad
-        if vad is None or vad.pending_end_ms != entry.pending_ms or self._item_id is None:
-            return  # a later pause's watch, if any, stays in place
-        self._ready_watch = None
-        if entry.ready:
-            await self._maybe_end_pause(vad)
-        else:
-            await self._end_pause(vad)
 
     async def _end_pause(self, vad: StreamingVad) -> None:
         event = vad.end_turn()

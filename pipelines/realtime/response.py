@@ -204,12 +204,6 @@ class ResponseRun:
             self._ahead_task = asyncio.create_task(self._say_ahead(self._prefetch))
         return self._prefetch
 
-    def preparing(self) -> asyncio.Task[None] | None:
-        """While the prefetched reply's first phrase is still being written or synthesized:
-        that work (done once the audio is ready, or nothing can be said ahead)."""
-        task = self._ahead_task
-        return task if task is not None and not task.done() else None
-
     async def _say_ahead(self, prefetch: Prefetch) -> None:
         """Synthesize the prefetched reply's first phrase (a worker thread)."""
         text = await first_phrase(prefetch, SentenceChunker(first_phrase_words=FIRST_PHRASE_WORDS))

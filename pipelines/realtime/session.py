@@ -717,11 +717,6 @@ class RealtimeSession:
         run.prefetch(turn)
         self._speculative = (text, run)
 
-    def reply_preparing(self) -> asyncio.Future[None] | None:
-        if self._speculative is None:
-            return None
-        return self._speculative[1].preparing()
-
     async def speculation_cancelled(self) -> None:
         speculative, self._speculative = self._speculative, None
         if speculative is not None:
