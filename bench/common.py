@@ -41,16 +41,34 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {
+    facts = {
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
     }
+    gpus = nvidia_gpus()
+    return {**facts, "gpus": gpus} if gpus else facts
+
+
+def nvidia_gpus() -> list[str]:
+    """Names and memory of the NVIDIA GPUs ``nvidia-smi`` lists; empty without one."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
 
 
 def commit() -> str:
+    """HEAD of the checkout (``-dirty`` with changes); ``BENCH_COMMIT`` where the run
+    happens on a copy of the tree without git (a GPU machine, say)."""
+    if os.environ.get("BENCH_COMMIT"):
+        return os.environ["BENCH_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
         dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout

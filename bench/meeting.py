@@ -12,6 +12,7 @@ the machine slows every figure down.
     .venv/bin/python -m bench.meeting --llm      # summaries with the embedded LLM
     .venv/bin/python -m bench.meeting --model tiny.en --skip-der   # another meeting model
     .venv/bin/python -m bench.meeting --sequential --skip-der      # no diarize/STT overlap
+    .venv/bin/python -m bench.meeting --device cuda --no-summary --skip-der --skip-baseline  # GPU
 
 Speech recall per file: the share of the RTTM's speech time the transcription
 stage's segments cover. ``transcribe_vs_faster_whisper``: the transcription stage
@@ -160,12 +161,21 @@ def annotation(items: Any) -> Annotation:
     return out
 
 
-async def bench_long(llm: bool, model: str, overlap: bool) -> dict[str, Any]:
+async def bench_long(
+    llm: bool, model: str, overlap: bool, device: str = "cpu", summarize: bool = True
+) -> dict[str, Any]:
+    """``device``: ``cpu`` (Whisper int8) or ``cuda`` (Whisper float16, batched, and the
+    diarizer on the GPU)."""
     from pipelines.meeting.local import local_pipeline
     from pipelines.meeting.pipeline import MeetingOptions
     from voice.settings import load_settings
 
-    settings = load_settings(stt_model=model, stt_compute_type="int8", stt_device="cpu")
+    settings = load_settings(
+        stt_model=model,
+        stt_compute_type="int8" if device == "cpu" else "auto",
+        stt_device=device,
+        diarize_device=device,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "long_meeting.wav"
         duration, ref, uem = build_long_recording(path)
@@ -181,7 +191,7 @@ async def bench_long(llm: bool, model: str, overlap: bool) -> dict[str, Any]:
                     if stage != "done":
                         rss.stage = stage
 
-                result = await pipeline.run(path, MeetingOptions(), progress)
+                result = await pipeline.run(path, MeetingOptions(summarize=summarize), progress)
                 wall = time.perf_counter() - t0
     doc = result.document
     hyp = annotation(doc.segments)
@@ -289,6 +299,11 @@ def main() -> None:
     )
     parser.add_argument("--skip-der", action="store_true", help="only the long recording")
     parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu",
+        help="cuda: Whisper float16 (batched) and diarization on the GPU (long recording only)",
+    )
+    parser.add_argument("--no-summary", action="store_true", help="transcript only")
+    parser.add_argument(
         "--skip-baseline", action="store_true",
         help="no transcribe-stage comparison with plain faster-whisper",
     )
@@ -296,7 +311,9 @@ def main() -> None:
     from web.operations.memory import limit_arenas
 
     arenas = "2" if limit_arenas() else os.environ.get("MALLOC_ARENA_MAX", "glibc default")
-    long_run = asyncio.run(bench_long(args.llm, args.model, not args.sequential))
+    long_run = asyncio.run(
+        bench_long(args.llm, args.model, not args.sequential, args.device, not args.no_summary)
+    )
     results: dict[str, Any] = {"long_recording": long_run}
     if not args.skip_baseline:
         from bench.meeting_stt import compare
@@ -306,11 +323,13 @@ def main() -> None:
         results["speech_recall_by_file"] = bench_recall(args.model)
         results["der_by_file"] = bench_der()
     path = write_result(
-        "meeting" if args.model == "base" and not args.sequential else
-        f"meeting_{args.model}{'_sequential' if args.sequential else ''}",
+        "meeting" if args.model == "base" and not args.sequential and args.device == "cpu" else
+        f"meeting_{args.model}{'_sequential' if args.sequential else ''}"
+        f"{'_' + args.device if args.device != 'cpu' else ''}",
         results,
         settings={
-            "stt_model": args.model, "compute_type": "int8", "llm": args.llm,
+            "stt_model": args.model, "device": args.device,
+            "compute_type": "int8" if args.device == "cpu" else "float16", "llm": args.llm,
             "malloc_arena_max": arenas,  # as `voice serve` and `voice worker` run meetings
         },
     )

@@ -360,6 +360,7 @@ def main() -> None:
     path = write_result(
         args.out, results, url=args.url or "in-process embedded defaults",
         turn_detection="semantic_vad" if args.semantic else "server default", sessions=args.sessions,
+        stt_device=os.environ.get("VOICE_STT_DEVICE", "auto"),
         load_average_1m={"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         method=METHOD,
     )
