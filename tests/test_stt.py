@@ -373,6 +373,44 @@ def test_choose_device() -> None:
         choose_device("tpu")
 
 
+
+def test_a_gpu_whisper_cannot_run_on_leaves_it_on_the_cpu(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """CTranslate2's PyPI wheel loads CUDA 12's cuBLAS at its first GPU pass: on a machine
+    with only CUDA 13 libraries (the H100 image this was measured on) the model loaded and
+    the first request failed. Loading now runs one encoder pass: under ``auto`` Whisper
+    stays on the CPU and the log says why; an explicit ``cuda`` refuses to load, naming
+    the cause. No GPU here: the device count and the encoder's error (verbatim) stand in."""
+    from voice.stt import whisper as whisper_module
+
+    cpu_types = ctranslate2.get_supported_compute_types
+
+    class CudaWithoutCublas(whisper_module.WhisperModel):  # type: ignore[misc]
+        def __init__(self, path: str, *, device: str, compute_type: str, **kw: object) -> None:
+            super().__init__(path, device="cpu", compute_type="int8", **kw)
+            self.on_gpu = device == "cuda"
+
+        def encode(self, features: np.ndarray) -> ctranslate2.StorageView:
+            if self.on_gpu:
+                raise RuntimeError("Library libcublas.so.12 is not found or cannot be loaded")
+            return super().encode(features)
+
+    monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 1)
+    monkeypatch.setattr(
+        ctranslate2, "get_supported_compute_types",
+        lambda device, *a: {"float16", "int8_float16"} if device == "cuda" else cpu_types(device),
+    )
+    monkeypatch.setattr(whisper_module, "WhisperModel", CudaWithoutCublas)
+    with caplog.at_level("WARNING", logger="voice.stt.whisper"):
+        stt = WhisperTranscriber.from_settings(load_settings(stt_device="auto"), True)
+    assert (stt.device, stt.compute_type) == ("cpu", "int8")
+    assert "libcublas.so.12" in caplog.text
+    text = stt.transcribe(load_clip("openai-whisper/jfk.wav")).text
+    assert "your country" in text.lower()
+    with pytest.raises(DeviceError, match="nvidia-cublas-cu12"):
+        WhisperTranscriber.from_settings(load_settings(stt_device="cuda"), True)
+
 # --- streaming ------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -10,6 +11,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+import ctranslate2
 import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 
@@ -24,11 +26,13 @@ from voice.stt.base import (
     Transcription,
     Word,
 )
-from voice.stt.models import choose_device, resolve_model
+from voice.stt.models import DeviceError, choose_device, resolve_model
 from voice.stt.utterance import decode_utterance
 
 if TYPE_CHECKING:
     from voice.settings import Settings
+
+log = logging.getLogger(__name__)
 
 BATCHED_MIN_S = 30.0
 """Audio longer than this (s) uses the batched pipeline when ``batch_size > 1``: shorter
@@ -122,6 +126,8 @@ class WhisperTranscriber:
             num_workers=options.num_workers,
             local_files_only=True,
         )
+        if self.device == "cuda":
+            check_runs_on_cuda(self._model)
         self._batched = BatchedInferencePipeline(self._model) if options.batch_size > 1 else None
         self._clips = BatchedInferencePipeline(self._model)
         self._slots = threading.BoundedSemaphore(options.num_workers)
@@ -141,9 +147,24 @@ class WhisperTranscriber:
         non-realtime transcriber splits it between :data:`CPU_CLIP_WORKERS` workers (at
         least one thread each). Batching of long audio is used only for non-realtime work
         on CUDA; meeting clips (:meth:`transcribe_clips`) are batched by
-        ``stt_batch_size``, at most :data:`CPU_CLIP_BATCH` on CPU.
+        ``stt_batch_size``, at most :data:`CPU_CLIP_BATCH` on CPU. With ``stt_device``
+        ``auto``, a GPU that fails :func:`check_runs_on_cuda` leaves Whisper on the CPU
+        (logged); an explicit ``cuda`` raises :class:`DeviceError` instead.
         """
         device, compute_type = choose_device(settings.stt_device, settings.stt_compute_type)
+        if device == "cuda" and settings.stt_device == "auto":
+            try:
+                return cls._from_settings_on(settings, realtime, cpu_threads, device, compute_type)
+            except DeviceError as exc:
+                log.warning("Whisper on the GPU is not usable, using the CPU instead: %s", exc)
+                device, compute_type = choose_device("cpu", "auto")
+        return cls._from_settings_on(settings, realtime, cpu_threads, device, compute_type)
+
+    @classmethod
+    def _from_settings_on(
+        cls, settings: Settings, realtime: bool, cpu_threads: int | None, device: str,
+        compute_type: str,
+    ) -> WhisperTranscriber:
         batch = settings.stt_batch_size if not realtime and device == "cuda" else 1
         clips = (
             settings.stt_batch_size if device == "cuda"
@@ -454,3 +475,20 @@ def _stats(seg: Any) -> DecoderStats:
 
 def _within(t: float, start: float, end: float) -> float:
     return min(max(t, start), end)
+
+
+def check_runs_on_cuda(model: WhisperModel) -> None:
+    """One encoder pass over 30 s of silence on the GPU (milliseconds there): CTranslate2
+    loads cuBLAS on first use, so a missing CUDA library fails here, when the model is
+    loaded, instead of on the first request. Raises :class:`DeviceError` saying so."""
+    extractor = model.feature_extractor
+    silence = np.zeros((extractor.mel_filters.shape[0], extractor.nb_max_frames), np.float32)
+    try:
+        model.encode(silence)
+    except RuntimeError as exc:  # "Library libcublas.so.12 is not found or cannot be loaded"
+        raise DeviceError(
+            f"Whisper does not run on the GPU: {exc}. CTranslate2 "
+            f"{ctranslate2.__version__} needs the CUDA libraries it was built for (its PyPI "
+            "wheels: CUDA 12's cuBLAS, pip install nvidia-cublas-cu12); or set "
+            "VOICE_STT_DEVICE=cpu"
+        ) from exc
