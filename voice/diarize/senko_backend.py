@@ -10,6 +10,12 @@ Two departures from ``senko.Diarizer`` defaults, both deliberate:
 * Features come from :class:`~voice.diarize.fbank.KaldiFbank` through senko's
   kaldifeat hook, because senko's bundled C++ extractor uses AVX-512 and
   kills the process with SIGILL on CPUs without it.
+* senko's ``suppress_stdout_stderr`` is replaced by a no-op (:func:`keep_streams`):
+  around every clustering it swapped ``sys.stdout``/``sys.stderr`` for /dev/null for
+  the whole process, without a lock, and closed what it found there on the way out.
+  Prints of other threads were lost meanwhile, and a diarization running while a test
+  runner switched its capture streams once left the worker's stream closed ("I/O
+  operation on closed file" for every later test). ``quiet=True`` keeps senko silent.
 * ``warmup=False``: its warm-up pushes 4,250 random vectors through UMAP,
   which compiles numba code for minutes and only serves recordings > 20 min.
   For the same reason ``umap`` (with pynndescent, 65 MB resident) is imported
@@ -32,6 +38,7 @@ under 10 sub-segments (about 6 s of speech) and folds clusters of fewer than
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import threading
@@ -79,6 +86,11 @@ def defer_import(name: str) -> None:
     sys.modules.setdefault(name, DeferredModule(name))
 
 
+def keep_streams() -> contextlib.AbstractContextManager[None]:
+    """Stands in for senko's ``suppress_stdout_stderr``: leaves the streams alone."""
+    return contextlib.nullcontext()
+
+
 SENKO_VAD = "silero"
 """senko's speech detector on every device. Its own choice on CUDA, the pyannote
 segmentation model, found less of the speech: DER (collar 0) 0.642 on ``bench.meeting``'s long
@@ -98,11 +110,13 @@ class SenkoDiarizer:
 
     def __init__(self, device: Device = "auto") -> None:
         import senko
+        import senko.diarizer
         import torch
 
         from voice.diarize.fbank import KaldiFbank
 
         defer_import("umap")  # only clusters recordings past 20 minutes
+        senko.diarizer.suppress_stdout_stderr = keep_streams  # see the module docstring
         threads = max(1, torch.get_num_threads())  # senko's constructor sets every core
         self.device = resolve_device(device)
         self._senko: Any = senko.Diarizer(
