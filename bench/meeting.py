@@ -209,6 +209,7 @@ async def bench_long(
         ),
         "diarize_overlapped_with_transcribe": overlap,
         "stage_s": timings,
+        "diarizer_s": doc.meta["diarizer_s"],
         "stage_x_real_time": {k: round(duration / v, 1) for k, v in timings.items() if v > 0},
         "peak_rss_mb_by_stage": {k: round(v) for k, v in rss.peaks.items()},
         "peak_rss_mb_process": peak_rss_mb(),

@@ -641,6 +641,8 @@ def test_result_document_and_files(runs: dict[str, Run]) -> None:
     assert list(doc.speakers) == [f"SPEAKER_{i:02d}" for i in range(len(doc.speakers))]
     assert doc.meta["stt"]["model"] == "base" and doc.meta["windows"] >= 2
     assert set(doc.meta["timings_s"]) == set(STAGE_WEIGHTS)
+    timings = doc.meta["timings_s"]  # the diarizer ran beside the transcription
+    assert 0 < doc.meta["diarizer_s"] <= timings["transcribe"] + timings["diarize"] + 0.05
     again = TranscriptDocument.from_dict(json.loads(doc.render("json")))
     assert again.to_dict() == doc.to_dict() and len(again.segments) == len(doc.segments)
     assert result.summary is not None and set(result.summary.method.values()) == {"extractive"}
