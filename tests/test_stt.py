@@ -411,6 +411,46 @@ def test_a_gpu_whisper_cannot_run_on_leaves_it_on_the_cpu(
     with pytest.raises(DeviceError, match="nvidia-cublas-cu12"):
         WhisperTranscriber.from_settings(load_settings(stt_device="cuda"), True)
 
+
+def test_cublas_12_from_pip_is_loaded_before_whisper_uses_the_gpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CTranslate2 opens libcublas.so.12 by name; pip's nvidia-cublas-cu12 keeps it where
+    the loader does not look. Choosing CUDA loads the package's files into the process
+    first. The package here is laid out as pip installs it, its two libraries real (if
+    empty) shared objects built by the C compiler; no GPU: the device count stands in."""
+    import subprocess
+    import sys
+
+    from voice.stt.cuda_libs import CUBLAS_12, pip_cublas_12
+
+    lib = tmp_path / "nvidia" / "cublas" / "lib"
+    lib.mkdir(parents=True)
+    (lib.parent / "__init__.py").write_text("")
+    source = tmp_path / "empty.c"
+    source.write_text("int voice_test_cublas_stand_in(void) { return 12; }\n")
+    for name in CUBLAS_12:
+        subprocess.run(["cc", "-shared", "-fPIC", "-o", str(lib / name), str(source)], check=True)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("nvidia", "nvidia.cublas"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    cpu_types = ctranslate2.get_supported_compute_types
+    monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 1)
+    monkeypatch.setattr(
+        ctranslate2, "get_supported_compute_types",
+        lambda device, *a: {"float16"} if device == "cuda" else cpu_types(device),
+    )
+    try:
+        assert pip_cublas_12() == [lib / name for name in CUBLAS_12]
+        assert choose_device("cpu") == ("cpu", "int8")
+        assert str(lib) not in Path("/proc/self/maps").read_text()  # not for the CPU
+        assert choose_device("auto") == ("cuda", "float16")
+        maps = Path("/proc/self/maps").read_text()
+        assert all(str(lib / name) in maps for name in CUBLAS_12)
+    finally:
+        for name in ("nvidia.cublas", "nvidia"):
+            sys.modules.pop(name, None)
+
 # --- streaming ------------------------------------------------------------------
 
 

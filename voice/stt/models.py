@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import importlib.util
+import logging
 import os
 import shutil
 import tempfile
@@ -17,6 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ctranslate2
+
+from voice.stt.cuda_libs import preload_pip_cublas
+
+log = logging.getLogger(__name__)
 
 SHIPPED_MODELS = ("tiny.en", "base")
 BASE_MODEL_BYTES = 145_217_532
@@ -163,7 +168,8 @@ def choose_device(device: str = "auto", compute_type: str = "auto") -> tuple[str
     """Pick ``(device, compute_type)``: CUDA float16 when a GPU is visible, else CPU int8.
 
     Explicit values override ``auto``; raises :class:`DeviceError` for an unknown
-    device, CUDA without a GPU, or a compute type the device does not support.
+    device, CUDA without a GPU, or a compute type the device does not support. On CUDA,
+    cuBLAS 12 from pip's ``nvidia-cublas-cu12`` is loaded first (:mod:`voice.stt.cuda_libs`).
     """
     cuda_count = ctranslate2.get_cuda_device_count()
     if device == "auto":
@@ -175,6 +181,11 @@ def choose_device(device: str = "auto", compute_type: str = "auto") -> tuple[str
             "STT device 'cuda' requested but CTranslate2 sees no CUDA GPU; "
             "set the device to 'cpu' or 'auto'"
         )
+    if device == "cuda":
+        try:  # cuBLAS 12 from pip's nvidia-cublas-cu12, where the loader would not look
+            preload_pip_cublas()
+        except OSError as exc:
+            log.warning("nvidia-cublas-cu12 is installed but does not load: %s", exc)
     if compute_type == "auto":
         compute_type = "float16" if device == "cuda" else "int8"
     try:
