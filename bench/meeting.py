@@ -323,10 +323,11 @@ def main() -> None:
     if not args.skip_der:
         results["speech_recall_by_file"] = bench_recall(args.model)
         results["der_by_file"] = bench_der()
+    variant = ("_sequential" if args.sequential else "") + (
+        "" if args.device == "cpu" else f"_{args.device}"
+    )
     path = write_result(
-        "meeting" if args.model == "base" and not args.sequential and args.device == "cpu" else
-        f"meeting_{args.model}{'_sequential' if args.sequential else ''}"
-        f"{'_' + args.device if args.device != 'cpu' else ''}",
+        "meeting" if args.model == "base" and not variant else f"meeting_{args.model}{variant}",
         results,
         settings={
             "stt_model": args.model, "device": args.device,

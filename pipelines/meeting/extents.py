@@ -130,8 +130,9 @@ def place_on_turns(
     overlaps no diarization turn moved onto the nearest stretch of turns (turns
     ``join_s`` apart or closer, any speaker) that no word overlaps, that begins or ends
     within ``reach_s`` of the run and that does not pass the neighbouring runs: the run's
-    times are scaled into that stretch, keeping the words' order and relative lengths. Runs that touch a turn, or have no
-    such stretch beside them, are left as they are. Without turns nothing moves."""
+    times are scaled into that stretch, keeping the words' order and relative lengths.
+    Runs that touch a turn, or have no such stretch beside them, are left as they are.
+    Without turns nothing moves."""
     if not turns or not words:
         return list(words)
     stretches = _hull([(t.start, t.end) for t in turns], join_s)
@@ -195,8 +196,9 @@ def cut_at_silences(
     """``words`` with each word that spans a silence of at least ``min_silence_s`` (frames
     ``speech`` scores under ``floor`` and no turn covers) with voice on both sides of it
     cut to the side that holds more voice, keeping ``pad_s`` of the silence (silence at a
-    word's edge is :func:`trim_to_voice`'s; a word with no voice at all is left alone). Words only shrink (AMI trn04's "So"
-    spread over 23.5-27.2 s; its voice is after the pause)."""
+    word's edge is :func:`trim_to_voice`'s; a word with no voice at all is left alone).
+    Words only shrink (AMI trn04's "So" spread over 23.5-27.2 s; its voice is after the
+    pause)."""
     frame_s = speech.frame_samples / SAMPLE_RATE
     voiced = np.asarray(speech.values) >= floor
     for turn in turns:

@@ -238,12 +238,13 @@ class MeetingPipeline:
         audio = await self.decode(Path(source), opts.max_audio_s, report)
         lap("decode")
         diarizing: asyncio.Future[list[SpeakerTurn]] | None = None
-        diarizer_s: list[float] = []  # how long the diarizer itself ran (s)
+        diarizer_s = 0.0  # how long the diarizer itself ran
 
         def timed_diarize() -> list[SpeakerTurn]:
+            nonlocal diarizer_s
             start = self.clock.now()
             turns = self.diarizer.diarize(audio.samples, diarize_options, audio.frame_probabilities)
-            diarizer_s.append(round(self.clock.now() - start, 3))
+            diarizer_s = round(self.clock.now() - start, 3)
             return turns
 
         def diarize() -> asyncio.Future[list[SpeakerTurn]]:
@@ -284,7 +285,7 @@ class MeetingPipeline:
             "diarized_speakers": len({t.speaker for t in turns}),
             # the diarizer's own run time: alongside the transcription it is hidden in
             # timings_s (whichever of the two ends last sets the stages' times)
-            "diarizer_s": diarizer_s[0] if diarizer_s else 0.0,
+            "diarizer_s": diarizer_s,
         }
         document = TranscriptDocument(
             segments=tuple(segments),

