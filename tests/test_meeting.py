@@ -26,6 +26,7 @@ from pipelines.meeting.align import (
     DEFAULT_SPEAKER,
     align,
     assign_speakers,
+    crosstalk_segments,
     group_segments,
     join_words,
     smooth_islands,
@@ -243,8 +244,43 @@ def test_align_keeps_every_word_once_and_in_order(
     segs = align(words, turns)
     assert [w.text for s in segs for w in s.words] == [w.text for w in words]
     assert all(s.start <= s.end for s in segs)
-    assert all(a.end <= b.start for a, b in zip(segs, segs[1:], strict=False))
+    assert [s.start for s in segs] == sorted(s.start for s in segs)
+    spoken = [s for s in segs if s.words]
+    assert all(a.end <= b.start for a, b in zip(spoken, spoken[1:], strict=False))
     assert all(s.end - s.start <= 30.0 + 0.3 for s in segs)
+    for crosstalk in (s for s in segs if not s.words):  # over another speaker's words
+        assert crosstalk.text == "" and crosstalk.end - crosstalk.start >= 0.5
+        assert any(
+            o.speaker != crosstalk.speaker and o.start <= crosstalk.start and crosstalk.end <= o.end
+            for o in spoken
+        )
+
+
+def test_a_voice_heard_only_over_another_speakers_words_is_a_wordless_segment() -> None:
+    """B talks over A's sentence (the diarizer hears both, Whisper only A): B gets a
+    segment with no words over that stretch; B's turn holding B's own words, or one
+    shorter than 0.5 s, adds nothing."""
+    words = [
+        *sentence("we moved the launch to friday because of the floods.", 0.0),
+        *sentence("why?", 4.0),
+    ]
+    turns = [T(0.0, 3.3, "A"), T(1.0, 1.9, "B"), T(2.1, 2.6, "B"), T(3.9, 4.4, "B")]
+    segs = align(words, turns)
+    assert [(s.speaker, s.text, round(s.start, 2), round(s.end, 2)) for s in segs] == [
+        ("SPEAKER_00", "we moved the launch to friday because of the floods.", 0.0, 3.45),
+        ("SPEAKER_01", "", 1.0, 2.6),  # B's turns 0.2 s apart, joined
+        ("SPEAKER_01", "why?", 4.0, 4.3),
+    ]
+    assert [s.id for s in segs] == [0, 1, 2]
+    short = [T(0.0, 3.3, "A"), T(1.0, 1.4, "B"), T(3.9, 4.4, "B")]
+    assert [s.text for s in align(words, short)] == [segs[0].text, "why?"]
+    own_words = [T(0.0, 3.3, "A"), T(1.0, 4.4, "B")]  # the turn holds "why?"
+    assert all(
+        s.text
+        for s in crosstalk_segments(
+            group_segments(words, ["A"] * 10 + ["B"], max_pause_s=1.0), own_words
+        )
+    )
 
 
 # --- the document ---------------------------------------------------------------------

@@ -18,15 +18,19 @@ diarization turns; no models, no I/O. :func:`align` runs the steps in order:
 4. :func:`group_segments`: consecutive words of one speaker become a segment,
    split at pauses longer than ``max_pause_s`` or when longer than ``max_segment_s``
    (preferably after a sentence end).
+5. :func:`crosstalk_segments`: a voice the diarizer heard only over another speaker's
+   words (none of its own words within that turn: Whisper followed the other voice)
+   becomes a segment with empty text, so the transcript still says who spoke when.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipelines.meeting.document import TranscriptSegment
+from pipelines.meeting.extents import hull
 from pipelines.meeting.turn_index import TurnIndex
 from voice.diarize.base import SpeakerTurn, speaker_label
 from voice.stt.base import Word
@@ -49,6 +53,10 @@ class AlignOptions:
     snap_pause_s: float = 0.3
     snap_tolerance_s: float = 0.5
     """A word moves to a speaker only if one of that speaker's turns is this close."""
+    crosstalk_min_s: float = 0.5
+    """Shortest voice over another speaker's words that becomes a wordless segment."""
+    crosstalk_join_s: float = 0.5
+    """One speaker's turns this close together count as one when looking for crosstalk."""
 
 
 def join_words(texts: Iterable[str]) -> str:
@@ -215,6 +223,32 @@ def group_segments(
     return segments
 
 
+def crosstalk_segments(
+    segments: Sequence[TranscriptSegment],
+    turns: Sequence[SpeakerTurn],
+    min_s: float = 0.5,
+    join_s: float = 0.5,
+) -> list[TranscriptSegment]:
+    """``segments`` plus one wordless segment for each stretch of at least ``min_s``
+    (s) where a diarizer turn (its speaker's turns ``join_s`` apart joined) overlaps
+    another speaker's segment while no segment of its own speaker touches the turn.
+    A turn holding any of its speaker's words adds nothing: there the words already
+    say who spoke. Times in seconds; ids renumbered in time order."""
+    added: list[TranscriptSegment] = []
+    for speaker in sorted({t.speaker for t in turns}):
+        for first, last in hull([(t.start, t.end) for t in turns if t.speaker == speaker], join_s):
+            if any(s.speaker == speaker and s.start < last and s.end > first for s in segments):
+                continue
+            for seg in segments:
+                start, end = max(first, seg.start), min(last, seg.end)
+                if end - start >= min_s:
+                    added.append(TranscriptSegment(0, speaker, start, end, ""))
+    if not added:
+        return list(segments)
+    ordered = sorted([*segments, *added], key=lambda s: (s.start, s.end))
+    return [replace(s, id=i) for i, s in enumerate(ordered)]
+
+
 def relabel_by_appearance(segments: Sequence[TranscriptSegment]) -> list[TranscriptSegment]:
     """Speakers renamed ``SPEAKER_00``, ``SPEAKER_01``... in order of first segment."""
     names: dict[str, str] = {}
@@ -248,4 +282,6 @@ def align(
             ordered, labels, turns, opts.snap_words, opts.snap_pause_s, opts.snap_tolerance_s
         )
     segments = group_segments(ordered, labels, opts.max_pause_s, opts.max_segment_s)
+    if turns:
+        segments = crosstalk_segments(segments, turns, opts.crosstalk_min_s, opts.crosstalk_join_s)
     return relabel_by_appearance(segments)

@@ -15,7 +15,9 @@ JSON shape (:meth:`TranscriptDocument.to_dict`, version 1; keys always present):
      "meta": {...}}                                      # free-form, JSON-safe
 
 Times are rounded to the millisecond, probabilities to 4 decimals; segment ids
-are unique and increase with time.
+are unique and increase with time. A segment with empty ``text`` and no words is
+crosstalk: a voice the diarizer heard over another speaker whose words Whisper did not
+catch (it may overlap that speaker's segment); the text renderings leave it out.
 """
 
 from __future__ import annotations

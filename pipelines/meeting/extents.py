@@ -96,7 +96,7 @@ def trim_to_voice(
     return out
 
 
-def _hull(spans: Sequence[Span], join_s: float) -> list[Span]:
+def hull(spans: Sequence[Span], join_s: float) -> list[Span]:
     """Sorted ``spans`` merged where they overlap or lie within ``join_s`` of each other."""
     merged: list[Span] = []
     for start, end in sorted(spans):
@@ -135,7 +135,7 @@ def place_on_turns(
     Without turns nothing moves."""
     if not turns or not words:
         return list(words)
-    stretches = _hull([(t.start, t.end) for t in turns], join_s)
+    stretches = hull([(t.start, t.end) for t in turns], join_s)
     runs = _word_runs(words, run_gap_s)
     spans = [(run[0].start, run[-1].end) for run in runs]
 

@@ -96,8 +96,12 @@ def name_speakers(
 
 
 def _voice_of(label: str, segments: Sequence[TranscriptSegment], samples: np.ndarray) -> np.ndarray:
-    """Up to ``MAX_VOICE_S`` of ``label``'s longest segments, joined."""
-    own = sorted((s for s in segments if s.speaker == label), key=lambda s: s.start - s.end)
+    """Up to ``MAX_VOICE_S`` of ``label``'s longest segments with words, joined (a
+    wordless segment is crosstalk: another voice is louder there)."""
+    own = sorted(
+        (s for s in segments if s.speaker == label and s.text.strip()),
+        key=lambda s: s.start - s.end,
+    )
     pieces, total = [], 0
     for seg in own:
         piece = samples[int(seg.start * RATE) : int(seg.end * RATE)]

@@ -14,7 +14,8 @@ word with the log of Whisper's word probability; ``json`` or streamed only), and
 ``openai`` package's ``Transcription``, ``TranscriptionVerbose`` and
 ``TranscriptionDiarized`` types; ``verbose_json`` segments carry the decoder's own
 statistics. ``diarized_json`` runs the meeting pipeline
-without a summary; speakers are ``A``, ``B``... in order of first appearance.
+without a summary; speakers are ``A``, ``B``... in order of first appearance, and a
+segment with empty ``text`` is crosstalk (a voice heard over another speaker's words).
 
 The upload goes to a scratch folder under ``data_dir`` (removed afterwards) with
 the ``max_upload_mb`` limit; models run in worker threads. Errors use OpenAI's
@@ -185,7 +186,9 @@ async def _diarized(
         try:
             known = await asyncio.to_thread(embed_known, embedder, names, samples)
         except ValueError as exc:
-            raise ApiError(400, "invalid_value", str(exc), param="known_speaker_references") from None
+            raise ApiError(
+                400, "invalid_value", str(exc), param="known_speaker_references"
+            ) from None
         options = replace(options, known_speakers=known)
     pipeline = MeetingPipeline(transcriber, diarizer, None, embedder=embedder)
     result = await pipeline.run(path, options)
@@ -194,7 +197,6 @@ async def _diarized(
         label: name if name in names else _letter(i)
         for i, (label, name) in enumerate(document.speakers.items())
     }
-    spoken = [s for s in document.segments if s.text.strip()]
     segments = [
         {
             "type": "transcript.text.segment",
@@ -204,12 +206,12 @@ async def _diarized(
             "end": round(s.end, 3),
             "text": s.text,
         }
-        for s in spoken
+        for s in document.segments
     ]
     return {
         "task": "transcribe",
         "duration": round(document.duration, 3),
-        "text": " ".join(s.text for s in spoken),
+        "text": " ".join(s.text for s in document.segments if s.text.strip()),
         "segments": segments,
         "usage": _usage(document.duration),
     }

@@ -324,7 +324,9 @@ function showDocument(doc) {
       onclick: () => seek(seg.start) },
       el("span", { class: "who", text: doc.speakers[seg.speaker] || seg.speaker }),
       el("span", { class: "time", text: clock(seg.start) }),
-      el("span", { class: "text", text: seg.text }));
+      seg.text
+        ? el("span", { class: "text", text: seg.text })
+        : el("span", { class: "text crosstalk", text: "(speaking over another speaker, words not heard)" }));
     return el("li", { id: `segment-${seg.id}` }, button);
   });
   $("segments").replaceChildren(...state.segmentEls);
