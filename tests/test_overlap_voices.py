@@ -68,7 +68,10 @@ def test_speaker_segments_give_an_overlapped_run_to_its_voice_whatever_the_word_
     turns = [SpeakerTurn(0.0, 6.5, "A"), SpeakerTurn(4.0, 7.5, "B"), SpeakerTurn(7.5, 10.0, "A")]
     words = _words((5.0, 6.0), (1.0, 2.0), (4.1, 5.0), (8.0, 9.0))
     plain = speaker_segments(words, turns, None)
-    assert {s.speaker for s in plain} == {"SPEAKER_00"}  # one speaker throughout
+    assert {s.speaker for s in plain if s.words} == {"SPEAKER_00"}  # every word with A
+    assert [(s.speaker, s.text, s.start, s.end) for s in plain if not s.words] == [
+        ("SPEAKER_01", "", 4.1, 6.0),  # B's wordless turn over A's words (4.1-6 s)
+    ]
     voiced = speaker_segments(words, turns, None, samples=samples, embedder=_ByLoudness())
     assert [(s.speaker, s.text) for s in voiced] == [
         ("SPEAKER_00", "w1"), ("SPEAKER_01", "w2 w0"), ("SPEAKER_00", "w3"),
