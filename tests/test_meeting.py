@@ -313,6 +313,24 @@ def _doc() -> TranscriptDocument:
     )
 
 
+def test_renderings_leave_out_crosstalk_and_json_keeps_it() -> None:
+    """A wordless segment (a voice over another speaker's words) is in the JSON, never an
+    empty SRT/VTT cue, text line or Markdown paragraph."""
+    segs = (
+        TranscriptSegment(0, "SPEAKER_00", 0.0, 9.0, "we moved it.", (W("we", 0.0, 1.0),)),
+        TranscriptSegment(1, "SPEAKER_01", 3.7, 6.7, ""),
+        TranscriptSegment(2, "SPEAKER_01", 11.0, 12.0, "why?", (W("why?", 11.0, 12.0),)),
+    )
+    doc = TranscriptDocument(segs, {"SPEAKER_00": "Ann", "SPEAKER_01": "Bo"}, 30.0, "en")
+    assert doc.render("srt").count("-->") == doc.render("vtt").count("-->") == 2
+    assert doc.render("txt") == "Ann: we moved it.\nBo: why?\n"
+    assert doc.render("md").count("**Bo**") == 1
+    crosstalk = TranscriptDocument.from_dict(json.loads(doc.render("json"))).segments[1]
+    assert (crosstalk.speaker, crosstalk.text, crosstalk.start, crosstalk.words) == (
+        "SPEAKER_01", "", 3.7, ()
+    )
+
+
 def test_document_round_trips_through_json() -> None:
     doc = _doc()
     data = json.loads(json.dumps(doc.to_dict()))
