@@ -282,6 +282,5 @@ def align(
             ordered, labels, turns, opts.snap_words, opts.snap_pause_s, opts.snap_tolerance_s
         )
     segments = group_segments(ordered, labels, opts.max_pause_s, opts.max_segment_s)
-    if turns:
-        segments = crosstalk_segments(segments, turns, opts.crosstalk_min_s, opts.crosstalk_join_s)
+    segments = crosstalk_segments(segments, turns, opts.crosstalk_min_s, opts.crosstalk_join_s)
     return relabel_by_appearance(segments)
