@@ -18,12 +18,16 @@ from tests.servers import ServerThread
 from tests.test_realtime_ws import normalize, pcm24k, raw_connect, recv_json, stream_raw, wer
 
 JFK = "openai-whisper/jfk.wav"  # pauses of about 1 s inside one sentence
+READING = "lhotse/2412-153948-0000.wav"
+"""Two read sentences, 11.7 s; the first ("... to leave my native country.") is followed by
+a 672 ms pause 7.2 s in, which the turn model scores as an ending (0.95)."""
 
 
 async def _one_utterance(
     server: ServerThread, clip: str, turn_detection: dict[str, Any] | None
 ) -> list[dict[str, Any]]:
-    """Stream ``clip`` (then 4.5 s of silence) and return every event until the reply is done."""
+    """Stream ``clip`` (then 4.5 s of silence) and return every event until a reply is
+    done and 1.5 s pass with no further event (a second turn's events included)."""
     ws = await raw_connect(server)
     try:
         await recv_json(ws)
@@ -38,13 +42,24 @@ async def _one_utterance(
         events: list[dict[str, Any]] = []
         await stream_raw(ws, pcm24k(clip, pad_s=4.5))
         while True:  # the reply may still be under way once the audio is sent
-            event = await recv_json(ws, 60)
+            try:
+                event = await recv_json(ws, 1.5 if _done(events) else 60)
+            except TimeoutError:
+                return events
             events.append(event)
-            if event["type"] == "response.done":
-                break
-        return events
     finally:
         await ws.close()
+
+
+def _done(events: list[dict[str, Any]]) -> bool:
+    types = [e["type"] for e in events]
+    return "response.done" in types and types.count("response.done") == types.count(
+        "response.created"
+    )
+
+
+def _response_done(events: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(e for e in events if e["type"] == "response.done")
 
 
 def _committed(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -75,7 +90,29 @@ async def test_jfk_is_one_turn_and_one_reply(server: ServerThread, llm: Scripted
         # The one turn holds the whole sentence, not "And so my fellow Americans".
         assert wer(reference_text(JFK), transcript) < 0.3, (name, transcript)
         assert normalize(transcript).endswith("country"), (name, transcript)
-        assert events[-1]["response"]["status"] == "completed", name
+        assert _response_done(events)["response"]["status"] == "completed", name
+
+
+async def test_a_pause_between_read_sentences_is_one_turn_and_one_reply(
+    server: ServerThread, llm: ScriptedLlmServer
+) -> None:
+    """After 7 s of reading, a finished sentence and a 672 ms pause do not end the turn,
+    with ``semantic_vad`` or the default; the reply answers both sentences."""
+    llm.add(*(Turn.say("I understand.", when=user_says("myself")) for _ in range(2)))
+    runs = await asyncio.gather(
+        _one_utterance(server, READING, SEMANTIC),
+        _one_utterance(server, READING, None),
+    )
+    for name, events in zip(("semantic_vad", "default"), runs, strict=True):
+        types = [e["type"] for e in events]
+        assert len(_committed(events)) == 1, (name, types)
+        assert types.count("response.created") == 1, (name, types)
+        transcript = next(
+            e["transcript"] for e in events
+            if e["type"] == "conversation.item.input_audio_transcription.completed"
+        )
+        assert wer(reference_text(READING), transcript) < 0.3, (name, transcript)
+        assert _response_done(events)["response"]["status"] == "completed", name
 
 
 async def test_a_client_that_stops_streaming_mid_clause_gets_its_turn_ended(

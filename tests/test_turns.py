@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.realtime.input_window import AudioWindow
 from voice.vad import SpeechStarted, SpeechStopped, TurnDetector, VadOptions
-from voice.vad.endpoint import EndpointPolicy, text_verdict
+from voice.vad.endpoint import LONG_TURN_MS, EndpointPolicy, text_verdict
 
 
 @pytest.mark.parametrize(
@@ -54,6 +54,23 @@ def test_server_vad_waits_less_after_a_sentence_and_longer_mid_clause() -> None:
     assert with_model.wait_ms("ask not", 0.01) == mid_clause
     assert with_model.wait_ms("What's the weather like?", 0.02) == complete  # a question
     assert with_model.wait_ms("Turn off the lights in the kitchen.", 0.95) == complete
+
+
+def test_server_vad_does_not_take_a_sentence_that_ends_a_long_turn_for_its_end() -> None:
+    """lhotse/2412-153948-0000.wav pauses 672 ms after its first sentence, 7.2 s in."""
+    policy = EndpointPolicy("server_vad", silence_ms=500, adaptive=True, use_model=True)
+    first = "If the reader will excuse me, I will say nothing of my antecedents nor of the " \
+        "circumstances which led me to leave my native country."
+    quick = policy.wait_ms(first, 0.95, turn_ms=LONG_TURN_MS - 1)
+    held = policy.wait_ms(first, 0.95, turn_ms=LONG_TURN_MS)
+    assert quick == 300
+    assert held == policy.wait_ms(first, 0.03) == 800 > 672  # as if the model doubted it
+    # A question still gets its quick answer; mid-clause waits as long as ever.
+    assert policy.wait_ms("So what do you think?", 0.95, turn_ms=9000) == quick
+    assert policy.wait_ms("And so my fellow Americans,", None, turn_ms=9000) == policy.max_wait_ms
+    # OpenAI's exact timing knows nothing of it.
+    exact = EndpointPolicy("server_vad", silence_ms=500, adaptive=False, use_model=True)
+    assert exact.wait_ms(first, 0.95, turn_ms=9000) == 500
 
 
 def test_server_vad_without_adaptation_is_exactly_openais() -> None:

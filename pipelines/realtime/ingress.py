@@ -563,7 +563,8 @@ class InputAudio:
         if self._policy.use_model and self._probe is None and silence_ms >= PROBE_AFTER_MS:
             audio = self._window.slice(self._utterance_start_ms)
             self._probe = asyncio.create_task(self._run_probe(audio, self._item_id, pending))
-        wait_ms = self._policy.wait_ms(self._pause_text, self._pause_probability)
+        turn_ms = pending + self._vad_offset_ms - self._utterance_start_ms
+        wait_ms = self._policy.wait_ms(self._pause_text, self._pause_probability, turn_ms)
         if wait_ms is None:  # the evidence is late (a loaded machine): not for ever
             wait_ms = self._policy.undecided_wait_ms(self._pause_text)
         if silence_ms < wait_ms:

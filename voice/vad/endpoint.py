@@ -9,7 +9,8 @@ Two policies, both in ms of trailing silence:
   OpenAI's maximum timeouts for ``semantic_vad`` (low 8 s, medium 4 s, high 2 s).
 * :func:`adaptive_wait_ms` (``server_vad`` with adaptive silence): the configured
   ``silence_duration_ms``, shortened when the transcript is a complete sentence and
-  lengthened when it stops mid-clause.
+  lengthened when it stops mid-clause; a sentence that ends a long turn is not taken
+  as its end (people pause between the sentences of what they tell or read).
 """
 
 from __future__ import annotations
@@ -278,24 +279,40 @@ ADAPTIVE_UNSURE_EXTRA_MS = 300.0
 """server_vad: a sentence the turn model thinks goes on waits this much longer (jfk.wav
 pauses 544 ms after a "for you." that goes on; a longer wait delays every read sentence
 the model doubts)."""
+LONG_TURN_MS = 5000.0
+"""server_vad: a sentence (not a question) that ends a turn this long (ms, from the turn's
+start to the pause) is only "unsure": someone who talks this long is telling or reading
+something and pauses between sentences (lhotse/2412-153948-0000.wav pauses 672 ms after
+"... to leave my native country." 7.2 s in, and goes on). Short turns, the questions and
+commands of a conversation, keep the quick answer."""
 
 
 def adaptive_wait_ms(
-    silence_ms: float, text: str | None, model_probability: float | None = None
+    silence_ms: float,
+    text: str | None,
+    model_probability: float | None = None,
+    turn_ms: float = 0.0,
 ) -> float:
     """``server_vad`` with adaptive silence, in ms (capped at 10 s).
 
     0.6 x ``silence_ms`` (at least 200 ms) when the turn is finished (a question, or a
     sentence the turn model, when given, agrees with); ``silence_ms`` + 1 s when the
     transcript stops mid-clause, or the model says "not done" and the transcript has no
-    ending; ``silence_ms`` + 0.5 s when the model says "not done" but Whisper ended a
-    sentence ("unsure"); ``silence_ms`` when nothing is known.
+    ending; ``silence_ms`` + 0.3 s when the model says "not done" but Whisper ended a
+    sentence ("unsure"), or when that sentence ends a turn of :data:`LONG_TURN_MS` or
+    more (``turn_ms``: the turn so far); ``silence_ms`` when nothing is known.
     """
     verdict = (
         semantic_verdict(model_probability, text)
         if model_probability is not None
         else text_verdict(text)
     )
+    if (
+        verdict == "complete"
+        and turn_ms >= LONG_TURN_MS
+        and not (text or "").strip().endswith("?")
+    ):
+        verdict = "unsure"
     if verdict == "complete":
         return max(200.0, 0.6 * silence_ms) if silence_ms > 200.0 else silence_ms
     if verdict == "incomplete":
@@ -339,12 +356,15 @@ class EndpointPolicy:
             return min(self.max_wait_ms, self.silence_ms + ADAPTIVE_UNSURE_EXTRA_MS)
         return self.max_wait_ms
 
-    def wait_ms(self, text: str | None, model_probability: float | None) -> float | None:
+    def wait_ms(
+        self, text: str | None, model_probability: float | None, turn_ms: float = 0.0
+    ) -> float | None:
         """Silence (ms) after which this pause ends the turn, or None while evidence is
         still to come (the caller waits, at most :meth:`undecided_wait_ms`).
 
         ``text``: transcript up to the pause (None: not ready; "" when nothing was
-        heard); ``model_probability``: the turn model's P(finished) (None: not ready).
+        heard); ``model_probability``: the turn model's P(finished) (None: not ready);
+        ``turn_ms``: how long the turn had gone on when the pause began.
         """
         if self.mode == "semantic_vad":
             if text_verdict(text) == "incomplete":
@@ -362,4 +382,4 @@ class EndpointPolicy:
             if text_verdict(text) == "incomplete":  # mid-clause: no need to hear the model
                 return self.max_wait_ms
             return None
-        return adaptive_wait_ms(self.silence_ms, text, model_probability)
+        return adaptive_wait_ms(self.silence_ms, text, model_probability, turn_ms)
