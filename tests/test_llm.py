@@ -43,7 +43,8 @@ from voice.llm import (
     registry_from_names,
     resolve_gguf,
 )
-from voice.llm.forced_call import MAX_STRING_CHARS, adapt, read_call
+from voice.llm.embedded import LLAMA_SERVER, resolve_server
+from voice.llm.forced_call import CALL_OVERHEAD_TOKENS, MAX_STRING_CHARS, adapt, read_call
 from voice.settings import load_settings
 
 USER = [{"role": "user", "content": "What is the weather like in Paris today?"}]
@@ -532,18 +533,35 @@ def test_resolve_gguf(tmp_path: Path) -> None:
         resolve_gguf(str(tmp_path / "missing.gguf"))
 
 
-async def test_embedded_server_reports_an_early_exit(tmp_path: Path) -> None:
+SERVERS = ("llama-server", "python")
+"""The two programs that can serve the embedded model (``llm_embedded_server``)."""
+
+
+def server_binary(program: str) -> Path | None:
+    """``llama-server``: the binary scripts/setup.sh builds (the default's; missing is a
+    failure, not a skip); ``python``: None, llama-cpp-python's server."""
+    if program == "python":
+        return None
+    assert LLAMA_SERVER.is_file(), f"{LLAMA_SERVER} missing: run scripts/build_llama_server.sh"
+    assert resolve_server("auto") == LLAMA_SERVER  # what the server's default runs
+    return LLAMA_SERVER
+
+
+@pytest.mark.parametrize("program", SERVERS)
+async def test_embedded_server_reports_an_early_exit(program: str, tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.gguf"
     bogus.write_bytes(b"not a model at all" * 100)
-    server = EmbeddedLlamaServer(bogus)
-    with pytest.raises(EmbeddedServerError, match="exited with code") as info:
+    server = EmbeddedLlamaServer(bogus, binary=server_binary(program))
+    with pytest.raises(EmbeddedServerError, match=f"{server.program} exited with code") as info:
         await server.start(timeout_s=60)
     assert "bogus.gguf" in str(info.value)  # the log's tail names the file it failed on
     assert server.pid is None
 
 
 def port_is_free(port: int) -> bool:
+    """Nothing listens on ``port`` (connections the server closed may linger in TIME_WAIT)."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
@@ -562,10 +580,14 @@ TWO_TOOLS = [
 ]
 
 
-async def test_embedded_llama_server_streams_a_reply(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("program", SERVERS)
+async def test_embedded_llama_server_streams_a_reply(
+    program: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     # One thread: on a busy 2-core machine, two llama.cpp threads that wait on each
     # other at every token slow generation down tenfold.
-    server = EmbeddedLlamaServer(resolve_gguf("smollm2"), threads=1, context=2048)
+    server = EmbeddedLlamaServer(resolve_gguf("smollm2"), threads=1, context=2048,
+                                 binary=server_binary(program))
     started = time.monotonic()
     await server.start(timeout_s=120)
     start_s = time.monotonic() - started
@@ -612,12 +634,53 @@ async def test_embedded_llama_server_streams_a_reply(capsys: pytest.CaptureFixtu
     first_token_s = stamps[0] - sent
     rate = (len(stamps) - 1) / max(stamps[-1] - stamps[0], 1e-6)
     with capsys.disabled():
-        print(f"\nembedded llama.cpp SmolLM2: started in {start_s:.2f} s, first token "
+        print(f"\nembedded {program} SmolLM2: started in {start_s:.2f} s, first token "
               f"{first_token_s * 1000:.0f} ms, {len(stamps)} chunks at {rate:.0f} tokens/s: "
               f"{text_of(events)!r}")
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert port_is_free(port)
+
+
+async def test_llama_server_answers_several_conversations_at_once() -> None:
+    """Its slots decode together: a second conversation's reply starts streaming while
+    the first's is still under way (llama-cpp-python's server would finish the first).
+    Both replies are whole, each with its finish reason."""
+    server = EmbeddedLlamaServer(resolve_gguf("smollm2"), threads=1, context=2048,
+                                 binary=server_binary("llama-server"), slots=2)
+    await server.start(timeout_s=120)
+    try:
+        assert server.slots == 2
+        arrivals: list[tuple[str, str]] = []
+        first_token = {"a": asyncio.Event(), "b": asyncio.Event()}
+
+        async def converse(who: str, question: str, tokens: int) -> Completion:
+            options = LlmOptions(base_url=server.base_url, model="m", temperature=0.0,
+                                 max_tokens=tokens, timeout_s=60, max_concurrent=2)
+            last: LlmEvent | None = None
+            async with ChatClient(options) as client:
+                async for event in client.stream(
+                    [{"role": "user", "content": question}], queue_key=who
+                ):
+                    if isinstance(event, TextDelta):
+                        arrivals.append((who, event.text))
+                        first_token[who].set()
+                    last = event
+            assert isinstance(last, Completion), last
+            return last
+
+        long_reply = asyncio.create_task(converse(
+            "a", "Tell me the whole history of the bicycle, in detail.", 200))
+        await first_token["a"].wait()
+        short = await converse("b", "Name one colour.", 16)
+        done = await long_reply
+    finally:
+        await server.stop()
+    order = [who for who, _ in arrivals]
+    last_of_a = max(i for i, who in enumerate(order) if who == "a")
+    assert "b" in order and order.index("b") < last_of_a, order
+    assert done.finish_reason in ("stop", "length") and short.finish_reason in ("stop", "length")
+    assert "".join(t for who, t in arrivals if who == "b").strip()
 
 
 async def test_a_forced_call_is_rewritten_for_a_named_only_endpoint() -> None:
@@ -641,6 +704,11 @@ async def test_a_forced_call_is_rewritten_for_a_named_only_endpoint() -> None:
     assert only.schema["properties"]["name"] == {"const": "get_time"}
     with pytest.raises(ValueError, match="rm_rf"):
         adapt(TWO_TOOLS, {"type": "function", "function": {"name": "rm_rf"}})
+    # The token limit leaves room for the longest call: a model that fills the city up to
+    # its bound (a token a character at worst) still closes the call.
+    assert forced.max_tokens(16) == MAX_STRING_CHARS + CALL_OVERHEAD_TOKENS
+    assert forced.max_tokens(4096) == 4096
+    assert only.max_tokens(16) == CALL_OVERHEAD_TOKENS  # get_time takes no strings
 
     async def reply(*texts: str) -> AsyncIterator[LlmEvent]:
         for text in texts:

@@ -122,9 +122,18 @@ class Settings(BaseSettings):
     llm_max_concurrent: int = Field(0, ge=0)
     """Requests sent to ``llm_base_url`` at once, the rest waiting in a fair queue
     (realtime first, round-robin between sessions); 0 = no limit. The embedded server
-    always gets one at a time (it generates one reply at a time)."""
+    gets as many as it has slots (``llm_embedded_slots``; one on llama-cpp-python's)."""
     llm_embedded_model: str = "smollm2"
     """``smollm2`` (shipped SmolLM2-135M-Instruct) or a path to a GGUF file."""
+    llm_embedded_server: str = "auto"
+    """What serves the embedded model: ``auto`` = llama.cpp's ``llama-server`` that
+    scripts/setup.sh builds into .venv/llama.cpp/bin when it is there, else
+    llama-cpp-python's server; ``python`` = llama-cpp-python's server (one reply at a
+    time); or the path of a ``llama-server`` binary."""
+    llm_embedded_slots: int = Field(4, ge=1, le=64)
+    """Replies ``llama-server`` generates at once (batched decoding: on 2 cores four
+    sessions' first tokens come within 0.3 s instead of one after another's whole reply).
+    llama-cpp-python's server always has one."""
     summary_llm: Literal["auto", "always", "never"] = "auto"
     """Who writes meeting summaries: ``auto`` = the LLM unless it is the shipped
     SmolLM2-135M (too small: it copies the prompt and invents owners and dates), then
@@ -134,10 +143,11 @@ class Settings(BaseSettings):
     """llama.cpp threads; 0 = from the CPU budget (1 up to 7 cores: its threads spin, and
     STT and TTS share the cores)."""
     llm_embedded_context: int = Field(4096, ge=512)
+    """Tokens one request may hold; ``llama-server`` shares twice this between its slots."""
     llm_embedded_cache_mb: int = Field(64, ge=0)
     """Memory (MB) for the embedded server's saved conversation states: with several
     sessions, each request then evaluates only its new turn, not its whole history
-    again; 0 = none."""
+    again; 0 = none (``llama-server``: its prompt cache in RAM, beside its slots)."""
     llm_context_tokens: int | None = Field(None, ge=2048)
     """Context window (tokens) of the model at ``llm_base_url``: meeting summaries are
     made over transcript parts that fit it. None: ``llm_embedded_context`` for the
@@ -321,6 +331,13 @@ class Settings(BaseSettings):
         if self.summary_llm != "auto":
             return self.summary_llm == "always"
         return self.llm_base_url is not None or self.llm_embedded_model != "smollm2"
+
+    @field_validator("llm_embedded_server")
+    @classmethod
+    def _server_choice(cls, value: str) -> str:
+        if value in ("auto", "python") or Path(value).expanduser().is_file():
+            return value
+        raise ValueError(f"{value!r} is neither auto, python nor an existing llama-server binary")
 
     @field_validator("llm_embedded_model")
     @classmethod

@@ -9,8 +9,8 @@ reply the user has already heard would repeat it. A stream that ends without a
 finish reason (the server cut it off) is retried the same way before any
 output, and raises :class:`LlmError` ``cut_off`` after.
 
-With ``max_concurrent`` set (the embedded server generates one reply at a time)
-requests wait in a :class:`~voice.llm.fair_gate.FairGate`: realtime before
+With ``max_concurrent`` set (the embedded server generates for a few requests at
+once) the rest wait in a :class:`~voice.llm.fair_gate.FairGate`: realtime before
 background work, round-robin between sessions, so none cuts off or starves another.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Hashable
+from collections.abc import AsyncGenerator, Hashable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -115,6 +115,8 @@ class ChatClient:
         self._usage_in_stream = True
         self.gate = FairGate(options.max_concurrent)
         """Requests waiting for (or holding) one of the endpoint's slots."""
+        self._answering = 0
+        self._local_load: contextlib.ExitStack | None = None
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -167,15 +169,33 @@ class ChatClient:
                                       deadline, limit)
             else:
                 names = {t["function"]["name"] for t in tools or ()}
+                tokens = forced.max_tokens(max_tokens or self.options.max_tokens)
                 events = read_call(self._stream(forced.messages(messages), None, "auto",
-                                                temperature, max_tokens, deadline, limit,
+                                                temperature, tokens, deadline, limit,
                                                 forced.response_format()), names)
-            with process_slots.reserve(self.options.local_threads):
+            with self._local_threads_busy():
                 async with contextlib.aclosing(events):
                     async for event in events:
                         yield event
         finally:
             self.gate.release()
+
+    @contextlib.contextmanager
+    def _local_threads_busy(self) -> Iterator[None]:
+        """Count the local server's ``local_threads`` as busy in the process's CPU budget
+        while it answers: once, however many requests it serves at once (its slots
+        decode together, on the same threads). Event loop only."""
+        self._answering += 1
+        if self._answering == 1:
+            self._local_load = contextlib.ExitStack()
+            self._local_load.enter_context(process_slots.reserve(self.options.local_threads))
+        try:
+            yield
+        finally:
+            self._answering -= 1
+            if self._answering == 0 and self._local_load is not None:
+                self._local_load.close()
+                self._local_load = None
 
     async def _stream(
         self,

@@ -1,9 +1,13 @@
-"""The embedded LLM: llama-cpp-python's OpenAI-compatible server in a subprocess.
+"""The embedded LLM: an OpenAI-compatible llama.cpp server in a subprocess.
 
-A subprocess keeps llama.cpp's threads and memory out of the event loop's
-process, and the agent talks to it exactly as it talks to any hosted endpoint.
-The server answers whatever ``model`` a request names with its one model, and
-reports that model in ``GET /v1/models`` under ``model_alias``.
+Two programs can serve it: llama.cpp's own ``llama-server`` (built from the llama.cpp
+that llama-cpp-python vendors, by scripts/build_llama_server.sh), which generates for
+several requests at once in parallel slots, and, where that binary is missing,
+llama-cpp-python's server, which generates one reply at a time. A subprocess keeps
+llama.cpp's threads and memory out of the event loop's process, and the agent talks to
+it exactly as it talks to any hosted endpoint. The server answers whatever ``model`` a
+request names with its one model, and reports that model in ``GET /v1/models`` under
+``model_alias``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from typing import IO
 import openai
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LLAMA_SERVER = Path(sys.prefix) / "llama.cpp" / "bin" / "llama-server"
+"""Where scripts/build_llama_server.sh installs llama.cpp's server (inside the venv)."""
 
 
 class EmbeddedServerError(RuntimeError):
@@ -48,6 +54,20 @@ def resolve_gguf(name: str) -> Path:
     return path
 
 
+def resolve_server(choice: str) -> Path | None:
+    """The ``llama-server`` binary that ``choice`` (``llm_embedded_server``) names: ``auto``
+    = :data:`LLAMA_SERVER` if it was built, ``python`` = none (llama-cpp-python's server),
+    else a path. Raises ``FileNotFoundError`` for a path that is not a file."""
+    if choice == "python":
+        return None
+    if choice == "auto":
+        return LLAMA_SERVER if LLAMA_SERVER.is_file() else None
+    path = Path(choice).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"llama-server binary not found: {path}")
+    return path
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free a moment ago on ``host``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -56,26 +76,32 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class EmbeddedLlamaServer:
-    """llama-cpp-python's server (:mod:`voice.llm.llama_serve`) for one GGUF model, on
-    ``host:port`` (0 = any free).
+    """A llama.cpp server for one GGUF model, on ``host:port`` (0 = any free):
+    ``llama-server`` at ``binary`` with ``slots`` parallel slots, or, when ``binary`` is
+    None, llama-cpp-python's server (:mod:`voice.llm.llama_serve`, one slot).
 
     ``threads``: CPU threads for generation; ``batch_threads``: for prompt processing
     (0 = ``threads``; it runs before the first token, while the turn's other stages
     wait for it, so it may use more cores than generation, which overlaps speech
     synthesis); ``context``: context window in tokens; ``cache_mb``: memory (MB) for the
     model states saved after each reply, so a conversation's next request evaluates only
-    its new turn although other sessions were served between (0 = none). Output goes
-    to ``log_path`` (a temporary file when
-    None, deleted on stop), so the child never blocks on a full pipe. It
-    generates one reply at a time: concurrent requests wait (never interrupt the
-    one streaming), so clients should queue them (``LlmOptions.max_concurrent=1``).
+    its new turn although other sessions were served between (0 = none; llama-server's
+    prompt cache in RAM). ``llama-server`` shares ``2 x context`` tokens between its slots
+    and uses the GGUF's own chat template (``chat_format`` is llama-cpp-python's). Output
+    goes to ``log_path`` (a temporary file when None, deleted on stop), so the child never
+    blocks on a full pipe. It generates for :attr:`slots` requests at once; more wait
+    (never interrupting one streaming), so clients should queue them
+    (``LlmOptions.max_concurrent=slots``).
     """
 
     def __init__(self, model_path: Path, *, threads: int = 2, batch_threads: int = 0,
                  context: int = 4096, cache_mb: int = 64,
                  chat_format: str = "chatml", host: str = "127.0.0.1", port: int = 0,
-                 model_alias: str | None = None, log_path: Path | None = None) -> None:
+                 model_alias: str | None = None, log_path: Path | None = None,
+                 binary: Path | None = None, slots: int = 4) -> None:
         self.model_path = Path(model_path)
+        self.binary = binary
+        self.slots = max(1, slots) if binary is not None else 1
         self.threads, self.context, self.chat_format = threads, context, chat_format
         self.cache_mb = cache_mb
         self.batch_threads = batch_threads or threads
@@ -91,6 +117,38 @@ class EmbeddedLlamaServer:
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def program(self) -> str:
+        """What serves the model, for messages."""
+        return "llama-server" if self.binary is not None else "llama_cpp.server"
+
+    def command(self) -> list[str]:
+        """The server's command line."""
+        if self.binary is not None:
+            return [
+                str(self.binary), "--model", str(self.model_path), "--alias", self.model_alias,
+                "--host", self.host, "--port", str(self.port),
+                "--threads", str(self.threads), "--threads-batch", str(self.batch_threads),
+                "--parallel", str(self.slots), "--kv-unified",
+                "--ctx-size", str(self.context * (2 if self.slots > 1 else 1)),
+                "--cache-ram", str(self.cache_mb), "--jinja", "--no-webui",
+                # llama-cpp-python's server's sampling defaults (llama-server's own have no
+                # repetition penalty, and the small default model then loops to the limit)
+                "--repeat-penalty", "1.1", "--top-k", "40", "--top-p", "0.95", "--min-p", "0.05",
+            ]
+        return [
+            sys.executable, "-m", "voice.llm.llama_serve",
+            "--model", str(self.model_path), "--model_alias", self.model_alias,
+            "--host", self.host, "--port", str(self.port),
+            "--n_threads", str(self.threads), "--n_threads_batch", str(self.batch_threads),
+            "--n_ctx", str(self.context), "--chat_format", self.chat_format,
+            # A new request must wait, not cut off the reply streaming now (the
+            # default ends that stream without a finish reason).
+            "--interrupt_requests", "false",
+            *(("--cache", "true", "--cache_size", str(self.cache_mb << 20))
+              if self.cache_mb > 0 else ()),
+        ]
 
     @property
     def pid(self) -> int | None:
@@ -118,16 +176,7 @@ class EmbeddedLlamaServer:
             self._log_path, self._owns_log = Path(name), True
         self._log = self._log_path.open("wb")
         self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "voice.llm.llama_serve",
-            "--model", str(self.model_path), "--model_alias", self.model_alias,
-            "--host", self.host, "--port", str(self.port),
-            "--n_threads", str(self.threads), "--n_threads_batch", str(self.batch_threads),
-            "--n_ctx", str(self.context), "--chat_format", self.chat_format,
-            # A new request must wait, not cut off the reply streaming now (the
-            # default ends that stream without a finish reason).
-            "--interrupt_requests", "false",
-            *(("--cache", "true", "--cache_size", str(self.cache_mb << 20))
-              if self.cache_mb > 0 else ()),
+            *self.command(),
             stdin=asyncio.subprocess.DEVNULL, stdout=self._log, stderr=asyncio.subprocess.STDOUT,
             preexec_fn=_die_with_parent,
         )
@@ -146,7 +195,7 @@ class EmbeddedLlamaServer:
                 assert self._process is not None
                 if self._process.returncode is not None:
                     raise EmbeddedServerError(
-                        f"llama_cpp.server exited with code {self._process.returncode}:\n"
+                        f"{self.program} exited with code {self._process.returncode}:\n"
                         + self.log_tail())
                 try:
                     models = await probe.models.list()
@@ -156,7 +205,7 @@ class EmbeddedLlamaServer:
                     pass
                 if loop.time() > deadline:
                     raise EmbeddedServerError(
-                        f"llama_cpp.server did not answer within {timeout_s:g} s:\n"
+                        f"{self.program} did not answer within {timeout_s:g} s:\n"
                         + self.log_tail())
                 await asyncio.sleep(0.2)
 

@@ -27,6 +27,8 @@ MAX_STRING_CHARS = 256
 that rambles inside a string stops there instead of at the token limit."""
 
 _STRING_BOUNDS = ("maxLength", "enum", "const", "format", "pattern")
+CALL_OVERHEAD_TOKENS = 64
+"""Tokens of a forced call besides its strings' contents (braces, names, quotes)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,24 @@ class ForcedCall:
     def messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The conversation with :attr:`instruction` as its last message."""
         return [*messages, {"role": "system", "content": self.instruction}]
+
+    def max_tokens(self, asked: int) -> int:
+        """``asked``, raised so that the longest call :attr:`schema` allows fits: a small
+        model that fills a string up to its ``maxLength`` (at worst a token a character)
+        still gets to close the call instead of being cut off."""
+        return max(asked, string_chars(self.schema) + CALL_OVERHEAD_TOKENS)
+
+
+def string_chars(schema: Any) -> int:
+    """The most characters the strings of one value of ``schema`` may hold (the longest
+    ``anyOf`` option; an array's items counted once; unbounded strings count 0)."""
+    if not isinstance(schema, dict):
+        return 0
+    if "anyOf" in schema:
+        return max((string_chars(option) for option in schema["anyOf"]), default=0)
+    own = int(schema.get("maxLength", 0)) if schema.get("type") == "string" else 0
+    fields = sum(string_chars(value) for value in (schema.get("properties") or {}).values())
+    return own + fields + string_chars(schema.get("items"))
 
 
 def adapt(
