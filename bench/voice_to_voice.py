@@ -324,6 +324,18 @@ async def run(base_url: str, names: dict[str, list[str]], semantic: bool, sessio
     return results
 
 
+def embedded_program() -> str:
+    """What serves the LLM of the in-process server (``VOICE_LLM_*`` settings)."""
+    from voice.llm.embedded import resolve_server
+    from voice.settings import load_settings
+
+    settings = load_settings()
+    if settings.llm_base_url is not None:
+        return settings.llm_base_url
+    binary = resolve_server(settings.llm_embedded_server)
+    return f"llama-server ({settings.llm_embedded_slots} slots)" if binary else "llama_cpp.server"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="ws://HOST:PORT of a running server (default: start one in-process)")
@@ -361,6 +373,7 @@ def main() -> None:
         args.out, results, url=args.url or "in-process embedded defaults",
         turn_detection="semantic_vad" if args.semantic else "server default", sessions=args.sessions,
         stt_device=os.environ.get("VOICE_STT_DEVICE", "auto"),
+        llm_server=None if args.url else embedded_program(),
         load_average_1m={"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         method=METHOD,
     )

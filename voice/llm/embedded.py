@@ -135,7 +135,7 @@ class EmbeddedLlamaServer:
                 "--cache-ram", str(self.cache_mb), "--jinja", "--no-webui",
                 # llama-cpp-python's server's sampling defaults (llama-server's own have no
                 # repetition penalty, and the small default model then loops to the limit)
-                "--repeat-penalty", "1.1", "--top-k", "40", "--top-p", "0.95", "--min-p", "0.05",
+                "--repeat-penalty", "1.05", "--top-k", "40", "--top-p", "0.95", "--min-p", "0.05",
             ]
         return [
             sys.executable, "-m", "voice.llm.llama_serve",

@@ -1,9 +1,10 @@
 """A fair queue in front of an LLM server that can run only a few requests at once.
 
-The embedded llama.cpp server generates one reply at a time. Sent straight to
-it, concurrent requests either cut each other off (its ``interrupt_requests``)
-or wait in arrival order, where one session's speculative request, tool step
-and next turn can all queue ahead of another session's first. :class:`FairGate`
+The embedded llama.cpp server generates a few replies at once (``llama-server``'s
+slots; llama-cpp-python's server only one). Sent straight to it, more concurrent
+requests either cut each other off (llama-cpp-python's ``interrupt_requests``) or
+wait in arrival order, where one session's speculative request, tool step and next
+turn can all queue ahead of another session's first. :class:`FairGate`
 admits ``slots`` requests at once and hands each freed slot to the most urgent
 priority level, round-robin between the keys (sessions) waiting there, FIFO
 within a key. Pure asyncio, no I/O; use from one event loop.
