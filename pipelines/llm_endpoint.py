@@ -30,6 +30,16 @@ def embedded_server(
     )
 
 
+def llm_description(settings: Settings) -> str:
+    """What answers as the LLM, for logs and bench results: the endpoint's URL, or the
+    embedded program (``llama-server`` with its slots, or llama-cpp-python's server)."""
+    if settings.llm_base_url is not None:
+        return settings.llm_base_url
+    if resolve_server(settings.llm_embedded_server) is None:
+        return "embedded llama_cpp.server"
+    return f"embedded llama-server ({settings.llm_embedded_slots} slots)"
+
+
 async def start_llm(
     settings: Settings, threads: int | None = None, batch_threads: int = 0
 ) -> tuple[ChatClient, EmbeddedLlamaServer | None]:

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Build llama.cpp's own server (llama-server) into .venv/llama.cpp/bin/ from the llama.cpp
+# Build llama.cpp's own server (llama-server) into $VENV/llama.cpp/bin/ from the llama.cpp
 # source that the installed llama-cpp-python release vendors (its sdist on PyPI), so both run
 # the same llama.cpp. The embedded LLM uses it when present: it serves several conversations
 # at once (parallel slots, batched decoding), where llama-cpp-python's server serves one.
 # Idempotent (a stamp holds the llama-cpp-python version); about 4 minutes on 2 cores.
+# CMAKE_ARGS, as for llama-cpp-python, adds or overrides options (-DGGML_CUDA=on for a GPU).
 # On failure it warns and exits 0: the embedded LLM then runs on llama-cpp-python's server.
 # Usage: scripts/build_llama_server.sh   (from scripts/setup.sh, after the install)
+#        VENV=/opt/venv scripts/build_llama_server.sh   (another virtual environment: the Dockerfile)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-dest=.venv/llama.cpp
-version="$(.venv/bin/python -c 'import llama_cpp; print(llama_cpp.__version__)')"
+venv=${VENV:-.venv}
+python="$venv/bin/python"
+dest="$venv/llama.cpp"
+version="$("$python" -c 'import llama_cpp; print(llama_cpp.__version__)')"
 [ -x "$dest/bin/llama-server" ] && [ "$(cat "$dest/.version" 2>/dev/null)" = "$version" ] && exit 0
 
 fail() {
@@ -18,11 +22,11 @@ fail() {
     "llama-cpp-python's server, which answers one conversation at a time" >&2
   exit 0
 }
-export PATH="$PWD/.venv/bin:$PATH"
-command -v cmake >/dev/null 2>&1 || .venv/bin/python -m pip install --quiet cmake || fail "no cmake"
+export PATH="$(cd "$venv/bin" && pwd):$PATH"
+command -v cmake >/dev/null 2>&1 || "$python" -m pip install --quiet cmake || fail "no cmake"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-.venv/bin/python -m pip download --quiet --no-deps --no-binary :all: --dest "$work" \
+"$python" -m pip download --quiet --no-deps --no-binary :all: --dest "$work" \
   "llama-cpp-python==$version" 2>"$work/pip.log" \
   || { tail -5 "$work/pip.log" >&2; fail "the llama-cpp-python $version source could not be fetched"; }
 tar -xzf "$work"/llama_cpp_python-*.tar.gz -C "$work" || fail "the source archive did not unpack"
@@ -33,7 +37,7 @@ command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
 echo "setup: building llama-server (llama.cpp of llama-cpp-python $version)" >&2
 cmake -S "$src" -B "$work/build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON \
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON ${CMAKE_ARGS:-} \
   >"$work/cmake.log" 2>&1 || { tail -20 "$work/cmake.log" >&2; fail "cmake failed"; }
 cmake --build "$work/build" --target llama-server -j "$(nproc 2>/dev/null || echo 2)" \
   >"$work/build.log" 2>&1 || { tail -20 "$work/build.log" >&2; fail "the build failed"; }

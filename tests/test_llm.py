@@ -21,6 +21,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageFunctionToolCall
 
+from pipelines.llm_endpoint import llm_description
 from tests.fakes import ScriptedLlmServer, ScriptedToolCall, Turn, after_tool_result
 from voice.llm import (
     BUILTIN_TOOLS,
@@ -45,7 +46,7 @@ from voice.llm import (
 )
 from voice.llm.embedded import LLAMA_SERVER, resolve_server
 from voice.llm.forced_call import CALL_OVERHEAD_TOKENS, MAX_STRING_CHARS, adapt, read_call
-from voice.settings import load_settings
+from voice.settings import SettingsError, load_settings
 
 USER = [{"role": "user", "content": "What is the weather like in Paris today?"}]
 
@@ -531,6 +532,19 @@ def test_resolve_gguf(tmp_path: Path) -> None:
     assert shipped.read_bytes()[:4] == b"GGUF"
     with pytest.raises(FileNotFoundError, match="not found"):
         resolve_gguf(str(tmp_path / "missing.gguf"))
+
+
+def test_the_embedded_server_choice(tmp_path: Path) -> None:
+    assert resolve_server("python") is None
+    with pytest.raises(FileNotFoundError, match="llama-server binary not found"):
+        resolve_server(str(tmp_path / "llama-server"))
+    with pytest.raises(SettingsError, match="VOICE_LLM_EMBEDDED_SERVER.*existing llama-server"):
+        load_settings(llm_embedded_server=str(tmp_path / "nothing-here"))
+    binary = tmp_path / "my-llama-server"
+    binary.write_bytes(b"")
+    assert resolve_server(str(binary)) == binary
+    assert llm_description(load_settings(llm_embedded_server="python")) == "embedded llama_cpp.server"
+    assert llm_description(load_settings(llm_base_url="http://gpu:8000/v1")) == "http://gpu:8000/v1"
 
 
 SERVERS = ("llama-server", "python")

@@ -332,8 +332,10 @@ def _preload(models: BatchModels, log: logging.Logger) -> None:
 
 
 def _summary(settings: Settings) -> dict[str, object]:
+    from pipelines.llm_endpoint import llm_description
+
     return {
-        "llm": settings.llm_base_url or "embedded",
+        "llm": llm_description(settings),
         "realtime_stt": settings.realtime_stt_model,
         "stt": settings.stt_model,
         "vad": settings.vad_backend,
