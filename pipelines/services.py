@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.llm_endpoint import close_llm, start_llm
+from pipelines.llm_endpoint import close_llm, llm_description, start_llm
 from pipelines.realtime.config import SessionConfig, SpeakerConfig, TurnDetection
 from pipelines.realtime.context import RealtimeOptions
 from voice import cpu_budget, workers
@@ -194,7 +194,7 @@ class Services:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "llm": "embedded llama.cpp" if self.embedded_llm else self.settings.llm_base_url,
+            "llm": llm_description(self.settings),
             "realtime_stt_model": self.settings.realtime_stt_model,
             "stt_model": self.settings.stt_model,
             "tts_voice": self.settings.tts_voice,
