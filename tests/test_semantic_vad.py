@@ -69,28 +69,37 @@ def _committed(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 SEMANTIC = {"type": "semantic_vad", "eagerness": "auto"}
 
 
+async def _one_turn_in_each_mode(server: ServerThread, clip: str) -> dict[str, tuple[list[str], str]]:
+    """``clip`` streamed with ``semantic_vad`` and with the default, two sessions at once.
+    Asserts each is one committed turn with one completed reply; returns each mode's
+    event types and turn transcript."""
+    runs = await asyncio.gather(
+        _one_utterance(server, clip, SEMANTIC),
+        _one_utterance(server, clip, None),
+    )
+    heard = {}
+    for name, events in zip(("semantic_vad", "default"), runs, strict=True):
+        types = [e["type"] for e in events]
+        assert len(_committed(events)) == 1, (name, types)
+        assert types.count("response.created") == 1, (name, types)
+        assert _response_done(events)["response"]["status"] == "completed", name
+        heard[name] = types, next(
+            e["transcript"] for e in events
+            if e["type"] == "conversation.item.input_audio_transcription.completed"
+        )
+    return heard
+
+
 async def test_jfk_is_one_turn_and_one_reply(server: ServerThread, llm: ScriptedLlmServer) -> None:
     """``semantic_vad`` and the server's default turn detection, in two sessions streaming
     at the same time."""
     llm.add(*(Turn.say("I will ask.", when=user_says("country")) for _ in range(2)))
-    runs = await asyncio.gather(
-        _one_utterance(server, JFK, SEMANTIC),
-        _one_utterance(server, JFK, None),
-    )
-    for name, events in zip(("semantic_vad", "default"), runs, strict=True):
-        types = [e["type"] for e in events]
-        assert len(_committed(events)) == 1, (name, types)
+    for name, (types, transcript) in (await _one_turn_in_each_mode(server, JFK)).items():
         assert types.count("input_audio_buffer.speech_started") == 1, name
         assert types.count("input_audio_buffer.speech_stopped") == 1, name
-        assert types.count("response.created") == 1, name
-        transcript = next(
-            e["transcript"] for e in events
-            if e["type"] == "conversation.item.input_audio_transcription.completed"
-        )
         # The one turn holds the whole sentence, not "And so my fellow Americans".
         assert wer(reference_text(JFK), transcript) < 0.3, (name, transcript)
         assert normalize(transcript).endswith("country"), (name, transcript)
-        assert _response_done(events)["response"]["status"] == "completed", name
 
 
 async def test_a_pause_between_read_sentences_is_one_turn_and_one_reply(
@@ -99,20 +108,8 @@ async def test_a_pause_between_read_sentences_is_one_turn_and_one_reply(
     """After 7 s of reading, a finished sentence and a 672 ms pause do not end the turn,
     with ``semantic_vad`` or the default; the reply answers both sentences."""
     llm.add(*(Turn.say("I understand.", when=user_says("myself")) for _ in range(2)))
-    runs = await asyncio.gather(
-        _one_utterance(server, READING, SEMANTIC),
-        _one_utterance(server, READING, None),
-    )
-    for name, events in zip(("semantic_vad", "default"), runs, strict=True):
-        types = [e["type"] for e in events]
-        assert len(_committed(events)) == 1, (name, types)
-        assert types.count("response.created") == 1, (name, types)
-        transcript = next(
-            e["transcript"] for e in events
-            if e["type"] == "conversation.item.input_audio_transcription.completed"
-        )
+    for name, (_, transcript) in (await _one_turn_in_each_mode(server, READING)).items():
         assert wer(reference_text(READING), transcript) < 0.3, (name, transcript)
-        assert _response_done(events)["response"]["status"] == "completed", name
 
 
 async def test_a_client_that_stops_streaming_mid_clause_gets_its_turn_ended(
