@@ -30,14 +30,20 @@ def embedded_server(
     )
 
 
-def llm_description(settings: Settings) -> str:
+def llm_description(settings: Settings, embedded: EmbeddedLlamaServer | None = None) -> str:
     """What answers as the LLM, for logs and bench results: the endpoint's URL, or the
-    embedded program (``llama-server`` with its slots, or llama-cpp-python's server)."""
+    embedded program (``llama-server`` with its slots, or llama-cpp-python's server).
+    ``embedded``: the server already running, described as started (a binary deleted or
+    built since changes nothing); without it the settings are resolved as a start would."""
     if settings.llm_base_url is not None:
         return settings.llm_base_url
-    if resolve_server(settings.llm_embedded_server) is None:
+    if embedded is not None:
+        binary, slots = embedded.binary, embedded.slots
+    else:
+        binary, slots = resolve_server(settings.llm_embedded_server), settings.llm_embedded_slots
+    if binary is None:
         return "embedded llama_cpp.server"
-    return f"embedded llama-server ({settings.llm_embedded_slots} slots)"
+    return f"embedded llama-server ({slots} slots)"
 
 
 async def start_llm(

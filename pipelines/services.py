@@ -194,7 +194,7 @@ class Services:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "llm": llm_description(self.settings),
+            "llm": llm_description(self.settings, self.embedded_llm),
             "realtime_stt_model": self.settings.realtime_stt_model,
             "stt_model": self.settings.stt_model,
             "tts_voice": self.settings.tts_voice,

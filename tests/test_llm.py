@@ -545,6 +545,13 @@ def test_the_embedded_server_choice(tmp_path: Path) -> None:
     assert resolve_server(str(binary)) == binary
     assert llm_description(load_settings(llm_embedded_server="python")) == "embedded llama_cpp.server"
     assert llm_description(load_settings(llm_base_url="http://gpu:8000/v1")) == "http://gpu:8000/v1"
+    settings = load_settings(llm_embedded_server=str(binary), llm_embedded_slots=3)
+    running = EmbeddedLlamaServer(tmp_path / "model.gguf", binary=binary, slots=3)
+    assert llm_description(settings) == "embedded llama-server (3 slots)"
+    binary.unlink()  # /ready describes what was started, and never fails for this
+    assert llm_description(settings, running) == "embedded llama-server (3 slots)"
+    with pytest.raises(FileNotFoundError):
+        llm_description(settings)
 
 
 SERVERS = ("llama-server", "python")
