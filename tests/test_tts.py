@@ -394,6 +394,8 @@ def chunk_by_char(text: str, **kwargs: int) -> list[str]:
         ("Wait... what happened? Nothing.", ["Wait... what happened?", "Nothing."]),
         ("It costs 1,000 dollars. Yes.", ["It costs 1,000 dollars.", "Yes."]),
         ('He said "stop." Then he left.', ['He said "stop."', "Then he left."]),
+        ('When I say "tira," it means paper.', ['When I say "tira,"', "it means paper."]),
+        ("Well (as I said,) it works.", ["Well (as I said,)", "it works."]),
         ("Really?! No way.", ["Really?!", "No way."]),
         # numbered lists and markdown
         (

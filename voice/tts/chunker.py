@@ -15,8 +15,8 @@ Rules:
   ellipsis counts as a clause break, not a sentence end; a list number
   (``1.``) does not stand alone;
 - the first piece of a response may end early at a clause break (``,`` ``;``
-  ``:`` ellipsis or a dash) once it is at least ``first_clause_min_chars``
-  long, so speech starts sooner; with ``first_phrase_words`` > 0 it may also end
+  ``:``, also inside closing quotes or brackets, an ellipsis or a dash) once it is
+  at least ``first_clause_min_chars`` long, so speech starts sooner; with ``first_phrase_words`` > 0 it may also end
   before a joining word (``and``, ``but``, ``with``, ``in``, ``because``, ...) once
   it holds that many words and ``first_clause_min_chars`` characters (a phrase,
   for the shortest wait for the first audio);
@@ -138,8 +138,8 @@ class SentenceChunker:
         """``sentence``, ``maybe`` (depends on the next word), ``clause`` or None."""
         match = _END.search(text)
         if match is None:
-            if text[-1] in _CLAUSE_PUNCT or text.endswith(" -"):
-                return "clause"
+            if text.rstrip(_CLOSERS)[-1:] in tuple(_CLAUSE_PUNCT) or text.endswith(" -"):
+                return "clause"  # also inside quotes or brackets: 'When I say "yes,"'
             return None
         punct = match.group(1)
         if "!" in punct or "?" in punct:
