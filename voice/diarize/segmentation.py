@@ -111,18 +111,21 @@ class Segmenter:
         self.frame_duration_s = float(config["frame_duration"])
 
     def __call__(self, audio: np.ndarray) -> Segmentation:
-        """Local speaker activity of 16 kHz float32 ``audio``; the last window is zero-padded."""
+        """Local speaker activity of 16 kHz float32 ``audio``; the last window is zero-padded.
+        Each batch of windows is copied out of ``audio`` on its own (no padded copy of
+        the whole recording)."""
         window = int(WINDOW_S * SAMPLE_RATE)
         step = int(round(self.step_s * SAMPLE_RATE))
         num_windows = 1 + max(0, int(np.ceil((len(audio) - window) / step)))
-        padded = np.zeros((num_windows - 1) * step + window, dtype=np.float32)
-        padded[: len(audio)] = audio
-        wav = torch.from_numpy(padded)
-        chunks = wav.unfold(0, window, step)[:, None, :]
         outputs = []
         with torch.inference_mode():
             for start in range(0, num_windows, self.batch_size):
-                logits = self._model(chunks[start : start + self.batch_size].to(self.device))
+                count = min(self.batch_size, num_windows - start)
+                chunks = np.zeros((count, 1, window), dtype=np.float32)
+                for i in range(count):
+                    piece = audio[(start + i) * step : (start + i) * step + window]
+                    chunks[i, 0, : len(piece)] = piece
+                logits = self._model(torch.from_numpy(chunks).to(self.device))
                 classes = self._classes(logits)
                 outputs.append(self._mapping[classes].cpu().numpy())
         return Segmentation(

