@@ -461,6 +461,37 @@ def test_stitching_windows_into_turns() -> None:
     assert turns == [SpeakerTurn(0.0, 4.5, "1"), SpeakerTurn(4.5, 5.5, "0")]
 
 
+def test_stitching_marks_the_strongest_clusters_as_a_full_ranking_would() -> None:
+    """Each frame's ``count`` strongest clusters (ties to the lower id), picked one rank at
+    a time instead of ranking every cluster of every frame (an int64 array of frames x
+    clusters): the same frames as a stable argsort, on random windows with ties."""
+    rng = np.random.default_rng(7)
+    for _ in range(30):
+        windows, frames, clusters = int(rng.integers(1, 8)), 12, int(rng.integers(1, 6))
+        activity = (rng.random((windows, frames, 3)) < 0.4).astype(np.float32)
+        hard = rng.integers(-1, clusters, (windows, 3))
+        offsets = np.sort(rng.integers(0, 20, windows))
+        length = int(offsets.max()) + frames
+        ours = frame_activity(activity, offsets, hard, clusters, length, 0.5)
+        score = np.zeros((length, clusters))
+        speakers, coverage = np.zeros(length), np.zeros(length)
+        for w in range(windows):
+            span = slice(offsets[w], offsets[w] + frames)
+            coverage[span] += 1
+            speakers[span] += activity[w].sum(axis=1)
+            for k in np.unique(hard[w][hard[w] >= 0]):
+                score[span, k] += activity[w][:, hard[w] == k].max(axis=1)
+        count = np.floor(speakers / np.maximum(coverage, 1) + 0.5 + 1e-9).astype(int)
+        ranked = np.argsort(-score, axis=1, kind="stable")
+        expected = np.zeros((length, clusters), dtype=np.uint8)
+        for rank in range(clusters):
+            rows = np.flatnonzero(count > rank)
+            cols = ranked[rows, rank]
+            keep = score[rows, cols] > 0
+            expected[rows[keep], cols[keep]] = 1
+        assert np.array_equal(ours, expected)
+
+
 def test_fbank_puts_a_tone_in_the_right_mel_bin() -> None:
     import torch
 

@@ -33,7 +33,7 @@ def frame_activity(
         raise ValueError(f"min_share must be in (0, 1] (got {min_share})")
     windows, frames, _ = activity.shape
     length = max(num_frames, int(offsets.max(initial=0)) + frames)
-    score = np.zeros((length, num_clusters))
+    score = np.zeros((length, num_clusters), dtype=np.float32)  # sums of 0/1: exact
     speakers = np.zeros(length)
     coverage = np.zeros(length)
     for w in range(windows):
@@ -44,12 +44,12 @@ def frame_activity(
             score[span, k] += activity[w][:, hard[w] == k].max(axis=1)
     count = np.floor(speakers / np.maximum(coverage, 1) + 1.0 - min_share + 1e-9).astype(int)
     result = np.zeros((length, num_clusters), dtype=np.uint8)
-    ranked = np.argsort(-score, axis=1, kind="stable")
-    for rank in range(num_clusters):
-        rows = np.flatnonzero(count > rank)
-        cols = ranked[rows, rank]
+    for rank in range(min(int(count.max(initial=0)), num_clusters)):
+        rows = np.flatnonzero(count > rank)  # the rank-th strongest cluster, ties by id
+        cols = np.argmax(score[rows], axis=1)
         keep = score[rows, cols] > 0
         result[rows[keep], cols[keep]] = 1
+        score[rows, cols] = -np.inf
     return result[:num_frames]
 
 
