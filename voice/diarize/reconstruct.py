@@ -31,6 +31,28 @@ def frame_activity(
     """
     if not 0.0 < min_share <= 1.0:
         raise ValueError(f"min_share must be in (0, 1] (got {min_share})")
+    score, count = cluster_scores(activity, offsets, hard, num_clusters, num_frames, min_share)
+    result = np.zeros(score.shape, dtype=np.uint8)
+    for rank in range(min(int(count.max(initial=0)), num_clusters)):
+        rows = np.flatnonzero(count > rank)  # the rank-th strongest cluster, ties by id
+        cols = np.argmax(score[rows], axis=1)
+        keep = score[rows, cols] > 0
+        result[rows[keep], cols[keep]] = 1
+        score[rows, cols] = -np.inf
+    return result[:num_frames]
+
+
+def cluster_scores(
+    activity: np.ndarray,
+    offsets: np.ndarray,
+    hard: np.ndarray,
+    num_clusters: int,
+    num_frames: int,
+    min_share: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """What :func:`frame_activity` ranks: per global frame (at least ``num_frames``, to the
+    last window's end), each cluster's activity summed over the windows covering it
+    (float32 ``(frames, clusters)``), and how many speakers the frame has (int)."""
     windows, frames, _ = activity.shape
     length = max(num_frames, int(offsets.max(initial=0)) + frames)
     score = np.zeros((length, num_clusters), dtype=np.float32)  # sums of 0/1: exact
@@ -43,14 +65,7 @@ def frame_activity(
         for k in np.unique(hard[w][hard[w] >= 0]):
             score[span, k] += activity[w][:, hard[w] == k].max(axis=1)
     count = np.floor(speakers / np.maximum(coverage, 1) + 1.0 - min_share + 1e-9).astype(int)
-    result = np.zeros((length, num_clusters), dtype=np.uint8)
-    for rank in range(min(int(count.max(initial=0)), num_clusters)):
-        rows = np.flatnonzero(count > rank)  # the rank-th strongest cluster, ties by id
-        cols = np.argmax(score[rows], axis=1)
-        keep = score[rows, cols] > 0
-        result[rows[keep], cols[keep]] = 1
-        score[rows, cols] = -np.inf
-    return result[:num_frames]
+    return score, count
 
 
 def to_turns(
