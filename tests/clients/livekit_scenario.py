@@ -22,7 +22,10 @@ by ``STEP_TIMEOUT_S`` and recorded in ``failures`` when it fails, the next one r
 asserted): no ``server_tool`` step, and the ``tool`` step forces the call with
 ``generate_reply(tool_choice=...)`` naming ``get_weather``, then answers with
 ``tool_choice="none"``. Replies are not capped: the plugin raises a ``RealtimeError``
-for a response that ends ``incomplete`` at ``max_output_tokens``.
+for a response that ends ``incomplete`` at ``max_output_tokens``. So a step may last as
+long as a reply of the server's whole token limit takes to play: audio is paced at real
+time, and 256 tokens of SmolLM2 can be 60-90 s of speech. Each step then has
+``DEFAULTS_STEP_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from livekit.agents import llm
 from livekit.plugins.openai.realtime import RealtimeModel
 
 STEP_TIMEOUT_S = 45.0
+DEFAULTS_STEP_TIMEOUT_S = 150.0
 RATE = 24000
 FRAME_SAMPLES = RATE // 50  # 20 ms frames, as a room track delivers them
 FORCED: Any = {"type": "function", "function": {"name": "get_weather"}}
@@ -145,9 +149,11 @@ async def push_to_talk(session: Any, watch: Watch, pcm: bytes) -> dict[str, Any]
     return answer
 
 
-async def step(failures: dict[str, str], name: str, work: Any) -> Any:
+async def step(
+    failures: dict[str, str], name: str, work: Any, timeout_s: float = STEP_TIMEOUT_S
+) -> Any:
     try:
-        return await asyncio.wait_for(work, STEP_TIMEOUT_S)
+        return await asyncio.wait_for(work, timeout_s)
     except Exception:
         failures[name] = traceback.format_exc(limit=3)
         return None
@@ -156,14 +162,15 @@ async def step(failures: dict[str, str], name: str, work: Any) -> Any:
 async def main(base_url: str, api_key: str, pcm: bytes, defaults: bool) -> dict[str, Any]:
     failures: dict[str, str] = {}
     results: dict[str, Any] = {}
+    limit = DEFAULTS_STEP_TIMEOUT_S if defaults else STEP_TIMEOUT_S
     async with aiohttp.ClientSession() as http:
         model = RealtimeModel(model="voice-agent", base_url=base_url, api_key=api_key,
                               http_session=http)
         session = model.session()
         watch = Watch(session)
         try:
-            results["greeting"] = await step(failures, "greeting", greeting(session))
-            results["tool"] = await step(failures, "tool", tool(session, forced=defaults))
+            results["greeting"] = await step(failures, "greeting", greeting(session), limit)
+            results["tool"] = await step(failures, "tool", tool(session, forced=defaults), limit)
             if not defaults:
                 results["server_tool"] = await step(failures, "server_tool", server_tool(session))
         finally:
@@ -174,7 +181,7 @@ async def main(base_url: str, api_key: str, pcm: bytes, defaults: bool) -> dict[
         ptt_watch = Watch(ptt)
         try:
             results["push_to_talk"] = await step(
-                failures, "push_to_talk", push_to_talk(ptt, ptt_watch, pcm)
+                failures, "push_to_talk", push_to_talk(ptt, ptt_watch, pcm), limit
             )
         finally:
             await ptt.aclose()
