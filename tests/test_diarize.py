@@ -592,8 +592,7 @@ def test_senko_in_parts_gives_senkos_own_result_with_bounded_features(
         return extract(samples, subsegments)
 
     monkeypatch.setattr(inner, "_extract_fbank_features", counted)
-    monkeypatch.setattr(embed_in_parts, "__defaults__", (GROUP,))  # parts of one group
-    ours = diarize_in_parts(inner, audio)
+    ours = diarize_in_parts(inner, audio, part=GROUP)
     assert ours is not None and len(sizes) >= 2 and max(sizes) == GROUP
     assert ours["merged_segments"] == theirs["merged_segments"]
     assert ours["speaker_centroids"].keys() == theirs["speaker_centroids"].keys()

